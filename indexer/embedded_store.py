@@ -1,0 +1,384 @@
+"""Embedded backend: one process, no server, sqlite3 on local disk.
+
+Every write is one sqlite transaction (BEGIN IMMEDIATE ... COMMIT), so an interrupted update
+leaves the previous state readable. Packed blocks are persisted too, so a restarted process
+reads one blob instead of joining every product again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from indexer.block_cache import CachedBlock
+from indexer.config import EmbeddedStoreConfig
+from indexer.errors import (
+    ExhibitionNotFound, NoActiveVersion, ProductNotFound, StoreUnavailable, VectorNotFound,
+    VersionConflict, VersionInUse, VersionNotFound,
+)
+from indexer.packed_block import encode_block
+from indexer.records import Exhibition, ModelVersion, Product, ProductStatus, VersionState
+from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore
+from indexer.vectors import check_id, finite_float32, normalised_fp16
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS versions(
+    name TEXT PRIMARY KEY, id INTEGER UNIQUE NOT NULL, dim INTEGER NOT NULL,
+    bundle TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS products(
+    pid TEXT PRIMARY KEY, src TEXT NOT NULL, hash TEXT, status TEXT NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS products_hash ON products(hash);
+CREATE TABLE IF NOT EXISTS exhibitions(
+    eid TEXT PRIMARY KEY, topic TEXT NOT NULL, updated_at REAL NOT NULL, gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS members(
+    eid TEXT NOT NULL, pos INTEGER NOT NULL, pid TEXT NOT NULL, PRIMARY KEY(eid, pos)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_pid ON members(pid);
+CREATE TABLE IF NOT EXISTS vgen(
+    vid INTEGER NOT NULL, eid TEXT NOT NULL, gen INTEGER NOT NULL, PRIMARY KEY(vid, eid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vectors(
+    vid INTEGER NOT NULL, hash TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY(vid, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks(
+    vid INTEGER NOT NULL, eid TEXT NOT NULL, stamp TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY(vid, eid));
+CREATE TABLE IF NOT EXISTS topics(
+    vid INTEGER NOT NULL, key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY(vid, key)) WITHOUT ROWID;
+"""
+
+# Exhibitions whose block for a version depends on an image hash (via its products).
+_EXHIBITIONS_OF_HASH = (
+    "SELECT DISTINCT m.eid FROM members m JOIN products p ON p.pid = m.pid WHERE p.hash = ?")
+
+
+class EmbeddedStore(VectorStore):
+    def __init__(self, config: EmbeddedStoreConfig | None = None) -> None:
+        self.config = config or EmbeddedStoreConfig()
+        super().__init__(self.config.cache_bytes)
+        self._lock = threading.RLock()
+        try:
+            self.config.path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                self.config.path / "store.sqlite3", timeout=self.config.busy_timeout_s,
+                isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, never corrupt
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open embedded store at {self.config.path}: {exc}") from exc
+
+    # -- plumbing -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all or nothing."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"embedded store not writable: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._db.execute("ROLLBACK")
+                    raise StoreUnavailable(f"embedded store commit failed: {exc}") from exc
+
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.ProgrammingError as exc:
+                raise StoreUnavailable(f"embedded store closed: {exc}") from exc
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"embedded store read failed: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @staticmethod
+    def _bump_exhibitions_of_product(db: sqlite3.Connection, pid: str) -> None:
+        db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN "
+                   "(SELECT eid FROM members WHERE pid = ?)", (pid,))
+
+    # -- products -----------------------------------------------------------------------------
+    def _product(self, db: sqlite3.Connection, pid: str) -> Product:
+        row = db.execute("SELECT src, hash, status, error FROM products WHERE pid = ?", (pid,)).fetchone()
+        if row is None:
+            raise ProductNotFound(f"unknown product {pid!r}")
+        return Product(pid, row[0], ProductStatus(row[2]), row[1], row[3])
+
+    def put_product(self, product_id: str, image_source: str) -> Product:
+        check_id(product_id, "product_id")
+        check_id(image_source, "image_source")
+        with self._tx() as db:
+            row = db.execute("SELECT src FROM products WHERE pid = ?", (product_id,)).fetchone()
+            if row is None or row[0] != image_source:
+                db.execute("INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
+                           "VALUES (?, ?, NULL, 'pending', NULL)", (product_id, image_source))
+                self._bump_exhibitions_of_product(db, product_id)
+            return self._product(db, product_id)
+
+    def get_product(self, product_id: str) -> Product:
+        with self._lock:
+            return self._product(self._db, product_id)
+
+    def mark_encoded(self, product_id: str, image_hash: str) -> Product:
+        check_id(image_hash, "image_hash")
+        with self._tx() as db:
+            self._product(db, product_id)
+            db.execute("UPDATE products SET hash = ?, status = 'encoded', error = NULL WHERE pid = ?",
+                       (image_hash, product_id))
+            self._bump_exhibitions_of_product(db, product_id)
+            return self._product(db, product_id)
+
+    def mark_failed(self, product_id: str, reason: str) -> Product:
+        with self._tx() as db:
+            self._product(db, product_id)
+            db.execute("UPDATE products SET status = 'failed', error = ? WHERE pid = ?",
+                       (str(reason), product_id))
+            self._bump_exhibitions_of_product(db, product_id)
+            return self._product(db, product_id)
+
+    def delete_product(self, product_id: str) -> None:
+        with self._tx() as db:
+            self._product(db, product_id)
+            db.execute("DELETE FROM products WHERE pid = ?", (product_id,))
+            self._bump_exhibitions_of_product(db, product_id)
+
+    # -- exhibitions ----------------------------------------------------------------------------
+    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str],
+                       product_ids: Sequence[str]) -> Exhibition:
+        check_id(exhibition_id, "exhibition_id")
+        ids = list(dict.fromkeys(check_id(p, "product_id") for p in product_ids))
+        topic_json = json.dumps(dict(topic), sort_keys=True)
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT INTO exhibitions(eid, topic, updated_at, gen) VALUES (?, ?, ?, 1) "
+                       "ON CONFLICT(eid) DO UPDATE SET topic = excluded.topic, "
+                       "updated_at = excluded.updated_at, gen = gen + 1",
+                       (exhibition_id, topic_json, now))
+            db.execute("DELETE FROM members WHERE eid = ?", (exhibition_id,))
+            db.executemany("INSERT INTO members(eid, pos, pid) VALUES (?, ?, ?)",
+                           ((exhibition_id, i, p) for i, p in enumerate(ids)))
+        return Exhibition(exhibition_id, dict(topic), tuple(ids), now)
+
+    def get_exhibition(self, exhibition_id: str) -> Exhibition:
+        with self._lock:
+            row = self._db.execute("SELECT topic, updated_at FROM exhibitions WHERE eid = ?",
+                                   (exhibition_id,)).fetchone()
+            if row is None:
+                raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
+            ids = [r[0] for r in self._db.execute(
+                "SELECT pid FROM members WHERE eid = ? ORDER BY pos", (exhibition_id,))]
+        return Exhibition(exhibition_id, json.loads(row[0]), tuple(ids), row[1])
+
+    def delete_exhibition(self, exhibition_id: str) -> None:
+        with self._tx() as db:
+            if db.execute("DELETE FROM exhibitions WHERE eid = ?", (exhibition_id,)).rowcount == 0:
+                raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
+            for table in ("members", "vgen", "blocks"):
+                db.execute(f"DELETE FROM {table} WHERE eid = ?", (exhibition_id,))
+
+    # -- versions -------------------------------------------------------------------------------
+    def _active_name(self, db: sqlite3.Connection) -> str | None:
+        row = db.execute("SELECT v FROM meta WHERE k = 'active'").fetchone()
+        return row[0] if row else None
+
+    def _version(self, db: sqlite3.Connection, name: str) -> ModelVersion:
+        row = db.execute("SELECT id, dim, bundle, state, created_at FROM versions WHERE name = ?",
+                         (name,)).fetchone()
+        if row is None:
+            raise VersionNotFound(f"unknown model version {name!r}")
+        return ModelVersion(name, row[0], row[1], row[2], VersionState(row[3]), row[4],
+                            active=self._active_name(db) == name)
+
+    def register_version(self, name: str, dim: int, bundle_uri: str = "",
+                         expected_vectors: int = DEFAULT_EXPECTED_VECTORS) -> ModelVersion:
+        check_id(name, "model version")
+        if not isinstance(dim, int) or dim < 1:
+            raise VersionConflict(f"dim must be a positive int, got {dim!r}")
+        with self._tx() as db:
+            try:
+                existing = self._version(db, name)
+            except VersionNotFound:
+                # ids are never reused: a dropped then re-registered name gets fresh storage
+                row = db.execute("SELECT v FROM meta WHERE k = 'next_id'").fetchone()
+                vid = int(row[0]) if row else 1
+                db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('next_id', ?)", (str(vid + 1),))
+                db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, 'filling', ?)",
+                           (name, vid, dim, bundle_uri, time.time()))
+                return self._version(db, name)
+            if existing.dim != dim:
+                raise VersionConflict(f"version {name!r} is registered with dim {existing.dim}, not {dim}")
+            return existing
+
+    def get_version(self, name: str) -> ModelVersion:
+        with self._lock:
+            return self._version(self._db, name)
+
+    def list_versions(self) -> list[ModelVersion]:
+        with self._lock:
+            names = [r[0] for r in self._db.execute("SELECT name FROM versions ORDER BY id")]
+            return [self._version(self._db, n) for n in names]
+
+    def active_version(self) -> ModelVersion | None:
+        with self._lock:
+            name = self._active_name(self._db)
+            return self._version(self._db, name) if name else None
+
+    def set_version_state(self, name: str, state: VersionState) -> ModelVersion:
+        state = VersionState(state)
+        with self._tx() as db:
+            self._version(db, name)
+            db.execute("UPDATE versions SET state = ? WHERE name = ?", (state.value, name))
+            return self._version(db, name)
+
+    def activate(self, name: str) -> ModelVersion:
+        with self._tx() as db:
+            self._version(db, name)
+            db.execute("UPDATE versions SET state = 'ready' WHERE name = ?", (name,))
+            db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('active', ?)", (name,))
+            return self._version(db, name)
+
+    def drop_version(self, name: str) -> None:
+        with self._tx() as db:
+            v = self._version(db, name)
+            if v.active:
+                raise VersionInUse(f"version {name!r} is active; activate another one before dropping it")
+            db.execute("DELETE FROM versions WHERE name = ?", (name,))
+            for table in ("vectors", "vgen", "blocks", "topics"):
+                db.execute(f"DELETE FROM {table} WHERE vid = ?", (v.id,))
+
+    # -- vectors --------------------------------------------------------------------------------
+    def put_vector(self, version: str, image_hash: str, vector: object) -> None:
+        check_id(image_hash, "image_hash")
+        with self._tx() as db:
+            v = self._version(db, version)
+            blob = normalised_fp16(vector, v.dim).tobytes()
+            db.execute("INSERT OR REPLACE INTO vectors(vid, hash, vec) VALUES (?, ?, ?)",
+                       (v.id, image_hash, blob))
+            # only this version's blocks change: the active version keeps its warm blocks
+            db.execute("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH + ") "
+                       "WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1", (v.id, image_hash))
+
+    def put_vectors(self, version: str, items: Sequence[tuple[str, object]]) -> None:
+        """Bulk put in one transaction (re-index batches, benchmarks)."""
+        with self._tx() as db:
+            v = self._version(db, version)
+            rows = [(v.id, check_id(h, "image_hash"), normalised_fp16(vec, v.dim).tobytes())
+                    for h, vec in items]
+            db.executemany("INSERT OR REPLACE INTO vectors(vid, hash, vec) VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH
+                           + ") WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1",
+                           [(v.id, h) for _, h, _ in rows])
+
+    def get_vector(self, version: str, image_hash: str) -> np.ndarray:
+        with self._lock:
+            v = self._version(self._db, version)
+            row = self._db.execute("SELECT vec FROM vectors WHERE vid = ? AND hash = ?",
+                                   (v.id, image_hash)).fetchone()
+        if row is None:
+            raise VectorNotFound(f"no vector for image {image_hash!r} in version {version!r}")
+        return np.frombuffer(row[0], dtype="<f2").copy()
+
+    def has_vector(self, version: str, image_hash: str) -> bool:
+        try:
+            self.get_vector(version, image_hash)
+        except VectorNotFound:
+            return False
+        return True
+
+    def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
+        with self._lock:
+            v = self._version(self._db, version)
+            rows = self._db.execute(
+                "SELECT p.hash, MIN(p.src) FROM products p WHERE p.status = 'encoded' AND NOT EXISTS "
+                "(SELECT 1 FROM vectors x WHERE x.vid = ? AND x.hash = p.hash) GROUP BY p.hash LIMIT ?",
+                (v.id, limit)).fetchall()
+        return [(h, s) for h, s in rows]
+
+    def iter_product_vectors(self, version: str, batch_size: int = 10_000
+                             ) -> Iterator[tuple[list[str], np.ndarray]]:
+        with self._lock:
+            v = self._version(self._db, version)
+            rows = self._db.execute(
+                "SELECT p.pid, x.vec FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
+                "WHERE p.status = 'encoded' ORDER BY p.pid", (v.id,)).fetchall()
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i:i + batch_size]
+            mat = np.frombuffer(b"".join(r[1] for r in chunk), dtype="<f2").reshape(len(chunk), v.dim)
+            yield [r[0] for r in chunk], mat
+
+    # -- topic cache ----------------------------------------------------------------------------
+    def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:
+        check_id(topic_key, "topic_key")
+        blob = finite_float32(vector).tobytes()
+        with self._tx() as db:
+            v = self._version(db, version)
+            db.execute("INSERT OR REPLACE INTO topics(vid, key, vec) VALUES (?, ?, ?)", (v.id, topic_key, blob))
+
+    def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
+        with self._lock:
+            v = self._version(self._db, version)
+            row = self._db.execute("SELECT vec FROM topics WHERE vid = ? AND key = ?",
+                                   (v.id, topic_key)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
+    # -- ranking --------------------------------------------------------------------------------
+    def _fetch_block(self, exhibition_id: str, version: str | None,
+                     cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
+        with self._lock:
+            db = self._db
+            name = version or self._active_name(db)
+            if name is None:
+                raise NoActiveVersion("no model version has been activated")
+            v = self._version(db, name)
+            row = db.execute("SELECT gen FROM exhibitions WHERE eid = ?", (exhibition_id,)).fetchone()
+            if row is None:
+                raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
+            vg = db.execute("SELECT gen FROM vgen WHERE vid = ? AND eid = ?", (v.id, exhibition_id)).fetchone()
+            stamp = f"{v.id}:{row[0]}:{vg[0] if vg else 0}"
+            if cached is not None and cached.version == name and cached.stamp == stamp:
+                return name, stamp, None
+            stored = db.execute("SELECT stamp, data FROM blocks WHERE vid = ? AND eid = ?",
+                                (v.id, exhibition_id)).fetchone()
+            if stored is not None and stored[0] == stamp:
+                return name, stamp, stored[1]
+            data = self._build_block(db, v, exhibition_id)
+            # The stamp was read in the same locked section, so it describes exactly this data.
+            with self._tx() as tx:
+                tx.execute("INSERT OR REPLACE INTO blocks(vid, eid, stamp, data) VALUES (?, ?, ?, ?)",
+                           (v.id, exhibition_id, stamp, data))
+            return name, stamp, data
+
+    @staticmethod
+    def _build_block(db: sqlite3.Connection, v: ModelVersion, exhibition_id: str) -> bytes:
+        rows = db.execute(
+            "SELECT m.pid, p.status, x.vec FROM members m "
+            "LEFT JOIN products p ON p.pid = m.pid "
+            "LEFT JOIN vectors x ON x.vid = ? AND x.hash = p.hash AND p.status = 'encoded' "
+            "WHERE m.eid = ? ORDER BY m.pos", (v.id, exhibition_id)).fetchall()
+        scored, vecs, pending, failed, unknown = [], [], [], [], []
+        for pid, status, vec in rows:
+            if status is None:
+                unknown.append(pid)
+            elif status == "failed":
+                failed.append(pid)
+            elif vec is None:
+                pending.append(pid)
+            else:
+                scored.append(pid)
+                vecs.append(vec)
+        return encode_block(v.dim, scored, b"".join(vecs), pending, failed, unknown)

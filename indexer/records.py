@@ -1,0 +1,63 @@
+"""Plain records the store returns. Immutable so cached values cannot be changed by callers."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ProductStatus(str, enum.Enum):
+    PENDING = "pending"  # registered, image not fetched/encoded yet
+    ENCODED = "encoded"  # image fetched, content hash known, vector written for >= 1 version
+    FAILED = "failed"  # fetching or decoding the image failed; see error
+
+
+class VersionState(str, enum.Enum):
+    FILLING = "filling"  # vectors are being written (re-index in progress)
+    READY = "ready"  # filled; may be (or has been) activated
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: str
+    image_source: str
+    status: ProductStatus
+    image_hash: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Exhibition:
+    exhibition_id: str
+    topic: dict[str, str]
+    product_ids: tuple[str, ...]
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str  # the bundle hash (DESIGN.md: a model version is the hash of the exported bundle)
+    id: int  # short numeric id used inside storage keys; never reused after a drop
+    dim: int
+    bundle_uri: str
+    state: VersionState
+    created_at: float
+    active: bool = False
+
+
+@dataclass(frozen=True)
+class RankedProduct:
+    product_id: str
+    score: float  # cosine similarity in [-1, 1]
+    rank: int  # 1-based position in the full ranking
+
+
+@dataclass(frozen=True)
+class Ranking:
+    exhibition_id: str
+    model_version: str
+    items: list[RankedProduct]
+    total_scored: int  # products that have a vector for model_version
+    pending: list[str] = field(default_factory=list)  # no vector yet for this version
+    failed: list[str] = field(default_factory=list)  # image could not be encoded
+    unknown: list[str] = field(default_factory=list)  # listed in the exhibition, never registered

@@ -1,0 +1,281 @@
+"""Lua scripts of the Redis backend: each compound update runs atomically inside Redis.
+
+A script either completes or (on an error before its first write) changes nothing, so readers
+never see half an update. Keys are built inside the scripts from the prefix (ARGV[1]); that
+suits a single Redis server or a replicated one, not Redis Cluster (see docs/indexer.md).
+
+Key layout (p = prefix):
+  p..'reg'            hash  version name -> JSON {id, dim, nb, slab, bundle, state, created_at}
+  p..'reg:active'     str   name of the active version
+  p..'reg:next'       int   last version id handed out (ids are never reused)
+  p..'p:'..pid        hash  s=image source, st=status, h=image hash, d=16-byte digest, e=error
+  p..'pe:'..pid       set   exhibitions listing the product
+  p..'hp:'..hash      set   products whose image has this content hash
+  p..'e:'..eid        hash  t=topic JSON, ids='\n'-joined product ids, u=updated_at, g=generation
+  p..'vg:'..vid       hash  eid -> generation of that exhibition's vectors in version vid
+  p..'vi:'..vid..':'..bucket  hash  digest -> slot   (small, listpack-encoded buckets)
+  p..'vs:'..vid..':'..slab    str   slab of fp16 vectors, slot at (slot % slab) * dim * 2
+  p..'vn:'..vid       int   slots used in version vid
+  p..'b:'..vid..':'..eid      hash  s=stamp, d=packed block (a cache with a TTL)
+  p..'t:'..vid        hash  normalised topic key -> float32 embedding
+"""
+
+from __future__ import annotations
+
+_COMMON = r"""
+local function version(p, name)
+  local j = redis.call('HGET', p .. 'reg', name)
+  if not j then return nil end
+  return cjson.decode(j)
+end
+local function must_version(p, name)
+  local v = version(p, name)
+  if not v then error({err = 'CLIK_NOVERSION unknown model version ' .. name}) end
+  return v
+end
+local function must_product(p, pid)
+  if redis.call('EXISTS', p .. 'p:' .. pid) == 0 then
+    error({err = 'CLIK_NOPRODUCT unknown product ' .. pid})
+  end
+end
+-- membership-level change (product status/hash): every version's block is stale
+local function bump_product(p, pid)
+  for _, e in ipairs(redis.call('SMEMBERS', p .. 'pe:' .. pid)) do
+    local ek = p .. 'e:' .. e
+    if redis.call('EXISTS', ek) == 1 then redis.call('HINCRBY', ek, 'g', 1) end
+  end
+end
+local function bucket_key(p, v, dg)
+  return p .. 'vi:' .. v.id .. ':' .. ((string.byte(dg, 1) * 256 + string.byte(dg, 2)) % v.nb)
+end
+local function slot_of(p, v, dg)
+  local s = redis.call('HGET', bucket_key(p, v, dg), dg)
+  if s then return tonumber(s) end
+  return nil
+end
+local function read_vec(p, v, slot)
+  local vsz = v.dim * 2
+  local off = (slot % v.slab) * vsz
+  return redis.call('GETRANGE', p .. 'vs:' .. v.id .. ':' .. math.floor(slot / v.slab), off, off + vsz - 1)
+end
+"""
+
+REGISTER_VERSION = _COMMON + r"""
+local p, name, dim = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local v = version(p, name)
+if v then
+  if tonumber(v.dim) ~= dim then
+    return redis.error_reply('CLIK_CONFLICT version ' .. name .. ' is registered with dim ' .. v.dim)
+  end
+  return redis.call('HGET', p .. 'reg', name)
+end
+local id = redis.call('INCR', p .. 'reg:next')
+local j = cjson.encode({id = tostring(id), dim = dim, nb = tonumber(ARGV[4]), slab = tonumber(ARGV[5]),
+  bundle = ARGV[6], state = 'filling', created_at = ARGV[7]})
+redis.call('HSET', p .. 'reg', name, j)
+return j
+"""
+
+SET_STATE = _COMMON + r"""
+local p, name, state = ARGV[1], ARGV[2], ARGV[3]
+local v = must_version(p, name)
+v.state = state
+redis.call('HSET', p .. 'reg', name, cjson.encode(v))
+if ARGV[4] == '1' then redis.call('SET', p .. 'reg:active', name) end
+return 1
+"""
+
+DROP_VERSION = _COMMON + r"""
+local p, name = ARGV[1], ARGV[2]
+local v = must_version(p, name)
+if redis.call('GET', p .. 'reg:active') == name then
+  return redis.error_reply('CLIK_INUSE version ' .. name .. ' is active; activate another one first')
+end
+-- unregistering first makes the data unreachable at once; the caller then deletes it
+local j = redis.call('HGET', p .. 'reg', name)
+redis.call('HDEL', p .. 'reg', name)
+return {j, redis.call('GET', p .. 'vn:' .. v.id) or '0'}
+"""
+
+PUT_PRODUCT = _COMMON + r"""
+local p, pid, src = ARGV[1], ARGV[2], ARGV[3]
+local pk = p .. 'p:' .. pid
+if redis.call('HGET', pk, 's') == src then return 0 end
+local old = redis.call('HGET', pk, 'h')
+if old then redis.call('SREM', p .. 'hp:' .. old, pid) end
+redis.call('DEL', pk)
+redis.call('HSET', pk, 's', src, 'st', 'pending')
+bump_product(p, pid)
+return 1
+"""
+
+MARK_ENCODED = _COMMON + r"""
+local p, pid, h, dg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+must_product(p, pid)
+local pk = p .. 'p:' .. pid
+local old = redis.call('HGET', pk, 'h')
+if old and old ~= h then redis.call('SREM', p .. 'hp:' .. old, pid) end
+redis.call('HSET', pk, 'st', 'encoded', 'h', h, 'd', dg)
+redis.call('HDEL', pk, 'e')
+redis.call('SADD', p .. 'hp:' .. h, pid)
+bump_product(p, pid)
+return 1
+"""
+
+MARK_FAILED = _COMMON + r"""
+local p, pid, reason = ARGV[1], ARGV[2], ARGV[3]
+must_product(p, pid)
+redis.call('HSET', p .. 'p:' .. pid, 'st', 'failed', 'e', reason)
+bump_product(p, pid)
+return 1
+"""
+
+DELETE_PRODUCT = _COMMON + r"""
+local p, pid = ARGV[1], ARGV[2]
+must_product(p, pid)
+local h = redis.call('HGET', p .. 'p:' .. pid, 'h')
+if h then redis.call('SREM', p .. 'hp:' .. h, pid) end
+redis.call('DEL', p .. 'p:' .. pid)
+bump_product(p, pid)
+return 1
+"""
+
+PUT_EXHIBITION = _COMMON + r"""
+local p, eid, topic, ids, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ek = p .. 'e:' .. eid
+local old = redis.call('HGET', ek, 'ids')
+if old then
+  for pid in string.gmatch(old, '[^\n]+') do redis.call('SREM', p .. 'pe:' .. pid, eid) end
+end
+for pid in string.gmatch(ids, '[^\n]+') do redis.call('SADD', p .. 'pe:' .. pid, eid) end
+redis.call('HSET', ek, 't', topic, 'ids', ids, 'u', now)
+redis.call('HINCRBY', ek, 'g', 1)
+return 1
+"""
+
+DELETE_EXHIBITION = _COMMON + r"""
+local p, eid = ARGV[1], ARGV[2]
+local ek = p .. 'e:' .. eid
+local ids = redis.call('HGET', ek, 'ids')
+if not ids then return redis.error_reply('CLIK_NOEXHIBITION unknown exhibition ' .. eid) end
+for pid in string.gmatch(ids, '[^\n]+') do redis.call('SREM', p .. 'pe:' .. pid, eid) end
+redis.call('DEL', ek)
+for _, j in ipairs(redis.call('HVALS', p .. 'reg')) do
+  local v = cjson.decode(j)
+  redis.call('DEL', p .. 'b:' .. v.id .. ':' .. eid)
+  redis.call('HDEL', p .. 'vg:' .. v.id, eid)
+end
+return 1
+"""
+
+# ARGV: p, name, vid, then (hash, digest, fp16 bytes) triples.
+PUT_VECTORS = _COMMON + r"""
+local p, name, vid = ARGV[1], ARGV[2], ARGV[3]
+local v = must_version(p, name)
+if v.id ~= vid then return redis.error_reply('CLIK_STALE version ' .. name .. ' was re-registered') end
+local vsz = v.dim * 2
+for i = 4, #ARGV, 3 do
+  local h, dg, vec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if #vec ~= vsz then return redis.error_reply('CLIK_BADVECTOR wrong byte length') end
+end
+for i = 4, #ARGV, 3 do
+  local h, dg, vec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local bk = bucket_key(p, v, dg)
+  local slot = redis.call('HGET', bk, dg)
+  if slot then
+    slot = tonumber(slot)
+  else
+    slot = redis.call('INCR', p .. 'vn:' .. v.id) - 1
+    redis.call('HSET', bk, dg, slot)
+  end
+  local sk = p .. 'vs:' .. v.id .. ':' .. math.floor(slot / v.slab)
+  -- allocate the whole slab at once: growing a string step by step over-allocates (sds greedy
+  -- growth), an exact-size string costs exactly slab * dim * 2 bytes
+  if redis.call('EXISTS', sk) == 0 then redis.call('SETRANGE', sk, v.slab * vsz - 1, '\0') end
+  redis.call('SETRANGE', sk, (slot % v.slab) * vsz, vec)
+  -- only this version's blocks of exhibitions showing this image are stale
+  for _, pid in ipairs(redis.call('SMEMBERS', p .. 'hp:' .. h)) do
+    for _, e in ipairs(redis.call('SMEMBERS', p .. 'pe:' .. pid)) do
+      redis.call('HINCRBY', p .. 'vg:' .. v.id, e, 1)
+    end
+  end
+end
+return 1
+"""
+
+# ARGV: p, name, digests... -> one fp16 string (or false) per digest
+GET_VECTORS = _COMMON + r"""
+local p, name = ARGV[1], ARGV[2]
+local v = must_version(p, name)
+local out = {}
+for i = 3, #ARGV do
+  local slot = slot_of(p, v, ARGV[i])
+  if slot then out[#out + 1] = read_vec(p, v, slot) else out[#out + 1] = false end
+end
+return out
+"""
+
+PUT_TOPIC = _COMMON + r"""
+local p, name, key, vec = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local v = must_version(p, name)
+redis.call('HSET', p .. 't:' .. v.id, key, vec)
+return 1
+"""
+
+GET_TOPIC = _COMMON + r"""
+local p, name, key = ARGV[1], ARGV[2], ARGV[3]
+local v = must_version(p, name)
+return redis.call('HGET', p .. 't:' .. v.id, key)
+"""
+
+# ARGV: p, eid, requested version ('' = active), stamp the caller holds ('' = none), ttl
+# Returns {version, stamp} when the caller's stamp is current, else {version, stamp, block}.
+FETCH_BLOCK = _COMMON + r"""
+local p, eid, name, cstamp, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if name == '' then
+  name = redis.call('GET', p .. 'reg:active')
+  if not name then return redis.error_reply('CLIK_NOACTIVE no model version has been activated') end
+end
+local v = must_version(p, name)
+local ek = p .. 'e:' .. eid
+local g = redis.call('HGET', ek, 'g')
+if not g then return redis.error_reply('CLIK_NOEXHIBITION unknown exhibition ' .. eid) end
+local stamp = v.id .. ':' .. g .. ':' .. (redis.call('HGET', p .. 'vg:' .. v.id, eid) or '0')
+if stamp == cstamp then return {name, stamp} end
+local bk = p .. 'b:' .. v.id .. ':' .. eid
+if redis.call('HGET', bk, 's') == stamp then
+  redis.call('EXPIRE', bk, ttl)
+  return {name, stamp, redis.call('HGET', bk, 'd')}
+end
+-- rebuild: one pass over the members, vectors of this version only
+local scored, vecs, pending, failed, unknown = {}, {}, {}, {}, {}
+for pid in string.gmatch(redis.call('HGET', ek, 'ids') or '', '[^\n]+') do
+  local pr = redis.call('HMGET', p .. 'p:' .. pid, 'st', 'd')
+  if not pr[1] then
+    unknown[#unknown + 1] = pid
+  elseif pr[1] == 'failed' then
+    failed[#failed + 1] = pid
+  elseif pr[1] ~= 'encoded' or not pr[2] then
+    pending[#pending + 1] = pid
+  else
+    local slot = slot_of(p, v, pr[2])
+    if slot then
+      scored[#scored + 1] = pid
+      vecs[#vecs + 1] = read_vec(p, v, slot)
+    else
+      pending[#pending + 1] = pid
+    end
+  end
+end
+local parts = {'CKB1', struct.pack('<I4I4', v.dim, #scored)}
+for _, list in ipairs({scored, pending, failed, unknown}) do
+  local blob = table.concat(list, '\n')
+  parts[#parts + 1] = struct.pack('<I4', #blob)
+  parts[#parts + 1] = blob
+end
+parts[#parts + 1] = table.concat(vecs)
+local data = table.concat(parts)
+redis.call('HSET', bk, 's', stamp, 'd', data)
+redis.call('EXPIRE', bk, ttl)
+return {name, stamp, data}
+"""

@@ -1,0 +1,313 @@
+"""Redis backend: the production store shared by API replicas and workers.
+
+Compound updates are Lua scripts (atomic); reads that touch many keys are pipelined or run
+server-side. Vectors live in pre-sized slab strings (exactly dim*2 bytes each) found through
+small listpack-encoded index buckets, which keeps memory near the raw fp16 size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import redis
+
+from indexer import redis_scripts as lua
+from indexer.block_cache import CachedBlock
+from indexer.config import RedisStoreConfig
+from indexer.errors import (
+    ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
+    StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
+)
+from indexer.records import Exhibition, ModelVersion, Product, ProductStatus, VersionState
+from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore
+from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
+
+# Error codes raised by the Lua scripts -> exceptions.
+_LUA_ERRORS: dict[str, type[StoreError]] = {
+    "CLIK_NOVERSION": VersionNotFound,
+    "CLIK_NOPRODUCT": ProductNotFound,
+    "CLIK_NOEXHIBITION": ExhibitionNotFound,
+    "CLIK_NOACTIVE": NoActiveVersion,
+    "CLIK_CONFLICT": VersionConflict,
+    "CLIK_INUSE": VersionInUse,
+    "CLIK_BADVECTOR": InvalidVector,
+}
+
+# A slab string must fit one jemalloc size class exactly (1 MiB), else up to 25% is wasted.
+_SLAB_BYTES = 1 << 20
+_SDS_OVERHEAD = 16
+# Index buckets are Redis hashes kept under hash-max-listpack-entries (default 128): a
+# listpack entry costs ~25 bytes, a hashtable entry ~90. Aim at 64 entries per bucket.
+_ENTRIES_PER_BUCKET = 64
+_MAX_BUCKETS = 65536  # the bucket number is taken from two digest bytes
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailable(f"Redis unreachable: {exc}") from exc
+    except redis.ResponseError as exc:
+        message = str(exc)
+        for code, cls in _LUA_ERRORS.items():
+            if code in message:
+                # drop Redis' " script: <sha>, on @user_script:<line>." suffix
+                raise cls(message.split(code, 1)[1].split(" script: ")[0].strip()) from exc
+        if "CLIK_STALE" in message:
+            raise _StaleVersion(message) from exc
+        raise StoreError(f"Redis error: {message}") from exc
+
+
+class _StaleVersion(StoreError):
+    """The cached version id no longer matches the registry (dropped and re-registered)."""
+
+
+class RedisStore(VectorStore):
+    def __init__(self, config: RedisStoreConfig | None = None, client: redis.Redis | None = None) -> None:
+        self.config = config or RedisStoreConfig()
+        super().__init__(self.config.cache_bytes)
+        self.prefix = self.config.prefix
+        self.r = client or redis.Redis.from_url(
+            self.config.url, socket_timeout=self.config.socket_timeout_s,
+            socket_connect_timeout=self.config.socket_timeout_s)
+        self._scripts = {
+            name: self.r.register_script(getattr(lua, name))
+            for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
+                         "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
+                         "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "PUT_TOPIC",
+                         "GET_TOPIC", "FETCH_BLOCK")
+        }
+        self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
+
+    def _run(self, script: str, *args: object) -> object:
+        with _translated_errors():
+            return self._scripts[script](args=[self.prefix, *args])
+
+    def _k(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def close(self) -> None:
+        self.r.close()
+
+    def ping(self) -> None:
+        with _translated_errors():
+            self.r.ping()
+
+    # -- products -----------------------------------------------------------------------------
+    def put_product(self, product_id: str, image_source: str) -> Product:
+        check_id(product_id, "product_id")
+        check_id(image_source, "image_source")
+        self._run("PUT_PRODUCT", product_id, image_source)
+        return self.get_product(product_id)
+
+    def get_product(self, product_id: str) -> Product:
+        with _translated_errors():
+            src, st, h, err = self.r.hmget(self._k("p", product_id), "s", "st", "h", "e")
+        if st is None:
+            raise ProductNotFound(f"unknown product {product_id!r}")
+        return Product(product_id, src.decode(), ProductStatus(st.decode()),
+                       h.decode() if h else None, err.decode() if err else None)
+
+    def mark_encoded(self, product_id: str, image_hash: str) -> Product:
+        check_id(image_hash, "image_hash")
+        self._run("MARK_ENCODED", product_id, image_hash, hash_digest(image_hash))
+        return self.get_product(product_id)
+
+    def mark_failed(self, product_id: str, reason: str) -> Product:
+        self._run("MARK_FAILED", product_id, str(reason))
+        return self.get_product(product_id)
+
+    def delete_product(self, product_id: str) -> None:
+        self._run("DELETE_PRODUCT", product_id)
+
+    # -- exhibitions ----------------------------------------------------------------------------
+    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str],
+                       product_ids: Sequence[str]) -> Exhibition:
+        check_id(exhibition_id, "exhibition_id")
+        ids = list(dict.fromkeys(check_id(p, "product_id") for p in product_ids))
+        now = time.time()
+        self._run("PUT_EXHIBITION", exhibition_id, json.dumps(dict(topic), sort_keys=True),
+                  "\n".join(ids), repr(now))
+        return Exhibition(exhibition_id, dict(topic), tuple(ids), now)
+
+    def get_exhibition(self, exhibition_id: str) -> Exhibition:
+        with _translated_errors():
+            t, ids, u = self.r.hmget(self._k("e", exhibition_id), "t", "ids", "u")
+        if t is None:
+            raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
+        return Exhibition(exhibition_id, json.loads(t), tuple(ids.decode().split("\n")) if ids else (),
+                          float(u))
+
+    def delete_exhibition(self, exhibition_id: str) -> None:
+        self._run("DELETE_EXHIBITION", exhibition_id)
+
+    # -- versions -------------------------------------------------------------------------------
+    def _parse_version(self, name: str, raw: bytes | str, active: str | None) -> ModelVersion:
+        d = json.loads(raw)
+        return ModelVersion(name=name, id=int(d["id"]), dim=int(d["dim"]), bundle_uri=d["bundle"],
+                            state=VersionState(d["state"]), created_at=float(d["created_at"]),
+                            active=name == active)
+
+    def _layout(self, name: str) -> dict:
+        with _translated_errors():
+            raw = self.r.hget(self._k("reg"), name)
+        if raw is None:
+            raise VersionNotFound(f"unknown model version {name!r}")
+        return json.loads(raw)
+
+    def register_version(self, name: str, dim: int, bundle_uri: str = "",
+                         expected_vectors: int = DEFAULT_EXPECTED_VECTORS) -> ModelVersion:
+        check_id(name, "model version")
+        if not isinstance(dim, int) or dim < 1:
+            raise VersionConflict(f"dim must be a positive int, got {dim!r}")
+        buckets = 1 << max(4, math.ceil(math.log2(max(1, expected_vectors) / _ENTRIES_PER_BUCKET)))
+        slab = max(1, (_SLAB_BYTES - _SDS_OVERHEAD) // (dim * 2))
+        self._run("REGISTER_VERSION", name, dim, min(buckets, _MAX_BUCKETS), slab, bundle_uri,
+                  repr(time.time()))
+        return self.get_version(name)
+
+    def get_version(self, name: str) -> ModelVersion:
+        with _translated_errors():
+            raw, active = self.r.hget(self._k("reg"), name), self.r.get(self._k("reg:active"))
+        if raw is None:
+            raise VersionNotFound(f"unknown model version {name!r}")
+        return self._parse_version(name, raw, active.decode() if active else None)
+
+    def list_versions(self) -> list[ModelVersion]:
+        with _translated_errors():
+            raw, active = self.r.hgetall(self._k("reg")), self.r.get(self._k("reg:active"))
+        act = active.decode() if active else None
+        versions = [self._parse_version(n.decode(), j, act) for n, j in raw.items()]
+        return sorted(versions, key=lambda v: v.id)
+
+    def active_version(self) -> ModelVersion | None:
+        with _translated_errors():
+            active = self.r.get(self._k("reg:active"))
+        return self.get_version(active.decode()) if active else None
+
+    def set_version_state(self, name: str, state: VersionState) -> ModelVersion:
+        self._run("SET_STATE", name, VersionState(state).value, "0")
+        return self.get_version(name)
+
+    def activate(self, name: str) -> ModelVersion:
+        # one script: state and active pointer change together, rankings see old or new
+        self._run("SET_STATE", name, VersionState.READY.value, "1")
+        return self.get_version(name)
+
+    def drop_version(self, name: str) -> None:
+        raw, used = self._run("DROP_VERSION", name)
+        self._versions.pop(name, None)
+        d = json.loads(raw)
+        vid, slabs = d["id"], math.ceil(int(used) / int(d["slab"]))
+        keys = [self._k("vi", vid, b) for b in range(int(d["nb"]))]
+        keys += [self._k("vs", vid, s) for s in range(slabs)]
+        keys += [self._k("vn", vid), self._k("vg", vid), self._k("t", vid)]
+        with _translated_errors():
+            keys += list(self.r.scan_iter(match=self._k("b", vid, "*"), count=1000))
+            for i in range(0, len(keys), 1000):
+                self.r.unlink(*keys[i:i + 1000])
+
+    # -- vectors --------------------------------------------------------------------------------
+    def _cached_version(self, name: str, refresh: bool = False) -> ModelVersion:
+        if refresh or name not in self._versions:
+            self._versions[name] = self.get_version(name)
+        return self._versions[name]
+
+    def put_vector(self, version: str, image_hash: str, vector: object) -> None:
+        self.put_vectors(version, [(image_hash, vector)])
+
+    def put_vectors(self, version: str, items: Sequence[tuple[str, object]]) -> None:
+        """Bulk put: one atomic script per call (re-index batches, benchmarks)."""
+        for attempt in (0, 1):
+            v = self._cached_version(version, refresh=attempt == 1)
+            args: list[object] = [version, str(v.id)]
+            for h, vec in items:
+                check_id(h, "image_hash")
+                args += [h, hash_digest(h), normalised_fp16(vec, v.dim).tobytes()]
+            try:
+                self._run("PUT_VECTORS", *args)
+                return
+            except _StaleVersion:
+                if attempt:
+                    raise
+
+    def get_vector(self, version: str, image_hash: str) -> np.ndarray:
+        (vec,) = self._run("GET_VECTORS", version, hash_digest(image_hash))
+        if not vec:
+            raise VectorNotFound(f"no vector for image {image_hash!r} in version {version!r}")
+        return np.frombuffer(vec, dtype="<f2").copy()
+
+    def has_vector(self, version: str, image_hash: str) -> bool:
+        (vec,) = self._run("GET_VECTORS", version, hash_digest(image_hash))
+        return bool(vec)
+
+    def _scan_encoded(self, batch: int = 1000) -> Iterator[list[tuple[str, str, str, bytes]]]:
+        """Batches of (product_id, image_hash, image_source, digest) of encoded products."""
+        plen = len(self._k("p", ""))
+        with _translated_errors():
+            keys: list[bytes] = []
+            for key in self.r.scan_iter(match=self._k("p", "*"), count=batch):
+                keys.append(key)
+                if len(keys) >= batch:
+                    yield self._encoded_rows(keys, plen)
+                    keys = []
+            if keys:
+                yield self._encoded_rows(keys, plen)
+
+    def _encoded_rows(self, keys: list[bytes], plen: int) -> list[tuple[str, str, str, bytes]]:
+        pipe = self.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.hmget(k, "st", "h", "s", "d")
+        rows = []
+        for k, (st, h, s, d) in zip(keys, pipe.execute()):
+            if st == b"encoded" and h and d:
+                rows.append((k[plen:].decode(), h.decode(), s.decode(), d))
+        return rows
+
+    def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
+        self.get_version(version)
+        out: dict[str, str] = {}
+        for rows in self._scan_encoded():
+            rows = [r for r in rows if r[1] not in out]
+            if not rows:
+                continue
+            found = self._run("GET_VECTORS", version, *[r[3] for r in rows])
+            for (_, h, s, _), vec in zip(rows, found):
+                if not vec:
+                    out.setdefault(h, s)
+                    if len(out) >= limit:
+                        return list(out.items())
+        return list(out.items())
+
+    def iter_product_vectors(self, version: str, batch_size: int = 10_000
+                             ) -> Iterator[tuple[list[str], np.ndarray]]:
+        v = self.get_version(version)
+        for rows in self._scan_encoded(batch=batch_size):
+            found = self._run("GET_VECTORS", version, *[r[3] for r in rows]) if rows else []
+            pairs = [(r[0], vec) for r, vec in zip(rows, found) if vec]
+            if pairs:
+                mat = np.frombuffer(b"".join(p[1] for p in pairs), dtype="<f2").reshape(len(pairs), v.dim)
+                yield [p[0] for p in pairs], mat
+
+    # -- topic cache ----------------------------------------------------------------------------
+    def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:
+        check_id(topic_key, "topic_key")
+        self._run("PUT_TOPIC", version, topic_key, finite_float32(vector).tobytes())
+
+    def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
+        raw = self._run("GET_TOPIC", version, topic_key)
+        return None if raw is None else np.frombuffer(raw, dtype=np.float32).copy()
+
+    # -- ranking --------------------------------------------------------------------------------
+    def _fetch_block(self, exhibition_id: str, version: str | None,
+                     cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
+        cstamp = cached.stamp if cached is not None else ""
+        reply = self._run("FETCH_BLOCK", exhibition_id, version or "", cstamp, self.config.block_ttl_s)
+        name, stamp = reply[0].decode(), reply[1].decode()
+        return name, stamp, reply[2] if len(reply) > 2 else None

@@ -1,0 +1,209 @@
+"""The store interface shared by the Redis and the embedded backends.
+
+Backends implement the storage primitives; ranking (cache, decode, score) lives here once so
+both backends rank identically and the shared test suite checks one behaviour.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from indexer.block_cache import BlockCache, CachedBlock
+from indexer.errors import InvalidInput
+from indexer.packed_block import ScoringBlock, decode_block
+from indexer.ranking import cosine_scores, ranked_slice
+from indexer.records import Exhibition, ModelVersion, Product, RankedProduct, Ranking, VersionState
+from indexer.vectors import normalised_query
+
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+DEFAULT_EXPECTED_VECTORS = 1_000_000
+
+
+class VectorStore(abc.ABC):
+    """Products, exhibitions, versioned image vectors, the version registry and topic cache."""
+
+    def __init__(self, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self._blocks = BlockCache(cache_bytes)
+        # exhibition id -> version of the block this process scored last (see _latest)
+        self._last_version: dict[str, str] = {}
+
+    # -- products ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_product(self, product_id: str, image_source: str) -> Product:
+        """Create or update a product. A new image source resets it to pending (new image)."""
+
+    @abc.abstractmethod
+    def get_product(self, product_id: str) -> Product:
+        """Raises ProductNotFound."""
+
+    @abc.abstractmethod
+    def mark_encoded(self, product_id: str, image_hash: str) -> Product:
+        """The product's image was fetched: record its content hash and status encoded."""
+
+    @abc.abstractmethod
+    def mark_failed(self, product_id: str, reason: str) -> Product:
+        """The product's image could not be fetched or decoded."""
+
+    @abc.abstractmethod
+    def delete_product(self, product_id: str) -> None:
+        """Raises ProductNotFound. Exhibitions listing it then report it as unknown."""
+
+    # -- exhibitions ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str],
+                       product_ids: Sequence[str]) -> Exhibition:
+        """Create or replace an exhibition. Duplicate product ids keep their first position.
+
+        Product ids need not be registered yet (events arrive in any order): rankings list
+        them as unknown until they are.
+        """
+
+    @abc.abstractmethod
+    def get_exhibition(self, exhibition_id: str) -> Exhibition:
+        """Raises ExhibitionNotFound."""
+
+    @abc.abstractmethod
+    def delete_exhibition(self, exhibition_id: str) -> None:
+        """Raises ExhibitionNotFound."""
+
+    # -- model versions ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_version(self, name: str, dim: int, bundle_uri: str = "",
+                         expected_vectors: int = DEFAULT_EXPECTED_VECTORS) -> ModelVersion:
+        """Register a version in state filling. Idempotent for the same dim.
+
+        expected_vectors sizes the storage layout (Redis: index buckets); a wrong guess only
+        costs memory, never correctness.
+        """
+
+    @abc.abstractmethod
+    def get_version(self, name: str) -> ModelVersion:
+        """Raises VersionNotFound."""
+
+    @abc.abstractmethod
+    def list_versions(self) -> list[ModelVersion]:
+        ...
+
+    @abc.abstractmethod
+    def active_version(self) -> ModelVersion | None:
+        ...
+
+    @abc.abstractmethod
+    def set_version_state(self, name: str, state: VersionState) -> ModelVersion:
+        ...
+
+    @abc.abstractmethod
+    def activate(self, name: str) -> ModelVersion:
+        """Atomically make `name` the version rankings use by default (state becomes ready)."""
+
+    @abc.abstractmethod
+    def drop_version(self, name: str) -> None:
+        """Delete a version and all its vectors, blocks and cached topics. Refuses the active
+        one (VersionInUse)."""
+
+    # -- vectors ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def put_vector(self, version: str, image_hash: str, vector: object) -> None:
+        """Store an image vector (validated, L2-normalised, fp16). Shared images are stored once."""
+
+    @abc.abstractmethod
+    def get_vector(self, version: str, image_hash: str) -> np.ndarray:
+        """The stored fp16 vector. Raises VectorNotFound / VersionNotFound."""
+
+    @abc.abstractmethod
+    def has_vector(self, version: str, image_hash: str) -> bool:
+        ...
+
+    @abc.abstractmethod
+    def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
+        """(image_hash, image_source) of encoded products lacking a vector for `version`:
+        the work list of a re-index job. Each hash appears once."""
+
+    @abc.abstractmethod
+    def iter_product_vectors(self, version: str, batch_size: int = 10_000
+                             ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every encoded product having a vector for `version`, in batches of
+        (product_ids, fp16 matrix): the input of a catalogue index rebuild."""
+
+    # -- topic-embedding cache ----------------------------------------------------------------
+    @abc.abstractmethod
+    def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:
+        ...
+
+    @abc.abstractmethod
+    def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
+        """float32 vector, or None when not cached. Raises VersionNotFound."""
+
+    # -- housekeeping -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def close(self) -> None:
+        ...
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ranking ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _fetch_block(self, exhibition_id: str, version: str | None,
+                     cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
+        """Resolve the version, check the block stamp, rebuild the block if stale.
+
+        Returns (version name, stamp, packed bytes), with bytes None when `cached` (same
+        version) still carries the current stamp. Must raise ExhibitionNotFound,
+        VersionNotFound or NoActiveVersion.
+        """
+
+    def scoring_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, ScoringBlock]:
+        """The exhibition's decoded block for `version` (default: the active one)."""
+        cached = self._blocks.get(exhibition_id, version) if version else self._latest(exhibition_id)
+        name, stamp, data = self._fetch_block(exhibition_id, version, cached)
+        if data is None and cached is not None and cached.version == name:
+            return name, cached.block
+        if data is None:  # cache entry vanished meanwhile: ask again without it
+            name, stamp, data = self._fetch_block(exhibition_id, version, None)
+            assert data is not None
+        block = decode_block(data)
+        item = CachedBlock(version=name, stamp=stamp, block=block)
+        self._blocks.put(exhibition_id, item)
+        self._last_version[exhibition_id] = name
+        return name, block
+
+    def _latest(self, exhibition_id: str) -> CachedBlock | None:
+        # The active version is resolved by the store on every call (an atomic switch must be
+        # seen at once); we only offer the block of the version we saw last as a candidate.
+        name = self._last_version.get(exhibition_id)
+        return self._blocks.get(exhibition_id, name) if name else None
+
+    def rank(self, exhibition_id: str, query: object, k: int = 10,
+             version: str | None = None) -> Ranking:
+        """Top k products of the exhibition by cosine to the group query."""
+        if k < 1:
+            raise InvalidInput("k must be >= 1")
+        return self.rank_page(exhibition_id, query, offset=0, limit=k, version=version)
+
+    def rank_page(self, exhibition_id: str, query: object, offset: int = 0, limit: int = 50,
+                  version: str | None = None) -> Ranking:
+        """Ranks [offset, offset+limit) of the full ranking (for paging)."""
+        name, block = self.scoring_block(exhibition_id, version)
+        q = normalised_query(query, block.dim)
+        scores = cosine_scores(block.matrix, q)
+        idx = ranked_slice(scores, offset, limit)
+        items = [
+            RankedProduct(product_id=str(block.product_ids[i]), score=float(scores[i]), rank=offset + j + 1)
+            for j, i in enumerate(idx)
+        ]
+        return Ranking(
+            exhibition_id=exhibition_id, model_version=name, items=items,
+            total_scored=len(block.product_ids), pending=list(block.pending),
+            failed=list(block.failed), unknown=list(block.unknown),
+        )
+
+    def clear_process_cache(self) -> None:
+        """Forget decoded blocks held by this process (benchmarks use it to measure cold)."""
+        self._blocks.clear()
