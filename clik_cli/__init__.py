@@ -1,0 +1,1 @@
+"""The ``clik`` command line: one module per command under ``commands/``."""

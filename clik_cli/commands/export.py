@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def export(
+    source: Optional[Path] = typer.Argument(None, help="A training checkpoint directory (or a run directory holding checkpoint/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
+    pretrained: Optional[str] = typer.Option(
+        None, help="Instead of a checkpoint, export a fresh model of this config (e.g. clik-minilm-lite0): "
+        "pretrained towers, untrained projections and heads."
+    ),
+) -> None:
+    """Export a model as a split bundle (text side for the API, image side for workers).
+
+    Example: clik export runs/hm-clik --out bundles/hm-clik
+    """
+    import clik
+
+    if (source is None) == (pretrained is None):
+        raise typer.BadParameter("give either a checkpoint directory or --pretrained CONFIG")
+    if pretrained is not None:
+        model = clik.create_model(pretrained)
+        tokenizer = clik.create_tokenizer(model)
+    else:
+        ckpt = source / "checkpoint" if (source / "checkpoint").is_dir() else source
+        if not (ckpt / "config.json").exists():
+            typer.echo(f"error: no checkpoint in {source}", err=True)
+            raise typer.Exit(2)
+        model, tokenizer, _ = clik.load_checkpoint(ckpt)
+    info = clik.export_bundle(model.eval(), tokenizer, out)
+    typer.echo(f"bundle {info.path} version {info.version} ({info.method}, query={info.query}, dim={info.embed_dim})")

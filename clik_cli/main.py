@@ -1,0 +1,24 @@
+"""Entry point of the ``clik`` command. Commands import their heavy dependencies lazily, so
+``clik --help`` answers in a blink."""
+from __future__ import annotations
+
+import os
+
+import typer
+
+from .commands import demo, export, rank
+
+# The default towers load from wheels; a stray hub lookup would only hang on an offline box.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+app = typer.Typer(
+    help="CLIK: pick the representative image of an exhibition.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("export")(export.export)
+app.command("rank")(rank.rank)
+app.command("demo")(demo.demo)
+
+if __name__ == "__main__":
+    app()

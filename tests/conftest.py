@@ -1,0 +1,48 @@
+"""Shared fixtures: real photos (scikit-image's sample images) and the default pretrained model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.photos import photo
+
+# The default towers load from wheels; make sure nothing tries a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+@pytest.fixture(scope="session")
+def photo_files(tmp_path_factory) -> dict[str, Path]:
+    """The sample photos as JPEG and PNG files on disk, as a catalogue would have them."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("photos")
+    files = {}
+    for name in ("chelsea", "coffee", "rocket", "astronaut"):
+        path = root / f"{name}.jpg"
+        Image.fromarray(photo(name)).save(path, quality=90)
+        files[name] = path
+    png = root / "coffee.png"
+    Image.fromarray(photo("coffee")).save(png)
+    files["coffee_png"] = png
+    return files
+
+
+@pytest.fixture(scope="session")
+def pretrained_model():
+    import torch
+
+    import clik
+
+    torch.manual_seed(0)
+    model = clik.create_model("clik-minilm-lite0")
+    return model, clik.create_tokenizer(model)
+
+
+@pytest.fixture(scope="session")
+def bundle(pretrained_model, tmp_path_factory):
+    import clik
+
+    model, tokenizer = pretrained_model
+    return clik.export_bundle(model.eval(), tokenizer, tmp_path_factory.mktemp("bundles") / "default")
