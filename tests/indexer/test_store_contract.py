@@ -1,0 +1,296 @@
+"""The shared suite: both backends must behave identically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer.errors import (
+    ExhibitionNotFound, InvalidId, InvalidInput, InvalidVector, NoActiveVersion, ProductNotFound,
+    VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
+)
+from indexer.records import ProductStatus, VersionState
+from indexer.store import VectorStore
+
+DIM = 8
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def filled(store: VectorStore, n: int, version: str = "v1", seed: int = 0) -> np.ndarray:
+    """n encoded products p0..p{n-1} with image hashes h0.., exhibition 'e' of all of them."""
+    vecs = unit(np.random.default_rng(seed), n)
+    if version not in {v.name for v in store.list_versions()}:
+        store.register_version(version, DIM, bundle_uri=f"bundles/{version}")
+        store.activate(version)
+    for i in range(n):
+        store.put_product(f"p{i}", f"https://img/{i}.jpg")
+        store.mark_encoded(f"p{i}", f"h{i}")
+        store.put_vector(version, f"h{i}", vecs[i])
+    store.put_exhibition("e", {"name": "summer"}, [f"p{i}" for i in range(n)])
+    return vecs
+
+
+def test_is_the_shared_interface(store):
+    assert isinstance(store, VectorStore)
+
+
+# -- products ---------------------------------------------------------------------------------
+def test_product_lifecycle(store):
+    p = store.put_product("p1", "https://img/1.jpg")
+    assert (p.status, p.image_hash, p.error) == (ProductStatus.PENDING, None, None)
+    assert store.mark_encoded("p1", "abc").image_hash == "abc"
+    assert store.get_product("p1").status is ProductStatus.ENCODED
+    # same source again: nothing changes
+    assert store.put_product("p1", "https://img/1.jpg").status is ProductStatus.ENCODED
+    # a new image source means a new image: back to pending, old hash forgotten
+    p = store.put_product("p1", "https://img/1b.jpg")
+    assert (p.status, p.image_hash) == (ProductStatus.PENDING, None)
+    f = store.mark_failed("p1", "HTTP 404")
+    assert (f.status, f.error) == (ProductStatus.FAILED, "HTTP 404")
+    store.delete_product("p1")
+    with pytest.raises(ProductNotFound):
+        store.get_product("p1")
+
+
+@pytest.mark.parametrize("op", ["get", "encoded", "failed", "delete"])
+def test_unknown_product_raises_not_found(store, op):
+    call = {"get": lambda: store.get_product("nope"), "encoded": lambda: store.mark_encoded("nope", "h"),
+            "failed": lambda: store.mark_failed("nope", "x"), "delete": lambda: store.delete_product("nope")}
+    with pytest.raises(ProductNotFound):
+        call[op]()
+
+
+@pytest.mark.parametrize("bad", ["", "a\nb", "x" * 600, None])
+def test_bad_ids_rejected(store, bad):
+    with pytest.raises(InvalidId):
+        store.put_product(bad, "src")
+    with pytest.raises(ValueError):  # InvalidId is a ValueError too
+        store.put_exhibition("e", {}, ["ok", bad])
+
+
+# -- exhibitions ------------------------------------------------------------------------------
+def test_exhibition_roundtrip_and_dedup(store):
+    e = store.put_exhibition("e1", {"name": "summer", "cat1": "shoes"}, ["a", "b", "a", "c"])
+    assert e.product_ids == ("a", "b", "c")
+    got = store.get_exhibition("e1")
+    assert got.topic == {"name": "summer", "cat1": "shoes"}
+    assert got.product_ids == ("a", "b", "c")
+    assert got.updated_at == pytest.approx(e.updated_at)
+    store.put_exhibition("e1", {"name": "winter"}, ["c"])
+    assert store.get_exhibition("e1").product_ids == ("c",)
+    store.delete_exhibition("e1")
+    with pytest.raises(ExhibitionNotFound):
+        store.get_exhibition("e1")
+    with pytest.raises(ExhibitionNotFound):
+        store.delete_exhibition("e1")
+
+
+def test_failed_exhibition_update_keeps_previous_state(store):
+    store.put_exhibition("e1", {"name": "a"}, ["p1", "p2"])
+    with pytest.raises(InvalidId):
+        store.put_exhibition("e1", {"name": "b"}, ["p3", "bad\nid"])
+    assert store.get_exhibition("e1").product_ids == ("p1", "p2")
+
+
+# -- versions ---------------------------------------------------------------------------------
+def test_version_registry(store):
+    assert store.active_version() is None
+    v1 = store.register_version("v1", DIM, "bundles/v1")
+    assert (v1.state, v1.active, v1.dim, v1.bundle_uri) == (VersionState.FILLING, False, DIM, "bundles/v1")
+    assert store.register_version("v1", DIM).id == v1.id  # idempotent
+    with pytest.raises(VersionConflict):
+        store.register_version("v1", DIM + 1)
+    store.register_version("v2", 4)
+    assert store.activate("v1").active
+    assert store.active_version().name == "v1"
+    assert store.set_version_state("v2", VersionState.READY).state is VersionState.READY
+    assert [(v.name, v.active) for v in store.list_versions()] == [("v1", True), ("v2", False)]
+    with pytest.raises(VersionNotFound):
+        store.get_version("v9")
+    with pytest.raises(VersionNotFound):
+        store.activate("v9")
+
+
+def test_unknown_version_is_both_not_found_and_value_error(store):
+    with pytest.raises(ValueError):
+        store.put_vector("nope", "h", np.ones(DIM))
+
+
+# -- vectors ----------------------------------------------------------------------------------
+def test_vectors_are_normalised_fp16(store):
+    store.register_version("v1", DIM)
+    store.put_vector("v1", "h", np.arange(1, DIM + 1, dtype=np.float64))
+    got = store.get_vector("v1", "h")
+    assert got.dtype == np.float16 and got.shape == (DIM,)
+    assert np.linalg.norm(got.astype(np.float32)) == pytest.approx(1.0, abs=2e-3)
+    assert store.has_vector("v1", "h") and not store.has_vector("v1", "other")
+    with pytest.raises(VectorNotFound):
+        store.get_vector("v1", "other")
+
+
+@pytest.mark.parametrize("bad", [np.ones(DIM + 1), np.ones((2, DIM)), np.full(DIM, np.nan),
+                                 np.r_[np.ones(DIM - 1), np.inf], np.zeros(DIM), ["a"] * DIM])
+def test_bad_vectors_rejected(store, bad):
+    store.register_version("v1", DIM)
+    with pytest.raises(InvalidVector):
+        store.put_vector("v1", "h", bad)
+    assert not store.has_vector("v1", "h")
+
+
+def test_batch_with_one_bad_vector_writes_nothing(store):
+    store.register_version("v1", DIM)
+    with pytest.raises(InvalidVector):
+        store.put_vectors("v1", [("h1", np.ones(DIM)), ("h2", np.full(DIM, np.nan))])
+    assert not store.has_vector("v1", "h1")
+
+
+def test_shared_image_stored_once_and_ranked_for_every_product(store):
+    store.register_version("v1", DIM)
+    store.activate("v1")
+    for pid in ("a", "b"):
+        store.put_product(pid, "https://img/same.jpg")
+        store.mark_encoded(pid, "same-hash")
+    assert store.missing_vectors("v1") == [("same-hash", "https://img/same.jpg")]
+    store.put_vector("v1", "same-hash", np.ones(DIM))
+    assert store.missing_vectors("v1") == []
+    store.put_exhibition("e", {}, ["a", "b"])
+    r = store.rank("e", np.ones(DIM), k=5)
+    assert sorted(i.product_id for i in r.items) == ["a", "b"]
+    assert all(i.score == pytest.approx(1.0, abs=2e-3) for i in r.items)
+    batches = list(store.iter_product_vectors("v1"))
+    assert sorted(p for ids, _ in batches for p in ids) == ["a", "b"]
+
+
+# -- ranking ----------------------------------------------------------------------------------
+def test_rank_matches_brute_force(store):
+    vecs = filled(store, 300)
+    q = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
+    expect = vecs.astype(np.float16).astype(np.float32) @ (q / np.linalg.norm(q))
+    order = np.argsort(-expect, kind="stable")
+    r = store.rank("e", q, k=10)
+    assert r.model_version == "v1" and r.total_scored == 300
+    assert [i.product_id for i in r.items] == [f"p{j}" for j in order[:10]]
+    assert [i.rank for i in r.items] == list(range(1, 11))
+    assert np.allclose([i.score for i in r.items], expect[order[:10]], atol=1e-3)
+    # pages put end to end are the full ranking
+    pages = [store.rank_page("e", q, offset=o, limit=70).items for o in range(0, 300, 70)]
+    flat = [i.product_id for page in pages for i in page]
+    assert flat == [f"p{j}" for j in order]
+    assert store.rank_page("e", q, offset=400, limit=10).items == []
+
+
+def test_rank_reports_pending_failed_unknown(store):
+    filled(store, 3)
+    store.put_product("p3", "https://img/3.jpg")  # pending: no image yet
+    store.put_product("p4", "https://img/4.jpg")
+    store.mark_failed("p4", "timeout")
+    store.put_product("p5", "https://img/5.jpg")
+    store.mark_encoded("p5", "h5")  # encoded but no vector for v1 yet: still pending
+    store.put_exhibition("e", {}, ["p0", "p1", "p2", "p3", "p4", "p5", "ghost"])
+    r = store.rank("e", np.ones(DIM), k=10)
+    assert r.total_scored == 3 and len(r.items) == 3
+    assert (r.pending, r.failed, r.unknown) == (["p3", "p5"], ["p4"], ["ghost"])
+
+
+def test_bad_rank_requests(store):
+    filled(store, 3)
+    with pytest.raises(InvalidVector):
+        store.rank("e", np.ones(DIM + 1))
+    with pytest.raises(InvalidVector):
+        store.rank("e", np.full(DIM, np.nan))
+    with pytest.raises(InvalidInput):
+        store.rank("e", np.ones(DIM), k=0)
+    with pytest.raises(InvalidInput):
+        store.rank_page("e", np.ones(DIM), offset=-1)
+    with pytest.raises(ExhibitionNotFound):
+        store.rank("nope", np.ones(DIM))
+    with pytest.raises(VersionNotFound):
+        store.rank("e", np.ones(DIM), version="v9")
+
+
+def test_rank_without_active_version(store):
+    store.put_exhibition("e", {}, ["p"])
+    with pytest.raises(NoActiveVersion):
+        store.rank("e", np.ones(DIM))
+
+
+def test_block_follows_changes_seen_by_another_process(store_factory):
+    """A warm block in one process is rebuilt when another process changes what it packs."""
+    writer, reader = store_factory.open(), store_factory.open()
+    vecs = filled(writer, 5)
+    q = vecs[0]
+    assert reader.rank("e", q, k=1).items[0].product_id == "p0"
+    # a new product's vector arrives: pending -> scored
+    writer.put_product("p9", "https://img/9.jpg")
+    writer.put_exhibition("e", {}, [f"p{i}" for i in range(5)] + ["p9"])
+    assert reader.rank("e", q).pending == ["p9"]
+    writer.mark_encoded("p9", "h9")
+    assert reader.rank("e", q).pending == ["p9"]
+    writer.put_vector("v1", "h9", q * 2)
+    r = reader.rank("e", q, k=2)
+    assert r.pending == [] and {i.product_id for i in r.items} == {"p0", "p9"}
+    # a product fails, then its image changes, then it leaves the exhibition
+    writer.mark_failed("p0", "gone")
+    assert reader.rank("e", q).failed == ["p0"]
+    writer.put_product("p0", "https://img/0-new.jpg")
+    assert "p0" in reader.rank("e", q).pending
+    writer.put_exhibition("e", {}, ["p1", "p2"])
+    r = reader.rank("e", q, k=10)
+    assert {i.product_id for i in r.items} == {"p1", "p2"} and r.pending == []
+    writer.delete_product("p1")
+    assert reader.rank("e", q).unknown == ["p1"]
+
+
+# -- versions in rankings -----------------------------------------------------------------------
+def test_versions_never_mix_and_switch_atomically(store):
+    old = filled(store, 4, "v1")
+    store.register_version("v2", DIM, "bundles/v2")
+    new = unit(np.random.default_rng(7), 4)
+    store.put_vector("v2", "h0", new[0])  # v2 is filling: only one image so far
+    store.put_vector("v2", "h1", new[1])
+    r1 = store.rank("e", old[2], k=4)
+    assert r1.model_version == "v1" and r1.total_scored == 4  # default stays on the active one
+    assert r1.items[0].product_id == "p2"
+    r2 = store.rank("e", new[1], k=4, version="v2")
+    assert r2.model_version == "v2" and r2.total_scored == 2
+    assert r2.pending == ["p2", "p3"]
+    assert r2.items[0].product_id == "p1" and r2.items[0].score == pytest.approx(1.0, abs=2e-3)
+    store.put_vector("v2", "h2", new[2])
+    store.put_vector("v2", "h3", new[3])
+    store.activate("v2")
+    r = store.rank("e", new[3], k=1)
+    assert r.model_version == "v2" and r.total_scored == 4 and r.items[0].product_id == "p3"
+    with pytest.raises(VersionInUse):
+        store.drop_version("v2")
+    store.drop_version("v1")
+    with pytest.raises(VersionNotFound):
+        store.get_vector("v1", "h0")
+    with pytest.raises(VersionNotFound):
+        store.rank("e", old[0], version="v1")
+    # a re-registered name starts empty: old vectors are gone, not resurrected
+    store.register_version("v1", DIM)
+    assert not store.has_vector("v1", "h0")
+    assert store.rank("e", old[0], version="v1").total_scored == 0
+
+
+# -- topic cache ------------------------------------------------------------------------------
+def test_topic_embedding_cache(store):
+    store.register_version("v1", DIM)
+    key = "summer sale|2024-06-01|shoes|sandals"
+    assert store.get_topic_embedding("v1", key) is None
+    emb = np.linspace(-1, 1, 384, dtype=np.float32)
+    store.put_topic_embedding("v1", key, emb)
+    np.testing.assert_array_equal(store.get_topic_embedding("v1", key), emb)
+    with pytest.raises(InvalidVector):
+        store.put_topic_embedding("v1", key, [np.nan, 1.0])
+    with pytest.raises(VersionNotFound):
+        store.get_topic_embedding("v9", key)
+    store.register_version("v2", DIM)
+    store.activate("v2")
+    store.drop_version("v1")
+    store.register_version("v1", DIM)
+    assert store.get_topic_embedding("v1", key) is None
