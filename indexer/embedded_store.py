@@ -94,17 +94,17 @@ class EmbeddedStore(VectorStore):
                     self._db.execute("ROLLBACK")
                     raise StoreUnavailable(f"embedded store commit failed: {exc}") from exc
 
-    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Serialise access to the one connection; a closed or unreadable file is 'unavailable'."""
         with self._lock:
             try:
-                return self._db.execute(sql, args).fetchall()
-            except sqlite3.ProgrammingError as exc:
-                raise StoreUnavailable(f"embedded store closed: {exc}") from exc
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"embedded store read failed: {exc}") from exc
+                yield self._db
+            except (sqlite3.ProgrammingError, sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                raise StoreUnavailable(f"embedded store unreadable: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
+        with self._reading():
             self._db.close()
 
     @staticmethod
@@ -131,7 +131,7 @@ class EmbeddedStore(VectorStore):
             return self._product(db, product_id)
 
     def get_product(self, product_id: str) -> Product:
-        with self._lock:
+        with self._reading():
             return self._product(self._db, product_id)
 
     def mark_encoded(self, product_id: str, image_hash: str) -> Product:
@@ -175,7 +175,7 @@ class EmbeddedStore(VectorStore):
         return Exhibition(exhibition_id, dict(topic), tuple(ids), now)
 
     def get_exhibition(self, exhibition_id: str) -> Exhibition:
-        with self._lock:
+        with self._reading():
             row = self._db.execute("SELECT topic, updated_at FROM exhibitions WHERE eid = ?",
                                    (exhibition_id,)).fetchone()
             if row is None:
@@ -225,16 +225,16 @@ class EmbeddedStore(VectorStore):
             return existing
 
     def get_version(self, name: str) -> ModelVersion:
-        with self._lock:
+        with self._reading():
             return self._version(self._db, name)
 
     def list_versions(self) -> list[ModelVersion]:
-        with self._lock:
+        with self._reading():
             names = [r[0] for r in self._db.execute("SELECT name FROM versions ORDER BY id")]
             return [self._version(self._db, n) for n in names]
 
     def active_version(self) -> ModelVersion | None:
-        with self._lock:
+        with self._reading():
             name = self._active_name(self._db)
             return self._version(self._db, name) if name else None
 
@@ -285,7 +285,7 @@ class EmbeddedStore(VectorStore):
                            [(v.id, h) for _, h, _ in rows])
 
     def get_vector(self, version: str, image_hash: str) -> np.ndarray:
-        with self._lock:
+        with self._reading():
             v = self._version(self._db, version)
             row = self._db.execute("SELECT vec FROM vectors WHERE vid = ? AND hash = ?",
                                    (v.id, image_hash)).fetchone()
@@ -301,7 +301,7 @@ class EmbeddedStore(VectorStore):
         return True
 
     def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
-        with self._lock:
+        with self._reading():
             v = self._version(self._db, version)
             rows = self._db.execute(
                 "SELECT p.hash, MIN(p.src) FROM products p WHERE p.status = 'encoded' AND NOT EXISTS "
@@ -311,7 +311,7 @@ class EmbeddedStore(VectorStore):
 
     def iter_product_vectors(self, version: str, batch_size: int = 10_000
                              ) -> Iterator[tuple[list[str], np.ndarray]]:
-        with self._lock:
+        with self._reading():
             v = self._version(self._db, version)
             rows = self._db.execute(
                 "SELECT p.pid, x.vec FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
@@ -330,7 +330,7 @@ class EmbeddedStore(VectorStore):
             db.execute("INSERT OR REPLACE INTO topics(vid, key, vec) VALUES (?, ?, ?)", (v.id, topic_key, blob))
 
     def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
-        with self._lock:
+        with self._reading():
             v = self._version(self._db, version)
             row = self._db.execute("SELECT vec FROM topics WHERE vid = ? AND key = ?",
                                    (v.id, topic_key)).fetchone()
@@ -339,7 +339,7 @@ class EmbeddedStore(VectorStore):
     # -- ranking --------------------------------------------------------------------------------
     def _fetch_block(self, exhibition_id: str, version: str | None,
                      cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
-        with self._lock:
+        with self._reading():
             db = self._db
             name = version or self._active_name(db)
             if name is None:
