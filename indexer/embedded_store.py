@@ -143,6 +143,19 @@ class EmbeddedStore(VectorStore):
             self._bump_exhibitions_of_product(db, product_id)
             return self._product(db, product_id)
 
+    def import_products(self, items: Sequence[tuple[str, str, str | None]]) -> None:
+        rows = [(check_id(p, "product_id"), check_id(s, "image_source"),
+                 None if h is None else check_id(h, "image_hash")) for p, s, h in items]
+        with self._tx() as db:
+            for pid, src, h in rows:
+                row = db.execute("SELECT src, hash, status FROM products WHERE pid = ?", (pid,)).fetchone()
+                status = "pending" if h is None else "encoded"
+                if row is not None and row[0] == src and (h is None or (row[1] == h and row[2] == status)):
+                    continue
+                db.execute("INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
+                           "VALUES (?, ?, ?, ?, NULL)", (pid, src, h, status))
+                self._bump_exhibitions_of_product(db, pid)
+
     def mark_failed(self, product_id: str, reason: str) -> Product:
         with self._tx() as db:
             self._product(db, product_id)

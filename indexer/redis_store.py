@@ -119,6 +119,21 @@ class RedisStore(VectorStore):
         self._run("MARK_ENCODED", product_id, image_hash, hash_digest(image_hash))
         return self.get_product(product_id)
 
+    def import_products(self, items: Sequence[tuple[str, str, str | None]], batch: int = 2000) -> None:
+        # pipelined script calls: each product's update stays atomic, round trips are batched
+        with _translated_errors():
+            for start in range(0, len(items), batch):
+                pipe = self.r.pipeline(transaction=False)
+                for product_id, image_source, image_hash in items[start:start + batch]:
+                    check_id(product_id, "product_id")
+                    check_id(image_source, "image_source")
+                    self._scripts["PUT_PRODUCT"](args=[self.prefix, product_id, image_source], client=pipe)
+                    if image_hash is not None:
+                        check_id(image_hash, "image_hash")
+                        self._scripts["MARK_ENCODED"](
+                            args=[self.prefix, product_id, image_hash, hash_digest(image_hash)], client=pipe)
+                pipe.execute()
+
     def mark_failed(self, product_id: str, reason: str) -> Product:
         self._run("MARK_FAILED", product_id, str(reason))
         return self.get_product(product_id)

@@ -47,6 +47,16 @@ class VectorStore(abc.ABC):
     def mark_failed(self, product_id: str, reason: str) -> Product:
         """The product's image could not be fetched or decoded."""
 
+    def import_products(self, items: Sequence[tuple[str, str, str | None]]) -> None:
+        """Bulk put_product (+ mark_encoded when an image hash is given): catalogue imports.
+
+        Each product is updated atomically; backends override this to batch round trips.
+        """
+        for product_id, image_source, image_hash in items:
+            self.put_product(product_id, image_source)
+            if image_hash is not None:
+                self.mark_encoded(product_id, image_hash)
+
     @abc.abstractmethod
     def delete_product(self, product_id: str) -> None:
         """Raises ProductNotFound. Exhibitions listing it then report it as unknown."""

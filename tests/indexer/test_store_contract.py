@@ -294,3 +294,17 @@ def test_topic_embedding_cache(store):
     store.drop_version("v1")
     store.register_version("v1", DIM)
     assert store.get_topic_embedding("v1", key) is None
+
+
+def test_import_products_in_bulk(store):
+    store.register_version("v1", DIM)
+    store.activate("v1")
+    store.put_exhibition("e", {}, ["a", "b", "c"])
+    store.import_products([("a", "src-a", "ha"), ("b", "src-b", None), ("c", "src-c", "ha")])
+    assert store.get_product("a").image_hash == "ha"
+    assert store.get_product("b").status is ProductStatus.PENDING
+    store.put_vector("v1", "ha", np.ones(DIM))
+    r = store.rank("e", np.ones(DIM))
+    assert sorted(i.product_id for i in r.items) == ["a", "c"] and r.pending == ["b"]
+    with pytest.raises(InvalidId):
+        store.import_products([("d", "src", None), ("", "src", None)])
