@@ -81,7 +81,7 @@ class RedisStore(VectorStore):
             for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
                          "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
                          "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "PUT_TOPIC",
-                         "GET_TOPIC", "FETCH_BLOCK")
+                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK")
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
 
@@ -322,7 +322,17 @@ class RedisStore(VectorStore):
     # -- ranking --------------------------------------------------------------------------------
     def _fetch_block(self, exhibition_id: str, version: str | None,
                      cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
-        cstamp = cached.stamp if cached is not None else ""
-        reply = self._run("FETCH_BLOCK", exhibition_id, version or "", cstamp, self.config.block_ttl_s)
-        name, stamp = reply[0].decode(), reply[1].decode()
-        return name, stamp, reply[2] if len(reply) > 2 else None
+        name, vid, stamp = (x.decode() for x in self._run("CHECK_BLOCK", exhibition_id, version or ""))
+        if cached is not None and cached.version == name and cached.stamp == stamp:
+            return name, stamp, None  # warm: one small round trip
+        bk = self._k("b", vid, exhibition_id)
+        with _translated_errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hmget(bk, "s", "d")
+            pipe.expire(bk, self.config.block_ttl_s)
+            (stored_stamp, data), _ = pipe.execute()
+        # the block carries its own stamp: a block replaced meanwhile is detected, not mixed
+        if stored_stamp is not None and stored_stamp.decode() == stamp:
+            return name, stamp, data
+        name_b, stamp_b, data = self._run("BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s)
+        return name_b.decode(), stamp_b.decode(), data
