@@ -40,7 +40,7 @@ class Predictor:
         self.image_encoder = image_encoder
 
     @classmethod
-    def load(cls, bundle_dir: str | Path, device: str | None = None, batch_size: int = 32, limits: FetchLimits = DEFAULT_LIMITS) -> "Predictor":
+    def load(cls, bundle_dir: str | Path, device: str | None = None, batch_size: int = 16, limits: FetchLimits = DEFAULT_LIMITS) -> "Predictor":
         return cls(
             TopicEncoder.load(bundle_dir, device=device),
             ImageEncoder.load(bundle_dir, device=device, batch_size=batch_size, limits=limits),

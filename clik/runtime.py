@@ -62,7 +62,7 @@ class EncodedImages:
 
 
 class ImageEncoder:
-    def __init__(self, tower, info: BundleInfo, device: str = "cpu", batch_size: int = 32, limits: FetchLimits = DEFAULT_LIMITS):
+    def __init__(self, tower, info: BundleInfo, device: str = "cpu", batch_size: int = 16, limits: FetchLimits = DEFAULT_LIMITS):
         self.tower = tower
         self.info = info
         self.device = device
