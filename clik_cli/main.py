@@ -7,6 +7,7 @@ import os
 import typer
 
 from .commands import demo, export, rank
+from .commands import data
 
 # The default towers load from wheels; a stray hub lookup would only hang on an offline box.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.command("export")(export.export)
 app.command("rank")(rank.rank)
 app.command("demo")(demo.demo)
+app.add_typer(data.app, name="data")
 
 if __name__ == "__main__":
     app()

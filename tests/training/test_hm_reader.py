@@ -1,0 +1,192 @@
+"""The H&M reader on a small sample in the real raw layout, written here so CI needs no shared data."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from training.data import load_dataset, write_dataset
+from training.data.hm import HMOptions, build_hm_dataset
+
+COLUMNS = [
+    "article_id", "product_code", "prod_name", "product_type_name", "product_group_name",
+    "graphical_appearance_name", "colour_group_name", "perceived_colour_value_name",
+    "perceived_colour_master_name", "department_name", "index_name", "index_group_name",
+    "section_name", "garment_group_name", "detail_desc",
+]
+# (section, product type, product group, index group, garment group, department, sold, unsold)
+GROUPS = [
+    ("Womens Everyday Basics", "Vest top", "Garment Upper body", "Ladieswear", "Jersey Basic", "Jersey Basic", 12, 3),
+    ("Divided Basics", "Trousers", "Garment Lower body", "Divided", "Trousers", "Divided Trousers", 8, 2),
+    ("Kids Girl", "Dress", "Garment Full body", "Baby/Children", "Dresses Ladies", "Girls Dress", 7, 0),
+    ("Men Underwear", "T-shirt", "Garment Upper body", "Menswear", "Jersey Fancy", "Men Tops", 5, 4),  # too few sold
+    ("Womens Shoes", "Sandals", "Shoes", "Ladieswear", "Shoes", "Ladies Shoes", 6, 0),  # 6 sold, one image missing
+]
+OPTS = dict(min_group=6, size=10, offtopic=0.2, test_frac=0.0, seed=0)
+MISSING_IMAGE = "0400000000"  # first Sandals article: no JPEG on disk
+
+
+def _write_raw(root: Path) -> dict[str, dict]:
+    """articles.csv, sales.csv and tiny JPEGs; returns the rows by article id."""
+    (root / "images").mkdir(parents=True)
+    rows: dict[str, dict] = {}
+    for g, (section, ptype, pgroup, igroup, garment, dept, sold, unsold) in enumerate(GROUPS):
+        for i in range(sold + unsold):
+            aid = f"0{g}{i:08d}"  # 10 digits, leading zero as in the real data
+            colour = ["Black", "Black", "White", "Dark Blue", "Light Pink"][i % 5]
+            rows[aid] = {
+                "article_id": aid, "product_code": aid[1:7], "prod_name": f"{ptype} {i}",
+                "product_type_name": ptype, "product_group_name": pgroup,
+                "graphical_appearance_name": ["Solid", "Solid", "Stripe", "Unknown"][i % 4],
+                "colour_group_name": colour, "perceived_colour_value_name": "Dark",
+                "perceived_colour_master_name": colour, "department_name": dept if i else "Odd Dept",
+                "index_name": igroup, "index_group_name": igroup, "section_name": section,
+                "garment_group_name": garment, "detail_desc": "A product, with a comma.",
+                "week_sales": (i + 1) * 3 if i < sold else 0,
+            }
+            if aid != MISSING_IMAGE:
+                Image.new("RGB", (8, 12), (40 * g, 7 * i, 128)).save(root / "images" / f"{aid}.jpg")
+    with open(root / "articles.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows.values())
+    with open(root / "sales.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["article_id", "week_sales"])
+        writer.writerows((a, r["week_sales"]) for a, r in rows.items())
+    return rows
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    root = tmp_path_factory.mktemp("hm-raw")
+    return root, _write_raw(root)
+
+
+def build(raw_dir: Path, **kw):
+    return build_hm_dataset(raw_dir, HMOptions(**{**OPTS, **kw}))
+
+
+def test_groups_need_min_group_sold_articles_with_images(raw):
+    dataset, summary = build(raw[0])
+    groups = {e.group for e in dataset.exhibitions}
+    # T-shirt: 5 sold < 6; Sandals: 6 sold but one image is missing, so 5 usable
+    assert groups == {"Womens Everyday Basics|Vest top", "Divided Basics|Trousers", "Kids Girl|Dress"}
+    assert summary.groups == {"train": 3, "test": 0}
+    assert summary.missing_images == 1
+    assert all(p.id != MISSING_IMAGE for e in dataset.exhibitions for p in e.products)
+    _, lower = build(raw[0], min_group=5)
+    assert sum(lower.groups.values()) == 5
+
+
+def test_exhibitions_chunk_groups_and_mix_in_offtopic(raw):
+    root, rows = raw
+    dataset, summary = build(root)
+    vest = [e for e in dataset.exhibitions if e.group.endswith("|Vest top")]
+    on_counts = sorted(sum(p.on_topic for p in e.products) for e in vest)
+    assert on_counts == [7, 8]  # 15 members (unsold included), 8 on-topic per exhibition -> 2 nearly equal chunks
+    seen_on: set[str] = set()
+    for e in dataset.exhibitions:
+        section, ptype = e.group.split("|")
+        on = [p for p in e.products if p.on_topic]
+        off = [p for p in e.products if not p.on_topic]
+        assert len(e.products) <= 10
+        assert len(off) == int(len(on) * 0.25 + 0.5)  # off-topic share 0.2 of the exhibition
+        assert all(rows[p.id]["section_name"] == section and rows[p.id]["product_type_name"] == ptype for p in on)
+        assert all(rows[p.id]["product_type_name"] != ptype for p in off)
+        assert all(p.criteria["sales"] == rows[p.id]["week_sales"] for p in e.products)  # off-topic: real sales too
+        assert any(p.criteria["sales"] > 0 for p in on)  # a best image exists
+        assert not seen_on & {p.id for p in on}  # a group's members are split, not repeated
+        seen_on |= {p.id for p in on}
+        assert Path(e.products[0].image).is_absolute() and Path(e.products[0].image).is_file()
+        assert not e.products[e.best_index("sales")].id in {p.id for p in off}
+    share = sum(summary.offtopic_products.values()) / sum(summary.products.values())
+    assert 0.15 < share < 0.25
+    assert summary.unsold_on_topic == 5  # Vest top 3 + Trousers 2
+
+
+def test_sold_only_drops_unsold_members(raw):
+    dataset, summary = build(raw[0], include_unsold=False)
+    assert summary.unsold_on_topic == 0
+    assert all(p.criteria["sales"] > 0 for e in dataset.exhibitions for p in e.products)
+
+
+def test_topic_attributes(raw):
+    dataset, _ = build(raw[0])
+    vest = next(e for e in dataset.exhibitions if e.group.endswith("|Vest top"))
+    t = vest.topic
+    assert t["name"] == "Womens Everyday Basics Vest top"
+    assert (t["date"], t["desc"]) == ("2020-09-22", "")
+    assert (t["cat1"], t["cat2"], t["cat3"], t["cat4"]) == ("Ladieswear", "Garment Upper body", "Jersey Basic", "Jersey Basic")
+    kwds = t["kwds"].split(",")
+    assert kwds[0] == "Black" and "Solid" in kwds and "Unknown" not in kwds
+    assert len(kwds) == len(set(kwds)) <= 5
+
+
+def test_split_by_group_and_test_frac(raw):
+    dataset, summary = build(raw[0], test_frac=0.5)
+    train = {e.group for e in dataset.split("train")}
+    test = {e.group for e in dataset.split("test")}
+    assert train and test and not train & test
+    assert len(test) == 2  # round-half-up(3 * 0.5)
+    everything, _ = build(raw[0], test_frac=1.0)
+    assert not everything.split("train") and len(everything.split("test")) == len(dataset.exhibitions)
+    small, _ = build(raw[0], test_frac=0.01)
+    assert len({e.group for e in small.split("test")}) == 1  # at least one group when test_frac > 0
+
+
+def test_deterministic_per_seed(raw, tmp_path):
+    def jsonl(seed: int) -> str:
+        dataset, _ = build(raw[0], seed=seed, test_frac=0.5)
+        return (write_dataset(dataset, tmp_path / str(seed)) / "exhibitions.jsonl").read_text()
+
+    assert jsonl(0) == jsonl(0)
+    assert jsonl(0) != jsonl(1)
+
+
+def test_reader_output_loads_and_keeps_leading_zeros(raw, tmp_path):
+    dataset, _ = build(raw[0])
+    loaded = load_dataset(write_dataset(dataset, tmp_path / "out"))
+    assert [e.id for e in loaded.exhibitions] == [e.id for e in dataset.exhibitions]
+    assert all(len(p.id) == 10 and p.id.startswith("0") for e in loaded.exhibitions for p in e.products)
+    assert loaded.meta["min_group"] == 6
+
+
+def test_bad_raw_input_names_file_and_line(raw, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(FileNotFoundError, match="articles.csv"):
+        build(bad)
+    text = (raw[0] / "articles.csv").read_text().splitlines()
+    (bad / "articles.csv").write_text("\n".join([text[0], text[1], "1" + text[2][1:].replace("0", "", 1)]) + "\n")
+    (bad / "sales.csv").write_text("article_id,week_sales\n")
+    with pytest.raises(ValueError, match=r"articles\.csv:3: field 'article_id': expected 10 digits"):
+        build(bad)
+    (bad / "articles.csv").write_text("\n".join(text[:3]) + "\n")
+    (bad / "sales.csv").write_text("article_id,week_sales\n0000000000,2\n0000000001,many\n")
+    with pytest.raises(ValueError, match=r"sales\.csv:3: field 'week_sales'"):
+        build(bad)
+    (bad / "sales.csv").write_text("article_id,sales\n")
+    with pytest.raises(ValueError, match=r"sales\.csv:1: missing columns \['week_sales'\]"):
+        build(bad)
+
+
+def test_cli(raw, tmp_path):
+    from typer.testing import CliRunner
+
+    from clik_cli.main import app
+
+    out = tmp_path / "hm-data"
+    args = ["data", "hm", str(raw[0]), str(out), "--min-group", "6", "--size", "10", "--test-frac", "0.4", "--seed", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "topic groups: 3 (train 2, test 1)" in result.output
+    assert "image missing: 1" in result.output
+    header = json.loads((out / "dataset.json").read_text())
+    assert header["format"] == "clik-dataset/1" and header["default_criterion"] == "sales"
+    assert len(load_dataset(out).split("test")) >= 1
+    failed = CliRunner().invoke(app, ["data", "hm", str(tmp_path / "nowhere"), str(out)])
+    assert failed.exit_code == 2 and "articles.csv" in failed.output
