@@ -6,8 +6,7 @@ import os
 
 import typer
 
-from .commands import demo, export, rank
-from .commands import data
+from .commands import data, demo, evaluate, export, rank, report, train
 
 # The default towers load from wheels; a stray hub lookup would only hang on an offline box.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,6 +20,9 @@ app.command("export")(export.export)
 app.command("rank")(rank.rank)
 app.command("demo")(demo.demo)
 app.add_typer(data.app, name="data")
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.command("report")(report.report)
 
 if __name__ == "__main__":
     app()

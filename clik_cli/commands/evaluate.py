@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory written by `clik train`."),
+    data: Path = typer.Argument(..., help="Dataset directory."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    k: int = typer.Option(50, help="Images per group (larger groups are sampled with --seed)."),
+    seed: int = typer.Option(0),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: none)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    device: Optional[str] = typer.Option(None),
+) -> None:
+    """Evaluate a trained run with the paper's protocol: MRR, Top1/3/5-Top1, off-topic@1/@10.
+
+    Example: clik evaluate runs/hm-clik data/hm --split test --json runs/hm-clik/eval.json
+    """
+    from training.evaluate import evaluate as run_eval
+    from training.evaluate import write_json
+
+    result = run_eval(run, data, split=split, k=k, seed=seed, bootstrap_samples=bootstrap, device=device)
+    m, ci = result["metrics"], result["ci95"]
+    typer.echo(f"{result['method']}{'/' + result['query'] if result['query'] else ''} on {result['groups']} {split} groups (K={k})")
+    for key, value in m.items():
+        interval = f"  [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
+        typer.echo(f"  {key:<12} {value:.4f}{interval}   random {result['random'][key]:.4f}")
+    if json_out:
+        write_json(result, json_out)
+        typer.echo(f"wrote {json_out}")

@@ -1,0 +1,84 @@
+"""Training end to end on a small drawn dataset: every method, resume, evaluation, export."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import clik
+from training.config import load_config
+from training.evaluate import evaluate
+from training.trainer import train
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(epochs=3, tm_batch=8, memory_bank_size=16, groups_per_batch=2, images_per_group=6,
+                log_every=1, device="cpu", cache_dir=str(tmp_path / "cache"), lr=1e-3)
+    base.update(kw)
+    return load_config(overrides=[f"{k}={v}" for k, v in base.items()])
+
+
+@pytest.mark.parametrize("method,query", [("clik", "group"), ("clik", "virtual"), ("clik", "topic"),
+                                          ("triplet", "group"), ("pairwise", "group"), ("pointwise", "group")])
+def test_every_method_trains_and_evaluates(shapes_dataset, tmp_path, method, query):
+    run = train(shapes_dataset, _cfg(tmp_path, method=method, query=query), tmp_path / "run", progress=False)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log and all(map(lambda r: r["loss"] == r["loss"], log))  # finite, not NaN
+    assert log[-1]["step"] == 12  # 8 train exhibitions, 2 per step: 4 steps an epoch, 3 epochs
+    result = evaluate(run, shapes_dataset, split="test", bootstrap_samples=50, cache_dir=str(tmp_path / "cache"))
+    assert result["groups"] == 4 and result["method"] == method
+    for key in ("MRR", "Top1-Top1", "Top3-Top1", "Top5-Top1", "offtopic@1", "offtopic@10"):
+        assert 0.0 <= result["metrics"][key] <= 1.0
+        lo, hi = result["ci95"][key]
+        assert lo <= result["metrics"][key] + 1e-9 and result["metrics"][key] <= hi + 1e-9
+    assert result["random"]["offtopic@1"] == pytest.approx(0.25)
+
+
+def test_resume_continues_where_it_stopped(shapes_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(shapes_dataset, _cfg(tmp_path, epochs=1, checkpoint_every=2), run, progress=False)
+    state_after_first = clik.load_checkpoint(run / "checkpoint")[2]
+    assert state_after_first["step"] == 4
+    train(shapes_dataset, _cfg(tmp_path, epochs=2, checkpoint_every=2), run, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # no step repeated, none skipped
+    assert clik.load_checkpoint(run / "checkpoint")[2]["step"] == 8
+
+
+def test_trained_run_exports_to_a_working_bundle(shapes_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from clik_cli.main import app
+
+    run = train(shapes_dataset, _cfg(tmp_path), tmp_path / "run", progress=False)
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "bundle")])
+    assert result.exit_code == 0, result.output
+    predictor = clik.Predictor.load(tmp_path / "bundle")
+    images = sorted((shapes_dataset / "images").glob("*.jpg"))[:5]
+    ranking = predictor({"name": "red circles", "kwds": "red,circle"}, images)
+    assert sorted(ranking.indices) == list(range(5))
+
+
+def test_bad_options_are_refused_with_their_name(tmp_path):
+    with pytest.raises(ValueError, match="unknown training option 'epoch'"):
+        load_config(overrides=["epoch=3"])
+    with pytest.raises(ValueError, match="method"):
+        load_config(method="listwise")
+    with pytest.raises(ValueError, match="epochs"):
+        load_config(overrides=["epochs=many"])
+
+
+def test_torchrun_two_processes_train_together(shapes_dataset, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+           "-m", "clik_cli.main", "train", "--data", str(shapes_dataset), "--out", str(tmp_path / "ddp"),
+           "--device", "cpu", "--epochs", "2",
+           "--set", "tm_batch=4", "--set", "memory_bank_size=16", "--set", "groups_per_batch=2",
+           "--set", "images_per_group=6", "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "log_every=1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    # 8 exhibitions, 2 per step on each of 2 ranks: 2 steps an epoch.
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert clik.load_checkpoint(tmp_path / "ddp" / "checkpoint")[2]["step"] == 4

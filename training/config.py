@@ -1,0 +1,104 @@
+"""Typed training configuration: YAML file, then ``key=value`` overrides from the command line."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # What to train.
+    model: str = "clik-minilm-lite0"  # registry name or JSON path (clik/model_configs)
+    method: Literal["clik", "triplet", "pairwise", "pointwise"] = "clik"
+    query: Literal["group", "virtual", "topic"] = "group"
+    embed_dim: int = 128
+    temperature: float = 0.07
+    attention_temperature: float = 1.0
+    memory_bank_size: int = 512
+    w_match: float = 1.0
+    w_rank: float = 20.0
+    triplet_margin: float = 0.2
+    # "locked": backbones frozen, their features cached once, only projections and heads train
+    # (CPU friendly). "full": everything trains on pixels and tokens (GPUs).
+    mode: Literal["locked", "full"] = "locked"
+    # Data.
+    criterion: str | None = None  # None: the dataset's default criterion
+    tm_batch: int = 512  # M: Topic Matching pairs per step (capped at the number of train groups)
+    groups_per_batch: int = 12  # N
+    images_per_group: int = 20  # K
+    # Optimisation (paper 4.3.2).
+    epochs: float = 10.0
+    lr_text: float = 5e-5
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup: float = 0.01
+    amp: bool = True  # bf16 autocast where the device supports it
+    seed: int = 0
+    device: str | None = None
+    # Pointwise regresses the criterion; raw sales span orders of magnitude, so log1p by default.
+    pointwise_log1p: bool = True
+    # Bookkeeping.
+    cache_dir: str = ".cache/features"
+    checkpoint_every: int = 0  # steps; 0 = at the end of every epoch
+    log_every: int = 10
+    feature_batch: int = 16  # small CPU batches run faster per image here (benchmarks/towers.py)
+    num_threads: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a YAML or command-line value into the field's type, with a clear error."""
+    if name not in _FIELDS:
+        raise ValueError(f"unknown training option {name!r}; known: {sorted(_FIELDS)}")
+    default = getattr(TrainConfig(), name)
+    if isinstance(raw, str):
+        raw = yaml.safe_load(raw) if raw.strip() else raw
+    if raw is None:
+        return None
+    kind = type(default) if default is not None else None
+    try:
+        if kind is bool:
+            if not isinstance(raw, bool):
+                raise ValueError
+            return raw
+        if kind in (int, float):
+            return kind(raw)
+        return str(raw) if kind is str or kind is None and not isinstance(raw, (int, float)) else raw
+    except (TypeError, ValueError):
+        raise ValueError(f"option {name}: cannot use {raw!r} as {kind.__name__}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, **direct: Any) -> TrainConfig:
+    values: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a training config is a mapping of option: value")
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        values[key.strip()] = _coerce(key.strip(), value)
+    values.update({k: _coerce(k, v) for k, v in direct.items() if v is not None})
+    cfg = TrainConfig(**values)
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ValueError(f"option {name}: {getattr(cfg, name)!r} is not one of {list(allowed)}")
+    return cfg
+
+
+_CHOICES = {
+    "method": ("clik", "triplet", "pairwise", "pointwise"),
+    "query": ("group", "virtual", "topic"),
+    "mode": ("locked", "full"),
+}

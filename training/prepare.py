@@ -1,0 +1,67 @@
+"""A dataset split turned into index tables the samplers and encoders share."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from clik.tokenize import TopicTokenizer
+
+from .data.format import Dataset
+from .sampling import PreparedGroup
+
+
+@dataclass
+class PreparedSplit:
+    groups: list[PreparedGroup]
+    topics: list[dict]  # topic attributes, by topic row
+    topic_texts: list[str]  # the encoder input of each topic row (no augmentation)
+    images: list[str]  # image sources, by image row
+    product_ids: list[list[str]]  # per group, aligned with image_rows
+    dropped: dict[str, str]  # image source → why it was left out
+
+
+def prepare_split(dataset: Dataset, split: str, tokenizer: TopicTokenizer, criterion: str | None = None) -> PreparedSplit:
+    criterion = criterion or dataset.default_criterion
+    exhibitions = dataset.split(split)
+    if not exhibitions:
+        raise ValueError(f"the dataset has no exhibitions in split {split!r}")
+    topic_rows: dict[str, int] = {}
+    topics: list[dict] = []
+    texts: list[str] = []
+    image_rows: dict[str, int] = {}
+    groups: list[PreparedGroup] = []
+    product_ids: list[list[str]] = []
+    for ex in exhibitions:
+        text = tokenizer.text(ex.topic)
+        if text not in topic_rows:
+            topic_rows[text] = len(texts)
+            texts.append(text)
+            topics.append(dict(ex.topic))
+        rows = []
+        for product in ex.products:
+            source = dataset.resolve_image(ex, product)
+            rows.append(image_rows.setdefault(source, len(image_rows)))
+        groups.append(PreparedGroup(
+            exhibition_id=ex.id,
+            group=ex.group,
+            topic_row=topic_rows[text],
+            image_rows=np.asarray(rows),
+            labels=np.asarray(ex.labels(criterion), dtype=np.float64),
+            on_topic=np.asarray([p.on_topic for p in ex.products], dtype=bool),
+        ))
+        product_ids.append([p.id for p in ex.products])
+    return PreparedSplit(groups, topics, texts, list(image_rows), product_ids, {})
+
+
+def drop_unreadable(split: PreparedSplit, readable: set[int], errors: dict[str, str]) -> PreparedSplit:
+    """Remove products whose image could not be read (each with its reason kept) and groups left
+    with fewer than two products."""
+    groups, ids = [], []
+    for g, pids in zip(split.groups, split.product_ids):
+        keep = np.asarray([r in readable for r in g.image_rows], dtype=bool)
+        if keep.sum() < 2 or not g.on_topic[keep].any():
+            continue
+        groups.append(PreparedGroup(g.exhibition_id, g.group, g.topic_row, g.image_rows[keep], g.labels[keep], g.on_topic[keep]))
+        ids.append([p for p, k in zip(pids, keep) if k])
+    return PreparedSplit(groups, split.topics, split.topic_texts, split.images, ids, dict(errors))
+

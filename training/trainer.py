@@ -1,0 +1,286 @@
+"""The training loop: CLIK or a baseline, locked or full towers, one process or torchrun DDP.
+
+Run directory layout::
+
+    RUN_DIR/config.yaml        the effective training configuration
+    RUN_DIR/checkpoint/        clik.save_checkpoint (safetensors + JSON + tokenizer)
+    RUN_DIR/train_state.pt     optimizer, scheduler, step, RNG states (tensors and numbers only)
+    RUN_DIR/log.jsonl          one line per logged step: loss parts, lr, throughput
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+import clik
+from clik.config import LossConfig
+from clik.image_source import ImageLoadError, load_image
+from clik.objective import Objective
+from clik.runtime import pick_device
+from clik.transforms import train_transform
+
+from .config import TrainConfig
+from .data.format import load_dataset
+from .distributed import DistInfo, init_distributed
+from .features import image_features, text_features
+from .prepare import PreparedSplit, drop_unreadable, prepare_split
+from .sampling import MatchingSampler, RankingSampler
+from .schedule import warmup_cosine
+
+
+def build_model(cfg: TrainConfig) -> clik.ClikModel:
+    model_cfg = clik.get_model_config(cfg.model)
+    for name in ("method", "query", "embed_dim", "temperature", "attention_temperature", "memory_bank_size"):
+        setattr(model_cfg, name, getattr(cfg, name))
+    return clik.ClikModel(model_cfg)
+
+
+def signed_log1p(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+class TrainStep(nn.Module):
+    """What one step computes, as one module, so DDP can wrap it and sync its gradients."""
+
+    def __init__(self, model: clik.ClikModel, objective: Objective, locked: bool):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+        self.locked = locked
+
+    def _topics(self, x):
+        return self.model.topic.text.proj(x) if self.locked else self.model.encode_topics(**x)
+
+    def _images(self, x):
+        if self.locked:
+            return self.model.image.proj(x)
+        return self.model.encode_images(x.flatten(0, -4)).view(*x.shape[:-3], -1)
+
+    def forward(self, batch: dict):
+        topic_tm = image_tm = None
+        if self.objective.uses_topic_matching:
+            topic_tm, image_tm = self._topics(batch["tm_topic"]), self._images(batch["tm_image"])
+        out = self.objective(
+            topic_ir=self._topics(batch["ir_topic"]),
+            images_ir=self._images(batch["ir_images"]),
+            positive=batch["positive"],
+            criterion=batch["criterion"],
+            topic_tm=topic_tm,
+            image_tm=image_tm,
+        )
+        return out.loss, out.parts
+
+
+def freeze_for(model: clik.ClikModel, cfg: TrainConfig) -> None:
+    """Parameters the configuration does not train get no gradient (DDP requires it)."""
+    if cfg.mode == "locked":
+        model.topic.text.backbone.requires_grad_(False)
+        model.image.backbone.requires_grad_(False)
+    if cfg.method != "clik" or cfg.query != "group":
+        model.topic.query_head.aggregation.requires_grad_(False)
+
+
+def param_groups(model: clik.ClikModel, cfg: TrainConfig) -> list[dict]:
+    text_backbone = {id(p) for p in model.topic.text.backbone.parameters()}
+    slow = [p for p in model.parameters() if p.requires_grad and id(p) in text_backbone]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in text_backbone]
+    groups = [{"params": rest, "lr": cfg.lr}]
+    if slow:
+        groups.append({"params": slow, "lr": cfg.lr_text})
+    return groups
+
+
+@dataclass
+class Tables:
+    """Locked mode: backbone features of every topic and image row, on the training device."""
+
+    topics: torch.Tensor
+    images: torch.Tensor
+
+
+class BatchMaker:
+    """Sampler output → tensors: cached features (locked) or tokens and pixels (full)."""
+
+    def __init__(self, split: PreparedSplit, cfg: TrainConfig, tokenizer, model, device: str, tables: Tables | None):
+        self.split = split
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.device = device
+        self.tables = tables
+        self.py_rng = random.Random(cfg.seed)
+        img = model.image.cfg
+        self.transform = train_transform(img.image_size, img.mean, img.std, seed=cfg.seed)
+
+    def _topics(self, rows: np.ndarray):
+        if self.tables is not None:
+            return self.tables.topics[torch.as_tensor(rows, device=self.tables.topics.device)]
+        batch = self.tokenizer([self.split.topics[r] for r in rows], rng=self.py_rng)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _images(self, rows: np.ndarray) -> torch.Tensor:
+        if self.tables is not None:
+            return self.tables.images[torch.as_tensor(rows, device=self.tables.images.device)]
+        flat = [self.transform(load_image(self.split.images[r])) for r in rows.reshape(-1)]
+        pixels = torch.stack(flat).view(*rows.shape, *flat[0].shape)
+        return pixels.pin_memory().to(self.device, non_blocking=True) if self.device.startswith("cuda") else pixels
+
+    def __call__(self, tm, ir) -> dict:
+        criterion = torch.as_tensor(ir.labels, device=self.device)
+        if self.cfg.method == "pointwise" and self.cfg.pointwise_log1p:
+            criterion = signed_log1p(criterion)
+        batch = {
+            "ir_topic": self._topics(ir.topic_rows),
+            "ir_images": self._images(ir.image_rows),
+            "positive": torch.as_tensor(ir.positive, device=self.device),
+            "criterion": criterion,
+        }
+        if tm is not None:
+            batch["tm_topic"] = self._topics(tm.topic_rows)
+            batch["tm_image"] = self._images(tm.image_rows)
+        return batch
+
+
+def locked_tables(model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str, dist_info: DistInfo) -> tuple[Tables, PreparedSplit]:
+    """Features of every row, computed once (by rank 0; the others wait and read the cache)."""
+    def compute(progress: bool):
+        feats = image_features(model, split.images, cfg.cache_dir, cfg.feature_batch, device, progress=progress)
+        topics = text_features(model, tokenizer, split.topic_texts, cfg.cache_dir, cfg.feature_batch, device)
+        return feats, topics
+
+    if dist_info.world_size > 1:
+        if dist_info.is_main:
+            compute(True)
+        torch.distributed.barrier()
+    feats, topic_lookup = compute(dist_info.is_main)
+    readable = {i for i, s in enumerate(split.images) if s in feats.hashes}
+    image_table = np.zeros((len(split.images), feats.cache.dim), np.float32)
+    rows = sorted(readable)
+    if rows:
+        image_table[rows] = feats.of([split.images[i] for i in rows])
+    split = drop_unreadable(split, readable, feats.errors)
+    tables = Tables(torch.as_tensor(topic_lookup(split.topic_texts), device=device), torch.as_tensor(image_table, device=device))
+    return tables, split
+
+
+def check_images(split: PreparedSplit) -> PreparedSplit:
+    """Full mode decodes images every step: find the unreadable ones once, up front."""
+    readable, errors = set(), {}
+    for i, source in enumerate(tqdm(split.images, desc="checking images", unit="img")):
+        try:
+            load_image(source)
+            readable.add(i)
+        except ImageLoadError as exc:
+            errors[source] = exc.reason
+    return drop_unreadable(split, readable, errors)
+
+
+def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+    out_dir = Path(out_dir)
+    device = pick_device(cfg.device)
+    dist_info = init_distributed(device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    # Same seed on every rank for the model (identical replicas), then per-rank sampling streams.
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    tokenizer = clik.create_tokenizer(model)
+    dataset = load_dataset(data_dir)
+    criterion = cfg.criterion or dataset.default_criterion
+    split = prepare_split(dataset, "train", tokenizer, criterion)
+    tables = None
+    if cfg.mode == "locked":
+        tables, split = locked_tables(model, tokenizer, split, cfg, device, dist_info)
+    else:
+        split = check_images(split)
+    if dist_info.is_main and split.dropped:
+        print(f"left out {len(split.dropped)} unreadable images, e.g. {next(iter(split.dropped.items()))}")
+
+    rng = np.random.default_rng([cfg.seed, dist_info.rank])
+    objective = Objective(model, LossConfig(cfg.w_match, cfg.w_rank, cfg.triplet_margin))
+    ranking = RankingSampler(split.groups, cfg.groups_per_batch, cfg.images_per_group, rng)
+    matching = MatchingSampler(split.groups, cfg.tm_batch, rng) if objective.uses_topic_matching else None
+    make_batch = BatchMaker(split, cfg, tokenizer, model, device, tables)
+
+    freeze_for(model, cfg)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(split.groups) / (ranking.n * dist_info.world_size)))
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    scheduler = warmup_cosine(optimizer, total_steps, cfg.warmup)
+    step_module: nn.Module = TrainStep(model, objective, locked=cfg.mode == "locked")
+    if dist_info.world_size > 1:
+        # The memory bank is kept equal on every rank by gathering, not by broadcasting.
+        step_module = DistributedDataParallel(step_module, broadcast_buffers=False)
+
+    step = 0
+    state_path = out_dir / "train_state.pt"
+    if resume and state_path.exists():
+        restored, _, _ = clik.load_checkpoint(out_dir / "checkpoint", device=device)
+        model.load_state_dict(restored.state_dict())
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step = int(state["step"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"][dist_info.rank])
+        torch.set_rng_state(state["torch_rng"])
+        if dist_info.is_main:
+            print(f"resumed at step {step}/{total_steps}")
+
+    if dist_info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "data": str(data_dir)}, sort_keys=True))
+    log = open(out_dir / "log.jsonl", "a") if dist_info.is_main else None
+    autocast = cfg.amp and device.startswith("cuda")
+    checkpoint_every = cfg.checkpoint_every or max(steps_per_epoch, 500)
+    bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.method}", unit="step", disable=not (progress and dist_info.is_main))
+    model.train()
+    started, window_groups = time.perf_counter(), 0
+    while step < total_steps:
+        batch = make_batch(matching.sample() if matching else None, ranking.sample())
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss, parts = step_module(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        window_groups += ranking.n * dist_info.world_size
+        if dist_info.is_main and (step % cfg.log_every == 0 or step == total_steps):
+            elapsed = time.perf_counter() - started
+            record = {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(), **parts,
+                      "lr": scheduler.get_last_lr()[0], "groups_per_s": window_groups / max(elapsed, 1e-9)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}", gps=f"{record['groups_per_s']:.0f}")
+            started, window_groups = time.perf_counter(), 0
+        bar.update(1)
+        if step % checkpoint_every == 0 or step == total_steps:
+            save_state(model, tokenizer, optimizer, scheduler, step, rng, out_dir, dist_info, cfg, criterion)
+    bar.close()
+    if log:
+        log.close()
+    return out_dir
+
+
+def save_state(model, tokenizer, optimizer, scheduler, step, rng, out_dir: Path, dist_info: DistInfo, cfg: TrainConfig, criterion: str) -> None:
+    rng_state = json.dumps(rng.bit_generator.state)
+    states = [rng_state]
+    if dist_info.world_size > 1:
+        states = [None] * dist_info.world_size
+        torch.distributed.all_gather_object(states, rng_state)
+    if dist_info.is_main:
+        clik.save_checkpoint(model, tokenizer, out_dir / "checkpoint", extra={"step": step, "criterion": criterion, "train": cfg.to_dict()})
+        tmp = out_dir / "train_state.pt.tmp"
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                    "numpy_rng": states, "torch_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(out_dir / "train_state.pt")
