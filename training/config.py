@@ -15,10 +15,11 @@ class TrainConfig:
     model: str = "clik-minilm-lite0"  # registry name or JSON path (clik/model_configs)
     method: Literal["clik", "triplet", "pairwise", "pointwise"] = "clik"
     query: Literal["group", "virtual", "topic"] = "group"
-    embed_dim: int = 128
-    temperature: float = 0.07
-    attention_temperature: float = 1.0
-    memory_bank_size: int = 512
+    # None keeps the value of the model config named above.
+    embed_dim: int | None = None
+    temperature: float | None = None
+    attention_temperature: float | None = None
+    memory_bank_size: int | None = None
     w_match: float = 1.0
     w_rank: float = 20.0
     triplet_margin: float = 0.2
@@ -53,6 +54,9 @@ class TrainConfig:
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+# Types of the options whose default is None.
+_OPTIONAL_KINDS = {"embed_dim": int, "temperature": float, "attention_temperature": float,
+                   "memory_bank_size": int, "num_threads": int}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -64,7 +68,7 @@ def _coerce(name: str, raw: Any) -> Any:
         raw = yaml.safe_load(raw) if raw.strip() else raw
     if raw is None:
         return None
-    kind = type(default) if default is not None else None
+    kind = type(default) if default is not None else _OPTIONAL_KINDS.get(name)
     try:
         if kind is bool:
             if not isinstance(raw, bool):

@@ -42,7 +42,8 @@ from .schedule import warmup_cosine
 def build_model(cfg: TrainConfig) -> clik.ClikModel:
     model_cfg = clik.get_model_config(cfg.model)
     for name in ("method", "query", "embed_dim", "temperature", "attention_temperature", "memory_bank_size"):
-        setattr(model_cfg, name, getattr(cfg, name))
+        if getattr(cfg, name) is not None:
+            setattr(model_cfg, name, getattr(cfg, name))
     return clik.ClikModel(model_cfg)
 
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import clik
 from training.config import load_config
@@ -82,3 +83,27 @@ def test_torchrun_two_processes_train_together(shapes_dataset, tmp_path):
     # 8 exhibitions, 2 per step on each of 2 ranks: 2 steps an epoch.
     assert [r["step"] for r in log] == [1, 2, 3, 4]
     assert clik.load_checkpoint(tmp_path / "ddp" / "checkpoint")[2]["step"] == 4
+
+
+def test_full_mode_fine_tunes_the_towers(shapes_dataset, tmp_path):
+    """Full mode trains on pixels and tokens; a small random-init config keeps it quick on CPU."""
+    cfg = _cfg(tmp_path, mode="full", model="clik-tiny-test", epochs=1, tm_batch=4, memory_bank_size=8)
+    torch.manual_seed(0)  # the trainer seeds the same way, so this is its starting point
+    before = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False)
+    run = train(shapes_dataset, cfg, tmp_path / "full", progress=False)
+    model, _, meta = clik.load_checkpoint(run / "checkpoint")
+    assert meta["step"] == 4 and model.cfg.embed_dim == 16 and model.cfg.memory_bank_size == 8
+    conv = "backbone.conv_stem.weight"
+    # Both backbones moved (locked mode freezes them).
+    assert not torch.equal(model.image.state_dict()[conv], before.image.state_dict()[conv])
+    emb = "backbone.embeddings.word_embeddings.weight"
+    assert not torch.equal(model.topic.text.state_dict()[emb], before.topic.text.state_dict()[emb])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(r["matching"] == r["matching"] for r in log)
+    # Locked mode, same start: the backbones stay exactly as they were.
+    locked = train(shapes_dataset, _cfg(tmp_path, model="clik-tiny-test", epochs=1, tm_batch=4, memory_bank_size=8),
+                   tmp_path / "locked", progress=False)
+    frozen, _, _ = clik.load_checkpoint(locked / "checkpoint")
+    assert torch.equal(frozen.image.state_dict()[conv], before.image.state_dict()[conv])
+    assert torch.equal(frozen.topic.text.state_dict()[emb], before.topic.text.state_dict()[emb])
+    assert not torch.equal(frozen.image.state_dict()["proj.weight"], before.image.state_dict()["proj.weight"])
