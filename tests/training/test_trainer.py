@@ -107,3 +107,22 @@ def test_full_mode_fine_tunes_the_towers(shapes_dataset, tmp_path):
     assert torch.equal(frozen.image.state_dict()[conv], before.image.state_dict()[conv])
     assert torch.equal(frozen.topic.text.state_dict()[emb], before.topic.text.state_dict()[emb])
     assert not torch.equal(frozen.image.state_dict()["proj.weight"], before.image.state_dict()["proj.weight"])
+
+
+def test_report_has_both_tables_a_plot_and_contact_sheets(shapes_dataset, tmp_path):
+    from PIL import Image
+
+    from training.report import write_report
+
+    results = []
+    for method, query in (("clik", "group"), ("clik", "topic"), ("pointwise", "group")):
+        run = train(shapes_dataset, _cfg(tmp_path, method=method, query=query, epochs=1), tmp_path / f"{method}-{query}", progress=False)
+        results.append(evaluate(run, shapes_dataset, bootstrap_samples=20))
+    path = write_report(results, tmp_path / "report", exhibition_id="red-square-1")
+    text = path.read_text()
+    assert "Table 2 shape" in text and "Table 3 shape" in text
+    assert "| CLIK |" in text and "| Pointwise |" in text and "| Random |" in text
+    assert "| Group Query |" in text and "| Topic |" in text and "Virtual Image" not in text.split("Table 3")[1].split("Random")[0]
+    for name in ("metrics.png", "contact-clik-group.png", "contact-clik-topic.png", "contact-pointwise.png"):
+        assert Image.open(tmp_path / "report" / name).size[0] > 300
+    assert "exhibition red-square-1" in text
