@@ -58,16 +58,21 @@ def load_image(source: ImageInput, limits: FetchLimits = DEFAULT_LIMITS) -> Imag
     if isinstance(source, (bytes, bytearray)):
         return decode_image(bytes(source), limits)
     if isinstance(source, (str, Path)):
-        text = str(source)
-        scheme = urllib.parse.urlsplit(text).scheme.lower()
-        if scheme in ("http", "https"):
-            return decode_image(fetch_url(text, limits), limits)
-        if scheme == "file":
-            text = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
-        elif scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
-            raise ImageLoadError(f"unsupported URL scheme {scheme!r}")
-        return decode_image(read_file(text, limits), limits)
+        return decode_image(read_source(source, limits), limits)
     raise ImageLoadError(f"unsupported image input type {type(source).__name__}")
+
+
+def read_source(source: str | Path, limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
+    """The encoded bytes behind a path, ``file://`` or http(s) URL, under the same limits."""
+    text = str(source)
+    scheme = urllib.parse.urlsplit(text).scheme.lower()
+    if scheme in ("http", "https"):
+        return fetch_url(text, limits)
+    if scheme == "file":
+        text = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
+    elif scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        raise ImageLoadError(f"unsupported URL scheme {scheme!r}")
+    return read_file(text, limits)
 
 
 def read_file(path: str | Path, limits: FetchLimits) -> bytes:

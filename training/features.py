@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from clik.image_source import ImageLoadError, decode_image, load_image
+from clik.image_source import ImageLoadError, decode_image, read_source
 from clik.model import ClikModel
 from clik.tokenize import TopicTokenizer
 from clik.transforms import eval_transform
@@ -97,14 +97,6 @@ class ImageFeatures:
         return self.cache.get([self.hashes[s] for s in sources])
 
 
-def _read_bytes(source: str) -> bytes:
-    if source.startswith(("http://", "https://")):
-        from clik.image_source import fetch_url
-
-        return fetch_url(source)
-    return Path(source).read_bytes()
-
-
 @torch.inference_mode()
 def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | Path, batch_size: int = 64,
                    device: str = "cpu", progress: bool = True) -> ImageFeatures:
@@ -119,9 +111,9 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
     queued: set[str] = set()
     for source in dict.fromkeys(sources):
         try:
-            data = _read_bytes(source)
-        except (OSError, ImageLoadError) as exc:
-            errors[source] = str(getattr(exc, "reason", exc))
+            data = read_source(source)
+        except ImageLoadError as exc:
+            errors[source] = exc.reason
             continue
         digest = content_hash(data)
         hashes[source] = digest
