@@ -56,7 +56,7 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Types of the options whose default is None.
 _OPTIONAL_KINDS = {"embed_dim": int, "temperature": float, "attention_temperature": float,
-                   "memory_bank_size": int, "num_threads": int}
+                   "memory_bank_size": int, "num_threads": int, "device": str, "criterion": str}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -74,9 +74,9 @@ def _coerce(name: str, raw: Any) -> Any:
             if not isinstance(raw, bool):
                 raise ValueError
             return raw
-        if kind in (int, float):
-            return kind(raw)
-        return str(raw) if kind is str or kind is None and not isinstance(raw, (int, float)) else raw
+        if kind is int and not float(raw).is_integer():
+            raise ValueError
+        return kind(raw)
     except (TypeError, ValueError):
         raise ValueError(f"option {name}: cannot use {raw!r} as {kind.__name__}") from None
 

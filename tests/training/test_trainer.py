@@ -68,6 +68,12 @@ def test_bad_options_are_refused_with_their_name(tmp_path):
         load_config(method="listwise")
     with pytest.raises(ValueError, match="epochs"):
         load_config(overrides=["epochs=many"])
+    with pytest.raises(ValueError, match="groups_per_batch"):
+        load_config(overrides=["groups_per_batch=2.5"])
+    with pytest.raises(ValueError, match="amp"):
+        load_config(overrides=["amp=maybe"])
+    cfg = load_config(overrides=["device=cuda:1", "embed_dim=64", "epochs=2"])
+    assert (cfg.device, cfg.embed_dim, cfg.epochs) == ("cuda:1", 64, 2.0)
 
 
 def test_torchrun_two_processes_train_together(shapes_dataset, tmp_path):
