@@ -1,0 +1,54 @@
+"""Typed worker settings, read from the environment (prefix ``CLIK_``)."""
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clik.image_source import FetchLimits
+
+
+class WorkerSettings(BaseSettings):
+    """Every field can be set as ``CLIK_<NAME>``; lists as JSON (``CLIK_FILE_ROOTS='["/data"]'``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
+
+    # Celery broker: Redis (default) or RabbitMQ, e.g. amqp://guest:guest@127.0.0.1:5672//
+    broker_url: str = "redis://127.0.0.1:6379/1"
+    # Task results (counts per call); None keeps no results.
+    result_backend: str | None = None
+    queue: str = "clik"  # default queue the tasks are routed to
+    # Redis broker only: a task not acknowledged in this time is delivered again (acks_late).
+    visibility_timeout_s: int = 3600
+
+    store_url: str = "redis://127.0.0.1:6379/0"
+    store_prefix: str = "clik:"
+
+    batch_size: int = Field(32, ge=1)  # images per forward pass
+    device: str | None = None  # None: cuda when available, else cpu
+    max_encoders: int = Field(2, ge=1)  # loaded model versions kept per process (rollover)
+
+    # Image fetching limits (clik.image_source.FetchLimits).
+    file_roots: list[str] = Field(default_factory=list)  # local files only under these; [] = none
+    allow_private_hosts: bool = False
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    # Transient fetch errors: the task is retried for those products only.
+    max_retries: int = Field(5, ge=0)
+    retry_backoff_s: float = Field(2.0, ge=0)  # first delay; doubles per retry
+    retry_backoff_max_s: float = 300.0
+
+    def fetch_limits(self) -> FetchLimits:
+        return FetchLimits(
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            file_roots=tuple(self.file_roots),
+            allow_private_hosts=self.allow_private_hosts,
+        )
+
+    def retry_delay(self, retries: int) -> float:
+        return min(self.retry_backoff_s * (2 ** retries), self.retry_backoff_max_s)
