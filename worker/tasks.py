@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import threading
 
-
 from indexer.config import open_store
 from indexer.errors import NoActiveVersion
 from indexer.store import VectorStore

@@ -35,9 +35,9 @@ def limits(root) -> FetchLimits:
 
 
 def test_content_hash_is_the_training_hash():
-    from training.features import content_hash as training_hash  # noqa: F401  (same definition)
+    from training.features import content_hash as training_hash
 
-    assert content_hash(b"abc") == hashlib.sha256(b"abc").hexdigest()
+    assert content_hash(b"abc") == training_hash(b"abc") == hashlib.sha256(b"abc").hexdigest()
 
 
 def test_good_images_shared_image_and_every_bad_kind(store, encoders, image_root, outside_file, tiny_bundle):
