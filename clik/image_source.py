@@ -7,6 +7,7 @@ only, and (for URLs) no loopback / private / link-local / metadata addresses unl
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import ipaddress
 import socket
@@ -47,6 +48,11 @@ class FetchLimits:
 
 
 DEFAULT_LIMITS = FetchLimits()
+
+
+def content_hash(data: bytes) -> str:
+    """The key of an image everywhere (feature cache, vector store): sha256 of its encoded bytes."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_image(source: ImageInput, limits: FetchLimits = DEFAULT_LIMITS) -> Image.Image:

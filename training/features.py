@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from clik.image_source import ImageLoadError, decode_image, read_source
+from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
 from clik.model import ClikModel
 from clik.tokenize import TopicTokenizer
 from clik.transforms import eval_transform
@@ -81,10 +81,6 @@ class FeatureCache:
             json.dump(keys, fh)
         os.replace(tmp_npy, self.directory / "features.npy")
         os.replace(tmp_json, self.directory / "keys.json")
-
-
-def content_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass

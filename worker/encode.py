@@ -8,7 +8,6 @@ fetch error (timeout, 5xx, DNS) leaves the product pending and is reported for a
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -18,18 +17,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from clik.image_source import FetchLimits, ImageLoadError, decode_image, read_source
+from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
 from clik.runtime import ImageEncoder
 from indexer.errors import NoActiveVersion, ProductNotFound
 from indexer.records import ModelVersion
 from indexer.store import VectorStore
 
 log = logging.getLogger(__name__)
-
-
-def content_hash(data: bytes) -> str:
-    """The image key: the same as training/features.py uses."""
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass

@@ -20,7 +20,7 @@ import redis
 from indexer.config import RedisStoreConfig
 from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
-from worker.encode import content_hash
+from clik.image_source import content_hash
 
 pytestmark = pytest.mark.redis
 
