@@ -21,8 +21,7 @@ import clik
 from clik.metrics import TOPK, random_baseline, reciprocal_rank, top1_true_rank
 
 from .data.format import load_dataset
-from .features import image_features, text_features
-from .prepare import drop_unreadable, prepare_split
+from .prepare import prepare_split, split_features
 
 
 @dataclass
@@ -74,12 +73,10 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
     criterion = criterion or meta.get("criterion") or dataset.default_criterion
     # Default to the cache the run trained with: the backbone features are the same.
     cache_dir = cache_dir or meta.get("train", {}).get("cache_dir", ".cache/features")
-    prepared = prepare_split(dataset, split, tokenizer, criterion)
-    feats = image_features(model, prepared.images, cache_dir, device=device)
-    readable = {i for i, s in enumerate(prepared.images) if s in feats.hashes}
-    prepared = drop_unreadable(prepared, readable, feats.errors)
-    topic_feats = torch.as_tensor(text_features(model, tokenizer, prepared.topic_texts, cache_dir, device=device)(prepared.topic_texts), device=device)
-    queries = model.ranking_query(model.topic.text.proj(topic_feats)).float().cpu().numpy()
+    found = split_features(model, tokenizer, prepare_split(dataset, split, tokenizer, criterion), cache_dir, device=device)
+    prepared = found.split
+    topic_emb = model.topic.text.proj(torch.as_tensor(found.topics, device=device))
+    queries = model.ranking_query(topic_emb).float().cpu().numpy()
 
     rng = np.random.default_rng(seed)
     results: list[GroupResult] = []
@@ -87,8 +84,9 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         idx = np.arange(len(group.image_rows))
         if len(idx) > k:
             idx = np.sort(rng.choice(len(idx), size=k, replace=False))
-        sources = [prepared.images[r] for r in group.image_rows[idx]]
-        emb = model.image.proj(torch.as_tensor(feats.of(sources), device=device))
+        rows = group.image_rows[idx]
+        sources = [prepared.images[r] for r in rows]
+        emb = model.image.proj(torch.as_tensor(found.images[rows], device=device))
         scores = (F.normalize(emb.float(), dim=-1).cpu().numpy() @ queries[group.topic_row]).astype(np.float64)
         labels, on_topic = group.labels[idx], group.on_topic[idx]
         order = np.argsort(-scores, kind="stable")

@@ -4,9 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
+from clik.model import ClikModel
 from clik.tokenize import TopicTokenizer
 
 from .data.format import Dataset
+from .features import image_features, text_features
 from .sampling import PreparedGroup
 
 
@@ -65,3 +67,24 @@ def drop_unreadable(split: PreparedSplit, readable: set[int], errors: dict[str, 
         ids.append([p for p, k in zip(pids, keep) if k])
     return PreparedSplit(groups, split.topics, split.topic_texts, split.images, ids, dict(errors))
 
+
+
+@dataclass
+class SplitFeatures:
+    """Backbone features of a split, row-aligned with its tables; unreadable products dropped."""
+
+    split: PreparedSplit
+    images: np.ndarray  # (len(split.images), F); rows of unreadable images stay zero and unused
+    topics: np.ndarray  # (len(split.topic_texts), T)
+
+
+def split_features(model: ClikModel, tokenizer: TopicTokenizer, split: PreparedSplit, cache_dir: str, batch_size: int = 16,
+                   device: str = "cpu", progress: bool = True) -> SplitFeatures:
+    """Cached backbone features of every image and topic row (computed only where missing)."""
+    feats = image_features(model, split.images, cache_dir, batch_size, device, progress=progress)
+    topic_lookup = text_features(model, tokenizer, split.topic_texts, cache_dir, batch_size, device)
+    readable = sorted(i for i, s in enumerate(split.images) if s in feats.hashes)
+    images = np.zeros((len(split.images), feats.cache.dim), np.float32)
+    if readable:
+        images[readable] = feats.of([split.images[i] for i in readable])
+    return SplitFeatures(drop_unreadable(split, set(readable), feats.errors), images, topic_lookup(split.topic_texts))

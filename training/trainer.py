@@ -33,8 +33,7 @@ from clik.transforms import train_transform
 from .config import TrainConfig
 from .data.format import load_dataset
 from .distributed import DistInfo, init_distributed
-from .features import image_features, text_features
-from .prepare import PreparedSplit, drop_unreadable, prepare_split
+from .prepare import PreparedSplit, drop_unreadable, prepare_split, split_features
 from .sampling import MatchingSampler, RankingSampler
 from .schedule import warmup_cosine
 
@@ -154,24 +153,12 @@ class BatchMaker:
 
 def locked_tables(model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str, dist_info: DistInfo) -> tuple[Tables, PreparedSplit]:
     """Features of every row, computed once (by rank 0; the others wait and read the cache)."""
-    def compute(progress: bool):
-        feats = image_features(model, split.images, cfg.cache_dir, cfg.feature_batch, device, progress=progress)
-        topics = text_features(model, tokenizer, split.topic_texts, cfg.cache_dir, cfg.feature_batch, device)
-        return feats, topics
-
     if dist_info.world_size > 1:
         if dist_info.is_main:
-            compute(True)
+            split_features(model, tokenizer, split, cfg.cache_dir, cfg.feature_batch, device)
         torch.distributed.barrier()
-    feats, topic_lookup = compute(dist_info.is_main)
-    readable = {i for i, s in enumerate(split.images) if s in feats.hashes}
-    image_table = np.zeros((len(split.images), feats.cache.dim), np.float32)
-    rows = sorted(readable)
-    if rows:
-        image_table[rows] = feats.of([split.images[i] for i in rows])
-    split = drop_unreadable(split, readable, feats.errors)
-    tables = Tables(torch.as_tensor(topic_lookup(split.topic_texts), device=device), torch.as_tensor(image_table, device=device))
-    return tables, split
+    found = split_features(model, tokenizer, split, cfg.cache_dir, cfg.feature_batch, device, progress=dist_info.is_main)
+    return Tables(torch.as_tensor(found.topics, device=device), torch.as_tensor(found.images, device=device)), found.split
 
 
 def check_images(split: PreparedSplit) -> PreparedSplit:
