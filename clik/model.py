@@ -48,7 +48,7 @@ class TopicSide(nn.Module):
 
 
 class ClikModel(nn.Module):
-    """Topic side + image side. The split is the bundle split: see ``clik.bundle``."""
+    """Topic side + image side. The split is the bundle split: see ``clik.checkpoint``."""
 
     def __init__(self, cfg: ModelConfig, load_weights: bool = True):
         super().__init__()
