@@ -23,8 +23,8 @@ from indexer.errors import (
     VersionConflict, VersionInUse, VersionNotFound,
 )
 from indexer.packed_block import encode_block
-from indexer.records import Exhibition, ModelVersion, Product, ProductStatus, VersionState
-from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore
+from indexer.records import Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, normalised_fp16
 
 _SCHEMA = """
@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS versions(
 CREATE TABLE IF NOT EXISTS products(
     pid TEXT PRIMARY KEY, src TEXT NOT NULL, hash TEXT, status TEXT NOT NULL, error TEXT);
 CREATE INDEX IF NOT EXISTS products_hash ON products(hash);
+CREATE TABLE IF NOT EXISTS product_attrs(pid TEXT PRIMARY KEY, attrs TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS exhibitions(
     eid TEXT PRIMARY KEY, topic TEXT NOT NULL, updated_at REAL NOT NULL, gen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS members(
@@ -116,12 +117,19 @@ class EmbeddedStore(VectorStore):
         row = db.execute("SELECT src, hash, status, error FROM products WHERE pid = ?", (pid,)).fetchone()
         if row is None:
             raise ProductNotFound(f"unknown product {pid!r}")
-        return Product(pid, row[0], ProductStatus(row[2]), row[1], row[3])
+        attrs = db.execute("SELECT attrs FROM product_attrs WHERE pid = ?", (pid,)).fetchone()
+        return Product(pid, row[0], ProductStatus(row[2]), row[1], row[3],
+                       json.loads(attrs[0]) if attrs else {})
 
-    def put_product(self, product_id: str, image_source: str) -> Product:
+    def put_product(self, product_id: str, image_source: str,
+                    attrs: Mapping[str, object] | None = None) -> Product:
         check_id(product_id, "product_id")
         check_id(image_source, "image_source")
+        attrs_json = encode_attrs(attrs)
         with self._tx() as db:
+            if attrs_json is not None:  # attributes never enter a ranking: no bump
+                db.execute("INSERT OR REPLACE INTO product_attrs(pid, attrs) VALUES (?, ?)",
+                           (product_id, attrs_json))
             row = db.execute("SELECT src FROM products WHERE pid = ?", (product_id,)).fetchone()
             if row is None or row[0] != image_source:
                 db.execute("INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
@@ -167,6 +175,7 @@ class EmbeddedStore(VectorStore):
         with self._tx() as db:
             self._product(db, product_id)
             db.execute("DELETE FROM products WHERE pid = ?", (product_id,))
+            db.execute("DELETE FROM product_attrs WHERE pid = ?", (product_id,))
             self._bump_exhibitions_of_product(db, product_id)
 
     # -- exhibitions ----------------------------------------------------------------------------
@@ -202,6 +211,19 @@ class EmbeddedStore(VectorStore):
                 raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
             for table in ("members", "vgen", "blocks"):
                 db.execute(f"DELETE FROM {table} WHERE eid = ?", (exhibition_id,))
+
+    def list_exhibitions(self, offset: int = 0, limit: int = 50) -> ExhibitionPage:
+        check_page(offset, limit)
+        with self._reading() as db:
+            total = db.execute("SELECT COUNT(*) FROM exhibitions").fetchone()[0]
+            rows = db.execute("SELECT eid, topic, updated_at FROM exhibitions ORDER BY eid "
+                              "LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            items = [
+                Exhibition(eid, json.loads(topic), tuple(r[0] for r in db.execute(
+                    "SELECT pid FROM members WHERE eid = ? ORDER BY pos", (eid,))), updated_at)
+                for eid, topic, updated_at in rows
+            ]
+        return ExhibitionPage(total=total, items=items)
 
     # -- versions -------------------------------------------------------------------------------
     def _active_name(self, db: sqlite3.Connection) -> str | None:

@@ -24,6 +24,7 @@ class Product:
     status: ProductStatus
     image_hash: str | None = None
     error: str | None = None
+    attrs: dict = field(default_factory=dict)  # free-form JSON object for operators (title, brand...)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class Exhibition:
     topic: dict[str, str]
     product_ids: tuple[str, ...]
     updated_at: float
+
+
+@dataclass(frozen=True)
+class ExhibitionPage:
+    total: int  # exhibitions in the store
+    items: list[Exhibition]  # ordered by id
 
 
 @dataclass(frozen=True)

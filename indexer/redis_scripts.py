@@ -97,14 +97,21 @@ redis.call('HDEL', p .. 'reg', name)
 return {j, redis.call('GET', p .. 'vn:' .. v.id) or '0'}
 """
 
+# ARGV[4]: the product's attributes as JSON, or '' to keep the stored ones. They are shown to
+# operators and never enter a ranking, so changing them alone bumps nothing.
 PUT_PRODUCT = _COMMON + r"""
-local p, pid, src = ARGV[1], ARGV[2], ARGV[3]
+local p, pid, src, attrs = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pk = p .. 'p:' .. pid
-if redis.call('HGET', pk, 's') == src then return 0 end
+if attrs == '' then attrs = redis.call('HGET', pk, 'a') end
+if redis.call('HGET', pk, 's') == src then
+  if attrs then redis.call('HSET', pk, 'a', attrs) end
+  return 0
+end
 local old = redis.call('HGET', pk, 'h')
 if old then redis.call('SREM', p .. 'hp:' .. old, pid) end
 redis.call('DEL', pk)
 redis.call('HSET', pk, 's', src, 'st', 'pending')
+if attrs then redis.call('HSET', pk, 'a', attrs) end
 bump_product(p, pid)
 return 1
 """
@@ -150,6 +157,7 @@ end
 for pid in string.gmatch(ids, '[^\n]+') do redis.call('SADD', p .. 'pe:' .. pid, eid) end
 redis.call('HSET', ek, 't', topic, 'ids', ids, 'u', now)
 redis.call('HINCRBY', ek, 'g', 1)
+redis.call('ZADD', p .. 'ex', 0, eid)
 return 1
 """
 
@@ -160,6 +168,7 @@ local ids = redis.call('HGET', ek, 'ids')
 if not ids then return redis.error_reply('CLIK_NOEXHIBITION unknown exhibition ' .. eid) end
 for pid in string.gmatch(ids, '[^\n]+') do redis.call('SREM', p .. 'pe:' .. pid, eid) end
 redis.call('DEL', ek)
+redis.call('ZREM', p .. 'ex', eid)
 for _, j in ipairs(redis.call('HVALS', p .. 'reg')) do
   local v = cjson.decode(j)
   redis.call('DEL', p .. 'b:' .. v.id .. ':' .. eid)

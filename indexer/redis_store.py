@@ -23,8 +23,8 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
     StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
-from indexer.records import Exhibition, ModelVersion, Product, ProductStatus, VersionState
-from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore
+from indexer.records import Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
 
 # Error codes raised by the Lua scripts -> exceptions.
@@ -100,19 +100,21 @@ class RedisStore(VectorStore):
             self.r.ping()
 
     # -- products -----------------------------------------------------------------------------
-    def put_product(self, product_id: str, image_source: str) -> Product:
+    def put_product(self, product_id: str, image_source: str,
+                    attrs: Mapping[str, object] | None = None) -> Product:
         check_id(product_id, "product_id")
         check_id(image_source, "image_source")
-        self._run("PUT_PRODUCT", product_id, image_source)
+        self._run("PUT_PRODUCT", product_id, image_source, encode_attrs(attrs) or "")
         return self.get_product(product_id)
 
     def get_product(self, product_id: str) -> Product:
         with _translated_errors():
-            src, st, h, err = self.r.hmget(self._k("p", product_id), "s", "st", "h", "e")
+            src, st, h, err, a = self.r.hmget(self._k("p", product_id), "s", "st", "h", "e", "a")
         if st is None:
             raise ProductNotFound(f"unknown product {product_id!r}")
         return Product(product_id, src.decode(), ProductStatus(st.decode()),
-                       h.decode() if h else None, err.decode() if err else None)
+                       h.decode() if h else None, err.decode() if err else None,
+                       json.loads(a) if a else {})
 
     def mark_encoded(self, product_id: str, image_hash: str) -> Product:
         check_id(image_hash, "image_hash")
@@ -127,7 +129,7 @@ class RedisStore(VectorStore):
                 for product_id, image_source, image_hash in items[start:start + batch]:
                     check_id(product_id, "product_id")
                     check_id(image_source, "image_source")
-                    self._scripts["PUT_PRODUCT"](args=[self.prefix, product_id, image_source], client=pipe)
+                    self._scripts["PUT_PRODUCT"](args=[self.prefix, product_id, image_source, ""], client=pipe)
                     if image_hash is not None:
                         check_id(image_hash, "image_hash")
                         self._scripts["MARK_ENCODED"](
@@ -161,6 +163,24 @@ class RedisStore(VectorStore):
 
     def delete_exhibition(self, exhibition_id: str) -> None:
         self._run("DELETE_EXHIBITION", exhibition_id)
+
+    def list_exhibitions(self, offset: int = 0, limit: int = 50) -> ExhibitionPage:
+        check_page(offset, limit)
+        # ex: a sorted set with every score 0, so ZRANGE orders it by id (lexicographically)
+        with _translated_errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zcard(self._k("ex"))
+            pipe.zrange(self._k("ex"), offset, offset + limit - 1)
+            total, ids = pipe.execute()
+            pipe = self.r.pipeline(transaction=False)
+            for eid in ids:
+                pipe.hmget(self._k("e", eid.decode()), "t", "ids", "u")
+            rows = pipe.execute()
+        items = [
+            Exhibition(eid.decode(), json.loads(t), tuple(pids.decode().split("\n")) if pids else (), float(u))
+            for eid, (t, pids, u) in zip(ids, rows) if t is not None  # deleted in between
+        ]
+        return ExhibitionPage(total=int(total), items=items)
 
     # -- versions -------------------------------------------------------------------------------
     def _parse_version(self, name: str, raw: bytes | str, active: str | None) -> ModelVersion:

@@ -7,6 +7,7 @@ both backends rank identically and the shared test suite checks one behaviour.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -15,11 +16,32 @@ from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
 from indexer.ranking import cosine_scores, ranked_slice
-from indexer.records import Exhibition, ModelVersion, Product, RankedProduct, Ranking, VersionState
+from indexer.records import Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, Ranking, VersionState
 from indexer.vectors import normalised_query
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 DEFAULT_EXPECTED_VECTORS = 1_000_000
+MAX_ATTRS_BYTES = 64 * 1024  # product attributes are a label for people, not a document store
+
+
+def encode_attrs(attrs: Mapping[str, object] | None) -> str | None:
+    """Product attributes as canonical JSON (None stays None: keep the stored ones)."""
+    if attrs is None:
+        return None
+    if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
+        raise InvalidInput("attrs must be a mapping with string keys")
+    try:
+        text = json.dumps(dict(attrs), sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"attrs are not JSON-serialisable: {exc}") from None
+    if len(text.encode()) > MAX_ATTRS_BYTES:
+        raise InvalidInput(f"attrs larger than {MAX_ATTRS_BYTES} bytes as JSON")
+    return text
+
+
+def check_page(offset: int, limit: int) -> None:
+    if offset < 0 or limit < 1:
+        raise InvalidInput("offset must be >= 0 and limit >= 1")
 
 
 class VectorStore(abc.ABC):
@@ -32,8 +54,13 @@ class VectorStore(abc.ABC):
 
     # -- products ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def put_product(self, product_id: str, image_source: str) -> Product:
-        """Create or update a product. A new image source resets it to pending (new image)."""
+    def put_product(self, product_id: str, image_source: str,
+                    attrs: Mapping[str, object] | None = None) -> Product:
+        """Create or update a product. A new image source resets it to pending (new image).
+
+        attrs: a JSON-serialisable mapping shown to operators (never used in rankings);
+        None keeps the stored attributes.
+        """
 
     @abc.abstractmethod
     def get_product(self, product_id: str) -> Product:
@@ -78,6 +105,10 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def delete_exhibition(self, exhibition_id: str) -> None:
         """Raises ExhibitionNotFound."""
+
+    @abc.abstractmethod
+    def list_exhibitions(self, offset: int = 0, limit: int = 50) -> ExhibitionPage:
+        """Exhibitions ordered by id, [offset, offset+limit), with the total count."""
 
     # -- model versions ---------------------------------------------------------------------
     @abc.abstractmethod

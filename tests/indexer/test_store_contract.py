@@ -308,3 +308,56 @@ def test_import_products_in_bulk(store):
     assert sorted(i.product_id for i in r.items) == ["a", "c"] and r.pending == ["b"]
     with pytest.raises(InvalidId):
         store.import_products([("d", "src", None), ("", "src", None)])
+
+
+# -- operator-facing additions: product attributes, exhibition listing --------------------------
+def test_product_attributes_are_kept_replaced_and_deleted(store):
+    store.register_version("v1", DIM)
+    store.activate("v1")
+    store.put_exhibition("e", {}, ["p1"])
+    p = store.put_product("p1", "src-1", {"title": "Red dress", "price": 39.9, "tags": ["a", "b"]})
+    assert p.attrs == {"title": "Red dress", "price": 39.9, "tags": ["a", "b"]}
+    store.mark_encoded("p1", "h1")
+    store.put_vector("v1", "h1", np.ones(DIM))
+    before = store.rank("e", np.ones(DIM))
+    # new attributes, same image: still encoded (attributes never touch the ranking)
+    p = store.put_product("p1", "src-1", {"title": "Dark red dress"})
+    assert p.status is ProductStatus.ENCODED and p.attrs == {"title": "Dark red dress"}
+    assert store.rank("e", np.ones(DIM)).items == before.items
+    # attrs=None keeps them, also when the image changes
+    p = store.put_product("p1", "src-2")
+    assert p.status is ProductStatus.PENDING and p.attrs == {"title": "Dark red dress"}
+    assert store.put_product("p2", "src").attrs == {}
+    store.import_products([("p1", "src-3", None)])
+    assert store.get_product("p1").attrs == {"title": "Dark red dress"}
+    store.delete_product("p1")
+    assert store.put_product("p1", "src-1").attrs == {}  # a deleted product forgets them
+
+
+@pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": object()}, {1: "a"}, ["a"],
+                                 {"x": "y" * 70_000}])
+def test_bad_product_attributes_rejected_and_nothing_written(store, bad):
+    with pytest.raises(InvalidInput):
+        store.put_product("p1", "src", bad)
+    with pytest.raises(ProductNotFound):
+        store.get_product("p1")
+
+
+def test_list_exhibitions_pages_by_id(store):
+    assert store.list_exhibitions().total == 0
+    for eid in ("b", "a", "d", "c"):
+        store.put_exhibition(eid, {"name": f"topic {eid}"}, [f"p-{eid}"])
+    store.put_exhibition("a", {"name": "topic a2"}, ["x", "y"])  # replaced, listed once
+    page = store.list_exhibitions(offset=0, limit=3)
+    assert page.total == 4
+    assert [e.exhibition_id for e in page.items] == ["a", "b", "c"]
+    assert page.items[0].topic == {"name": "topic a2"} and page.items[0].product_ids == ("x", "y")
+    assert [e.exhibition_id for e in store.list_exhibitions(offset=3, limit=3).items] == ["d"]
+    assert store.list_exhibitions(offset=10).items == []
+    store.delete_exhibition("b")
+    page = store.list_exhibitions()
+    assert page.total == 3 and [e.exhibition_id for e in page.items] == ["a", "c", "d"]
+    with pytest.raises(InvalidInput):
+        store.list_exhibitions(offset=-1)
+    with pytest.raises(InvalidInput):
+        store.list_exhibitions(limit=0)
