@@ -107,8 +107,31 @@ class EmbeddedStore(VectorStore):
         with self._reading():
             self._db.close()
 
+    # -- job records --------------------------------------------------------------------------
+    def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
+        check_id(job_id, "job_id")
+        doc = json.dumps(dict(record), sort_keys=True)
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)", ("job:" + job_id, doc))
+
+    def get_job(self, job_id: str) -> dict | None:
+        with self._reading():
+            row = self._db.execute("SELECT v FROM meta WHERE k = ?", ("job:" + job_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     @staticmethod
-    def _bump_exhibitions_of_product(db: sqlite3.Connection, pid: str) -> None:
+    def _bump_catalogue(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO meta(k, v) VALUES ('cgen', '1') "
+                   "ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) + 1")
+
+    def catalogue_generation(self) -> int:
+        with self._reading() as db:
+            row = db.execute("SELECT v FROM meta WHERE k = 'cgen'").fetchone()
+        return int(row[0]) if row else 0
+
+    @classmethod
+    def _bump_exhibitions_of_product(cls, db: sqlite3.Connection, pid: str) -> None:
+        cls._bump_catalogue(db)
         db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN "
                    "(SELECT eid FROM members WHERE pid = ?)", (pid,))
 
@@ -306,6 +329,7 @@ class EmbeddedStore(VectorStore):
             # only this version's blocks change: the active version keeps its warm blocks
             db.execute("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH + ") "
                        "WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1", (v.id, image_hash))
+            self._bump_catalogue(db)
 
     def put_vectors(self, version: str, items: Sequence[tuple[str, object]]) -> None:
         """Bulk put in one transaction (re-index batches, benchmarks)."""
@@ -317,6 +341,7 @@ class EmbeddedStore(VectorStore):
             db.executemany("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH
                            + ") WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1",
                            [(v.id, h) for _, h, _ in rows])
+            self._bump_catalogue(db)
 
     def get_vector(self, version: str, image_hash: str) -> np.ndarray:
         with self._reading():

@@ -40,6 +40,7 @@ local function must_product(p, pid)
 end
 -- membership-level change (product status/hash): every version's block is stale
 local function bump_product(p, pid)
+  redis.call('INCR', p .. 'cgen')  -- the catalogue (products with vectors) may have changed
   for _, e in ipairs(redis.call('SMEMBERS', p .. 'pe:' .. pid)) do
     local ek = p .. 'e:' .. e
     if redis.call('EXISTS', ek) == 1 then redis.call('HINCRBY', ek, 'g', 1) end
@@ -209,6 +210,7 @@ for i = 4, #ARGV, 3 do
     end
   end
 end
+redis.call('INCR', p .. 'cgen')
 return 1
 """
 

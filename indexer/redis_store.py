@@ -99,6 +99,17 @@ class RedisStore(VectorStore):
         with _translated_errors():
             self.r.ping()
 
+    # -- job records --------------------------------------------------------------------------
+    def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
+        check_id(job_id, "job_id")
+        with _translated_errors():
+            self.r.set(self._k("job", job_id), json.dumps(dict(record), sort_keys=True))
+
+    def get_job(self, job_id: str) -> dict | None:
+        with _translated_errors():
+            raw = self.r.get(self._k("job", job_id))
+        return json.loads(raw) if raw else None
+
     # -- products -----------------------------------------------------------------------------
     def put_product(self, product_id: str, image_source: str,
                     attrs: Mapping[str, object] | None = None) -> Product:
@@ -163,6 +174,13 @@ class RedisStore(VectorStore):
 
     def delete_exhibition(self, exhibition_id: str) -> None:
         self._run("DELETE_EXHIBITION", exhibition_id)
+
+    def get_exhibition_topic(self, exhibition_id: str) -> dict[str, str]:
+        with _translated_errors():
+            t = self.r.hget(self._k("e", exhibition_id), "t")
+        if t is None:
+            raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
+        return json.loads(t)
 
     def list_exhibitions(self, offset: int = 0, limit: int = 50) -> ExhibitionPage:
         check_page(offset, limit)
@@ -329,6 +347,10 @@ class RedisStore(VectorStore):
             if pairs:
                 mat = np.frombuffer(b"".join(p[1] for p in pairs), dtype="<f2").reshape(len(pairs), v.dim)
                 yield [p[0] for p in pairs], mat
+
+    def catalogue_generation(self) -> int:
+        with _translated_errors():
+            return int(self.r.get(self._k("cgen")) or 0)
 
     # -- topic cache ----------------------------------------------------------------------------
     def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:

@@ -106,6 +106,10 @@ class VectorStore(abc.ABC):
     def delete_exhibition(self, exhibition_id: str) -> None:
         """Raises ExhibitionNotFound."""
 
+    def get_exhibition_topic(self, exhibition_id: str) -> dict[str, str]:
+        """Only the topic (rankings need it, not the possibly long product list)."""
+        return self.get_exhibition(exhibition_id).topic
+
     @abc.abstractmethod
     def list_exhibitions(self, offset: int = 0, limit: int = 50) -> ExhibitionPage:
         """Exhibitions ordered by id, [offset, offset+limit), with the total count."""
@@ -169,6 +173,11 @@ class VectorStore(abc.ABC):
         """Every encoded product having a vector for `version`, in batches of
         (product_ids, fp16 matrix): the input of a catalogue index rebuild."""
 
+    @abc.abstractmethod
+    def catalogue_generation(self) -> int:
+        """A counter that moves whenever a product or a vector changes: a catalogue index built
+        at generation g is current while this still returns g."""
+
     # -- topic-embedding cache ----------------------------------------------------------------
     @abc.abstractmethod
     def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:
@@ -177,6 +186,16 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
         """float32 vector, or None when not cached. Raises VersionNotFound."""
+
+    # -- job records (re-index progress) --------------------------------------------------------
+    @abc.abstractmethod
+    def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
+        """Replace the small JSON record of a long-running job (e.g. ``reindex:<version>``):
+        its progress, readable by any process (CLI, API) through get_job."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> dict | None:
+        """The last record written by put_job, or None."""
 
     # -- housekeeping -------------------------------------------------------------------------
     @abc.abstractmethod

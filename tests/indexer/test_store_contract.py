@@ -361,3 +361,38 @@ def test_list_exhibitions_pages_by_id(store):
         store.list_exhibitions(offset=-1)
     with pytest.raises(InvalidInput):
         store.list_exhibitions(limit=0)
+
+
+def test_exhibition_topic_alone(store):
+    store.put_exhibition("e", {"name": "summer"}, [f"p{i}" for i in range(5)])
+    assert store.get_exhibition_topic("e") == {"name": "summer"}
+    with pytest.raises(ExhibitionNotFound):
+        store.get_exhibition_topic("nope")
+
+
+def test_catalogue_generation_moves_with_products_and_vectors(store):
+    store.register_version("v1", DIM)
+    seen = [store.catalogue_generation()]
+
+    def moved() -> bool:
+        now = store.catalogue_generation()
+        changed = now != seen[-1]
+        seen.append(now)
+        return changed
+
+    store.put_product("p1", "src")
+    assert moved()
+    store.put_product("p1", "src", {"title": "x"})  # attributes only: no change
+    assert not moved()
+    store.mark_encoded("p1", "h1")
+    assert moved()
+    store.put_vector("v1", "h1", np.ones(DIM))
+    assert moved()
+    store.put_vectors("v1", [("h2", np.ones(DIM))])
+    assert moved()
+    store.put_exhibition("e", {}, ["p1"])  # exhibitions are not the catalogue
+    assert not moved()
+    store.mark_failed("p1", "gone")
+    assert moved()
+    store.delete_product("p1")
+    assert moved()
