@@ -1,0 +1,98 @@
+"""The FastAPI app: `create_app(settings, store=..., encode_queue=...)`, or from the environment:
+
+    uvicorn --factory api.app:app_from_env --host 0.0.0.0 --port 8000
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+from fastapi import FastAPI
+
+from api.encode_queue import CeleryEncodeQueue, EncodeQueue
+from api.errors import install_handlers
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import exhibitions, health, products, rank, search
+from api.service import ClikService
+from api.settings import ApiSettings
+from indexer.config import open_store
+from indexer.store import VectorStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None = None,
+               encode_queue: EncodeQueue | None = None) -> FastAPI:
+    """Injected store / queue are used as given (and not closed by the app)."""
+    settings = settings or ApiSettings()
+    # One process-wide intra-op pool, small: concurrent requests queue in the CPU pool instead
+    # of each spawning as many threads as there are cores.
+    torch.set_num_threads(settings.torch_threads)
+    own_store = store is None
+    own_queue = encode_queue is None
+    store = store if store is not None else open_store(settings.store_url, prefix=settings.store_prefix)
+    queue = encode_queue if encode_queue is not None else CeleryEncodeQueue(
+        settings.broker_url, settings.queue, chunk=settings.encode_chunk)
+    metrics = ApiMetrics()
+    svc = ClikService(settings, store, queue, metrics)
+    metrics.gauge("clik_api_pending_encodes", "Encode tasks waiting in the queue (broker's count)",
+                  getattr(queue, "depth", lambda: None))
+    metrics.gauge("clik_api_loaded_models", "Model versions whose text side is loaded",
+                  lambda: len(svc.text.loaded()))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.preload_model:
+            try:
+                active = store.active_version()
+                if active is not None:
+                    svc.load_in_background(active)
+            except Exception as exc:  # the store may come up later: /readyz says so meanwhile
+                log.warning("cannot preload the active model: %s", exc)
+        yield
+        svc.close()
+        if own_queue and hasattr(queue, "close"):
+            queue.close()
+        if own_store:
+            store.close()
+
+    app = FastAPI(
+        title="CLIK representative-image API",
+        version="1.0",
+        description="Picks the representative image of an exhibition (CLIK, RecSys 2022). "
+                    "Write routes need the X-API-Key header.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = svc
+    install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
+    for module in (products, exhibitions, rank, search, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _count_http_errors(app, metrics)
+    return app
+
+
+def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:
+    """4xx raised by FastAPI itself (validation, auth) also count as errors."""
+    from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    async def on_http(request, exc):
+        metrics.errors.labels("HTTPException", str(exc.status_code)).inc()
+        return await http_exception_handler(request, exc)
+
+    async def on_validation(request, exc):
+        metrics.errors.labels("RequestValidationError", "422").inc()
+        return await request_validation_exception_handler(request, exc)
+
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory: settings from CLIK_* environment variables."""
+    logging.basicConfig(level=logging.INFO)
+    return create_app(ApiSettings())

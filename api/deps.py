@@ -1,0 +1,20 @@
+"""Shared route helpers."""
+from __future__ import annotations
+
+from fastapi import HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool  # noqa: F401  (re-exported for routes)
+
+from api.service import ClikService
+
+
+def service(request: Request) -> ClikService:
+    return request.app.state.service
+
+
+def unprocessable(loc: list, message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, naming the field."""
+    return HTTPException(422, [{"loc": loc, "msg": message, "type": "value_error"}])
+
+
+ModelVersionParam = Query(None, max_length=512,
+                          description="refuse (409) unless this is the active model version")

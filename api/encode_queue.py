@@ -1,0 +1,55 @@
+"""Where PUT /products sends work: a small protocol and its Celery implementation.
+
+The API must not import worker/, so it sends the task by name over the worker's broker.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from api.errors import QueueUnavailable
+
+ENCODE_TASK = "clik.encode_products"
+
+
+@runtime_checkable
+class EncodeQueue(Protocol):
+    def submit(self, product_ids: list[str]) -> None:
+        """Queue these products for encoding; raise QueueUnavailable when that is impossible."""
+
+
+class CeleryEncodeQueue:
+    """send_task("clik.encode_products", [ids]) to the worker's queue."""
+
+    def __init__(self, broker_url: str, queue: str = "clik", chunk: int = 64,
+                 connect_timeout_s: float = 2.0) -> None:
+        from celery import Celery
+
+        self.queue, self.chunk = queue, chunk
+        self.app = Celery("clik-api", broker=broker_url, set_as_current=False)
+        self.app.conf.update(
+            task_serializer="json", accept_content=["json"],
+            broker_connection_timeout=connect_timeout_s,
+            broker_connection_retry_on_startup=False,
+        )
+        # A broker that is down must answer a request quickly, not retry for minutes.
+        self._retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
+                              "interval_max": 0.5}
+
+    def submit(self, product_ids: list[str]) -> None:
+        for start in range(0, len(product_ids), self.chunk):
+            try:
+                self.app.send_task(ENCODE_TASK, args=[product_ids[start:start + self.chunk]],
+                                   queue=self.queue, retry=True, retry_policy=self._retry_policy)
+            except Exception as exc:  # kombu raises transport-specific errors
+                raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc
+
+    def depth(self) -> int | None:
+        """Messages waiting in the queue (None when the broker cannot say)."""
+        try:
+            with self.app.connection_for_read() as conn:
+                return int(conn.default_channel.queue_declare(self.queue, passive=True).message_count)
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        self.app.close()

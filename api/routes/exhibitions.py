@@ -1,0 +1,83 @@
+"""Exhibitions: topic + product list; their representative image and full ranking."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from api.auth import require_reader, require_writer
+from api.deps import ModelVersionParam, service, unprocessable
+from api.schemas import ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
+from api.service import ClikService
+from indexer.records import Exhibition, Ranking
+
+router = APIRouter(tags=["exhibitions"])
+ExhibitionId = Path(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")
+_READ_ERRORS = {404: {}, 409: {"description": "model_version is not the active one"},
+                503: {"description": "store down or no model active/loadable"}}
+
+
+def _out(e: Exhibition) -> ExhibitionOut:
+    return ExhibitionOut(exhibition_id=e.exhibition_id, topic=e.topic, product_ids=list(e.product_ids),
+                         updated_at=e.updated_at)
+
+
+def _ranking(r: Ranking) -> dict:
+    return {"exhibition_id": r.exhibition_id, "model_version": r.model_version,
+            "items": [{"product_id": i.product_id, "score": i.score, "rank": i.rank} for i in r.items],
+            "total_scored": r.total_scored, "pending": r.pending, "failed": r.failed,
+            "unknown": r.unknown}
+
+
+@router.put("/exhibitions/{exhibition_id}", response_model=ExhibitionOut,
+            dependencies=[Depends(require_writer)], responses={401: {}, 403: {}, 503: {}})
+def put_exhibition(body: ExhibitionIn, exhibition_id: str = ExhibitionId,
+                   svc: ClikService = Depends(service)):
+    """Create or replace an exhibition (products may be registered later, in any order)."""
+    limit = svc.settings.max_exhibition_products
+    if len(body.product_ids) > limit:
+        raise unprocessable(["body", "product_ids"], f"at most {limit} products per exhibition")
+    return _out(svc.store.put_exhibition(exhibition_id, body.topic.attrs(), body.product_ids))
+
+
+@router.get("/exhibitions", response_model=ExhibitionList, dependencies=[Depends(require_reader)],
+            responses={503: {}})
+def list_exhibitions(offset: int = Query(0, ge=0, le=10**9), limit: int = Query(50, ge=1, le=1000),
+                     svc: ClikService = Depends(service)):
+    page = svc.store.list_exhibitions(offset=offset, limit=limit)
+    items = [ExhibitionSummary(exhibition_id=e.exhibition_id, name=str(e.topic.get("name", "")),
+                               products=len(e.product_ids), updated_at=e.updated_at) for e in page.items]
+    return ExhibitionList(total=page.total, offset=offset, limit=limit, items=items)
+
+
+@router.get("/exhibitions/{exhibition_id}", response_model=ExhibitionOut,
+            dependencies=[Depends(require_reader)], responses={404: {}, 503: {}})
+def get_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service)):
+    return _out(svc.store.get_exhibition(exhibition_id))
+
+
+@router.delete("/exhibitions/{exhibition_id}", status_code=204,
+               dependencies=[Depends(require_writer)], responses={401: {}, 403: {}, 404: {}, 503: {}})
+def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service)):
+    svc.store.delete_exhibition(exhibition_id)
+    return Response(status_code=204)
+
+
+@router.get("/exhibitions/{exhibition_id}/representative", response_model=RankingOut,
+            dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
+def representative(exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
+                   model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
+    """The top `topk` products for the exhibition's topic (cosine with the group query)."""
+    if topk > svc.settings.representative_max_topk:
+        raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
+    return _ranking(svc.representative(exhibition_id, topk, model_version))
+
+
+@router.get("/exhibitions/{exhibition_id}/ranking", response_model=RankingPage,
+            dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
+def ranking(exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=10**9),
+            limit: int = Query(50, ge=1), model_version: str | None = ModelVersionParam,
+            svc: ClikService = Depends(service)):
+    """The whole ranking, paged."""
+    if limit > svc.settings.page_max:
+        raise unprocessable(["query", "limit"], f"at most {svc.settings.page_max}")
+    r = svc.ranking_page(exhibition_id, offset, limit, model_version)
+    return {**_ranking(r), "offset": offset, "limit": limit}

@@ -1,0 +1,49 @@
+"""Liveness, readiness (store reachable, active model loaded) and Prometheus metrics."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+
+from api.deps import service
+from api.schemas import Health, Ready
+from api.service import ClikService
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz():
+    """The process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+def readyz(svc: ClikService = Depends(service)):
+    """Ready when the store answers and the active version's text side is loaded. A version
+    not loaded yet starts loading in the background."""
+    problems: list[str] = []
+    name = None
+    try:
+        active = svc.store.active_version()
+    except Exception as exc:  # any store failure means: not ready
+        active = None
+        problems.append(f"store unavailable: {exc}")
+    else:
+        if active is None:
+            problems.append("no active model version")
+        else:
+            name = active.name
+            if svc.text.peek(name) is None:
+                error = svc.load_errors.get(name)
+                problems.append(f"model {name} cannot be loaded: {error}" if error
+                                else f"model {name} not loaded yet")
+                svc.load_in_background(active)
+    body = Ready(status="not ready" if problems else "ready", model_version=name,
+                 loaded_versions=svc.text.loaded(), problems=problems)
+    return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+def metrics(svc: ClikService = Depends(service)):
+    return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,170 @@
+"""Request and response bodies (JSON). Validation errors name the field (FastAPI's 422 `loc`)."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+# Ids travel inside store keys and newline-joined lists (indexer.vectors.check_id).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")]
+ImageSource = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")]
+HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://[^\s]+$")]
+
+
+class Topic(BaseModel):
+    """Exhibition topic (clik.topic): unknown keys are refused, missing ones are empty."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", max_length=1000, examples=["Men's summer linen"])
+    desc: str = Field("", max_length=4000)
+    date: str = Field("", max_length=40, description="ISO date; empty means today")
+    cat1: str = Field("", max_length=200)
+    cat2: str = Field("", max_length=200)
+    cat3: str = Field("", max_length=200)
+    cat4: str = Field("", max_length=200)
+    kwds: str | list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        "", description="comma-separated string or a list of keywords")
+
+    @field_validator("kwds")
+    @classmethod
+    def _join_keywords(cls, value: str | list[str]) -> str:
+        if isinstance(value, list):
+            value = ",".join(value)
+        if len(value) > 4000:
+            raise ValueError("at most 4000 characters of keywords")
+        return value
+
+    def attrs(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v}
+
+
+class ProductIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image_url: ImageSource = Field(description="http(s) URL (or a path below the worker's file roots)")
+    attrs: dict[str, Any] = Field(default_factory=dict, description="free-form, shown to operators")
+
+
+class ProductBatchItem(ProductIn):
+    product_id: Id
+
+
+class ProductBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    products: list[ProductBatchItem] = Field(min_length=1)
+
+
+class ProductAccepted(BaseModel):
+    product_id: str
+    status: str
+    queued: bool = Field(description="sent for encoding (false: this image is already encoded)")
+
+
+class BatchAccepted(BaseModel):
+    accepted: int
+    queued: list[str]
+
+
+class ProductOut(BaseModel):
+    product_id: str
+    image_url: str
+    status: str
+    image_hash: str | None
+    error: str | None
+    attrs: dict[str, Any]
+
+
+class ExhibitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: Topic
+    product_ids: list[Id] = Field(default_factory=list)
+
+
+class ExhibitionOut(BaseModel):
+    exhibition_id: str
+    topic: dict[str, Any]
+    product_ids: list[str]
+    updated_at: float
+
+
+class ExhibitionSummary(BaseModel):
+    exhibition_id: str
+    name: str
+    products: int
+    updated_at: float
+
+
+class ExhibitionList(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[ExhibitionSummary]
+
+
+class RankedItem(BaseModel):
+    product_id: str
+    score: float
+    rank: int
+
+
+class RankingOut(BaseModel):
+    exhibition_id: str
+    model_version: str
+    items: list[RankedItem]
+    total_scored: int = Field(description="products with a vector for this model version")
+    pending: list[str] = Field(description="not encoded yet for this version")
+    failed: list[str] = Field(description="image could not be fetched or decoded")
+    unknown: list[str] = Field(description="listed but never registered as products")
+
+
+class RankingPage(RankingOut):
+    offset: int
+    limit: int
+
+
+class RankRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: Topic
+    image_urls: list[HttpUrl] = Field(min_length=1)
+    topk: int | None = Field(None, ge=1)
+
+
+class RankedImage(BaseModel):
+    index: int = Field(description="position in the request (URLs first, then uploads)")
+    source: str
+    score: float
+    rank: int
+    reused: bool = Field(description="vector taken from the store (same image content, active version)")
+
+
+class ImageError(BaseModel):
+    index: int
+    source: str
+    reason: str
+
+
+class RankOut(BaseModel):
+    model_version: str
+    items: list[RankedImage]
+    errors: list[ImageError]
+
+
+class SearchOut(BaseModel):
+    model_version: str
+    query: str
+    items: list[RankedItem]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    model_version: str | None = None
+    loaded_versions: list[str] = []
+    problems: list[str] = []

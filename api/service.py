@@ -1,0 +1,199 @@
+"""What the routes do, apart from HTTP: version resolution, model sides, rankings, /rank.
+
+Everything here is synchronous and runs in the request threadpool; model computations go
+through the CPU pool (a few at a time).
+"""
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+from PIL import Image
+
+from api.catalogue import CatalogueSearch
+from api.encode_queue import EncodeQueue
+from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
+from api.metrics import ApiMetrics
+from api.models import CpuPool, ModelCache
+from api.settings import ApiSettings
+from api.topics import TopicQueries
+from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
+from clik.runtime import ImageEncoder, TopicEncoder
+from indexer.errors import VectorNotFound
+from indexer.records import ModelVersion, Product, ProductStatus, Ranking
+from indexer.store import VectorStore
+
+
+@dataclass
+class RankedSources:
+    model_version: str
+    # (index, score, rank, reused), best first
+    items: list[tuple[int, float, int, bool]]
+    errors: dict[int, str]
+
+
+class ClikService:
+    def __init__(self, settings: ApiSettings, store: VectorStore, queue: EncodeQueue,
+                 metrics: ApiMetrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.metrics = metrics
+        self.limits = settings.fetch_limits()
+        device = settings.device
+        self.text = ModelCache(lambda b: TopicEncoder.load(b, device=device),
+                               settings.max_loaded_models, "text side")
+        # the image tower is only for POST /rank: loaded on first use
+        self.images = ModelCache(lambda b: ImageEncoder.load(b, device=device, limits=self.limits),
+                                 settings.max_loaded_models, "image side")
+        self.cpu = CpuPool(settings.cpu_workers)
+        self.fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clik-fetch")
+        self.topics = TopicQueries(store, settings.topic_cache_size,
+                                   on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
+        self.load_errors: dict[str, str] = {}  # version -> why its background load failed
+        self._background: set[str] = set()
+        self._background_lock = threading.Lock()
+        self.catalogue = CatalogueSearch(store, settings.catalogue_dir, settings.catalogue_min_rebuild_s)
+
+    def load_in_background(self, version: ModelVersion) -> None:
+        """Start loading a version's text side (readiness, start-up) without waiting for it."""
+        with self._background_lock:
+            if version.name in self._background:
+                return
+            self._background.add(version.name)
+
+        def load() -> None:
+            try:
+                self.text.get(version)
+                self.load_errors.pop(version.name, None)
+            except Exception as exc:
+                self.load_errors[version.name] = str(exc)
+            finally:
+                with self._background_lock:
+                    self._background.discard(version.name)
+
+        threading.Thread(target=load, name=f"clik-load-{version.name[:12]}", daemon=True).start()
+
+    def close(self) -> None:
+        self.cpu.close()
+        self.fetchers.shutdown(wait=False, cancel_futures=True)
+
+    # -- versions and queries -----------------------------------------------------------------
+    def resolve_version(self, requested: str | None = None) -> ModelVersion:
+        """The active version, read from the store on every request (a re-index may switch it)."""
+        active = self.store.active_version()
+        if active is None:
+            raise ModelUnavailable("no active model version: register and activate a bundle first")
+        if requested is not None and requested != active.name:
+            raise VersionMismatch(f"model version {requested!r} is not the active one ({active.name})")
+        return active
+
+    def query(self, version: ModelVersion, topic: Mapping[str, object]) -> np.ndarray:
+        encoder = self.text.get(version)
+        return self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encoder.query, attrs))
+
+    # -- products -------------------------------------------------------------------------------
+    def put_products(self, items: list[tuple[str, str, dict]]) -> list[tuple[Product, bool]]:
+        """Store the products, queue those whose image is not encoded yet (a retried PUT of a
+        pending one is queued again: the worker skips images it already has)."""
+        stored = [self.store.put_product(pid, src, attrs) for pid, src, attrs in items]
+        queued = [p.product_id for p in stored if p.status is not ProductStatus.ENCODED]
+        if queued:
+            self.queue.submit(queued)
+            self.metrics.encodes_submitted.inc(len(queued))
+        return [(p, p.status is not ProductStatus.ENCODED) for p in stored]
+
+    def product_image(self, product_id: str) -> tuple[bytes, str]:
+        product = self.store.get_product(product_id)
+        try:
+            data = read_source(product.image_source, self.limits)
+        except ImageLoadError as exc:
+            raise ImageUnavailable(f"image of product {product_id!r}: {exc.reason}") from None
+        try:
+            with Image.open(io.BytesIO(data)) as image:  # header only: we pass the bytes on
+                fmt = image.format
+        except Exception:
+            raise ImageUnavailable(f"image of product {product_id!r} is not an image") from None
+        if fmt not in self.limits.formats:
+            raise ImageUnavailable(f"image of product {product_id!r} has unsupported format {fmt}")
+        return data, Image.MIME.get(fmt, "application/octet-stream")
+
+    # -- rankings -------------------------------------------------------------------------------
+    def representative(self, exhibition_id: str, topk: int, model_version: str | None) -> Ranking:
+        version = self.resolve_version(model_version)
+        topic = self.store.get_exhibition_topic(exhibition_id)
+        return self.store.rank(exhibition_id, self.query(version, topic), k=topk, version=version.name)
+
+    def ranking_page(self, exhibition_id: str, offset: int, limit: int,
+                     model_version: str | None) -> Ranking:
+        version = self.resolve_version(model_version)
+        topic = self.store.get_exhibition_topic(exhibition_id)
+        return self.store.rank_page(exhibition_id, self.query(version, topic), offset=offset,
+                                    limit=limit, version=version.name)
+
+    def search(self, text: str, k: int, model_version: str | None) -> tuple[str, list[tuple[str, float]]]:
+        version = self.resolve_version(model_version)
+        query = self.query(version, {"name": text})
+        return version.name, self.catalogue.search(version, query, k)
+
+    def rank_sources(self, topic: Mapping[str, object], urls: list[str], uploads: list[bytes],
+                     topk: int | None, model_version: str | None) -> RankedSources:
+        """The original project's TaskOperator as a service: rank images given now. Vectors the
+        store already has for this image content (active version) are reused."""
+        version = self.resolve_version(model_version)
+        query = self.query(version, topic)
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        datas: list[bytes | None] = list(self.fetchers.map(self._fetch, urls)) + list(uploads)
+        errors: dict[int, str] = {}
+        vectors: dict[int, np.ndarray] = {}
+        reused: set[int] = set()
+        to_encode: dict[str, list[int]] = {}  # content hash -> indices (same image encoded once)
+        pixels: dict[str, torch.Tensor] = {}
+        encoder: ImageEncoder | None = None
+        for i, data in enumerate(datas):
+            if isinstance(data, ImageLoadError):
+                errors[i] = data.reason
+                continue
+            digest = content_hash(data)
+            if digest in to_encode:
+                to_encode[digest].append(i)
+                continue
+            try:
+                vectors[i] = self.store.get_vector(version.name, digest).astype(np.float32)
+                reused.add(i)
+                continue
+            except VectorNotFound:
+                pass
+            try:
+                image = decode_image(data, self.limits)
+            except ImageLoadError as exc:
+                errors[i] = exc.reason
+                continue
+            encoder = encoder or self.images.get(version)
+            pixels[digest] = encoder.transform(image)
+            to_encode[digest] = [i]
+        if pixels:
+            assert encoder is not None
+            hashes = list(pixels)
+            encoded = self.cpu.run(encoder.encode_pixels, torch.stack([pixels[h] for h in hashes]))
+            for h, vec in zip(hashes, encoded):
+                for i in to_encode[h]:
+                    vectors[i] = vec
+        order = sorted(vectors)
+        if not order:
+            return RankedSources(version.name, [], errors)
+        scores = np.stack([vectors[i] for i in order]) @ query
+        ranked = sorted(range(len(order)), key=lambda j: (-scores[j], order[j]))[: topk or len(order)]
+        items = [(order[j], float(scores[j]), r + 1, order[j] in reused) for r, j in enumerate(ranked)]
+        return RankedSources(version.name, items, errors)
+
+    def _fetch(self, url: str) -> bytes | ImageLoadError:
+        try:
+            return read_source(url, self.limits)
+        except ImageLoadError as exc:
+            return exc

@@ -1,0 +1,64 @@
+"""Typed API settings, read from the environment (prefix ``CLIK_``; names shared with the worker)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from clik.image_source import FetchLimits
+
+
+class ApiSettings(BaseSettings):
+    """Every field can be set as ``CLIK_<NAME>``; lists as JSON (``CLIK_API_KEYS='["k1"]'``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
+
+    store_url: str = "redis://127.0.0.1:6379/0"
+    store_prefix: str = "clik:"
+    broker_url: str = "redis://127.0.0.1:6379/1"  # where encode tasks are sent (worker's broker)
+    queue: str = "clik"  # the worker's queue
+    encode_chunk: int = Field(64, ge=1)  # product ids per encode task
+
+    # Auth: write routes (and /rank, which spends CPU and fetches URLs) need X-API-Key.
+    api_keys: list[str] = Field(default_factory=list)  # none configured: every write is refused
+    open_reads: bool = True  # False: GET routes need a key too (health and metrics stay open)
+
+    # Model side.
+    device: str | None = None  # None: cuda when available, else cpu
+    torch_threads: int = Field(1, ge=1)  # per model computation; keeps requests from fighting
+    cpu_workers: int = Field(1, ge=1)  # model computations (text/image encoding) run at once
+    max_loaded_models: int = Field(2, ge=1)  # text sides kept loaded (old + new in a rollout)
+    preload_model: bool = True  # load the active version's text side at start-up
+    topic_cache_size: int = Field(4096, ge=0)  # in-process LRU of (version, topic) -> query
+
+    # Limits of requests.
+    rank_max_images: int = Field(50, ge=1)  # POST /rank
+    representative_max_topk: int = Field(100, ge=1)
+    page_max: int = Field(1000, ge=1)  # ranking and exhibition listing pages
+    max_exhibition_products: int = Field(100_000, ge=1)
+    batch_max_products: int = Field(1000, ge=1)
+    search_max_k: int = Field(100, ge=1)
+    # A catalogue index is rebuilt when the active version or the product set changed, at most
+    # once per this many seconds (a busy catalogue would otherwise rebuild on every search).
+    catalogue_min_rebuild_s: float = Field(5.0, ge=0)
+
+    # Image fetching (POST /rank URLs, GET /products/{id}/image): clik.image_source limits.
+    file_roots: list[str] = Field(default_factory=list)  # local paths only below these
+    allow_private_hosts: bool = False
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    catalogue_dir: Path | None = None  # None: a temporary folder per process
+
+    def fetch_limits(self) -> FetchLimits:
+        return FetchLimits(
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            file_roots=tuple(self.file_roots),
+            allow_private_hosts=self.allow_private_hosts,
+        )

@@ -1,0 +1,155 @@
+// The operators' page: plain JavaScript over the JSON routes (no build step, nothing to install).
+"use strict";
+
+const PAGE = 24;       // exhibitions per page
+const RANK_PAGE = 60;  // ranking tiles per "show more"
+const $ = (id) => document.getElementById(id);
+const state = { offset: 0, rankOffset: 0, exhibition: null };
+
+function apiKey() { return localStorage.getItem("clik-api-key") || ""; }
+
+async function api(path) {
+  const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
+  const res = await fetch(path, { headers });
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = JSON.stringify((await res.json()).detail); } catch (_) { /* not JSON */ }
+    throw new Error(`${res.status} ${path}: ${detail}`);
+  }
+  return res.json();
+}
+
+// Images go through fetch so a key, when reads need one, travels in the header.
+async function imageInto(img, productId) {
+  const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
+  try {
+    const res = await fetch(`/products/${encodeURIComponent(productId)}/image`, { headers });
+    if (!res.ok) throw new Error(res.status);
+    img.src = URL.createObjectURL(await res.blob());
+  } catch (_) {
+    img.alt = "image unavailable";
+    img.classList.add("noimg");
+  }
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function showError(err) {
+  $("error").textContent = String(err.message || err);
+  $("error").hidden = false;
+}
+
+async function showModel() {
+  try {
+    const ready = await api("/readyz");
+    $("model").textContent = `model: ${ready.model_version ? ready.model_version.slice(0, 12) : "none active"}`;
+    $("model").dataset.version = ready.model_version || "";
+  } catch (err) {
+    $("model").textContent = "model: unavailable";
+  }
+}
+
+async function showList() {
+  $("detail-view").hidden = true;
+  $("list-view").hidden = false;
+  const page = await api(`/exhibitions?offset=${state.offset}&limit=${PAGE}`);
+  const box = $("exhibitions");
+  box.replaceChildren();
+  for (const ex of page.items) {
+    const img = el("img", { class: "thumb", alt: `representative image of ${ex.name}` });
+    const card = el("a", { class: "card", href: `#/exhibitions/${encodeURIComponent(ex.exhibition_id)}`,
+                           "data-exhibition-id": ex.exhibition_id },
+      img, el("div", { class: "body" }, el("div", { class: "name" }, ex.name || ex.exhibition_id),
+                                        el("div", { class: "meta" }, `${ex.products} products`)));
+    box.append(card);
+    api(`/exhibitions/${encodeURIComponent(ex.exhibition_id)}/representative?topk=1`).then((r) => {
+      if (r.items.length) {
+        card.dataset.representative = r.items[0].product_id;
+        imageInto(img, r.items[0].product_id);
+      } else {
+        img.alt = "nothing encoded yet";
+      }
+    }).catch(() => { img.alt = "no ranking"; });
+  }
+  const last = Math.min(page.offset + page.items.length, page.total);
+  $("page-info").textContent = page.total ? `${page.offset + 1}–${last} of ${page.total}` : "no exhibitions yet";
+  $("prev").disabled = state.offset === 0;
+  $("next").disabled = last >= page.total;
+}
+
+async function showExhibition(id) {
+  $("list-view").hidden = true;
+  $("detail-view").hidden = false;
+  state.exhibition = id;
+  state.rankOffset = 0;
+  const ex = await api(`/exhibitions/${encodeURIComponent(id)}`);
+  $("topic-name").textContent = ex.topic.name || id;
+  $("topic-meta").textContent = ["date", "cat1", "cat2", "cat3", "cat4", "kwds"]
+    .filter((k) => ex.topic[k]).map((k) => `${k}: ${ex.topic[k]}`).join(" · ");
+  $("ranking").replaceChildren();
+  await loadRanking(true);
+}
+
+async function loadRanking(first) {
+  const id = state.exhibition;
+  const page = await api(`/exhibitions/${encodeURIComponent(id)}/ranking?offset=${state.rankOffset}&limit=${RANK_PAGE}`);
+  for (const item of page.items) {
+    const img = el("img", { class: "thumb", alt: item.product_id });
+    const tile = el("figure", { class: item.rank === 1 ? "tile top" : "tile", "data-product-id": item.product_id,
+                                "data-rank": String(item.rank) },
+      img, el("figcaption", { class: "body" }, el("span", { class: "rank" }, `#${item.rank}`),
+                                               el("span", { class: "score" }, item.score.toFixed(4))),
+      el("div", { class: "pid" }, item.product_id));
+    $("ranking").append(tile);
+    imageInto(img, item.product_id);
+  }
+  state.rankOffset += page.items.length;
+  $("more").hidden = state.rankOffset >= page.total_scored;
+  if (first) {
+    $("counts").textContent = `${page.total_scored} ranked · ${page.pending.length} pending · ` +
+      `${page.failed.length} failed · ${page.unknown.length} unknown · model ${page.model_version.slice(0, 12)}`;
+    fillList("pending", page.pending.concat(page.unknown), null);
+    fillList("failed", page.failed, true);
+  }
+}
+
+function fillList(name, ids, withReason) {
+  const list = $(name);
+  list.replaceChildren();
+  $(`${name}-title`).hidden = ids.length === 0;
+  for (const pid of ids) {
+    const li = el("li", { "data-product-id": pid }, pid);
+    list.append(li);
+    if (withReason) {
+      api(`/products/${encodeURIComponent(pid)}`).then((p) => {
+        if (p.error) li.append(": ", el("span", { class: "reason" }, p.error));
+      }).catch(() => {});
+    }
+  }
+}
+
+async function route() {
+  $("error").hidden = true;
+  const match = location.hash.match(/^#\/exhibitions\/(.+)$/);
+  try {
+    if (match) await showExhibition(decodeURIComponent(match[1])); else await showList();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+$("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); route(); });
+$("next").addEventListener("click", () => { state.offset += PAGE; route(); });
+$("more").addEventListener("click", () => loadRanking(false).catch(showError));
+$("api-key").value = apiKey();
+$("api-key").addEventListener("change", (e) => { localStorage.setItem("clik-api-key", e.target.value); route(); });
+window.addEventListener("hashchange", route);
+showModel();
+route();
