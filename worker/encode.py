@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -76,31 +77,61 @@ class EncoderCache:
             return encoder
 
 
+def parallel_map(fn: Callable, items: Sequence, threads: int) -> list:
+    """fn over items, on `threads` threads when > 1 (fetching and JPEG decoding release the GIL)."""
+    if threads <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="clik-decode") as pool:
+        return list(pool.map(fn, items))
+
+
+def _try(fn: Callable, *args):
+    """(result, None) or (None, ImageLoadError): lets parallel_map carry failures per item."""
+    try:
+        return fn(*args), None
+    except ImageLoadError as exc:
+        return None, exc
+
+
+def stack_for(encoder: ImageEncoder, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One CPU batch; pinned on CUDA so encode_pixels' non_blocking copy overlaps compute."""
+    batch = torch.stack(list(tensors))
+    if str(encoder.device).startswith("cuda"):
+        batch = batch.pin_memory()
+    return batch
+
+
 def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: EncoderCache,
-                    limits: FetchLimits, version: ModelVersion | None = None) -> EncodeReport:
-    """Encode the given products for ``version`` (default: the active one). Idempotent."""
+                    limits: FetchLimits, version: ModelVersion | None = None,
+                    decode_threads: int = 1) -> EncodeReport:
+    """Encode the given products for ``version`` (default: the active one). Idempotent.
+
+    Fetching and decoding run on ``decode_threads`` threads; the forward pass is one batched
+    call (the encoder splits it by its batch size).
+    """
     version = version or store.active_version()
     if version is None:
         raise NoActiveVersion("no active model version: register and activate a bundle first")
     report = EncodeReport(version=version.name)
-    encoder: ImageEncoder | None = None
 
-    # hash -> products showing that image / its preprocessed pixels (one encode per image)
-    owners: dict[str, list[str]] = {}
-    pixels: dict[str, torch.Tensor] = {}
+    products = []
     for pid in dict.fromkeys(product_ids):
         try:
-            product = store.get_product(pid)
+            products.append(store.get_product(pid))
         except ProductNotFound:
             report.missing.append(pid)
-            continue
-        try:
-            data = read_source(product.image_source, limits)
-        except ImageLoadError as exc:
-            if exc.transient:
-                report.retry[pid] = exc.reason
+    fetched = parallel_map(lambda p: _try(read_source, p.image_source, limits), products, decode_threads)
+
+    # hash -> products showing that image / its bytes (one decode and one encode per image)
+    owners: dict[str, list[str]] = {}
+    to_decode: dict[str, bytes] = {}
+    for product, (data, error) in zip(products, fetched):
+        pid = product.product_id
+        if error is not None:
+            if error.transient:
+                report.retry[pid] = error.reason
             else:
-                _fail(store, report, pid, exc.reason)
+                _fail(store, report, pid, error.reason)
             continue
         digest = content_hash(data)
         if digest in owners:
@@ -111,19 +142,25 @@ def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: En
             report.encoded.append(pid)
             report.reused += 1
             continue
-        try:
-            if encoder is None:
-                encoder = encoders.get(version)
-            pixels[digest] = encoder.transform(decode_image(data, limits))
-        except ImageLoadError as exc:
-            _fail(store, report, pid, exc.reason)
-            continue
         owners[digest] = [pid]
+        to_decode[digest] = data
+    if not to_decode:
+        return report
 
+    encoder = encoders.get(version)
+    hashes = list(to_decode)
+    decoded = parallel_map(lambda h: _try(lambda d: encoder.transform(decode_image(d, limits)), to_decode[h]),
+                           hashes, decode_threads)
+    pixels: dict[str, torch.Tensor] = {}
+    for digest, (tensor, error) in zip(hashes, decoded):
+        if error is not None:
+            for pid in owners.pop(digest):
+                _fail(store, report, pid, error.reason)
+        else:
+            pixels[digest] = tensor
     if pixels:
-        assert encoder is not None
         hashes = list(pixels)
-        vectors = encoder.encode_pixels(torch.stack([pixels[h] for h in hashes]))
+        vectors = encoder.encode_pixels(stack_for(encoder, [pixels[h] for h in hashes]))
         store.put_vectors(version.name, list(zip(hashes, vectors)))
         report.new_vectors += len(hashes)
         for digest in hashes:

@@ -26,6 +26,24 @@ class WorkerSettings(BaseSettings):
     batch_size: int = Field(32, ge=1)  # images per forward pass
     device: str | None = None  # None: cuda when available, else cpu
     max_encoders: int = Field(2, ge=1)  # loaded model versions kept per process (rollover)
+    # Threads fetching and decoding images (I/O and libjpeg release the GIL).
+    decode_threads: int = Field(4, ge=1)
+    # torch intra-op threads on CPU; None keeps torch's default (one per core).
+    torch_threads: int | None = Field(None, ge=1)
+    # Ingestion: a task also takes other products waiting in the pending set (Redis store only)
+    # so many one-product events make few full forward passes.
+    group_pending: bool = True
+    # Seconds a queued drain waits before it starts (0: it simply runs after the tasks already
+    # queued, which is enough to group a burst of events).
+    batch_window_s: float = Field(0.0, ge=0)
+
+    # Re-index: hashes per chunk (one forward pass each), and how long the old version stays
+    # readable after the switch before it is dropped (API replicas finishing their requests).
+    reindex_chunk_size: int = Field(256, ge=1)
+    reindex_drop_grace_s: float = Field(60.0, ge=0)
+    # One re-index task run works this long, then enqueues its continuation: keep it well
+    # under visibility_timeout_s so a long job is never redelivered while it still runs.
+    reindex_task_s: float = Field(300.0, gt=0)
 
     # Image fetching limits (clik.image_source.FetchLimits).
     file_roots: list[str] = Field(default_factory=list)  # local files only under these; [] = none

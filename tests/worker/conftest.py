@@ -19,6 +19,27 @@ def tiny_bundle(tmp_path_factory):
     return clik.export_bundle(model, clik.create_tokenizer(model), tmp_path_factory.mktemp("wbundle") / "tiny")
 
 
+def _bundle(tmp_path_factory, seed: int):
+    import torch
+
+    import clik
+
+    torch.manual_seed(seed)
+    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
+    return clik.export_bundle(model, clik.create_tokenizer(model), tmp_path_factory.mktemp("wbundle") / f"tiny{seed}")
+
+
+@pytest.fixture(scope="session")
+def second_bundle(tmp_path_factory):
+    """Another version of the tiny model (other random weights): a re-index target."""
+    return _bundle(tmp_path_factory, 1)
+
+
+@pytest.fixture(scope="session")
+def third_bundle(tmp_path_factory):
+    return _bundle(tmp_path_factory, 2)
+
+
 def jpeg_bytes(seed: int, size=(48, 40)) -> bytes:
     from PIL import Image, ImageDraw
 
