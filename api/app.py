@@ -16,6 +16,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import exhibitions, health, products, rank, search
 from api.service import ClikService
 from api.settings import ApiSettings
+from api.ui import mount_ui
 from indexer.config import open_store
 from indexer.store import VectorStore
 
@@ -69,6 +70,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     for module in (products, exhibitions, rank, search, health):
         app.include_router(module.router)
+    mount_ui(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _count_http_errors(app, metrics)
     return app

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 # Ids travel inside store keys and newline-joined lists (indexer.vectors.check_id).
 Id = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")]
 ImageSource = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")]
-HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://[^\s]+$")]
+# printable ASCII only: internationalised host names must be sent punycode-encoded
+HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://[!-~]+$")]
 
 
 class Topic(BaseModel):

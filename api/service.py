@@ -114,6 +114,8 @@ class ClikService:
             data = read_source(product.image_source, self.limits)
         except ImageLoadError as exc:
             raise ImageUnavailable(f"image of product {product_id!r}: {exc.reason}") from None
+        except ValueError as exc:  # urllib/idna refuse some URLs before any limit applies
+            raise ImageUnavailable(f"image of product {product_id!r}: invalid URL: {exc}") from None
         try:
             with Image.open(io.BytesIO(data)) as image:  # header only: we pass the bytes on
                 fmt = image.format
@@ -197,3 +199,5 @@ class ClikService:
             return read_source(url, self.limits)
         except ImageLoadError as exc:
             return exc
+        except ValueError as exc:  # bad port, non-IDNA host name...: that URL's error only
+            return ImageLoadError(f"invalid URL: {exc}")

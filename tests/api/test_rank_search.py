@@ -71,6 +71,9 @@ def test_rank_limits_and_refusals(env):
     assert r.status_code == 422 and "image_urls" in r.text
     r = env.http.post("/rank", json={"topic": TOPIC, "image_urls": ["file:///etc/passwd"]})
     assert r.status_code == 422 and "image_urls" in r.text
+    # URLs urllib itself refuses are that image's error, not a failed request
+    r = env.http.post("/rank", json={"topic": TOPIC, "image_urls": ["http://127.0.0.1:99999/a.jpg"]})
+    assert r.status_code == 200 and "invalid URL" in r.json()["errors"][0]["reason"]
 
 
 def test_rank_refuses_private_hosts_by_default(api_bundle):
