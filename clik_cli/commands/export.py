@@ -13,10 +13,14 @@ def export(
         None, help="Instead of a checkpoint, export a fresh model of this config (e.g. clik-minilm-lite0): "
         "pretrained towers, untrained projections and heads."
     ),
+    register: bool = typer.Option(True, "--register/--no-register", help="Register the bundle as a model "
+                                  "version in the store (activate it with `clik models activate`)."),
+    store_url: Optional[str] = typer.Option(None, "--store", help="Store URL or folder; default CLIK_STORE_URL, "
+                                            "else the embedded ./.clik/store."),
 ) -> None:
     """Export a model as a split bundle (text side for the API, image side for workers).
 
-    Example: clik export runs/hm-clik --out bundles/hm-clik
+    Example: clik export runs/hm-clik --out bundles/hm-clik   (then: clik models activate bundles/hm-clik)
     """
     import clik
 
@@ -33,3 +37,16 @@ def export(
         model, tokenizer, _ = clik.load_checkpoint(ckpt)
     info = clik.export_bundle(model.eval(), tokenizer, out)
     typer.echo(f"bundle {info.path} version {info.version} ({info.method}, query={info.query}, dim={info.embed_dim})")
+    if register:
+        from clik_cli.settings import open_cli_store
+        from indexer.errors import StoreError
+
+        try:
+            with open_cli_store(store_url) as store:
+                version = store.register_version(info.version, info.embed_dim, bundle_uri=str(info.path.resolve()))
+        except StoreError as exc:
+            typer.echo(f"error: bundle written but not registered, store unavailable: {exc}", err=True)
+            raise typer.Exit(3)
+        state = "active" if version.active else version.state.value
+        typer.echo(f"registered version {info.version[:16]} ({state}); switch to it with "
+                   f"`clik models activate {info.version[:12]}`")

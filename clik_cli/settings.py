@@ -1,0 +1,24 @@
+"""Settings of the CLI's own commands (store, models directory), typed, from CLIK_ variables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CliSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
+
+    # None: the embedded store in ./.clik/store (no Redis needed); redis://... for a deployment.
+    store_url: str | None = None
+    store_prefix: str = "clik:"
+    # Where `clik models watch` looks for new bundles (one folder per bundle).
+    models_dir: Path = Path("models")
+
+
+def open_cli_store(store_url: str | None = None):
+    """The store a command works on: --store flag, else CLIK_STORE_URL, else the embedded one."""
+    from indexer.config import open_store
+
+    settings = CliSettings()
+    return open_store(store_url or settings.store_url, prefix=settings.store_prefix)

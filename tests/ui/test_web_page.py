@@ -1,0 +1,118 @@
+"""The /ui web page in a real headless Chromium (Debian's package) driven by playwright: the list
+of exhibitions with their representative image, then one exhibition's ranking in API order with
+pending and failed products marked."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import httpx
+import pytest
+
+from clik_cli.embedded import fetch_limits, inprocess_queue, serve_in_thread
+from tests.api.conftest import free_port, jpeg_bytes, make_bundle
+from worker.encode import EncoderCache, encode_products
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CLIK_REQUIRE_BROWSER"):
+            pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+        pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it)")
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from indexer.config import open_store
+
+    tmp = tmp_path_factory.mktemp("ui")
+    images = tmp / "images"
+    images.mkdir()
+    for i in range(6):
+        (images / f"p{i}.jpg").write_bytes(jpeg_bytes(300 + i))
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    info = make_bundle(tmp / "bundle", seed=3)
+    store = open_store(str(tmp / "store"))
+    store.register_version(info.version, info.embed_dim, bundle_uri=str(info.path))
+    store.activate(info.version)
+    for i in range(6):
+        store.put_product(f"p{i}", str(images / f"p{i}.jpg"))
+    store.put_product("broken", str(images / "broken.jpg"))
+    store.put_product("later", str(images / "p0.jpg"))  # registered, never encoded: pending
+    report = encode_products(store, [f"p{i}" for i in range(6)] + ["broken"], EncoderCache("cpu", 8),
+                             fetch_limits([images]))
+    assert len(report.encoded) == 6 and "broken" in report.failed
+    store.put_exhibition("linen", {"name": "Summer linen", "cat1": "Women", "kwds": "linen,summer"},
+                         ["p0", "p1", "p2", "p3", "broken", "later"])
+    store.put_exhibition("knit", {"name": "Winter knits"}, ["p3", "p4", "p5"])
+
+    queue = inprocess_queue(store, roots=(images,))
+    settings = ApiSettings(api_keys=["k"], file_roots=[str(images)])
+    server = serve_in_thread(create_app(settings, store=store, encode_queue=queue), "127.0.0.1", free_port())
+    yield server.url, info.version
+    server.stop()
+    queue.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def test_list_shows_each_exhibition_with_its_representative_image(site, browser):
+    url, version = site
+    page = browser.new_page()
+    page.goto(f"{url}/ui")
+    page.wait_for_selector("[data-testid=exhibitions] .card[data-representative]")
+    page.wait_for_function("document.querySelectorAll('.card[data-representative]').length === 2")
+    cards = page.locator(".card")
+    names = sorted(cards.nth(i).locator(".name").inner_text() for i in range(cards.count()))
+    assert names == ["Summer linen", "Winter knits"]
+    for ex_id in ("linen", "knit"):
+        expected = httpx.get(f"{url}/exhibitions/{ex_id}/representative").json()["items"][0]["product_id"]
+        card = page.locator(f".card[data-exhibition-id={ex_id}]")
+        assert card.get_attribute("data-representative") == expected
+        page.wait_for_function(f"document.querySelector('.card[data-exhibition-id={ex_id}] img').naturalWidth > 0")
+    page.wait_for_function(f"document.querySelector('[data-testid=model-version]').dataset.version === '{version}'")
+    page.close()
+
+
+def test_exhibition_page_shows_the_ranking_in_order_with_pending_and_failed(site, browser):
+    url, _ = site
+    expected = httpx.get(f"{url}/exhibitions/linen/ranking", params={"limit": 100}).json()
+    order = [item["product_id"] for item in expected["items"]]
+    assert sorted(order) == ["p0", "p1", "p2", "p3"]
+
+    page = browser.new_page()
+    page.goto(f"{url}/ui")
+    page.locator(".card[data-exhibition-id=linen]").click()
+    page.wait_for_function("document.querySelectorAll('[data-testid=ranking] figure').length === 4")
+    tiles = page.locator("[data-testid=ranking] figure")
+    assert [tiles.nth(i).get_attribute("data-product-id") for i in range(4)] == order
+    assert [tiles.nth(i).get_attribute("data-rank") for i in range(4)] == ["1", "2", "3", "4"]
+    shown_scores = [float(tiles.nth(i).locator(".score").inner_text()) for i in range(4)]
+    assert shown_scores == [round(item["score"], 4) for item in expected["items"]]
+    assert page.locator("#topic-name").inner_text() == "Summer linen"
+    assert "1 pending" in page.locator("[data-testid=counts]").inner_text()
+    assert page.locator("[data-testid=pending] li").all_inner_texts() == ["later"]
+    failed = page.locator("[data-testid=failed] li[data-product-id=broken]")
+    page.wait_for_function("document.querySelector('[data-testid=failed] li .reason') !== null")
+    assert "broken" in failed.inner_text() and len(failed.locator(".reason").inner_text()) > 5
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=ranking] img')].every(i => i.naturalWidth > 0)")
+    page.close()
+
+
+def test_unknown_exhibition_shows_the_api_error(site, browser):
+    url, _ = site
+    page = browser.new_page()
+    page.goto(f"{url}/ui#/exhibitions/nope")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "404" in page.locator("#error").inner_text()
+    page.close()
