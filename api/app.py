@@ -9,6 +9,7 @@ import logging
 
 import torch
 from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
 
 from api.encode_queue import CeleryEncodeQueue, EncodeQueue
 from api.errors import install_handlers
@@ -30,6 +31,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     # One process-wide intra-op pool, small: concurrent requests queue in the CPU pool instead
     # of each spawning as many threads as there are cores.
     torch.set_num_threads(settings.torch_threads)
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")  # process-wide
     own_store = store is None
     own_queue = encode_queue is None
     store = store if store is not None else open_store(settings.store_url, prefix=settings.store_prefix)

@@ -1,4 +1,8 @@
-"""API keys (header X-API-Key): writes always need one, reads only when open_reads is off."""
+"""API keys (header X-API-Key): writes always need one, reads only when open_reads is off.
+
+The dependencies are async on purpose: they do no I/O, and FastAPI runs sync dependencies in
+the threadpool, one thread hop each per request.
+"""
 from __future__ import annotations
 
 import hmac
@@ -18,10 +22,10 @@ def _check(request: Request, key: str | None) -> None:
         raise HTTPException(403, "invalid API key")
 
 
-def require_writer(request: Request, key: str | None = Security(_header)) -> None:
+async def require_writer(request: Request, key: str | None = Security(_header)) -> None:
     _check(request, key)
 
 
-def require_reader(request: Request, key: str | None = Security(_header)) -> None:
+async def require_reader(request: Request, key: str | None = Security(_header)) -> None:
     if not request.app.state.settings.open_reads:
         _check(request, key)

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from fastapi import HTTPException, Query, Request
-from starlette.concurrency import run_in_threadpool  # noqa: F401  (re-exported for routes)
 
 from api.service import ClikService
 
 
-def service(request: Request) -> ClikService:
+async def service(request: Request) -> ClikService:  # async: no threadpool hop
     return request.app.state.service
 
 

@@ -27,6 +27,10 @@ class ApiSettings(BaseSettings):
     # Model side.
     device: str | None = None  # None: cuda when available, else cpu
     torch_threads: int = Field(1, ge=1)  # per model computation; keeps requests from fighting
+    # numpy's BLAS (OpenBLAS) threads: the ranking kernel is one GEMV per request; several
+    # request threads each waking a multi-threaded BLAS made 8 concurrent 10k rankings ~60x
+    # slower here (35 vs 2,100 rankings/s), so the API runs BLAS single-threaded.
+    blas_threads: int = Field(1, ge=1)
     cpu_workers: int = Field(1, ge=1)  # model computations (text/image encoding) run at once
     max_loaded_models: int = Field(2, ge=1)  # text sides kept loaded (old + new in a rollout)
     preload_model: bool = True  # load the active version's text side at start-up

@@ -297,3 +297,12 @@ redis.call('HSET', bk, 's', stamp, 'd', data)
 redis.call('EXPIRE', bk, ttl)
 return {name, stamp, data}
 """
+
+
+# The active version and its record in one round trip (the API asks on every request).
+ACTIVE_VERSION = r"""
+local p = ARGV[1]
+local a = redis.call('GET', p .. 'reg:active')
+if not a then return false end
+return {a, redis.call('HGET', p .. 'reg', a)}
+"""

@@ -81,7 +81,7 @@ class RedisStore(VectorStore):
             for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
                          "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
                          "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "PUT_TOPIC",
-                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK")
+                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION")
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
 
@@ -240,9 +240,11 @@ class RedisStore(VectorStore):
         return sorted(versions, key=lambda v: v.id)
 
     def active_version(self) -> ModelVersion | None:
-        with _translated_errors():
-            active = self.r.get(self._k("reg:active"))
-        return self.get_version(active.decode()) if active else None
+        found = self._run("ACTIVE_VERSION")
+        if not found or found[1] is None:
+            return None
+        name = found[0].decode()
+        return self._parse_version(name, found[1], name)
 
     def set_version_state(self, name: str, state: VersionState) -> ModelVersion:
         self._run("SET_STATE", name, VersionState(state).value, "0")

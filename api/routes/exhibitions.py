@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
 
 from api.auth import require_reader, require_writer
 from api.deps import ModelVersionParam, service, unprocessable
@@ -68,7 +69,9 @@ def representative(exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1)
     """The top `topk` products for the exhibition's topic (cosine with the group query)."""
     if topk > svc.settings.representative_max_topk:
         raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
-    return _ranking(svc.representative(exhibition_id, topk, model_version))
+    # the hot path: a plain JSONResponse skips re-validating our own output (response_model
+    # still documents it)
+    return JSONResponse(_ranking(svc.representative(exhibition_id, topk, model_version)))
 
 
 @router.get("/exhibitions/{exhibition_id}/ranking", response_model=RankingPage,
@@ -80,4 +83,4 @@ def ranking(exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=1
     if limit > svc.settings.page_max:
         raise unprocessable(["query", "limit"], f"at most {svc.settings.page_max}")
     r = svc.ranking_page(exhibition_id, offset, limit, model_version)
-    return {**_ranking(r), "offset": offset, "limit": limit}
+    return JSONResponse({**_ranking(r), "offset": offset, "limit": limit})
