@@ -10,6 +10,7 @@ Bundle (what ``export`` writes for serving, split by who loads it)::
 
     bundle/bundle.json                {"version", "embed_dim", "method", ...}
     bundle/text/config.json           + weights.safetensors + tokenizer/   (API: topic → query)
+                                      tokenizer/topic_tokenizer.json: topic prefix (e5: "query: ")
     bundle/image/config.json          + weights.safetensors                (worker: image → vector)
 
 The model version is a content hash over both parts, so two exports of the same weights get
@@ -54,6 +55,7 @@ def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[ClikMod
     model = ClikModel(cfg, load_weights=False)
     load_model(model, str(directory / "model.safetensors"), device=device)
     tokenizer = TopicTokenizer.from_pretrained(directory / "tokenizer", max_length=cfg.text.max_length)
+    _check_tokenizer_fits(model.topic.text, tokenizer, directory / "tokenizer")
     return model.to(device).eval(), tokenizer, meta
 
 
@@ -113,6 +115,7 @@ def load_text_side(bundle_dir: str | Path, device: str = "cpu") -> tuple[TopicSi
     side = TopicSide(cfg, load_weights=False)
     _load_weights(side, info.path / "text" / WEIGHTS, device)
     tokenizer = TopicTokenizer.from_pretrained(info.path / "text" / "tokenizer", max_length=cfg.text.max_length)
+    _check_tokenizer_fits(side.text, tokenizer, info.path / "text" / "tokenizer")
     return side.to(device).eval(), tokenizer, info
 
 
@@ -123,6 +126,18 @@ def load_image_side(bundle_dir: str | Path, device: str = "cpu") -> tuple[ImageT
     tower = ImageTower(cfg.image, cfg.embed_dim, load_weights=False)
     _load_weights(tower, info.path / "image" / WEIGHTS, device)
     return tower.to(device).eval(), info
+
+
+def _check_tokenizer_fits(tower, tokenizer: TopicTokenizer, where: Path) -> None:
+    """A tokenizer with more tokens than the tower has embedding rows (e5's 250k vocabulary put
+    beside a MiniLM tower) would fail deep inside the encoder, or only on some topics: refuse it
+    here, by name. (A smaller foreign vocabulary cannot be told apart by size alone.)"""
+    rows = tower.backbone.get_input_embeddings().num_embeddings
+    if len(tokenizer.tokenizer) > rows:
+        raise ValueError(
+            f"{where}: tokenizer has {len(tokenizer.tokenizer)} tokens but the text tower "
+            f"{tower.cfg.name!r} embeds {rows}: the tokenizer belongs to another model"
+        )
 
 
 def _side_config(bundle_dir: Path, side: str) -> ModelConfig:

