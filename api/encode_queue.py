@@ -45,10 +45,14 @@ class CeleryEncodeQueue:
 
     def depth(self) -> int | None:
         """Messages waiting in the queue (None when the broker cannot say)."""
+        from amqp.exceptions import ChannelError
+
         try:
             with self.app.connection_for_read() as conn:
                 return int(conn.default_channel.queue_declare(self.queue, passive=True).message_count)
-        except Exception:
+        except ChannelError:  # both transports: the queue does not exist (yet), so none wait
+            return 0
+        except Exception:  # broker unreachable: unknown
             return None
 
     def close(self) -> None:
