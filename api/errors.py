@@ -11,7 +11,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from indexer.errors import InvalidInput, NoActiveVersion, NotFound, StoreError, StoreUnavailable
+from indexer.errors import InvalidInput, NoActiveVersion, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def install_handlers(app: FastAPI, on_error) -> None:
         on_error(type(exc).__name__, status)
         return JSONResponse({"detail": message}, status_code=status)
 
-    # VersionNotFound asked for by the client is 409 (handled in the service, see resolve_version)
+    # StoreError covers StoreUnavailable (503), NotFound (404), InvalidInput (422); a version
+    # the client asks for that is not the active one is 409 (ClikService.resolve_version)
     for cls in (StoreError, VersionMismatch, ModelUnavailable, QueueUnavailable, ImageUnavailable,
                 redis.RedisError, ConnectionError):
         app.add_exception_handler(cls, handler)
-    assert issubclass(StoreUnavailable, StoreError)

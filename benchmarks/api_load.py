@@ -220,7 +220,8 @@ def main() -> None:
     prefix = f"clik-bench-api-{uuid.uuid4().hex[:8]}:"
     store = open_store(args.store_url, prefix=prefix)
     proc = None
-    results: dict = {"workers": args.workers, "cpus": os.cpu_count(), "api": [], "naive": []}
+    results: dict = {"workers": args.workers, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
+                     "baseline": [], "api": [], "naive": []}
     try:
         info = export_default_bundle(tmp / "bundle") if args.bundle is None else None
         bundle_dir = args.bundle or info.path
@@ -239,6 +240,13 @@ def main() -> None:
 
         check = httpx.get(f"http://127.0.0.1:{port}/exhibitions/ex-50/representative").json()
         assert check["items"] and check["model_version"] == info.version, check
+        # the floor on this box: the same client and server doing no work at all
+        load(port, "/healthz", 400, 8)
+        for concurrency in (1, 8):
+            row = {"route": "/healthz", **load(port, "/healthz", args.requests, concurrency)}
+            results["baseline"].append(row)
+            print(f"healthz          c={concurrency}  p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+                  f"{row['rps']:7.0f} req/s", flush=True)
         for size in SIZES:
             path = f"/exhibitions/ex-{size}/representative?topk=1"
             load(port, path, 400, 8)  # warm-up: every worker process loads its blocks and the query
@@ -268,6 +276,9 @@ def main() -> None:
         store.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
+    results["load_after"] = os.getloadavg()
+    print(f"load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f} "
+          f"(other processes share these {os.cpu_count()} cores)")
     api_c1 = {r["products"]: r for r in results["api"] if r["concurrency"] == 1}
     ratios = {size: results_row["p50_ms"] / api_c1[size]["p50_ms"]
               for size, results_row in ((r["products"], r) for r in results["naive"])}

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from api.auth import require_reader, require_writer
 from api.deps import service, unprocessable
-from api.schemas import BatchAccepted, Id, ProductAccepted, ProductBatch, ProductIn, ProductOut
+from api.schemas import BatchAccepted, ProductAccepted, ProductBatch, ProductIn, ProductOut
 from api.service import ClikService
 
 router = APIRouter(tags=["products"])
@@ -58,5 +58,3 @@ def delete_product(product_id: str = ProductId, svc: ClikService = Depends(servi
     svc.store.delete_product(product_id)
     return Response(status_code=204)
 
-
-__all__ = ["router", "Id"]
