@@ -31,6 +31,10 @@ def test_tasks_reach_the_queue_in_chunks(broker):
     try:
         assert queue.depth() == 0
         queue.submit(["a", "b", "c"])
+        # RabbitMQ counts a published message a moment later (no publisher confirms)
+        deadline = time.monotonic() + 10
+        while queue.depth() != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert queue.depth() == 2  # [a, b] and [c]
         with queue.app.connection_for_read() as conn:
             message = conn.SimpleQueue(queue.queue).get(timeout=5)
