@@ -11,6 +11,7 @@ code as any other encoder. The fp32 weights are the 4-bit weights exactly (no ro
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -51,6 +52,14 @@ def cache_root() -> Path:
 
 
 def file_digest(path: Path) -> str:
+    """SHA-256 of a file; remembered per (path, size, mtime) so each model load skips re-reading
+    the 72 MB source (a replaced file has a new mtime and is hashed again)."""
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
