@@ -146,7 +146,8 @@ def test_worker_killed_mid_batch_loses_nothing_and_encodes_nothing_twice(rig, ti
         store.put_product(pid, net.url(f"/img/{name}"))
     store.put_product("kill-slow", net.url("/slow/k-slow.jpg"))
     before = pending.stats()
-    rig["send"](ids)
+    # One event with the six products (a catalogue import), so they share one batch.
+    rig["client"].send_task("clik.encode_products", args=[ids], queue=rig["queue"], ignore_result=True)
     # The drain has fetched the five quick images and waits on the slow one: kill it now.
     assert net.slow_started.wait(30)
     wait_for(lambda: all(net.hits[f"/img/{n}"] == 1 for n in names), 10, "the quick fetches")

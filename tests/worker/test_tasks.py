@@ -132,7 +132,8 @@ def test_events_encode_good_images_and_fail_each_bad_one(env, image_root, outsid
     stats = pending.stats()
     assert stats["vectors"] == 3  # g0 and its copy share one vector
     assert stats["images"] == len(sources)  # each product went through exactly one batch
-    assert stats["batches"] <= 3  # nine events, not nine forward passes of one image
+    # (how few forward passes the events make is pinned down in test_celery_robust.py, where a
+    # slow image holds the worker while the events queue up)
 
     # Events again (a redelivery, a repeated PUT): nothing is encoded twice, statuses stay.
     again = run(["g0", "g1", "g2", "g0-copy"])
