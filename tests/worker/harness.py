@@ -100,8 +100,9 @@ class CeleryWorker:
     """``celery -A worker.app worker --pool=solo`` with CLIK_* settings, in its own process group."""
 
     def __init__(self, settings: dict[str, str], queue: str, log_dir: Path, extra_env: dict | None = None):
-        self.env = {**os.environ, **{f"CLIK_{k.upper()}": str(v) for k, v in settings.items()},
-                    **(extra_env or {})}
+        # Only this test's CLIK_ settings: nothing the developer (or another test) exported.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("CLIK_")}
+        self.env = {**base, **{f"CLIK_{k.upper()}": str(v) for k, v in settings.items()}, **(extra_env or {})}
         self.queue = queue
         self.log_dir = log_dir
         self.proc: subprocess.Popen | None = None

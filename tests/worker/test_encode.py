@@ -123,6 +123,7 @@ def test_encoder_cache_loads_once_per_version_and_checks_the_bundle(tiny_bundle,
 
 
 def test_settings_from_env(monkeypatch, tmp_path):
+    monkeypatch.delenv("CLIK_STORE_PREFIX", raising=False)  # another test's config file may leak it
     monkeypatch.setenv("CLIK_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     monkeypatch.setenv("CLIK_FILE_ROOTS", f'["{tmp_path}"]')
     monkeypatch.setenv("CLIK_BATCH_SIZE", "8")
