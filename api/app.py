@@ -53,6 +53,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                     svc.load_in_background(active)
             except Exception as exc:  # the store may come up later: /readyz says so meanwhile
                 log.warning("cannot preload the active model: %s", exc)
+        svc.freeze_heap()
         yield
         svc.close()
         if own_queue and hasattr(queue, "close"):

@@ -5,6 +5,7 @@ through the CPU pool (a few at a time).
 """
 from __future__ import annotations
 
+import gc
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,7 @@ class ClikService:
             try:
                 self.text.get(version)
                 self.load_errors.pop(version.name, None)
+                self.freeze_heap()
             except Exception as exc:
                 self.load_errors[version.name] = str(exc)
             finally:
@@ -78,6 +80,12 @@ class ClikService:
                     self._background.discard(version.name)
 
         threading.Thread(target=load, name=f"clik-load-{version.name[:12]}", daemon=True).start()
+
+    def freeze_heap(self) -> None:
+        """gc.freeze() what lives now (modules, models): later collections skip it."""
+        if self.settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
 
     def close(self) -> None:
         self.cpu.close()
