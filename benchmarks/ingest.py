@@ -44,6 +44,10 @@ CONFIGS = [  # (label, settings)
     ("batch 16, 1 decode thread", {"batch_size": "16", "decode_threads": "1"}),
     ("batch 16, 4 decode threads", {"batch_size": "16", "decode_threads": "4"}),
     ("batch 32, 4 decode threads", {"batch_size": "32", "decode_threads": "4"}),
+    # torch's intra-op threads: one per core by default; on a busy shared machine fewer may win.
+    ("no grouping, 1 torch thread", {"group_pending": "false", "batch_size": "16", "decode_threads": "1",
+                                     "torch_threads": "1"}),
+    ("batch 16, 1 decode thread, 1 torch thread", {"batch_size": "16", "decode_threads": "1", "torch_threads": "1"}),
 ]
 
 
@@ -108,7 +112,7 @@ def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup
     queue, prefix = f"clik-bench-{token}", f"clik-bench-{token}:"
     settings = {"broker_url": args.broker, "store_url": args.store, "store_prefix": prefix, "queue": queue,
                 "device": args.device, "allow_private_hosts": "true", **extra}
-    if args.torch_threads:
+    if args.torch_threads and "torch_threads" not in extra:
         settings["torch_threads"] = str(args.torch_threads)
     store = RedisStore(RedisStoreConfig(url=args.store, prefix=prefix))
     store.register_version(bundle.version, bundle.embed_dim, bundle_uri=str(bundle.path))
@@ -136,7 +140,7 @@ def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup
     row = {"config": label, **extra, "images": len(images), "seconds": round(seconds, 2),
            "images_per_s": round(len(images) / seconds, 1), "failed": len(failed),
            "forward_passes": stats.get("batches")}
-    print(f"{label:<34} {row['images_per_s']:>8.1f} img/s   {seconds:6.1f} s   "
+    print(f"{label:<42} {row['images_per_s']:>8.1f} img/s   {seconds:6.1f} s   "
           f"passes {row['forward_passes']}   failed {len(failed)}", flush=True)
     return row
 
@@ -147,6 +151,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="*", type=int, default=None,
+                        help="run only these configurations (indices into the table, from 0)")
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--store", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--device", default="cpu")
@@ -166,22 +172,23 @@ def main() -> None:
         print(f"{len(images)} H&M images over HTTP -> Redis, one solo worker, {args.device}, "
               f"{os.cpu_count()} CPUs, bundle {bundle.version[:12]}", flush=True)
         load_before = os.getloadavg()
-        runs: dict[str, list[dict]] = {label: [] for label, _ in CONFIGS}
+        configs = [CONFIGS[i] for i in args.only] if args.only else CONFIGS
+        runs: dict[str, list[dict]] = {label: [] for label, _ in configs}
         # Rounds interleave the configurations, so a change of load on a shared machine hits all.
         for _ in range(args.rounds):
-            for label, extra in CONFIGS:
+            for label, extra in configs:
                 runs[label].append(measure(label, extra, bundle, images, warmup, base_url, args, Path(tmp)))
         load_after = os.getloadavg()
     server.shutdown()
     rows = []
     print(f"\nmedian of {args.rounds} rounds (load average {load_before[0]:.1f} -> {load_after[0]:.1f}):")
-    for label, extra in CONFIGS:
+    for label, extra in configs:
         rates = sorted(r["images_per_s"] for r in runs[label])
         median = statistics.median(rates)
         rows.append({"config": label, **extra, "images_per_s": median, "runs": rates,
                      "forward_passes": runs[label][-1]["forward_passes"],
                      "failed": sum(r["failed"] for r in runs[label])})
-        print(f"{label:<34} {median:>8.1f} img/s   runs {rates}")
+        print(f"{label:<42} {median:>8.1f} img/s   runs {rates}")
     import torch
 
     result = {"benchmark": "ingest", "device": args.device, "cpus": os.cpu_count(), "torch": torch.__version__,

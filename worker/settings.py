@@ -28,7 +28,7 @@ class WorkerSettings(BaseSettings):
     max_encoders: int = Field(2, ge=1)  # loaded model versions kept per process (rollover)
     # Threads fetching and decoding images (I/O and libjpeg release the GIL).
     decode_threads: int = Field(4, ge=1)
-    # torch intra-op threads on CPU; None keeps torch's default (one per core).
+    # torch intra-op threads on CPU; None: cores - 1 (worker.device.default_cpu_threads).
     torch_threads: int | None = Field(None, ge=1)
     # Ingestion: a task also takes other products waiting in the pending set (Redis store only)
     # so many one-product events make few full forward passes.

@@ -13,7 +13,7 @@ def worker(
                              "prefork: --concurrency processes (CPU only)."),
     concurrency: int = typer.Option(1, min=1, help="Processes with --pool prefork."),
     device: Optional[str] = typer.Option(None, help="cuda, cuda:1, cpu (default: cuda when available)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads per process (default: one per core; "
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads per process (default: cores - 1; "
                                           "with prefork, cores / concurrency)."),
     loglevel: str = typer.Option("info", "--loglevel", "-l"),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Worker node name (default clik@HOST)."),

@@ -43,10 +43,14 @@ def bundle(tmp_path_factory):
 
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
-    for key in ("CLIK_STORE_URL", "CLIK_FILE_ROOTS", "CLIK_BROKER_URL", "CLIK_QUEUE"):
+    import torch
+
+    for key in ("CLIK_STORE_URL", "CLIK_FILE_ROOTS", "CLIK_BROKER_URL", "CLIK_QUEUE", "CLIK_TORCH_THREADS"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    threads = torch.get_num_threads()
+    yield tmp_path
+    torch.set_num_threads(threads)  # the command sets the process's torch threads
 
 
 def write_photos(folder: Path) -> dict[str, Path]:

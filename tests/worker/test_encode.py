@@ -133,3 +133,19 @@ def test_settings_from_env(monkeypatch, tmp_path):
     assert not s.fetch_limits().allow_private_hosts
     assert WorkerSettings(_env_file=None).store_prefix == "clik:"
     assert s.retry_delay(0) == 2.0 and s.retry_delay(3) == 16.0
+
+
+def test_device_setup_picks_cpu_threads():
+    import os
+
+    import torch
+
+    from worker import device
+
+    before = torch.get_num_threads()
+    try:
+        assert device.configure("cpu", 1) == "cpu" and torch.get_num_threads() == 1
+        device.configure("cpu", None)  # default: one core left for fetching, decoding, the broker
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) - 1) == device.default_cpu_threads()
+    finally:
+        torch.set_num_threads(before)
