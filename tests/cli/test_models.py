@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -35,6 +36,16 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIK_FILE_ROOTS", json.dumps([str(images)]))
     monkeypatch.chdir(tmp_path)  # no ./clik.toml of the developer's leaks in
     return tmp_path, images
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """The CLI exports a config file's settings into os.environ (by design, for the processes it
+    starts); tests must not leak them into each other."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _run(*args: str):
