@@ -1,6 +1,7 @@
 """Request and response bodies (JSON). Validation errors name the field (FastAPI's 422 `loc`)."""
 from __future__ import annotations
 
+import urllib.parse
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -40,11 +41,30 @@ class Topic(BaseModel):
         return {k: v for k, v in self.model_dump().items() if v}
 
 
+def check_image_source(value: str) -> str:
+    """Refuse now what the worker could never fetch (it would only fail later, out of sight)."""
+    parts = urllib.parse.urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        if not parts.hostname:
+            raise ValueError("URL without a host")
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+        parts.hostname.encode("idna")  # UnicodeError (a ValueError) when no DNS name can be made
+    elif scheme != "file" and len(scheme) > 1:  # one letter: a Windows drive, a path
+        raise ValueError(f"unsupported URL scheme {scheme!r}: use http(s), file:// or a path")
+    return value
+
+
 class ProductIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image_url: ImageSource = Field(description="http(s) URL (or a path below the worker's file roots)")
     attrs: dict[str, Any] = Field(default_factory=dict, description="free-form, shown to operators")
+
+    @field_validator("image_url")
+    @classmethod
+    def _fetchable(cls, value: str) -> str:
+        return check_image_source(value)
 
 
 class ProductBatchItem(ProductIn):
