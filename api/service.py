@@ -10,7 +10,7 @@ import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from api.settings import ApiSettings
 from api.topics import TopicQueries
 from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
 from clik.runtime import ImageEncoder, TopicEncoder
-from indexer.errors import VectorNotFound
+from indexer.errors import InvalidVector, VectorNotFound
 from indexer.records import ModelVersion, Product, ProductStatus, Ranking
 from indexer.store import VectorStore
 
@@ -56,6 +56,7 @@ class ClikService:
         self.fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clik-fetch")
         self.topics = TopicQueries(store, settings.topic_cache_size,
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
+        self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
         self.load_errors: dict[str, str] = {}  # version -> why its background load failed
         self._background: set[str] = set()
         self._background_lock = threading.Lock()
@@ -135,16 +136,33 @@ class ClikService:
 
     # -- rankings -------------------------------------------------------------------------------
     def representative(self, exhibition_id: str, topk: int, model_version: str | None) -> Ranking:
-        version = self.resolve_version(model_version)
-        topic = self.store.get_exhibition_topic(exhibition_id)
-        return self.store.rank(exhibition_id, self.query(version, topic), k=topk, version=version.name)
+        return self._ranked(exhibition_id, model_version, lambda query, version: self.store.rank(
+            exhibition_id, query, k=topk, version=version))
 
     def ranking_page(self, exhibition_id: str, offset: int, limit: int,
                      model_version: str | None) -> Ranking:
-        version = self.resolve_version(model_version)
+        return self._ranked(exhibition_id, model_version, lambda query, version: self.store.rank_page(
+            exhibition_id, query, offset=offset, limit=limit, version=version))
+
+    def _ranked(self, exhibition_id: str, model_version: str | None,
+                rank: Callable[[np.ndarray, str | None], Ranking]) -> Ranking:
+        """Rank with the query of the version that was active last time, letting the store
+        resolve the active version inside the ranking call itself (one round trip fewer than
+        asking first). If the store ranked with another version (a switch happened), the
+        result is thrown away and the ranking redone with that version's own query: a query
+        and vectors of two versions never meet in a returned ranking."""
         topic = self.store.get_exhibition_topic(exhibition_id)
-        return self.store.rank_page(exhibition_id, self.query(version, topic), offset=offset,
-                                    limit=limit, version=version.name)
+        guess = self._active_guess
+        if guess is not None and model_version in (None, guess.name):
+            try:
+                ranking = rank(self.query(guess, topic), None)
+            except (InvalidVector, ModelUnavailable):  # another dimension now / old bundle gone
+                ranking = None
+            if ranking is not None and ranking.model_version == guess.name:
+                return ranking
+        version = self.resolve_version(model_version)
+        self._active_guess = version
+        return rank(self.query(version, topic), version.name)
 
     def search(self, text: str, k: int, model_version: str | None) -> tuple[str, list[tuple[str, float]]]:
         version = self.resolve_version(model_version)
