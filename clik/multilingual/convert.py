@@ -2,8 +2,9 @@
 
 The directory holds ``config.json`` + ``model.safetensors`` (fp32, dequantised) + the fast
 tokenizer files + ``topic_tokenizer.json`` (the ``query: `` prefix e5 expects on the query side,
-which is the topic here, and the separator between the topic's segments). It is keyed by the SHA-256 of the source file and the converter
-version, so a new wheel or a converter fix gives a new directory and never a stale one.
+which is the topic here, and the separator between the topic's segments). It is keyed by the
+SHA-256 of the source file and the converter version, so a new wheel or a converter fix gives a
+new directory and never a stale one.
 
 Why dequantise instead of running the 4-bit engine: the tower must train (gradients through
 every weight, optional freezing of the 96M-parameter word table) and run on GPUs through the same

