@@ -131,10 +131,17 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _check_url(url: str, limits: FetchLimits) -> None:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        raise ImageLoadError(f"invalid URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ImageLoadError(f"refused URL {url!r}")
-    check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), limits)
+    try:
+        check_host(parts.hostname, port or (443 if parts.scheme == "https" else 80), limits)
+    except UnicodeError as exc:  # a host name IDNA cannot encode
+        raise ImageLoadError(f"invalid host in URL {url!r}: {exc}") from None
 
 
 def fetch_url(url: str, limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
@@ -155,6 +162,8 @@ def fetch_url(url: str, limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
     except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ImageLoadError(f"cannot fetch {url}: {reason}", transient=True) from None
+    except (ValueError, UnicodeError) as exc:  # http.client.InvalidURL and the like: a bad URL, for good
+        raise ImageLoadError(f"invalid URL {url!r}: {exc}") from None
     if len(body) > limits.max_bytes:
         raise ImageLoadError(f"image too large: more than {limits.max_bytes} bytes")
     return body
