@@ -47,6 +47,7 @@ def encode_products(self, product_ids: list[str]) -> dict:
     (``clik.encode_pending``) encodes everything waiting in batches; this returns at once.
     Otherwise they are encoded here.
     """
+    _check_ids(product_ids)
     store, encoders, pending = _resources()
     if pending is not None:
         pending.add(product_ids)
@@ -74,6 +75,13 @@ def encode_products(self, product_ids: list[str]) -> dict:
     return report.as_dict()
 
 
+def _check_ids(product_ids: object) -> None:
+    # A malformed message fails at once with a reason (and is not retried); a bare string would
+    # otherwise be read as a list of one-letter ids.
+    if not isinstance(product_ids, list) or not all(isinstance(p, str) and p for p in product_ids):
+        raise ValueError(f"clik.encode_products takes a list of product id strings, got {product_ids!r:.200}")
+
+
 def _schedule_drain(pending: PendingSet, countdown: float | None = None) -> None:
     # One drain queued at a time: a burst of events queues one drain behind them (FIFO), which
     # then finds them all waiting. The flag expires in case its drain message is ever lost.
@@ -82,7 +90,7 @@ def _schedule_drain(pending: PendingSet, countdown: float | None = None) -> None
                       countdown=countdown if countdown is not None else settings.batch_window_s or None)
 
 
-@app.task(bind=True, name="clik.encode_pending", max_retries=None)
+@app.task(bind=True, name="clik.encode_pending", max_retries=None, ignore_result=True)  # report: in the log
 def encode_pending(self) -> dict:
     """Encode every waiting product in batches of ``batch_size`` (see worker/ingest.py)."""
     store, encoders, pending = _resources()
@@ -118,6 +126,8 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
     message outlives the broker's visibility timeout; a run killed midway is redelivered
     (late ack) and resumes from the store (only missing vectors are encoded).
     """
+    if not isinstance(version, str) or not version:
+        raise ValueError(f"clik.reindex takes a model version name, got {version!r:.200}")
     store, encoders, _ = _resources()
     if bundle_uri:
         from clik.checkpoint import read_bundle_info
@@ -136,7 +146,7 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
     deadline = time.monotonic() + settings.reindex_task_s
     if progress.state == reindex.FILLING:
         if not reindex.fill(store, progress, encoders, limits, options, deadline=deadline):
-            app.send_task("clik.reindex", args=[version], queue=settings.queue)
+            app.send_task("clik.reindex", args=[version], queue=settings.queue, ignore_result=True)
             return {"version": version, "state": progress.state, "done": progress.done,
                     "total": progress.total, "continued": True}
         reindex.switch(store, progress)
@@ -148,7 +158,7 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
             "skipped": progress.skipped, "continued": False}
 
 
-@app.task(name="clik.drop_previous_version")
+@app.task(name="clik.drop_previous_version", ignore_result=True)
 def drop_previous_version(version: str) -> dict:
     """After the grace period: drop the version that was active before `version`'s re-index."""
     store, _, _ = _resources()

@@ -41,7 +41,7 @@ def rig(tmp_path_factory, tiny_bundle, image_root):
     token = uuid.uuid4().hex[:10]
     queue, prefix = f"clik-test-{token}", f"clik-test-{token}:"
     settings = {
-        "broker_url": BROKER_URL, "result_backend": BROKER_URL, "queue": queue,
+        "broker_url": BROKER_URL, "queue": queue,  # no result backend: the store tells
         "store_url": STORE_URL, "store_prefix": prefix, "file_roots": json.dumps([str(image_root)]),
         "device": "cpu", "batch_size": "16", "decode_threads": "4", "max_retries": "1",
         "retry_backoff_s": "0.2", "connect_timeout_s": "1", "max_bytes": str(MAX_BYTES),
@@ -176,7 +176,8 @@ def test_reindex_switches_version_drops_the_old_and_rankings_follow(rig, tiny_bu
     assert len(encoded) >= 8
     store.put_exhibition("robust-ex", {"name": "anything"}, sorted(_encoded_products(store)))
     assert _ranking_version(store, tiny_bundle.embed_dim) == tiny_bundle.version
-    client.send_task("clik.reindex", args=[second_bundle.version, str(second_bundle.path)], queue=rig["queue"])
+    client.send_task("clik.reindex", args=[second_bundle.version, str(second_bundle.path)], queue=rig["queue"],
+                     ignore_result=True)
     wait_for(lambda: (ReindexProgress.load(store, second_bundle.version) or ReindexProgress("x")).state == "done",
              120, "the re-index to finish", worker.tail)
     progress = ReindexProgress.load(store, second_bundle.version)
@@ -199,7 +200,7 @@ def test_reindex_killed_halfway_resumes_and_does_only_the_rest(rig, second_bundl
     hits_before = sum(net.hits[p] for p in http_paths)
     net.delay_s = 0.4  # every HTTP image is slow: chunks of 2 take a while
     v3 = third_bundle.version
-    client.send_task("clik.reindex", args=[v3, str(third_bundle.path)], queue=rig["queue"])
+    client.send_task("clik.reindex", args=[v3, str(third_bundle.path)], queue=rig["queue"], ignore_result=True)
 
     def done_some() -> bool:
         progress = ReindexProgress.load(store, v3)

@@ -98,8 +98,20 @@ def env(request, tmp_path_factory, tiny_bundle, image_root):
         wait_for(done, timeout, "the products to be processed", worker.tail)
         return {pid: store.get_product(pid).status for pid in product_ids}
 
+    result_ids: list[str] = []
+
+    def call(name: str, args: list, timeout: float = 30):
+        """Send a task and wait for its result (raises the task's error)."""
+        result = client.send_task(name, args=args, queue=queue)
+        result_ids.append(result.id)
+        return result.get(timeout=timeout)
+
+    run.call = call
     yield store, run, worker, pending
     worker.stop()
+    results = redis.Redis.from_url(BROKER_URL)
+    for rid in result_ids:
+        results.delete(f"celery-task-meta-{rid}")
     cleanup_broker(client, queue, request.param == "amqp")
     store.close()
     delete_keys(redis.Redis.from_url(STORE_URL), prefix + "*")
@@ -152,3 +164,14 @@ def test_transient_errors_are_retried_then_fail(env, image_root):
     product = store.get_product("dns")
     assert product.status is ProductStatus.FAILED
     assert "gave up after 2 attempts" in product.error and "cannot resolve host" in product.error
+
+
+def test_malformed_messages_fail_with_a_reason(env):
+    _, run, worker, pending = env
+    with pytest.raises(Exception, match="list of product id strings"):
+        run.call("clik.encode_products", ["p1"])  # a bare string, not a list
+    with pytest.raises(Exception, match="list of product id strings"):
+        run.call("clik.encode_products", [[1, 2]])
+    with pytest.raises(Exception, match="model version name"):
+        run.call("clik.reindex", [None])
+    assert not pending.waiting(["p", "1"]) and worker.alive()
