@@ -16,6 +16,7 @@ class TrainConfig:
     method: Literal["clik", "triplet", "pairwise", "pointwise"] = "clik"
     query: Literal["group", "virtual", "topic"] = "group"
     # None keeps the value of the model config named above.
+    text_tower: str | None = None  # "minilm", "e5-small", a hub id or a local directory
     embed_dim: int | None = None
     temperature: float | None = None
     attention_temperature: float | None = None
@@ -56,7 +57,8 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Types of the options whose default is None.
 _OPTIONAL_KINDS = {"embed_dim": int, "temperature": float, "attention_temperature": float,
-                   "memory_bank_size": int, "num_threads": int, "device": str, "criterion": str}
+                   "memory_bank_size": int, "num_threads": int, "device": str, "criterion": str,
+                   "text_tower": str}
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -43,6 +43,8 @@ def build_model(cfg: TrainConfig) -> clik.ClikModel:
     for name in ("method", "query", "embed_dim", "temperature", "attention_temperature", "memory_bank_size"):
         if getattr(cfg, name) is not None:
             setattr(model_cfg, name, getattr(cfg, name))
+    if cfg.text_tower is not None:
+        model_cfg.text.name = cfg.text_tower
     return clik.ClikModel(model_cfg)
 
 

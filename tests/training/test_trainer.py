@@ -132,3 +132,18 @@ def test_report_has_both_tables_a_plot_and_contact_sheets(shapes_dataset, tmp_pa
     for name in ("metrics.png", "contact-clik-group.png", "contact-clik-topic.png", "contact-pointwise.png"):
         assert Image.open(tmp_path / "report" / name).size[0] > 300
     assert "exhibition red-square-1" in text
+
+
+def test_text_tower_option_replaces_the_model_configs_tower(tmp_path):
+    from transformers import BertConfig
+
+    from training.trainer import build_model
+
+    BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=37).save_pretrained(tmp_path / "tiny-bert")
+    cfg = load_config(overrides=["model=clik-tiny-test", f"text_tower={tmp_path / 'tiny-bert'}"])
+    model = build_model(cfg)
+    assert model.cfg.text.name == str(tmp_path / "tiny-bert")
+    backbone_cfg = next(m for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "intermediate_size")).config
+    assert (backbone_cfg.hidden_size, backbone_cfg.intermediate_size) == (32, 37)
+    assert build_model(load_config(overrides=["model=clik-tiny-test"])).cfg.text.name == "minilm"
