@@ -303,3 +303,50 @@ def test_a_tokenizer_from_another_tower_is_refused(bundle, e5_bundle, tmp_path):
     shutil.copytree(e5_bundle.path / "text" / "tokenizer", mixed / "text" / "tokenizer")
     with pytest.raises(ValueError, match="tokenizer belongs to another model"):
         clik.load_text_side(mixed)
+
+
+def test_api_representative_for_korean_exhibitions(e5_bundle, photo_files):
+    """The API route over an e5 bundle: a Korean exhibition gets its representative, and the same
+    topic spelt differently ranks identically (one topic-cache entry)."""
+    import unicodedata
+
+    import httpx
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from clik_cli.embedded import fetch_limits, inprocess_queue, serve_in_thread
+    from indexer.config import open_store
+    from tests.api.conftest import free_port
+    from worker.encode import EncoderCache, encode_products
+
+    root = next(iter(photo_files.values())).parent
+    store = open_store(str(root.parent / "korean-store"))
+    store.register_version(e5_bundle.version, e5_bundle.embed_dim, bundle_uri=str(e5_bundle.path))
+    store.activate(e5_bundle.version)
+    names = ["chelsea", "coffee", "rocket", "astronaut"]
+    for name in names:
+        store.put_product(name, str(photo_files[name]))
+    report = encode_products(store, names, EncoderCache("cpu", 4), fetch_limits([root]))
+    assert sorted(report.encoded) == sorted(names)
+    respelt = {"name": unicodedata.normalize("NFD", "주문폭주\u200b 가을코디  매일매일 업뎃"), "date": "2021년 8월 30일",
+               "cat1": "패션", "cat2": "여성의류", "kwds": "#가을신상 #데일리룩 #데이트룩"}
+    store.put_exhibition("autumn", KOREAN_TOPIC, names)
+    store.put_exhibition("autumn-respelt", respelt, names)
+
+    queue = inprocess_queue(store, roots=(root,))
+    server = serve_in_thread(create_app(ApiSettings(api_keys=["k"]), store=store, encode_queue=queue),
+                             "127.0.0.1", free_port())
+    try:
+        a = httpx.get(f"{server.url}/exhibitions/autumn/representative", params={"topk": 4}, timeout=60)
+        b = httpx.get(f"{server.url}/exhibitions/autumn-respelt/representative", params={"topk": 4}, timeout=60)
+        assert a.status_code == 200 and b.status_code == 200, (a.text, b.text)
+        assert a.json()["model_version"] == e5_bundle.version
+        assert [i["product_id"] for i in a.json()["items"]] == [i["product_id"] for i in b.json()["items"]]
+        assert sorted(i["product_id"] for i in a.json()["items"]) == sorted(names)
+        assert [i["score"] for i in a.json()["items"]] == [i["score"] for i in b.json()["items"]]
+        topic = httpx.get(f"{server.url}/exhibitions/autumn", timeout=10).json()["topic"]
+        assert topic["name"] == "주문폭주 가을코디 매일매일 업뎃" and topic["kwds"] == "가을신상,데일리룩,데이트룩"
+    finally:
+        server.stop()
+        queue.close()
+        store.close()
