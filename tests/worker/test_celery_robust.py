@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 
 import numpy as np
@@ -156,7 +157,10 @@ def test_worker_killed_mid_batch_loses_nothing_and_encodes_nothing_twice(rig, ti
     assert set(pending.waiting(ids)) == set(ids)  # nothing was taken out of the pending set
 
     net.slow_first_s = 0
-    worker.start()  # a new worker: the unacknowledged drain comes back (visibility timeout 4 s)
+    # The Redis broker hands an unacknowledged message out again once it is older than the
+    # visibility timeout (4 s here), checked when a worker starts and then only every ~100 s.
+    time.sleep(5)
+    worker.start()  # a new worker: the unacknowledged drain comes back
     wait_for(lambda: rig["settled"](ids), 90, "the redelivered batch", worker.tail)
     for pid in ids:
         product = store.get_product(pid)
@@ -212,6 +216,7 @@ def test_reindex_killed_halfway_resumes_and_does_only_the_rest(rig, second_bundl
     assert killed_at.state == "filling" and store.active_version().name == second_bundle.version
 
     net.delay_s = 0.0
+    time.sleep(5)  # past the visibility timeout (see the kill test above)
     worker.start()
     wait_for(lambda: ReindexProgress.load(store, v3).state == "done", 120, "the resumed re-index", worker.tail)
     progress = ReindexProgress.load(store, v3)

@@ -47,6 +47,16 @@ def cleanup_broker(client, queue: str, amqp: bool) -> None:
             conn.default_channel.queue_delete(queue)
     client.close()
     broker = redis.Redis.from_url(BROKER_URL)
+    # kombu's Redis transport keeps unacknowledged messages of every queue in one hash, and any
+    # worker on this database puts visible ones back on their queue: drop this queue's first.
+    for tag, raw in broker.hscan_iter("unacked"):
+        try:
+            _, exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if queue in (exchange, routing_key):
+            broker.hdel("unacked", tag)
+            broker.zrem("unacked_index", tag)
     delete_keys(broker, f"*{queue}*")
     # Results are kept under celery-task-meta-<id>; the client tracked none, the worker wrote
     # some for tasks it queued itself: they expire (result_expires), and we drop what we know.
