@@ -119,16 +119,18 @@ def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup
     store.activate(bundle.version)
     for name in warmup + images:
         store.put_product(name, f"{base_url}/{name}")
-    proc = start_worker(settings, tmp / f"worker-{token}.log")
     client = make_app(WorkerSettings(broker_url=args.broker, queue=queue, _env_file=None))
+    proc = None
     try:
+        proc = start_worker(settings, tmp / f"worker-{token}.log")
         run_events(client, store, queue, warmup, timeout=600)  # loads the tower, warms the caches
         seconds = run_events(client, store, queue, images, timeout=1800)
         failed = [p for p in images if store.get_product(p).status is ProductStatus.FAILED]
         stats = {k.decode(): int(v) for k, v in redis.Redis.from_url(args.store).hgetall(prefix + "ingest:stats").items()}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(60)
         client.close()
         store.close()
         r = redis.Redis.from_url(args.store)
