@@ -16,11 +16,15 @@ version, so a run killed at any point and started again does only the rest. Step
 An image that cannot be re-encoded (source gone, content changed since it was encoded, corrupt)
 is *skipped* with its reason in the job record and not tried again by later chunks; its
 products keep their status and show as pending in rankings of the new version.
+
+Two drivers: ``run`` (in process: one loop of chunks) and the fan-out below (Celery: a
+coordinator hands chunks to every worker on the queue; see ``plan_chunks`` and docs/worker.md).
 """
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -41,6 +45,10 @@ def job_id(version: str) -> str:
     return f"reindex:{version}"
 
 
+def chunk_job_id(version: str, chunk_id: str) -> str:
+    return f"reindex:{version}:chunk:{chunk_id}"
+
+
 @dataclass
 class ReindexProgress:
     version: str
@@ -49,18 +57,81 @@ class ReindexProgress:
     total: int = 0  # images to encode when the job (or its resumption) started, plus done
     done: int = 0  # vectors written by this job
     skipped: dict[str, str] = field(default_factory=dict)  # image hash -> reason
-    chunks: int = 0
+    chunks: int = 0  # chunks finished (and, in a fan-out, counted by the coordinator)
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    # Fan-out only (Celery). Chunks handed to the workers and not counted yet: id -> planned at.
+    open_chunks: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, int] = field(default_factory=dict)  # worker name -> images it encoded
+    coordinator: str = ""  # token of the coordinator run allowed to continue (see tasks.py)
+    checked_at: float = 0.0  # last coordinator check
+    in_flight: int = 0  # chunks handed out and not finished (filled in by load())
 
     @classmethod
     def load(cls, store: VectorStore, version: str) -> ReindexProgress | None:
-        record = store.get_job(job_id(version))
-        return cls(**record) if record else None
+        """The job as a user should see it: the record plus the chunks finished since the
+        coordinator's last check (read-only view: never save() it, or they count twice)."""
+        progress = load_record(store, version)
+        if progress is None or not progress.open_chunks:
+            return progress
+        for chunk_id in progress.open_chunks:
+            chunk = ChunkRecord.load(store, version, chunk_id)
+            if chunk is not None and chunk.state == CHUNK_DONE:
+                progress.count_chunk(chunk)
+            else:
+                progress.in_flight += 1
+        progress.total = max(progress.total, progress.done + len(progress.skipped))
+        return progress
 
     def save(self, store: VectorStore) -> None:
         self.updated_at = time.time()
         store.put_job(job_id(self.version), asdict(self))
+
+    def count_chunk(self, chunk: ChunkRecord) -> None:
+        self.done += chunk.done
+        self.skipped.update(chunk.skipped)
+        self.chunks += 1
+        if chunk.worker:
+            self.workers[chunk.worker] = self.workers.get(chunk.worker, 0) + chunk.done
+
+
+def load_record(store: VectorStore, version: str) -> ReindexProgress | None:
+    """The stored job record as it is (what the coordinator reads, updates and saves)."""
+    record = store.get_job(job_id(version))
+    return ReindexProgress(**record) if record else None
+
+
+CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = "queued", "running", "done"
+
+
+@dataclass
+class ChunkRecord:
+    """One fan-out chunk, record ``reindex:<version>:chunk:<id>``: written by the coordinator
+    when it hands the chunk out, then only by the worker running it (no shared counter to race
+    on). The coordinator adds finished chunks into the job record."""
+    version: str
+    chunk_id: str
+    hashes: list[str] = field(default_factory=list)  # dropped once done (only needed in flight)
+    planned_at: float = field(default_factory=time.time)
+    state: str = CHUNK_QUEUED  # queued -> running -> done
+    worker: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    done: int = 0  # vectors written
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: VectorStore, version: str, chunk_id: str) -> ChunkRecord | None:
+        record = store.get_job(chunk_job_id(version, chunk_id))
+        return cls(**record) if record else None
+
+    def save(self, store: VectorStore) -> None:
+        store.put_job(chunk_job_id(self.version, self.chunk_id), asdict(self))
+
+    def lease_ends(self, lease_s: float) -> float:
+        # A chunk waiting in the queue is leased from when it was planned, a running one from
+        # when it started: a long queue does not expire chunks nobody has begun.
+        return (self.started_at or self.planned_at) + lease_s
 
 
 @dataclass(frozen=True)
@@ -74,7 +145,7 @@ class ReindexOptions:
 def start(store: VectorStore, version: str, retry_skipped: bool = False) -> ReindexProgress:
     """Load or create the job record; the version must be registered (with its bundle)."""
     store.get_version(version)  # VersionNotFound for an unknown version
-    progress = ReindexProgress.load(store, version)
+    progress = load_record(store, version)
     if progress is None:
         active = store.active_version()
         progress = ReindexProgress(version=version,
@@ -82,6 +153,7 @@ def start(store: VectorStore, version: str, retry_skipped: bool = False) -> Rein
     if retry_skipped:
         progress.skipped = {}
     if progress.state == FILLING:
+        collect_chunks(store, progress)  # a fan-out's finished chunks, before counting what is left
         # One scan for the progress total; resuming counts only what is left.
         progress.total = progress.done + len(_work(store, version, progress, limit=None))
     progress.save(store)
@@ -158,6 +230,9 @@ def switch(store: VectorStore, progress: ReindexProgress) -> None:
     """Make the new version the active one (atomic in the store)."""
     store.activate(progress.version)
     progress.state = SWITCHED
+    # Nothing is missing, so a fan-out chunk still out is a duplicate (or lost): stop tracking it.
+    progress.open_chunks = {}
+    progress.in_flight = 0
     progress.save(store)
 
 
@@ -194,3 +269,99 @@ def run(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchL
             time.sleep(drop_grace_s)
         drop_previous(store, progress)
     return progress
+
+
+# -- fan-out (Celery): a coordinator plans chunks, every worker on the queue encodes them ----------
+@dataclass(frozen=True)
+class FanoutOptions:
+    chunk_size: int = 256  # hashes per chunk task
+    max_in_flight: int = 32  # chunks handed out and unfinished at any time (the queue stays short)
+    lease_s: float = 600.0  # a chunk unfinished this long after it started (or was queued) is planned again
+
+
+def collect_chunks(store: VectorStore, progress: ReindexProgress) -> dict[str, ChunkRecord | None]:
+    """Add finished chunks into the job record (each one once) and return the open ones
+    (None: its record was never written, a coordinator died between the two writes)."""
+    still_open: dict[str, ChunkRecord | None] = {}
+    for chunk_id in list(progress.open_chunks):
+        chunk = ChunkRecord.load(store, progress.version, chunk_id)
+        if chunk is not None and chunk.state == CHUNK_DONE:
+            progress.count_chunk(chunk)
+            del progress.open_chunks[chunk_id]
+            if chunk.skipped:
+                log.warning("re-index %s skipped %d images: %s", progress.version, len(chunk.skipped), chunk.skipped)
+        else:
+            still_open[chunk_id] = chunk
+    progress.total = max(progress.total, progress.done + len(progress.skipped))
+    return still_open
+
+
+def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOptions = FanoutOptions()
+                ) -> list[tuple[ChunkRecord, list[tuple[str, str]]]] | None:
+    """One coordinator check: count finished chunks, then plan new ones for the missing images
+    that no live chunk holds. Returns the new chunks with their (hash, source) items (records
+    written, the job record saved listing them: the caller sends one task each), [] when all
+    remaining work is in flight, None when nothing is missing any more (time to switch)."""
+    now = time.time()
+    still_open = collect_chunks(store, progress)
+    held: set[str] = set()  # hashes of live chunks: planning them again would duplicate work
+    live = 0
+    for chunk_id, chunk in still_open.items():
+        planned_at = progress.open_chunks[chunk_id]
+        lease_ends = chunk.lease_ends(options.lease_s) if chunk else planned_at + options.lease_s
+        if now < lease_ends:
+            live += 1
+            held.update(chunk.hashes if chunk else ())
+        else:
+            # Expired (its worker died, or the message was lost): its images are planned again.
+            # It stays listed so that, should it finish after all, its count is not lost.
+            log.info("re-index %s: chunk %s expired (%s), planning its images again", progress.version,
+                     chunk_id, chunk.state if chunk else "never written")
+    progress.in_flight = len(still_open)
+    want = max(options.max_in_flight - live, 0)
+    ask = max(want, 1) * options.chunk_size + len(held) + len(progress.skipped)
+    missing = [item for item in store.missing_vectors(progress.version, limit=ask)
+               if item[0] not in progress.skipped]
+    progress.checked_at = now
+    if not missing:
+        progress.save(store)
+        return None
+    fresh = [item for item in missing if item[0] not in held][: want * options.chunk_size]
+    chunks = []
+    for start_at in range(0, len(fresh), options.chunk_size):
+        part = fresh[start_at:start_at + options.chunk_size]
+        chunk = ChunkRecord(progress.version, uuid.uuid4().hex[:12], hashes=[h for h, _ in part], planned_at=now)
+        chunks.append((chunk, part))
+    # The job record lists a chunk before its record and its task exist: a coordinator killed in
+    # between leaves an entry that expires after the lease, never a chunk nobody counts.
+    for chunk, _ in chunks:
+        progress.open_chunks[chunk.chunk_id] = now
+    progress.in_flight = len(progress.open_chunks)
+    progress.save(store)
+    for chunk, _ in chunks:
+        chunk.save(store)
+    return chunks
+
+
+def run_chunk(store: VectorStore, version: str, chunk_id: str, items: Sequence[tuple[str, str]],
+              worker: str, encoders: EncoderCache, limits: FetchLimits,
+              options: ReindexOptions = ReindexOptions()) -> ChunkRecord | None:
+    """Encode one fan-out chunk and write its record; None when there is nothing to do (the
+    job switched or was removed, or this chunk already finished: a redelivered message)."""
+    progress = load_record(store, version)
+    if progress is None or progress.state != FILLING:
+        return None
+    chunk = ChunkRecord.load(store, version, chunk_id)
+    if chunk is not None and chunk.state == CHUNK_DONE:
+        return None
+    if chunk is None:  # the coordinator died before writing it; the job record lists it
+        chunk = ChunkRecord(version, chunk_id, hashes=[h for h, _ in items])
+    chunk.state, chunk.worker, chunk.started_at = CHUNK_RUNNING, worker, time.time()
+    chunk.save(store)
+    # Redelivered or planned again after a lease: encode only what is still missing.
+    todo = [(h, s) for h, s in items if not store.has_vector(version, h)]
+    written, skipped = encode_chunk(store, version, todo, encoders, limits, options) if todo else (0, {})
+    chunk.state, chunk.finished_at = CHUNK_DONE, time.time()
+    chunk.done, chunk.skipped, chunk.hashes = written, skipped, []
+    chunk.save(store)
+    return chunk

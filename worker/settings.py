@@ -44,6 +44,14 @@ class WorkerSettings(BaseSettings):
     # One re-index task run works this long, then enqueues its continuation: keep it well
     # under visibility_timeout_s so a long job is never redelivered while it still runs.
     reindex_task_s: float = Field(300.0, gt=0)
+    # Re-index fan-out: the coordinator hands out at most this many chunk tasks at a time
+    # (so product events queued meanwhile wait behind a few chunks, not the whole catalogue).
+    reindex_chunks_in_flight: int = Field(32, ge=1)
+    # When every remaining chunk is out, the coordinator waits this long before checking again.
+    reindex_check_s: float = Field(2.0, gt=0)
+    # A chunk not finished this long after it started (or was queued) is planned again: its
+    # worker died. Keep it well above one chunk's encoding time, or chunks are done twice.
+    reindex_chunk_lease_s: float = Field(600.0, gt=0)
 
     # Image fetching limits (clik.image_source.FetchLimits).
     file_roots: list[str] = Field(default_factory=list)  # local files only under these; [] = none

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 
 import redis
 from celery.signals import worker_ready
@@ -119,15 +120,20 @@ def _drain_on_start(sender=None, **_) -> None:
 
 
 @app.task(bind=True, name="clik.reindex", max_retries=None)
-def reindex_version(self, version: str, bundle_uri: str | None = None, retry_skipped: bool = False) -> dict:
-    """Re-index every image for `version`, switch to it, schedule the drop of the old one.
+def reindex_version(self, version: str, bundle_uri: str | None = None, retry_skipped: bool = False,
+                    token: str | None = None, wait_s: float = 0.0) -> dict:
+    """Coordinate the re-index of every image for `version` across the workers on the queue.
 
-    Each run works for at most ``reindex_task_s`` and then enqueues itself again, so no single
-    message outlives the broker's visibility timeout; a run killed midway is redelivered
-    (late ack) and resumes from the store (only missing vectors are encoded).
+    Sent by a user (no `token`): start or resume the job. Each run checks once: it counts the
+    finished chunks, hands out new ``clik.reindex_chunk`` tasks for what is missing, and queues
+    its own continuation behind them (with a fresh `token`; a run whose token is not the job's
+    current one is a stale duplicate and stops). When nothing is missing: switch, fill the
+    stragglers, schedule the drop of the previous version.
     """
     if not isinstance(version, str) or not version:
         raise ValueError(f"clik.reindex takes a model version name, got {version!r:.200}")
+    if token is not None and not isinstance(token, str):
+        raise ValueError(f"clik.reindex token must be a string, got {token!r:.200}")
     store, encoders, _ = _resources()
     if bundle_uri:
         from clik.checkpoint import read_bundle_info
@@ -136,21 +142,40 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
         if info.version != version:
             raise ValueError(f"bundle at {bundle_uri} is version {info.version}, not {version}")
         store.register_version(version, info.embed_dim, bundle_uri=str(bundle_uri))
-    try:
-        progress = reindex.start(store, version, retry_skipped)
-    except VersionNotFound:
-        raise ValueError(f"model version {version} is not registered: pass bundle_uri") from None
+    if token is None:
+        try:
+            progress = reindex.start(store, version, retry_skipped)
+        except VersionNotFound:
+            raise ValueError(f"model version {version} is not registered: pass bundle_uri") from None
+    else:
+        # The wait happens here rather than as a countdown: a countdown message sits in one
+        # worker's memory while it encodes chunks, and dies with it until the broker redelivers.
+        time.sleep(min(max(float(wait_s), 0.0), settings.reindex_check_s))
+        progress = reindex.load_record(store, version)
+        if progress is None or progress.coordinator != token:
+            return {"version": version, "superseded": True}
+    if progress.state == reindex.FILLING:
+        fanout = reindex.FanoutOptions(chunk_size=settings.reindex_chunk_size,
+                                       max_in_flight=settings.reindex_chunks_in_flight,
+                                       lease_s=settings.reindex_chunk_lease_s)
+        chunks = reindex.plan_chunks(store, progress, fanout)
+        if chunks is not None:
+            for chunk, items in chunks:
+                app.send_task("clik.reindex_chunk", args=[version, chunk.chunk_id, [list(i) for i in items]],
+                              queue=settings.queue, ignore_result=True)
+            # Queued behind the chunks just sent (FIFO): it checks again once they were taken.
+            _continue_reindex(store, progress, wait_s=0.0 if chunks else settings.reindex_check_s)
+            return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
+                    "planned": len(chunks), "in_flight": progress.in_flight, "continued": True}
+        reindex.switch(store, progress)
     options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size,
                                      decode_threads=settings.decode_threads)
-    limits = settings.fetch_limits()
     deadline = time.monotonic() + settings.reindex_task_s
-    if progress.state == reindex.FILLING:
-        if not reindex.fill(store, progress, encoders, limits, options, deadline=deadline):
-            app.send_task("clik.reindex", args=[version], queue=settings.queue, ignore_result=True)
-            return {"version": version, "state": progress.state, "done": progress.done,
-                    "total": progress.total, "continued": True}
-        reindex.switch(store, progress)
-    reindex.fill(store, progress, encoders, limits, options, deadline=deadline)
+    # Stragglers ingested with the old version while the last chunks ran: few, done here.
+    if not reindex.fill(store, progress, encoders, settings.fetch_limits(), options, deadline=deadline):
+        _continue_reindex(store, progress, wait_s=0.0)
+        return {"version": version, "state": progress.state, "done": progress.done,
+                "total": progress.total, "continued": True}
     if progress.state == reindex.SWITCHED:
         app.send_task("clik.drop_previous_version", args=[version], queue=settings.queue,
                       countdown=settings.reindex_drop_grace_s)
@@ -158,11 +183,44 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
             "skipped": progress.skipped, "continued": False}
 
 
+def _continue_reindex(store: VectorStore, progress: reindex.ReindexProgress, wait_s: float) -> None:
+    # Sent before the record names its token: a run killed in between is redelivered with the
+    # token still current and goes on, and this continuation then finds itself superseded.
+    token = uuid.uuid4().hex
+    app.send_task("clik.reindex", args=[progress.version], kwargs={"token": token, "wait_s": wait_s},
+                  queue=settings.queue, ignore_result=True)
+    progress.coordinator = token
+    progress.save(store)
+
+
+@app.task(bind=True, name="clik.reindex_chunk", max_retries=None, ignore_result=True)
+def reindex_chunk(self, version: str, chunk_id: str, items: list[list[str]]) -> dict:
+    """Encode one re-index chunk ([image hash, source] items) for `version` and record the
+    result under ``reindex:<version>:chunk:<chunk_id>``; the coordinator counts it. Idempotent:
+    a redelivered chunk encodes only what is still missing."""
+    if not isinstance(version, str) or not version or not isinstance(chunk_id, str) or not chunk_id:
+        raise ValueError(f"clik.reindex_chunk takes a version and a chunk id, got {version!r:.100}, {chunk_id!r:.100}")
+    if not isinstance(items, list) or not all(
+            isinstance(i, (list, tuple)) and len(i) == 2 and all(isinstance(x, str) and x for x in i) for i in items):
+        raise ValueError(f"clik.reindex_chunk takes a list of [image hash, source] pairs, got {items!r:.200}")
+    store, encoders, _ = _resources()
+    options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size,
+                                     decode_threads=settings.decode_threads)
+    try:
+        chunk = reindex.run_chunk(store, version, chunk_id, [(h, s) for h, s in items],
+                                  self.request.hostname or "", encoders, settings.fetch_limits(), options)
+    except VersionNotFound:
+        chunk = None  # the version was dropped meanwhile: nothing to encode for
+    if chunk is None:
+        return {"version": version, "chunk": chunk_id, "nothing_to_do": True}
+    return {"version": version, "chunk": chunk_id, "done": chunk.done, "skipped": chunk.skipped}
+
+
 @app.task(name="clik.drop_previous_version", ignore_result=True)
 def drop_previous_version(version: str) -> dict:
     """After the grace period: drop the version that was active before `version`'s re-index."""
     store, _, _ = _resources()
-    progress = reindex.ReindexProgress.load(store, version)
+    progress = reindex.load_record(store, version)
     if progress is None or progress.state == reindex.FILLING:
         return {"version": version, "dropped": None}
     reindex.drop_previous(store, progress)
