@@ -74,6 +74,7 @@ class ReindexProgress:
         progress = load_record(store, version)
         if progress is None or not progress.open_chunks:
             return progress
+        progress.in_flight = 0
         for chunk_id in progress.open_chunks:
             chunk = ChunkRecord.load(store, version, chunk_id)
             if chunk is not None and chunk.state == CHUNK_DONE:

@@ -183,3 +183,15 @@ def test_worker_killed_mid_chunk_the_other_finishes_after_the_lease(rig, second_
     assert N_IMAGES <= reads <= N_IMAGES + CHUNK_SIZE
     assert survivor.alive()
     assert not load_record(store, v3).open_chunks  # the dead chunk is no longer tracked after the switch
+
+
+def test_malformed_chunk_messages_fail_with_a_reason():
+    # Checked before anything is read or written: a bad message fails at once and is not retried.
+    from worker.tasks import reindex_chunk
+
+    with pytest.raises(ValueError, match=r"\[image hash, source\] pairs"):
+        reindex_chunk("v1", "c1", "not a list")
+    with pytest.raises(ValueError, match=r"\[image hash, source\] pairs"):
+        reindex_chunk("v1", "c1", [["only-a-hash"]])
+    with pytest.raises(ValueError, match="a version and a chunk id"):
+        reindex_chunk("v1", "", [["h", "s"]])
