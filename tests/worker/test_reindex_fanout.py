@@ -195,3 +195,61 @@ def test_malformed_chunk_messages_fail_with_a_reason():
         reindex_chunk("v1", "c1", [["only-a-hash"]])
     with pytest.raises(ValueError, match="a version and a chunk id"):
         reindex_chunk("v1", "", [["h", "s"]])
+
+
+def test_a_resent_coordinator_plans_only_what_is_neither_done_nor_out(tmp_path, tiny_bundle, second_bundle):
+    # The planning logic on the embedded store with real encoding (no Celery): what a coordinator
+    # sent again mid-job, and one running after a lease, hand out.
+    from clik.image_source import FetchLimits
+    from indexer.config import EmbeddedStoreConfig
+    from indexer.embedded_store import EmbeddedStore
+    from worker import reindex
+    from worker.encode import EncoderCache
+
+    root = tmp_path / "images"
+    root.mkdir()
+    store = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
+    store.register_version(tiny_bundle.version, tiny_bundle.embed_dim, bundle_uri=str(tiny_bundle.path))
+    store.activate(tiny_bundle.version)
+    rng = np.random.default_rng(1)
+    for i in range(10):
+        data = jpeg_bytes(700 + i)
+        (root / f"p{i}.jpg").write_bytes(data)
+        store.put_product(f"p{i}", str(root / f"p{i}.jpg"))
+        store.mark_encoded(f"p{i}", content_hash(data))
+        store.put_vectors(tiny_bundle.version, [(content_hash(data), rng.standard_normal(tiny_bundle.embed_dim))])
+    store.register_version(second_bundle.version, second_bundle.embed_dim, bundle_uri=str(second_bundle.path))
+    v2, encoders, limits = second_bundle.version, EncoderCache("cpu", 8), FetchLimits(file_roots=(str(root),))
+    options = reindex.FanoutOptions(chunk_size=3, max_in_flight=2, lease_s=60)
+
+    progress = reindex.start(store, v2)
+    first = reindex.plan_chunks(store, progress, options)
+    assert [len(items) for _, items in first] == [3, 3] and progress.total == 10
+    (done_chunk, done_items), (out_chunk, out_items) = first
+    finished = reindex.run_chunk(store, v2, done_chunk.chunk_id, done_items, "w1", encoders, limits)
+    assert finished.done == 3 and finished.state == reindex.CHUNK_DONE
+
+    view = ReindexProgress.load(store, v2)  # what `clik models list` shows meanwhile
+    assert (view.done, view.in_flight, view.total, view.workers) == (3, 1, 10, {"w1": 3})
+    assert load_record(store, v2).done == 0  # the view was not written back
+
+    resent = reindex.start(store, v2)  # the coordinator sent again: counts the finished chunk
+    assert (resent.done, resent.total, resent.chunks) == (3, 10, 1)
+    second = reindex.plan_chunks(store, resent, options)
+    assert len(second) == 1  # one chunk is still out: only one more fits
+    planned = {h for h, _ in second[0][1]}
+    assert not planned & ({h for h, _ in done_items} | {h for h, _ in out_items})
+
+    # The chunk still out never finishes (its worker died): after the lease its images come back.
+    expired = reindex.plan_chunks(store, load_record(store, v2), reindex.FanoutOptions(3, 3, lease_s=0.0))
+    replanned = {h for _, items in expired for h, _ in items}
+    assert len(replanned) == 7 and {h for h, _ in out_items} <= replanned  # every image not done
+    assert not replanned & {h for h, _ in done_items}
+
+    # A redelivered finished chunk does nothing; a late duplicate encodes only what is missing.
+    assert reindex.run_chunk(store, v2, done_chunk.chunk_id, done_items, "w2", encoders, limits) is None
+    for chunk, items in expired:
+        reindex.run_chunk(store, v2, chunk.chunk_id, items, "w2", encoders, limits)
+    late = reindex.run_chunk(store, v2, out_chunk.chunk_id, out_items, "w1", encoders, limits)
+    assert late.done == 0 and all(store.has_vector(v2, h) for h, _ in out_items)
+    store.close()
