@@ -302,7 +302,8 @@ def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOp
     """One coordinator check: count finished chunks, then plan new ones for the missing images
     that no live chunk holds. Returns the new chunks with their (hash, source) items (records
     written, the job record saved listing them: the caller sends one task each), [] when all
-    remaining work is in flight, None when nothing is missing any more (time to switch)."""
+    remaining work is in flight, None when nothing is missing any more and no live chunk is out
+    (time to switch)."""
     now = time.time()
     still_open = collect_chunks(store, progress)
     held: set[str] = set()  # hashes of live chunks: planning them again would duplicate work
@@ -326,7 +327,8 @@ def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOp
     progress.checked_at = now
     if not missing:
         progress.save(store)
-        return None
+        # A live chunk may have written its vectors but not yet its record: wait for its count.
+        return [] if live else None
     fresh = [item for item in missing if item[0] not in held][: want * options.chunk_size]
     chunks = []
     for start_at in range(0, len(fresh), options.chunk_size):
