@@ -71,7 +71,8 @@ def list_versions(
             "bundle": v.bundle_uri,
             "created": datetime.fromtimestamp(v.created_at, timezone.utc).isoformat(timespec="seconds"),
             "reindex": None if job is None else {"state": job.state, "done": job.done, "total": job.total,
-                                                 "skipped": len(job.skipped)},
+                                                 "skipped": len(job.skipped), "in_flight": job.in_flight,
+                                                 "workers": job.workers},
         })
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
