@@ -6,10 +6,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clik.image_source import FetchLimits
+from clik.fetch_settings import FetchSettings
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(FetchSettings, BaseSettings):
     """Every field can be set as ``CLIK_<NAME>``; lists as JSON (``CLIK_API_KEYS='["k1"]'``)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
@@ -51,22 +51,4 @@ class ApiSettings(BaseSettings):
     # once per this many seconds (a busy catalogue would otherwise rebuild on every search).
     catalogue_min_rebuild_s: float = Field(5.0, ge=0)
 
-    # Image fetching (POST /rank URLs, GET /products/{id}/image): clik.image_source limits.
-    file_roots: list[str] = Field(default_factory=list)  # local paths only below these
-    allow_private_hosts: bool = False
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 15.0
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-
     catalogue_dir: Path | None = None  # None: a temporary folder per process
-
-    def fetch_limits(self) -> FetchLimits:
-        return FetchLimits(
-            connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self.read_timeout_s,
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-            file_roots=tuple(self.file_roots),
-            allow_private_hosts=self.allow_private_hosts,
-        )

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clik.image_source import FetchLimits
+from clik.fetch_settings import FetchSettings
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(FetchSettings, BaseSettings):
     """Every field can be set as ``CLIK_<NAME>``; lists as JSON (``CLIK_FILE_ROOTS='["/data"]'``)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
@@ -53,28 +53,10 @@ class WorkerSettings(BaseSettings):
     # worker died. Keep it well above one chunk's encoding time, or chunks are done twice.
     reindex_chunk_lease_s: float = Field(600.0, gt=0)
 
-    # Image fetching limits (clik.image_source.FetchLimits).
-    file_roots: list[str] = Field(default_factory=list)  # local files only under these; [] = none
-    allow_private_hosts: bool = False
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 15.0
-    max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-
     # Transient fetch errors: the task is retried for those products only.
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(2.0, ge=0)  # first delay; doubles per retry
     retry_backoff_max_s: float = 300.0
-
-    def fetch_limits(self) -> FetchLimits:
-        return FetchLimits(
-            connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self.read_timeout_s,
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-            file_roots=tuple(self.file_roots),
-            allow_private_hosts=self.allow_private_hosts,
-        )
 
     def retry_delay(self, retries: int) -> float:
         return min(self.retry_backoff_s * (2 ** retries), self.retry_backoff_max_s)

@@ -1,0 +1,28 @@
+"""The image-fetching limits as typed settings fields, shared by every process that reads images
+(worker, API): one place for their names, defaults and the conversion to ``FetchLimits``."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from .image_source import FetchLimits
+
+
+class FetchSettings(BaseModel):
+    """Mixed into pydantic-settings classes: ``CLIK_FILE_ROOTS``, ``CLIK_MAX_BYTES``, ..."""
+
+    file_roots: list[str] = Field(default_factory=list)  # local paths / file:// only below these; [] = none
+    allow_private_hosts: bool = False  # allow URLs resolving to loopback/private/link-local/metadata
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+
+    def fetch_limits(self) -> FetchLimits:
+        return FetchLimits(
+            connect_timeout_s=self.connect_timeout_s,
+            read_timeout_s=self.read_timeout_s,
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            file_roots=tuple(self.file_roots),
+            allow_private_hosts=self.allow_private_hosts,
+        )
