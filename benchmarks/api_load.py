@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.server
 import json
 import os
 import re
@@ -29,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,6 +36,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.http_folder import serve_folder  # noqa: E402
 
 SIZES = (50, 1_000, 10_000)
 NAIVE_SIZES = (50, 1_000)
@@ -149,19 +149,6 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 # -- the naive approach ---------------------------------------------------------------------------
-def serve_folder(root: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
-
-
 def naive_images(tmp: Path, n: int) -> tuple[Path, list[str]]:
     if HM_IMAGES.is_dir():
         names = sorted(os.listdir(HM_IMAGES))[:n]
@@ -182,7 +169,8 @@ def bench_naive(bundle_dir: Path, tmp: Path, requests: dict[int, int]) -> dict[i
 
     torch.set_num_threads(2)  # the whole machine: the fairest case for the naive approach
     root, names = naive_images(tmp, max(NAIVE_SIZES))
-    server, port = serve_folder(root)
+    server = serve_folder(root)
+    port = server.server_address[1]
     predictor = Predictor.load(bundle_dir, device="cpu", limits=FetchLimits(allow_private_hosts=True))
     out = {}
     try:
@@ -200,6 +188,7 @@ def bench_naive(bundle_dir: Path, tmp: Path, requests: dict[int, int]) -> dict[i
                          "images": "hm" if root == HM_IMAGES else "generated"}
     finally:
         server.shutdown()
+        server.server_close()
     return out
 
 

@@ -21,11 +21,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,6 +34,7 @@ import redis  # noqa: E402
 from indexer.config import RedisStoreConfig  # noqa: E402
 from indexer.records import ProductStatus  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
+from tests.http_folder import serve_folder  # noqa: E402
 
 CONFIGS = [  # (label, settings)
     ("no grouping, batch 1 per event", {"group_pending": "false", "batch_size": "16", "decode_threads": "1"}),
@@ -49,18 +47,6 @@ CONFIGS = [  # (label, settings)
                                      "torch_threads": "1"}),
     ("batch 16, 1 decode thread, 1 torch thread", {"batch_size": "16", "decode_threads": "1", "torch_threads": "1"}),
 ]
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-def serve(folder: Path) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(folder)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def export_default_bundle(out: Path):
@@ -167,7 +153,7 @@ def main() -> None:
     if len(names) < args.images + args.warmup:
         sys.exit(f"need {args.images + args.warmup} images in {folder}, found {len(names)}")
     warmup, images = names[:args.warmup], names[args.warmup:args.warmup + args.images]
-    server = serve(folder)
+    server = serve_folder(folder)
     base_url = f"http://127.0.0.1:{server.server_address[1]}"
     with tempfile.TemporaryDirectory() as tmp:
         bundle = export_default_bundle(Path(tmp) / "bundle")

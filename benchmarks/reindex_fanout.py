@@ -26,10 +26,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 
-from benchmarks.ingest import serve  # noqa: E402
 from clik.image_source import content_hash  # noqa: E402
 from indexer.config import RedisStoreConfig  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
+from tests.http_folder import serve_folder  # noqa: E402
 from tests.worker.harness import CeleryWorker  # noqa: E402
 from worker.reindex import ReindexProgress  # noqa: E402
 
@@ -107,7 +107,7 @@ def main() -> None:
         sys.exit(f"no photos in {args.photos}")
     tmp = Path(tempfile.mkdtemp())
     old, new = bundle(0, tmp / "old"), bundle(1, tmp / "new")
-    server = serve(args.photos)
+    server = serve_folder(args.photos)
     base_url = f"http://127.0.0.1:{server.server_address[1]}"
     results = []
     for _ in range(args.rounds):

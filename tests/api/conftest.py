@@ -4,7 +4,6 @@ Celery worker process, and the API served by uvicorn on a free port, called over
 """
 from __future__ import annotations
 
-import http.server
 import io
 import os
 import signal
@@ -21,6 +20,8 @@ import httpx
 import numpy as np
 import pytest
 import redis
+
+from tests.http_folder import serve_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 STORE_URL = "redis://127.0.0.1:6379/15"
@@ -92,16 +93,7 @@ def image_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         (root / f"img{i}.jpg").write_bytes(jpeg_bytes(i))
     (root / "notes.jpg").write_bytes(b"plain text, not an image\n" * 20)
 
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_folder(root)
     yield f"http://127.0.0.1:{server.server_address[1]}", root
     server.shutdown()
     server.server_close()

