@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .format import Dataset, Exhibition, Product
+from .shape import check_exhibition_shape, on_topic_count, round_half_up
 
 ARTICLES_FILE = "articles.csv"
 SALES_FILE = "sales.csv"
@@ -52,16 +53,11 @@ class HMOptions:
     def __post_init__(self) -> None:
         if self.min_group < 1:
             raise ValueError(f"min_group must be >= 1, got {self.min_group}")
-        if not 0.0 <= self.offtopic < 1.0:
-            raise ValueError(f"offtopic must be in [0, 1), got {self.offtopic}")
-        if not 0.0 <= self.test_frac <= 1.0:
-            raise ValueError(f"test_frac must be in [0, 1], got {self.test_frac}")
-        if self.on_per_exhibition < 2:
-            raise ValueError(f"size {self.size} with offtopic {self.offtopic} leaves fewer than 2 on-topic products")
+        check_exhibition_shape(self.size, self.offtopic, self.test_frac)
 
     @property
     def on_per_exhibition(self) -> int:
-        return self.size - _round(self.size * self.offtopic)
+        return on_topic_count(self.size, self.offtopic)
 
 
 @dataclass
@@ -214,7 +210,7 @@ def _exhibition(key: str, k: int, members: pd.DataFrame, others: pd.DataFrame, s
                 rng: np.random.Generator, options: HMOptions, used_ids: set[str]) -> Exhibition | None:
     n_on = len(members)
     # n_off / (n_on + n_off) = offtopic, capped so the exhibition stays within --size
-    n_off = min(_round(n_on * options.offtopic / (1.0 - options.offtopic)), options.size - n_on, len(others))
+    n_off = min(round_half_up(n_on * options.offtopic / (1.0 - options.offtopic)), options.size - n_on, len(others))
     if n_on + n_off < 2 or not (members["week_sales"] >= 1).any():
         return None
     off = others.iloc[np.sort(rng.choice(len(others), size=n_off, replace=False))]
@@ -261,7 +257,7 @@ def _test_groups(keys: list[str], options: HMOptions) -> set[str]:
     """A seeded share of topic groups for test: splitting by group keeps test topics unseen."""
     if options.test_frac <= 0 or not keys:
         return set()
-    n_test = min(len(keys), max(1, _round(len(keys) * options.test_frac)))
+    n_test = min(len(keys), max(1, round_half_up(len(keys) * options.test_frac)))
     rng = np.random.default_rng([options.seed, 0])
     return {keys[i] for i in rng.choice(len(keys), size=n_test, replace=False)}
 
@@ -269,11 +265,6 @@ def _test_groups(keys: list[str], options: HMOptions) -> set[str]:
 def _rng(seed: int, key: str) -> np.random.Generator:
     # crc32, not hash(): Python salts str hashes per process, which would break determinism.
     return np.random.default_rng([seed, 1, zlib.crc32(key.encode("utf-8"))])
-
-
-def _round(x: float) -> int:
-    """Half-up rounding: Python's round() sends 2.5 to 2 and 3.5 to 4, which reads as a bug here."""
-    return int(math.floor(x + 0.5))
 
 
 def _slug(text: str) -> str:

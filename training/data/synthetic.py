@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .format import Dataset, Exhibition, Product
+from .shape import check_exhibition_shape, on_topic_count, round_half_up
 
 CRITERION = "sales"
 DATE = "2026-06-01"
@@ -51,12 +52,7 @@ class SyntheticOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.offtopic < 1.0:
-            raise ValueError(f"offtopic must be in [0, 1), got {self.offtopic}")
-        if not 0.0 <= self.test_frac <= 1.0:
-            raise ValueError(f"test_frac must be in [0, 1], got {self.test_frac}")
-        if self.on_per_exhibition < 2:
-            raise ValueError(f"size {self.size} with offtopic {self.offtopic} leaves fewer than 2 on-topic products")
+        check_exhibition_shape(self.size, self.offtopic, self.test_frac)
         if self.on_per_exhibition > self.products_per_group:
             raise ValueError(f"an exhibition needs {self.on_per_exhibition} on-topic products but a group "
                              f"has only {self.products_per_group}")
@@ -65,7 +61,7 @@ class SyntheticOptions:
 
     @property
     def on_per_exhibition(self) -> int:
-        return self.size - int(round(self.size * self.offtopic))
+        return on_topic_count(self.size, self.offtopic)
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ def build_synthetic_dataset(out_dir: str | Path, options: SyntheticOptions | Non
         products[(colour, kind)] = items
 
     split_rng = _rng(options.seed, "split")
-    n_test = int(round(len(groups) * options.test_frac))
+    n_test = round_half_up(len(groups) * options.test_frac)
     test = {groups[i] for i in split_rng.choice(len(groups), size=n_test, replace=False)}
     exhibitions = []
     for colour, kind in groups:
