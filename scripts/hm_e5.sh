@@ -23,23 +23,4 @@ for seed in 1 2 3; do
     echo "split$seed $run: $(( $(date +%s) - start )) s (train + evaluate)" | tee -a "$WORK/timings.txt"
   done
 done
-.venv/bin/python - "$WORK" <<'PY'
-import json, sys
-from collections import defaultdict
-from pathlib import Path
-rows = defaultdict(list)
-for path in sorted(Path(sys.argv[1]).glob("split*/*/eval.json")):
-    r = json.loads(path.read_text())
-    rows[path.parent.name].append(r["metrics"])
-    rows["random"].append(r["random"])
-cols = ["MRR", "Top1-Top1", "Top3-Top1", "Top5-Top1", "offtopic@1", "offtopic@10"]
-print("| run | splits | " + " | ".join(cols) + " |")
-print("|---" * (len(cols) + 2) + "|")
-n_runs = len(rows) - 1
-for name, ms in rows.items():
-    n = len(ms) if name != "random" else len(ms) // max(n_runs, 1)
-    print(f"| {name} | {n} | " + " | ".join(f"{sum(m[c] for m in ms) / len(ms):.4f}" for c in cols) + " |")
-out = Path(sys.argv[1]) / "summary.json"
-out.write_text(json.dumps({k: {c: sum(m[c] for m in v) / len(v) for c in cols} for k, v in rows.items()}, indent=2))
-print(f"wrote {out}")
-PY
+.venv/bin/python scripts/mean_over_splits.py "$WORK"

@@ -22,19 +22,4 @@ for seed in 1 2 3; do
     "$CLIK" evaluate "$D/$run" "$D/data" --bootstrap 0 --json "$D/$run/eval.json"
   done
 done
-.venv/bin/python - "$WORK" <<'PY'
-import json, sys
-from pathlib import Path
-from collections import defaultdict
-rows = defaultdict(list)
-for path in sorted(Path(sys.argv[1]).glob("split*/*/eval.json")):
-    r = json.loads(path.read_text())
-    rows[path.parent.name].append(r["metrics"])
-    rows["random"].append(r["random"])
-cols = ["MRR", "Top1-Top1", "Top3-Top1", "Top5-Top1", "offtopic@1", "offtopic@10"]
-print("| run | splits | " + " | ".join(cols) + " |")
-print("|---" * (len(cols) + 2) + "|")
-for name, ms in rows.items():
-    n = len(ms) if name != "random" else len(ms) // 7
-    print(f"| {name} | {n} | " + " | ".join(f"{sum(m[c] for m in ms) / len(ms):.4f}" for c in cols) + " |")
-PY
+.venv/bin/python scripts/mean_over_splits.py "$WORK"
