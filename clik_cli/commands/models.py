@@ -129,8 +129,8 @@ def activate(
 def _activate_here(store, version, keep_previous: bool, batch_size: int) -> None:
     from tqdm import tqdm
 
-    from worker import reindex
     from worker.encode import EncoderCache
+    from worker.inprocess import run_reindex
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
@@ -142,12 +142,10 @@ def _activate_here(store, version, keep_previous: bool, batch_size: int) -> None
         bar.n = progress.done + len(progress.skipped)
         bar.refresh()
 
-    options = reindex.ReindexOptions(chunk_size=max(batch_size, 64), decode_threads=settings.decode_threads)
     if keep_previous:
-        progress = reindex.start(store, version.name)
-        progress.previous = None  # nothing to drop
-        progress.save(store)
-    progress = reindex.run(store, version.name, encoders, settings.fetch_limits(), options, on_progress=show)
+        _keep_previous(store, version)
+    progress = run_reindex(store, version.name, encoders, settings.fetch_limits(), on_progress=show,
+                           chunk_size=max(batch_size, 64), decode_threads=settings.decode_threads)
     bar.close()
     _summary(progress)
 
@@ -162,11 +160,7 @@ def _activate_with_workers(store, version, keep_previous: bool, timeout: float) 
     settings = WorkerSettings()
     sender = Celery(broker=settings.broker_url)
     if keep_previous:
-        from worker import reindex
-
-        progress = reindex.start(store, version.name)
-        progress.previous = None
-        progress.save(store)
+        _keep_previous(store, version)
     sender.send_task("clik.reindex", args=[version.name], queue=settings.queue)
     typer.echo(f"sent clik.reindex for {version.name} to queue {settings.queue!r}; following its progress")
     bar = tqdm(desc=f"re-index {version.name[:12]}", unit="img")
@@ -185,6 +179,15 @@ def _activate_with_workers(store, version, keep_previous: bool, timeout: float) 
         time.sleep(1.0)
     bar.close()
     _summary(progress)
+
+
+def _keep_previous(store, version) -> None:
+    """Start the job record with no previous version: the end of the job then drops nothing."""
+    from worker import reindex
+
+    progress = reindex.start(store, version.name)
+    progress.previous = None
+    progress.save(store)
 
 
 def _summary(progress) -> None:

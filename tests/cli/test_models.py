@@ -139,3 +139,19 @@ def test_export_registers_the_bundle_then_activate_switches(env):
     assert not version.active and version.bundle_uri == str((tmp / "models" / "fresh").resolve())
     assert _run("models", "activate", version.name[:12]).exit_code == 0
     assert open_store(str(tmp / "store")).active_version().name == version.name
+
+
+def test_keep_previous_leaves_the_old_version_and_its_vectors(env):
+    tmp, images = env
+    v1, v2 = _bundle(tmp / "models" / "v1", 1), _bundle(tmp / "models" / "v2", 2)
+    assert _run("models", "activate", str(v1.path)).exit_code == 0
+    store = open_store(str(tmp / "store"))
+    store.put_product("p0", str(images / "p0.jpg"))
+    encode_products(store, ["p0"], EncoderCache("cpu", 8), WorkerSettings().fetch_limits())
+    result = _run("models", "activate", str(v2.path), "--keep-previous")
+    assert result.exit_code == 0, result.output
+    store = open_store(str(tmp / "store"))
+    assert store.active_version().name == v2.version
+    assert sorted(v.name for v in store.list_versions()) == sorted([v1.version, v2.version])
+    digest = store.get_product("p0").image_hash
+    assert store.has_vector(v1.version, digest) and store.has_vector(v2.version, digest)
