@@ -73,3 +73,17 @@ def outside_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("outside") / "secret.jpg"
     path.write_bytes(jpeg_bytes(7))
     return path
+
+
+@pytest.fixture
+def store(tmp_path, tiny_bundle):
+    """An embedded store with the tiny bundle registered and active."""
+    from indexer.config import EmbeddedStoreConfig
+    from indexer.embedded_store import EmbeddedStore
+
+    s = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
+    s.register_version(tiny_bundle.version, tiny_bundle.embed_dim, bundle_uri=str(tiny_bundle.path))
+    s.activate(tiny_bundle.version)
+    yield s
+    s.close()
+

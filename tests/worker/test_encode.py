@@ -17,15 +17,6 @@ from worker.encode import EncoderCache, encode_products
 from worker.settings import WorkerSettings
 
 
-@pytest.fixture
-def store(tmp_path, tiny_bundle):
-    s = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
-    s.register_version(tiny_bundle.version, tiny_bundle.embed_dim, bundle_uri=str(tiny_bundle.path))
-    s.activate(tiny_bundle.version)
-    yield s
-    s.close()
-
-
 @pytest.fixture(scope="module")
 def encoders():
     return EncoderCache(device="cpu", batch_size=4)

@@ -7,22 +7,11 @@ import numpy as np
 import pytest
 
 from clik.image_source import FetchLimits, content_hash
-from indexer.config import EmbeddedStoreConfig
-from indexer.embedded_store import EmbeddedStore
 from indexer.errors import VersionNotFound
 from indexer.records import ProductStatus
 from worker.encode import EncoderCache, encode_products
 from worker.inprocess import InProcessEncodeQueue, run_reindex
 from worker.reindex import ReindexProgress
-
-
-@pytest.fixture
-def store(tmp_path, tiny_bundle):
-    s = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
-    s.register_version(tiny_bundle.version, tiny_bundle.embed_dim, bundle_uri=str(tiny_bundle.path))
-    s.activate(tiny_bundle.version)
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")
