@@ -43,6 +43,9 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                   getattr(queue, "depth", lambda: None))
     metrics.gauge("clik_api_loaded_models", "Model versions whose text side is loaded",
                   lambda: len(svc.text.loaded()))
+    metrics.gauge("clik_active_version_coverage_ratio",
+                  "Share of the products (not failed) that the active version can rank, as /readyz last measured it",
+                  svc.coverage.last_share)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -184,8 +184,16 @@ class Health(BaseModel):
     status: str
 
 
+class CoverageOut(BaseModel):
+    products: int  # registered products
+    with_vectors: int  # products the active version can rank
+    failed: int  # products whose image could not be read (no version can rank them)
+    share: float  # with_vectors / (products - failed)
+
+
 class Ready(BaseModel):
     status: str
     model_version: str | None = None
     loaded_versions: list[str] = []
+    coverage: CoverageOut | None = None
     problems: list[str] = []

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from api.catalogue import CatalogueSearch
+from api.coverage import CoverageMonitor
 from api.encode_queue import EncodeQueue
 from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
 from api.metrics import ApiMetrics
@@ -28,6 +29,7 @@ from clik.runtime import ImageEncoder, TopicEncoder
 from indexer.errors import InvalidVector, VectorNotFound
 from indexer.records import ModelVersion, Product, ProductStatus, Ranking
 from indexer.store import VectorStore
+from indexer.store_settings import stored_file_roots
 
 
 @dataclass
@@ -45,7 +47,9 @@ class ClikService:
         self.store = store
         self.queue = queue
         self.metrics = metrics
-        self.limits = settings.fetch_limits()
+        # The store's own catalogue folders (indexer.store_settings) are readable too: a store
+        # loaded by `clik demo` or `clik index FOLDER` serves its images without CLIK_FILE_ROOTS.
+        self.limits = settings.fetch_limits(stored_file_roots(store))
         device = settings.device
         self.text = ModelCache(lambda b: TopicEncoder.load(b, device=device),
                                settings.max_loaded_models, "text side")
@@ -58,6 +62,7 @@ class ClikService:
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
         self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
         self.load_errors: dict[str, str] = {}  # version -> why its background load failed
+        self.coverage = CoverageMonitor(store, settings.coverage_refresh_s)
         self._background: set[str] = set()
         self._background_lock = threading.Lock()
         self.catalogue = CatalogueSearch(store, settings.catalogue_dir, settings.catalogue_min_rebuild_s)

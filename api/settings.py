@@ -52,3 +52,8 @@ class ApiSettings(FetchSettings, BaseSettings):
     catalogue_min_rebuild_s: float = Field(5.0, ge=0)
 
     catalogue_dir: Path | None = None  # None: a temporary folder per process
+
+    # Readiness: the active version must have vectors for at least this share of the products
+    # that are not failed (a rollout that left the catalogue unencoded is not "ready").
+    ready_min_coverage: float = Field(0.5, ge=0, le=1)
+    coverage_refresh_s: float = Field(30.0, ge=0)  # counting scans the catalogue: cached this long

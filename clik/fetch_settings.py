@@ -2,6 +2,8 @@
 (worker, API): one place for their names, defaults and the conversion to ``FetchLimits``."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, Field
 
 from .image_source import FetchLimits
@@ -17,12 +19,15 @@ class FetchSettings(BaseModel):
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
 
-    def fetch_limits(self) -> FetchLimits:
+    def fetch_limits(self, extra_roots: Iterable[str] = ()) -> FetchLimits:
+        """The limits; ``extra_roots``: folders a store recorded for its catalogue
+        (indexer.store_settings) on top of CLIK_FILE_ROOTS."""
+        roots = list(dict.fromkeys([*self.file_roots, *extra_roots]))
         return FetchLimits(
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
             max_bytes=self.max_bytes,
             max_pixels=self.max_pixels,
-            file_roots=tuple(self.file_roots),
+            file_roots=tuple(roots),
             allow_private_hosts=self.allow_private_hosts,
         )

@@ -51,6 +51,15 @@ class TopicEncoder:
     def query(self, topic: Mapping[str, Any]) -> np.ndarray:
         return self.queries([topic])[0]
 
+    @torch.inference_mode()
+    def embeddings_and_queries(self, topics: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit topic embeddings (the Topic Matching space, where an image's cosine says how well
+        it fits the topic) and unit ranking queries, both (len(topics), d) float32."""
+        batch = {k: v.to(self.device) for k, v in self.tokenizer(topics).items()}
+        emb = self.side.encode(**batch)
+        query = self.side.ranking_query(emb)
+        return F.normalize(emb.float(), dim=-1).cpu().numpy(), query.float().cpu().numpy()
+
 
 @dataclass
 class EncodedImages:

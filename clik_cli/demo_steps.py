@@ -75,9 +75,16 @@ def activate(store, info, roots: tuple[Path, ...], echo: Echo) -> None:
     from worker.inprocess import run_reindex
 
     from clik_cli.embedded import fetch_limits
+    from indexer.store_settings import remember_file_roots
 
+    # Recorded in the store: later commands on it (`clik models activate`, `clik serve`) read
+    # the same images without being told where they are.
+    remember_file_roots(store, roots)
     store.register_version(info.version, info.embed_dim, bundle_uri=str(info.path.resolve()))
-    progress = run_reindex(store, info.version, EncoderCache("cpu", 16, 1), fetch_limits(roots))
+    progress = run_reindex(store, info.version, EncoderCache("cpu", 16, 1), fetch_limits(store))
+    if progress.state not in ("switched", "done"):
+        # an earlier demo's catalogue this model could not cover: say why, change nothing
+        raise RuntimeError(progress.decision)
     echo(f"   active model version {info.version[:16]} ({progress.done} images re-encoded)")
 
 

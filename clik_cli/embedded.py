@@ -12,14 +12,14 @@ from indexer.store import VectorStore
 
 def inprocess_queue(store: VectorStore, batch_size: int = 16, roots: tuple[Path, ...] = (), on_report=None):
     """An InProcessEncodeQueue configured from the worker settings (file roots, limits, device),
-    also reading local images under ``roots``."""
+    also reading local images under ``roots`` and under the roots the store recorded."""
     from worker.encode import EncoderCache
     from worker.inprocess import InProcessEncodeQueue
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
     encoders = EncoderCache(settings.device, batch_size, settings.max_encoders)
-    return InProcessEncodeQueue(store, encoders, fetch_limits(roots), batch_size=batch_size,
+    return InProcessEncodeQueue(store, encoders, fetch_limits(store, roots), batch_size=batch_size,
                                 decode_threads=settings.decode_threads, on_report=on_report)
 
 
@@ -62,11 +62,10 @@ def serve_in_thread(app, host: str, port: int, timeout_s: float = 30.0) -> Runni
     return RunningServer(server, thread, f"http://{host}:{port}")
 
 
-def fetch_limits(roots: tuple[Path, ...] | list[Path]):
-    """The worker's fetch limits with local reads allowed under ``roots`` (on top of CLIK_FILE_ROOTS)."""
-    from dataclasses import replace
-
+def fetch_limits(store: VectorStore, roots: tuple[Path, ...] | list[Path] = ()):
+    """The worker's fetch limits with local reads allowed under ``roots`` and under the folders
+    the store recorded for its catalogue (on top of CLIK_FILE_ROOTS)."""
+    from indexer.store_settings import stored_file_roots
     from worker.settings import WorkerSettings
 
-    limits = WorkerSettings().fetch_limits()
-    return replace(limits, file_roots=tuple(limits.file_roots) + tuple(str(r) for r in roots))
+    return WorkerSettings().fetch_limits([*stored_file_roots(store), *(str(r) for r in roots)])

@@ -23,7 +23,7 @@ from indexer.errors import (
     VersionConflict, VersionInUse, VersionNotFound,
 )
 from indexer.packed_block import encode_block
-from indexer.records import Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, normalised_fp16
 
@@ -367,6 +367,19 @@ class EmbeddedStore(VectorStore):
                 "(SELECT 1 FROM vectors x WHERE x.vid = ? AND x.hash = p.hash) GROUP BY p.hash LIMIT ?",
                 (v.id, limit)).fetchall()
         return [(h, s) for h, s in rows]
+
+    def coverage(self, versions: Sequence[str]) -> Coverage:
+        with self._reading() as db:
+            products, encoded, failed = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(status = 'encoded'), 0), COALESCE(SUM(status = 'failed'), 0) "
+                "FROM products").fetchone()
+            covered = {}
+            for name in versions:
+                row = db.execute("SELECT id FROM versions WHERE name = ?", (name,)).fetchone()
+                covered[name] = 0 if row is None else db.execute(
+                    "SELECT COUNT(*) FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
+                    "WHERE p.status = 'encoded'", (row[0],)).fetchone()[0]
+        return Coverage(products=products, encoded=encoded, covered=covered, failed=failed)
 
     def iter_product_vectors(self, version: str, batch_size: int = 10_000
                              ) -> Iterator[tuple[list[str], np.ndarray]]:

@@ -53,6 +53,27 @@ class ModelVersion:
 
 
 @dataclass(frozen=True)
+class Coverage:
+    """How much of the catalogue a model version can rank: the figure that gates a rollout
+    and that readiness reports."""
+
+    products: int  # registered products (any status)
+    encoded: int  # products whose image was fetched (content hash known)
+    covered: dict[str, int]  # version name -> encoded products having a vector in that version
+    failed: int = 0  # products whose image could not be fetched or decoded (no version can rank them)
+
+    def share(self, version: str) -> float:
+        """Products with a vector / products (1.0 for an empty catalogue: nothing is missing)."""
+        return self.covered.get(version, 0) / self.products if self.products else 1.0
+
+    def rankable_share(self, version: str) -> float:
+        """Products with a vector / products that are not failed: what readiness is judged on
+        (a broken image is ingestion's problem, reported as failed, not the version's)."""
+        candidates = self.products - self.failed
+        return self.covered.get(version, 0) / candidates if candidates else 1.0
+
+
+@dataclass(frozen=True)
 class RankedProduct:
     product_id: str
     score: float  # cosine similarity in [-1, 1]

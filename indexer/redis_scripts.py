@@ -226,6 +226,17 @@ end
 return out
 """
 
+# ARGV: p, name, digests... -> 1 or 0 per digest (no vector bytes cross the wire)
+HAS_VECTORS = _COMMON + r"""
+local p, name = ARGV[1], ARGV[2]
+local v = version(p, name)
+local out = {}
+for i = 3, #ARGV do
+  if v and slot_of(p, v, ARGV[i]) then out[#out + 1] = 1 else out[#out + 1] = 0 end
+end
+return out
+"""
+
 PUT_TOPIC = _COMMON + r"""
 local p, name, key, vec = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local v = must_version(p, name)

@@ -23,7 +23,7 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
     StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
-from indexer.records import Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
 
@@ -80,7 +80,7 @@ class RedisStore(VectorStore):
             name: self.r.register_script(getattr(lua, name))
             for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
                          "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
-                         "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "PUT_TOPIC",
+                         "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "HAS_VECTORS", "PUT_TOPIC",
                          "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION")
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
@@ -302,28 +302,54 @@ class RedisStore(VectorStore):
         (vec,) = self._run("GET_VECTORS", version, hash_digest(image_hash))
         return bool(vec)
 
-    def _scan_encoded(self, batch: int = 1000) -> Iterator[list[tuple[str, str, str, bytes]]]:
-        """Batches of (product_id, image_hash, image_source, digest) of encoded products."""
+    def _scan_products(self, batch: int = 1000) -> Iterator[tuple[int, int, list[tuple[str, str, str, bytes]]]]:
+        """Batches of (products seen, failed among them, rows of (product_id, image_hash,
+        image_source, digest) of the encoded ones)."""
         plen = len(self._k("p", ""))
         with _translated_errors():
             keys: list[bytes] = []
             for key in self.r.scan_iter(match=self._k("p", "*"), count=batch):
                 keys.append(key)
                 if len(keys) >= batch:
-                    yield self._encoded_rows(keys, plen)
+                    yield len(keys), *self._product_rows(keys, plen)
                     keys = []
             if keys:
-                yield self._encoded_rows(keys, plen)
+                yield len(keys), *self._product_rows(keys, plen)
 
-    def _encoded_rows(self, keys: list[bytes], plen: int) -> list[tuple[str, str, str, bytes]]:
+    def _scan_encoded(self, batch: int = 1000) -> Iterator[list[tuple[str, str, str, bytes]]]:
+        """Batches of (product_id, image_hash, image_source, digest) of encoded products."""
+        for _, _, rows in self._scan_products(batch):
+            yield rows
+
+    def _product_rows(self, keys: list[bytes], plen: int) -> tuple[int, list[tuple[str, str, str, bytes]]]:
         pipe = self.r.pipeline(transaction=False)
         for k in keys:
             pipe.hmget(k, "st", "h", "s", "d")
-        rows = []
+        rows, failed = [], 0
         for k, (st, h, s, d) in zip(keys, pipe.execute()):
             if st == b"encoded" and h and d:
                 rows.append((k[plen:].decode(), h.decode(), s.decode(), d))
-        return rows
+            failed += st == b"failed"
+        return failed, rows
+
+    def coverage(self, versions: Sequence[str]) -> Coverage:
+        products = encoded = failed = 0
+        covered = dict.fromkeys(versions, 0)
+        for seen, bad, rows in self._scan_products(batch=5000):
+            products += seen
+            failed += bad
+            encoded += len(rows)
+            if not rows:
+                continue
+            digests = [r[3] for r in rows]
+            with _translated_errors():
+                pipe = self.r.pipeline(transaction=False)
+                for name in covered:
+                    self._scripts["HAS_VECTORS"](args=[self.prefix, name, *digests], client=pipe)
+                found = pipe.execute()
+            for name, flags in zip(covered, found):
+                covered[name] += sum(flags)
+        return Coverage(products=products, encoded=encoded, covered=covered, failed=failed)
 
     def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
         self.get_version(version)
@@ -332,9 +358,9 @@ class RedisStore(VectorStore):
             rows = [r for r in rows if r[1] not in out]
             if not rows:
                 continue
-            found = self._run("GET_VECTORS", version, *[r[3] for r in rows])
-            for (_, h, s, _), vec in zip(rows, found):
-                if not vec:
+            found = self._run("HAS_VECTORS", version, *[r[3] for r in rows])
+            for (_, h, s, _), has in zip(rows, found):
+                if not has:
                     out.setdefault(h, s)
                     if len(out) >= limit:
                         return list(out.items())

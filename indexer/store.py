@@ -16,7 +16,7 @@ from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
 from indexer.ranking import cosine_scores, ranked_slice
-from indexer.records import Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, Ranking, VersionState
+from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, Ranking, VersionState
 from indexer.vectors import normalised_query
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
@@ -155,6 +155,10 @@ class VectorStore(abc.ABC):
         """Store an image vector (validated, L2-normalised, fp16). Shared images are stored once."""
 
     @abc.abstractmethod
+    def put_vectors(self, version: str, items: Sequence[tuple[str, object]]) -> None:
+        """Store many (image_hash, vector) pairs at once (one atomic write): re-index chunks."""
+
+    @abc.abstractmethod
     def get_vector(self, version: str, image_hash: str) -> np.ndarray:
         """The stored fp16 vector. Raises VectorNotFound / VersionNotFound."""
 
@@ -166,6 +170,11 @@ class VectorStore(abc.ABC):
     def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
         """(image_hash, image_source) of encoded products lacking a vector for `version`:
         the work list of a re-index job. Each hash appears once."""
+
+    @abc.abstractmethod
+    def coverage(self, versions: Sequence[str]) -> Coverage:
+        """Products, encoded products, and for each version how many encoded products have a
+        vector in it (one pass over the catalogue). Unknown versions count 0."""
 
     @abc.abstractmethod
     def iter_product_vectors(self, version: str, batch_size: int = 10_000
@@ -190,8 +199,9 @@ class VectorStore(abc.ABC):
     # -- job records (re-index progress) --------------------------------------------------------
     @abc.abstractmethod
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
-        """Replace the small JSON record of a long-running job (e.g. ``reindex:<version>``):
-        its progress, readable by any process (CLI, API) through get_job."""
+        """Replace a small JSON record: a long-running job's progress (``reindex:<version>``),
+        or settings that travel with the store (``settings:sources``); readable by any process
+        (CLI, API, workers) through get_job."""
 
     @abc.abstractmethod
     def get_job(self, job_id: str) -> dict | None:

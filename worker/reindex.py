@@ -7,11 +7,20 @@ version, so a run killed at any point and started again does only the rest. Step
 1. fill: chunks of (hash, source) -> fetch, check the bytes still have that hash, decode,
    one forward pass per chunk, ``put_vectors(version)``; progress is written to the store
    after every chunk as the job record ``reindex:<version>`` (readable by the CLI / API).
-2. switch: ``activate(version)`` (atomic: rankings move to the new version at once), then one
+2. gate (worker/rollout.py): the new version must cover the catalogue as well as the active
+   one, and pass the canary / confirmation the policy asks for; otherwise the job ends
+   ``refused`` (or waits in ``awaiting_confirmation``) and the active version is untouched.
+3. switch: ``activate(version)`` (atomic: rankings move to the new version at once), then one
    more fill pass for images ingested with the old version while the last chunks ran.
-3. drop: after a grace period (readers finishing with the old version) the previous version
-   and its vectors are dropped. A FAISS catalogue index, where one is kept, is per version
-   (indexer/catalogue.py): rebuild it for the new version from iter_product_vectors after 2.
+4. the previous version and its vectors stay (``switched``: ``clik models rollback`` is an
+   instant switch back) until they are dropped: by ``clik models drop``, by an activation with
+   ``drop_previous``, or in a Celery deployment after the grace period if the new version is
+   still active and covers what the previous one did (state ``done``). A FAISS catalogue index,
+   where one is kept, is per version (indexer/catalogue.py).
+
+States: filling -> switched -> done, or filling -> refused, or filling -> awaiting_confirmation
+-> switched. A new activation of a version whose last job ended (refused, or switched away
+from) starts a new job.
 
 An image that cannot be re-encoded (source gone, content changed since it was encoded, corrupt)
 is *skipped* with its reason in the job record and not tried again by later chunks; its
@@ -34,11 +43,14 @@ from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_
 from indexer.errors import VersionInUse, VersionNotFound
 from indexer.records import VersionState
 from indexer.store import VectorStore
+from worker import canary
 from worker.encode import EncoderCache, parallel_map, stack_for
+from worker.rollout import REFUSE, SWITCH as SWITCH_NOW, Decision, RolloutPolicy, coverage_gate, decide
 
 log = logging.getLogger(__name__)
 
 FILLING, SWITCHED, DONE = "filling", "switched", "done"
+REFUSED, AWAITING = "refused", "awaiting_confirmation"
 
 
 def job_id(version: str) -> str:
@@ -52,8 +64,8 @@ def chunk_job_id(version: str, chunk_id: str) -> str:
 @dataclass
 class ReindexProgress:
     version: str
-    previous: str | None = None  # the version active when the job started; dropped at the end
-    state: str = FILLING  # filling -> switched -> done
+    previous: str | None = None  # the version active when the job started (kept for a rollback)
+    state: str = FILLING  # filling -> switched -> done; or refused / awaiting_confirmation
     total: int = 0  # images to encode when the job (or its resumption) started, plus done
     done: int = 0  # vectors written by this job
     skipped: dict[str, str] = field(default_factory=dict)  # image hash -> reason
@@ -66,6 +78,13 @@ class ReindexProgress:
     coordinator: str = ""  # token of the coordinator run allowed to continue (see tasks.py)
     checked_at: float = 0.0  # last coordinator check
     in_flight: int = 0  # chunks handed out and not finished (filled in by load())
+    # The rollout gate (worker/rollout.py): its last message and figures, the canary report.
+    decision: str = ""
+    coverage: dict = field(default_factory=dict)
+    canary: dict | None = None
+    confirmed: bool = False  # someone confirmed the switch (policy.require_confirmation)
+    keep_previous: bool = False  # never drop the previous version automatically
+    switched_at: float | None = None
 
     @classmethod
     def load(cls, store: VectorStore, version: str) -> ReindexProgress | None:
@@ -144,10 +163,16 @@ class ReindexOptions:
 
 
 def start(store: VectorStore, version: str, retry_skipped: bool = False) -> ReindexProgress:
-    """Load or create the job record; the version must be registered (with its bundle)."""
-    store.get_version(version)  # VersionNotFound for an unknown version
+    """Load or create the job record; the version must be registered (with its bundle).
+
+    A job that ended without making the version active (refused), or whose version is no
+    longer the active one (rolled back or superseded), is replaced by a new job: activating
+    a version again always means "make it active now". Skipped images are retried then."""
+    target = store.get_version(version)  # VersionNotFound for an unknown version
     progress = load_record(store, version)
-    if progress is None:
+    ended = progress is not None and (progress.state == REFUSED or (
+        progress.state in (SWITCHED, DONE) and not target.active))
+    if progress is None or ended:
         active = store.active_version()
         progress = ReindexProgress(version=version,
                                    previous=active.name if active and active.name != version else None)
@@ -227,10 +252,34 @@ def fill(store: VectorStore, progress: ReindexProgress, encoders: EncoderCache, 
             on_progress(progress)
 
 
+def gate(store: VectorStore, progress: ReindexProgress, policy: RolloutPolicy,
+         topic_sides: Callable[[str], object] | None = None,
+         confirm: Callable[[Decision], bool] | None = None) -> Decision:
+    """Ask the rollout gate (fill finished); a refusal or a wait is recorded in the job."""
+    active = store.active_version()
+    active_name = active.name if active else None
+    run_canary = None
+    if topic_sides is not None and active_name and active_name != progress.version:
+        def run_canary() -> dict:
+            return canary.run_canary(store, active_name, progress.version, topic_sides,
+                                     policy.canary_exhibitions).as_dict()
+    decision = decide(store, progress.version, active_name, progress.skipped, policy, run_canary,
+                      confirmed=progress.confirmed, confirm=confirm)
+    progress.decision, progress.coverage, progress.canary = decision.message, decision.coverage, decision.canary
+    if decision.action == SWITCH_NOW:
+        progress.confirmed = progress.confirmed or policy.require_confirmation
+    else:
+        progress.state = REFUSED if decision.action == REFUSE else AWAITING
+        log.warning("re-index %s: %s", progress.version, decision.message)
+    progress.save(store)
+    return decision
+
+
 def switch(store: VectorStore, progress: ReindexProgress) -> None:
     """Make the new version the active one (atomic in the store)."""
     store.activate(progress.version)
     progress.state = SWITCHED
+    progress.switched_at = time.time()
     # Nothing is missing, so a fan-out chunk still out is a duplicate (or lost): stop tracking it.
     progress.open_chunks = {}
     progress.in_flight = 0
@@ -238,7 +287,7 @@ def switch(store: VectorStore, progress: ReindexProgress) -> None:
 
 
 def drop_previous(store: VectorStore, progress: ReindexProgress) -> None:
-    """Drop the version that was active before; safe to call again."""
+    """Drop the version that was active before; safe to call again (see also drop_if_healthy)."""
     previous = progress.previous
     if previous and previous != progress.version:
         try:
@@ -251,24 +300,53 @@ def drop_previous(store: VectorStore, progress: ReindexProgress) -> None:
     progress.save(store)
 
 
+def drop_if_healthy(store: VectorStore, progress: ReindexProgress, policy: RolloutPolicy) -> bool:
+    """Drop the previous version only while the new one is still active and still covers what
+    the previous one covers (the same bar as the gate); True when dropped (or nothing to drop)."""
+    if progress.state != SWITCHED or progress.keep_previous:
+        return False
+    active = store.active_version()
+    if active is None or active.name != progress.version:
+        log.warning("re-index %s: no longer the active version; %s kept", progress.version, progress.previous)
+        return False
+    if progress.previous:
+        try:
+            store.get_version(progress.previous)
+        except VersionNotFound:
+            drop_previous(store, progress)
+            return True
+        check = coverage_gate(store, progress.version, progress.previous, {}, policy)
+        if check.action != SWITCH_NOW:
+            log.warning("re-index %s: not healthy, %s kept: %s", progress.version, progress.previous,
+                        check.message.splitlines()[0])
+            return False
+    drop_previous(store, progress)
+    return True
+
+
 def run(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchLimits,
-        options: ReindexOptions = ReindexOptions(), drop_grace_s: float = 0.0,
+        options: ReindexOptions = ReindexOptions(), policy: RolloutPolicy = RolloutPolicy(),
+        drop_previous_version: bool = False,
         on_progress: Callable[[ReindexProgress], None] | None = None,
-        retry_skipped: bool = False) -> ReindexProgress:
-    """The whole job synchronously (in-process / CLI). Idempotent: a finished job only
-    re-checks that nothing is missing."""
+        retry_skipped: bool = False, topic_sides: Callable[[str], object] | None = None,
+        confirm: Callable[[Decision], bool] | None = None) -> ReindexProgress:
+    """The whole job synchronously (in-process / CLI): fill, gate, switch. The previous version
+    is kept for a rollback unless ``drop_previous_version``. Idempotent: a finished job only
+    re-checks that nothing is missing. Returns the job (state refused / awaiting_confirmation
+    when the gate said no; then nothing was switched)."""
     progress = start(store, version, retry_skipped)
     if on_progress:
         on_progress(progress)
-    if progress.state == FILLING:
-        store.set_version_state(version, VersionState.FILLING)
-        fill(store, progress, encoders, limits, options, on_progress)
+    if progress.state in (FILLING, AWAITING):
+        if progress.state == FILLING:
+            store.set_version_state(version, VersionState.FILLING)
+            fill(store, progress, encoders, limits, options, on_progress)
+        if gate(store, progress, policy, topic_sides, confirm).action != SWITCH_NOW:
+            return progress
         switch(store, progress)
     fill(store, progress, encoders, limits, options, on_progress)  # stragglers of the old version
-    if progress.state == SWITCHED:
-        if drop_grace_s:
-            time.sleep(drop_grace_s)
-        drop_previous(store, progress)
+    if progress.state == SWITCHED and drop_previous_version:
+        drop_if_healthy(store, progress, policy)
     return progress
 
 

@@ -5,6 +5,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clik.fetch_settings import FetchSettings
+from worker.rollout import RolloutPolicy
 
 
 class WorkerSettings(FetchSettings, BaseSettings):
@@ -38,9 +39,17 @@ class WorkerSettings(FetchSettings, BaseSettings):
     batch_window_s: float = Field(0.0, ge=0)
 
     # Re-index: hashes per chunk (one forward pass each), and how long the old version stays
-    # readable after the switch before it is dropped (API replicas finishing their requests).
+    # after the switch before a Celery deployment drops it (if the new one is still active and
+    # covers as much): the window in which `clik models rollback` is instant.
     reindex_chunk_size: int = Field(256, ge=1)
-    reindex_drop_grace_s: float = Field(60.0, ge=0)
+    reindex_drop_grace_s: float = Field(900.0, ge=0)
+
+    # The rollout gate (worker/rollout.py), checked before every switch.
+    # The new version must cover this share of the products the active version covers.
+    rollout_min_coverage: float = Field(1.0, ge=0, le=1)
+    rollout_canary_exhibitions: int = Field(20, ge=0)  # ranked by both versions first (0: no canary)
+    rollout_min_top1_agreement: float = Field(0.0, ge=0, le=1)  # canary: share keeping its top product
+    rollout_confirm: bool = False  # a person confirms each switch after the canary report
     # One re-index task run works this long, then enqueues its continuation: keep it well
     # under visibility_timeout_s so a long job is never redelivered while it still runs.
     reindex_task_s: float = Field(300.0, gt=0)
@@ -57,6 +66,12 @@ class WorkerSettings(FetchSettings, BaseSettings):
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(2.0, ge=0)  # first delay; doubles per retry
     retry_backoff_max_s: float = 300.0
+
+    def rollout_policy(self) -> RolloutPolicy:
+        return RolloutPolicy(min_coverage=self.rollout_min_coverage,
+                             canary_exhibitions=self.rollout_canary_exhibitions,
+                             min_top1_agreement=self.rollout_min_top1_agreement,
+                             require_confirmation=self.rollout_confirm)
 
     def retry_delay(self, retries: int) -> float:
         return min(self.retry_backoff_s * (2 ** retries), self.retry_backoff_max_s)

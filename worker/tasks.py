@@ -12,7 +12,8 @@ from celery.signals import worker_ready
 from indexer.config import open_store
 from indexer.errors import NoActiveVersion, VersionNotFound
 from indexer.store import VectorStore
-from worker import device, reindex
+from indexer.store_settings import stored_file_roots
+from worker import canary, device, reindex, rollout
 from worker.app import app, settings
 from worker.encode import EncoderCache, encode_products as _encode
 from worker.ingest import DrainOptions, drain
@@ -40,6 +41,20 @@ def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
         return _store, _encoders, _pending
 
 
+_roots_cache: tuple[float, tuple[str, ...]] = (0.0, ())
+
+
+def _limits(store: VectorStore):
+    """Fetch limits with the folders the store recorded for its catalogue (re-read every 30 s:
+    `clik index FOLDER` may add one while this worker runs)."""
+    global _roots_cache
+    read_at, roots = _roots_cache
+    if time.monotonic() - read_at > 30.0:
+        roots = stored_file_roots(store)
+        _roots_cache = (time.monotonic(), roots)
+    return settings.fetch_limits(roots)
+
+
 @app.task(bind=True, name="clik.encode_products", max_retries=None)
 def encode_products(self, product_ids: list[str]) -> dict:
     """Encode these products' images with the active model version (idempotent).
@@ -56,7 +71,7 @@ def encode_products(self, product_ids: list[str]) -> dict:
         return {"queued": list(dict.fromkeys(product_ids))}
     retries = self.request.retries
     try:
-        report = _encode(store, product_ids, encoders, settings.fetch_limits(),
+        report = _encode(store, product_ids, encoders, _limits(store),
                          decode_threads=settings.decode_threads)
     except NoActiveVersion as exc:
         if retries >= settings.max_retries:
@@ -100,7 +115,7 @@ def encode_pending(self) -> dict:
     options = DrainOptions(batch_size=settings.batch_size, decode_threads=settings.decode_threads,
                            max_retries=settings.max_retries, retry_delay=settings.retry_delay)
     try:
-        report, next_in = drain(store, pending, self.request.id, encoders, settings.fetch_limits(), options)
+        report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options)
     except NoActiveVersion as exc:
         raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))
     if next_in is not None:  # products postponed after a transient error
@@ -154,6 +169,14 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
         progress = reindex.load_record(store, version)
         if progress is None or progress.coordinator != token:
             return {"version": version, "superseded": True}
+    if progress.state == reindex.REFUSED:
+        return {"version": version, "state": progress.state, "decision": progress.decision}
+    if progress.state == reindex.AWAITING and not progress.confirmed:
+        return {"version": version, "state": progress.state, "decision": progress.decision}
+    if progress.state == reindex.AWAITING:  # confirmed (clik models confirm): gate again, switch
+        if not _gate(store, progress):
+            return {"version": version, "state": progress.state, "decision": progress.decision}
+        reindex.switch(store, progress)
     if progress.state == reindex.FILLING:
         fanout = reindex.FanoutOptions(chunk_size=settings.reindex_chunk_size,
                                        max_in_flight=settings.reindex_chunks_in_flight,
@@ -167,12 +190,14 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
             _continue_reindex(store, progress, wait_s=0.0 if chunks else settings.reindex_check_s)
             return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
                     "planned": len(chunks), "in_flight": progress.in_flight, "continued": True}
+        if not _gate(store, progress):
+            return {"version": version, "state": progress.state, "decision": progress.decision}
         reindex.switch(store, progress)
     options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size,
                                      decode_threads=settings.decode_threads)
     deadline = time.monotonic() + settings.reindex_task_s
     # Stragglers ingested with the old version while the last chunks ran: few, done here.
-    if not reindex.fill(store, progress, encoders, settings.fetch_limits(), options, deadline=deadline):
+    if not reindex.fill(store, progress, encoders, _limits(store), options, deadline=deadline):
         _continue_reindex(store, progress, wait_s=0.0)
         return {"version": version, "state": progress.state, "done": progress.done,
                 "total": progress.total, "continued": True}
@@ -181,6 +206,13 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
                       countdown=settings.reindex_drop_grace_s)
     return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
             "skipped": progress.skipped, "continued": False}
+
+
+def _gate(store: VectorStore, progress: reindex.ReindexProgress) -> bool:
+    """The rollout gate before the switch (coverage, canary, confirmation); False: the job was
+    refused or waits for a confirmation (recorded in the job; nothing switched)."""
+    decision = reindex.gate(store, progress, settings.rollout_policy(), canary.bundle_topic_sides(store))
+    return decision.action == rollout.SWITCH
 
 
 def _continue_reindex(store: VectorStore, progress: reindex.ReindexProgress, wait_s: float) -> None:
@@ -208,7 +240,7 @@ def reindex_chunk(self, version: str, chunk_id: str, items: list[list[str]]) -> 
                                      decode_threads=settings.decode_threads)
     try:
         chunk = reindex.run_chunk(store, version, chunk_id, [(h, s) for h, s in items],
-                                  self.request.hostname or "", encoders, settings.fetch_limits(), options)
+                                  self.request.hostname or "", encoders, _limits(store), options)
     except VersionNotFound:
         chunk = None  # the version was dropped meanwhile: nothing to encode for
     if chunk is None:
@@ -223,5 +255,5 @@ def drop_previous_version(version: str) -> dict:
     progress = reindex.load_record(store, version)
     if progress is None or progress.state == reindex.FILLING:
         return {"version": version, "dropped": None}
-    reindex.drop_previous(store, progress)
-    return {"version": version, "dropped": progress.previous}
+    dropped = reindex.drop_if_healthy(store, progress, settings.rollout_policy())
+    return {"version": version, "dropped": progress.previous if dropped else None}

@@ -47,7 +47,12 @@ def demo(
     echo("3. Export the model bundle and make it the active version of the embedded store")
     info = steps.export_model(run_dir, workdir)
     store = open_store(str(workdir / "store"))
-    steps.activate(store, info, catalogue.image_roots, echo)
+    try:
+        steps.activate(store, info, catalogue.image_roots, echo)
+    except RuntimeError as exc:
+        store.close()
+        echo(f"error: the new model was not activated:\n{exc}", err=True)
+        raise typer.Exit(1)
 
     echo("4. Start the API with in-process encoding; load the catalogue through it")
     api_key = steps.new_api_key()

@@ -98,6 +98,7 @@ def index(
     from clik_cli.settings import CliSettings
     from indexer.config import open_store
     from indexer.errors import InvalidInput, StoreError
+    from indexer.store_settings import remember_file_roots
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
@@ -115,6 +116,8 @@ def index(
         version = _version(store, bundle)
         try:
             store.import_products([(pid, src, None) for pid, src in cat.products.items()])
+            # Recorded in the store, so workers and later re-indexes read this folder too.
+            remember_file_roots(store, cat.roots)
         except InvalidInput as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
@@ -178,16 +181,14 @@ def _enqueue(settings, product_ids: list[str], chunk: int) -> None:
 def _encode_here(store, settings, version, cat: Catalogue, batch_size: int, decode_threads: int,
                  device: Optional[str]) -> int:
     """Encode in this process with a progress bar; prints the summary; returns failures."""
-    from dataclasses import replace
-
     from tqdm import tqdm
 
+    from indexer.store_settings import stored_file_roots
     from worker import device as devices
     from worker.encode import EncoderCache, encode_products
 
-    limits = settings.fetch_limits()
-    # The catalogue's own folder is readable, whatever CLIK_FILE_ROOTS says.
-    limits = replace(limits, file_roots=tuple(limits.file_roots) + tuple(cat.roots))
+    # The catalogue's own folder (recorded in the store) is readable, whatever CLIK_FILE_ROOTS says.
+    limits = settings.fetch_limits(stored_file_roots(store))
     encoders = EncoderCache(devices.configure(device, settings.torch_threads), batch_size)
     ids = list(cat.products)
     encoded, new_vectors, failed = 0, 0, dict(cat.errors)

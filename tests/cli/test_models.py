@@ -53,7 +53,7 @@ def _run(*args: str):
     return result
 
 
-def test_activate_reindexes_switches_and_drops_the_old_version(env):
+def test_activate_reindexes_switches_and_keeps_the_old_version(env):
     tmp, images = env
     v1, v2 = _bundle(tmp / "models" / "v1", 1), _bundle(tmp / "models" / "v2", 2)
     assert v1.version != v2.version
@@ -70,19 +70,24 @@ def test_activate_reindexes_switches_and_drops_the_old_version(env):
 
     result = _run("models", "activate", str(v2.path))
     assert result.exit_code == 0, result.output
-    assert "5 images encoded" in result.output and "dropped" in result.output
+    assert "5 images encoded" in result.output and "covers 5/5 products (100%)" in result.output
+    assert "canary on 1 exhibitions" in result.output and "kept" in result.output
     store = open_store(str(tmp / "store"))
     assert store.active_version().name == v2.version
-    assert [v.name for v in store.list_versions()] == [v2.version]  # v1 and its vectors dropped
+    # v1 and its vectors stay for a rollback
+    assert sorted(v.name for v in store.list_versions()) == sorted([v1.version, v2.version])
     ranking = store.rank("e1", [1.0] + [0.0] * (v2.embed_dim - 1), k=5)
     assert ranking.model_version == v2.version and ranking.total_scored == 5 and not ranking.pending
 
-    listed = json.loads(_run("models", "list", "--json").output)
-    assert listed[0]["active"] and listed[0]["reindex"]["done"] == 5
+    listed = {r["version"]: r for r in json.loads(_run("models", "list", "--json").output)}
+    assert listed[v2.version]["active"] and listed[v2.version]["reindex"]["done"] == 5
+    assert listed[v2.version]["coverage"] == {"products": 5, "with_vectors": 5, "share": 1.0}
+    assert listed[v1.version]["coverage"]["with_vectors"] == 5 and not listed[v1.version]["active"]
 
     again = _run("models", "activate", v2.version[:10])  # idempotent, by prefix: nothing re-encoded
     assert again.exit_code == 0, again.output
-    assert json.loads(_run("models", "list", "--json").output)[0]["reindex"]["done"] == 5
+    listed = {r["version"]: r for r in json.loads(_run("models", "list", "--json").output)}
+    assert listed[v2.version]["reindex"]["done"] == 5
 
 
 def test_drop_refuses_the_active_version_and_unknown_names(env):
@@ -111,7 +116,7 @@ def test_watch_rolls_out_the_newest_new_bundle(env):
     assert result.exit_code == 0, result.output
     store = open_store(str(tmp / "store"))
     assert store.active_version().name == v2.version
-    assert [v.name for v in store.list_versions()] == [v2.version]
+    assert sorted(v.name for v in store.list_versions()) == sorted([v1.version, v2.version])  # v1 kept
 
 
 def test_config_file_environment_and_masking(env, monkeypatch):
@@ -141,17 +146,17 @@ def test_export_registers_the_bundle_then_activate_switches(env):
     assert open_store(str(tmp / "store")).active_version().name == version.name
 
 
-def test_keep_previous_leaves_the_old_version_and_its_vectors(env):
+def test_drop_previous_drops_the_old_version_and_its_vectors(env):
     tmp, images = env
     v1, v2 = _bundle(tmp / "models" / "v1", 1), _bundle(tmp / "models" / "v2", 2)
     assert _run("models", "activate", str(v1.path)).exit_code == 0
     store = open_store(str(tmp / "store"))
     store.put_product("p0", str(images / "p0.jpg"))
     encode_products(store, ["p0"], EncoderCache("cpu", 8), WorkerSettings().fetch_limits())
-    result = _run("models", "activate", str(v2.path), "--keep-previous")
+    result = _run("models", "activate", str(v2.path), "--drop-previous")
     assert result.exit_code == 0, result.output
+    assert "dropped" in result.output
     store = open_store(str(tmp / "store"))
     assert store.active_version().name == v2.version
-    assert sorted(v.name for v in store.list_versions()) == sorted([v1.version, v2.version])
-    digest = store.get_product("p0").image_hash
-    assert store.has_vector(v1.version, digest) and store.has_vector(v2.version, digest)
+    assert [v.name for v in store.list_versions()] == [v2.version]
+    assert store.has_vector(v2.version, store.get_product("p0").image_hash)

@@ -396,3 +396,22 @@ def test_catalogue_generation_moves_with_products_and_vectors(store):
     assert moved()
     store.delete_product("p1")
     assert moved()
+
+
+def test_coverage_counts_products_with_a_vector_per_version(store):
+    filled(store, 6)  # p0..p5 encoded with vectors in v1
+    store.put_product("p-pending", "https://img/pending.jpg")
+    store.put_product("p-failed", "https://img/failed.jpg")
+    store.mark_failed("p-failed", "HTTP 404")
+    store.register_version("v2", DIM)
+    rng = np.random.default_rng(1)
+    store.put_vectors("v2", [(f"h{i}", unit(rng, 1)[0]) for i in range(3)])  # half re-encoded
+    store.put_product("p-shared", "https://img/shared.jpg")
+    store.mark_encoded("p-shared", "h0")  # one image, two products: both covered
+
+    cov = store.coverage(["v1", "v2", "never-registered"])
+    assert (cov.products, cov.encoded, cov.failed) == (9, 7, 1)
+    assert cov.covered == {"v1": 7, "v2": 4, "never-registered": 0}
+    assert cov.share("v1") == pytest.approx(7 / 9) and cov.share("v2") == pytest.approx(4 / 9)
+    assert cov.rankable_share("v1") == pytest.approx(7 / 8)  # the failed product is not the version's fault
+    assert store.coverage([]).covered == {}

@@ -12,6 +12,7 @@ from indexer.records import ProductStatus
 from worker.encode import EncoderCache, encode_products
 from worker.inprocess import InProcessEncodeQueue, run_reindex
 from worker.reindex import ReindexProgress
+from worker.rollout import RolloutPolicy
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_reindex_in_process_switches_version_and_drops_the_old(store, encoders, 
     store.register_version(new, second_bundle.embed_dim, bundle_uri=str(second_bundle.path))
     seen = []
     progress = run_reindex(store, new, encoders, limits, on_progress=lambda p: seen.append((p.done, p.total)),
-                           chunk_size=2)
+                           chunk_size=2, drop_previous=True)
     assert progress.state == "done" and progress.previous == old
     assert progress.done == progress.total == 4  # four distinct images; the copy shares one
     assert seen[0] == (0, 4) and seen[-1] == (4, 4) and len(seen) >= 3  # one report per chunk
@@ -102,16 +103,28 @@ def test_reindex_skips_images_that_changed_or_vanished(store, encoders, tmp_path
     encode_products(store, ["p0", "p1", "p2"], encoders, limits)
     (root / "1.jpg").write_bytes((image_root / "good3.jpg").read_bytes())  # changed under the same name
     (root / "2.jpg").unlink()
-    store.register_version(second_bundle.version, second_bundle.embed_dim, bundle_uri=str(second_bundle.path))
-    progress = run_reindex(store, second_bundle.version, encoders, limits, chunk_size=1)
-    assert progress.done == 1 and progress.state == "done"
+    store.put_exhibition("e", {"name": "x"}, ["p0", "p1", "p2"])
+    old, new = tiny_bundle.version, second_bundle.version
+    store.register_version(new, second_bundle.embed_dim, bundle_uri=str(second_bundle.path))
+    progress = run_reindex(store, new, encoders, limits, chunk_size=1)
+    # Two of three images could not be re-encoded: the gate refuses, nothing changes.
+    assert progress.done == 1 and progress.state == "refused"
     reasons = {store.get_product(p).image_hash: p for p in ("p1", "p2")}
     assert set(progress.skipped) == set(reasons)
     assert "changed since it was encoded" in progress.skipped[store.get_product("p1").image_hash]
     assert "file not found" in progress.skipped[store.get_product("p2").image_hash]
-    store.put_exhibition("e", {"name": "x"}, ["p0", "p1", "p2"])
+    assert "covers 1 of 3 products, the active one 3" in progress.decision
+    assert "file not found" in progress.decision and "changed since it was encoded" in progress.decision
+    assert store.active_version().name == old
+    ranking = store.rank("e", np.ones(tiny_bundle.embed_dim, np.float32))
+    assert ranking.model_version == old and ranking.total_scored == 3
+
+    # A team that accepts the loss says so: a third of the active version's coverage is enough.
+    progress = run_reindex(store, new, encoders, limits, chunk_size=1, policy=RolloutPolicy(min_coverage=0.3))
+    assert progress.state == "switched" and store.active_version().name == new
     ranking = store.rank("e", np.ones(second_bundle.embed_dim, np.float32))
     assert ranking.total_scored == 1 and sorted(ranking.pending) == ["p1", "p2"]
+    assert store.has_vector(old, store.get_product("p0").image_hash)  # kept for a rollback
 
 
 def test_reindex_of_an_unregistered_version_is_refused(store, encoders, image_root):
