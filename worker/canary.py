@@ -71,8 +71,11 @@ def run_canary(store: VectorStore, active: str, new: str, sides: Callable[[str],
                sample: int) -> CanaryReport:
     report = CanaryReport()
     correlations, off = [], {"active": 0, "new": 0}
+    chosen = sample_exhibitions(store, sample)
+    if not chosen:
+        return report  # nothing to compare: no text tower is loaded for nothing
     active_side, new_side = sides(active), sides(new)
-    for eid in sample_exhibitions(store, sample):
+    for eid in chosen:
         try:
             topic = store.get_exhibition_topic(eid)
             a = _scores(store, eid, active, active_side, topic)

@@ -43,7 +43,7 @@ class Decision:
     canary: dict | None = None
 
 
-_VARIABLE = re.compile(r"(?:https?|file)://\S+|'[^']*'|\"[^\"]*\"|(?<![\w.])/\S*|\b\d+x\d+\b|\b\d{3,}\b")
+_VARIABLE = re.compile(r"(?:https?|file)://\S+|'[^']*'|\"[^\"]*\"|(?<![\w.])/\S*|\b\d+x\d+\b|\b\d{4,}\b")
 
 
 def reason_kind(reason: str) -> str:

@@ -2,6 +2,7 @@
 export, the embedded store, the API over HTTP with in-process encoding, and the web page."""
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -28,3 +29,18 @@ def test_demo_runs_the_whole_path_and_prints_representatives(tmp_path, monkeypat
     tops = [line for line in out.splitlines() if line.strip().startswith("'") and "ms]" in line]
     assert len(tops) == 2 and all(line.count("(+") + line.count("(-") == 3 for line in tops)
     assert (tmp_path / "demo" / "models" / "demo" / "bundle.json").exists()
+
+    # The README's retraining cycle on the store the demo left behind, from the same folder and
+    # with nothing else configured: a new bundle (a stand-in for `clik train` + `clik export RUN`)
+    # must re-read every image and switch, keeping the demo's version for a rollback.
+    store_dir = str(tmp_path / "demo" / "store")
+    export = CliRunner().invoke(app, ["export", "--pretrained", "clik-tiny-test", "--out", str(tmp_path / "B2"),
+                                      "--store", store_dir])
+    assert export.exit_code == 0, export.output
+    rollout = CliRunner().invoke(app, ["models", "activate", str(tmp_path / "B2"), "--store", store_dir])
+    assert rollout.exit_code == 0, rollout.output
+    encoded = int(re.search(r"\((\d+) images encoded, 0 skipped\)", rollout.output).group(1))
+    assert encoded > 0 and "covers" in rollout.output
+    listed = json.loads(CliRunner().invoke(app, ["models", "list", "--json", "--store", store_dir]).output)
+    active = [r for r in listed if r["active"]]
+    assert len(listed) == 2 and active[0]["coverage"]["share"] == 1.0

@@ -185,6 +185,31 @@ def test_worker_killed_mid_chunk_the_other_finishes_after_the_lease(rig, second_
     assert not load_record(store, v3).open_chunks  # the dead chunk is no longer tracked after the switch
 
 
+def test_a_reindex_whose_images_all_fail_is_refused_and_the_active_version_stays(rig, second_bundle,
+                                                                                 third_bundle):
+    store, client, net = rig["store"], rig["client"], rig["internet"]
+    assert store.active_version().name == third_bundle.version, "runs after the kill test"
+    v2, v3 = second_bundle.version, third_bundle.version
+    files, net.files = net.files, {}  # the image host now answers 404 for every image
+    try:
+        client.send_task("clik.reindex", args=[v2, str(second_bundle.path)], queue=rig["queue"],
+                         ignore_result=True)
+        wait_for(lambda: (load_record(store, v2) or ReindexProgress("x")).state == "refused", 60,
+                 "the refusal", lambda: logs(rig))
+    finally:
+        net.files = files
+    job = load_record(store, v2)
+    assert len(job.skipped) == N_IMAGES and all("HTTP 404" in r for r in job.skipped.values())
+    assert f"covers 0 of {N_IMAGES} products, the active one {N_IMAGES}" in job.decision
+    assert f"{N_IMAGES} × HTTP 404 from …" in job.decision
+    time.sleep(1.5)  # a wrongly scheduled drop (grace 0.5 s) would have run by now
+    assert store.active_version().name == v3
+    assert all(store.has_vector(v3, h) for h in rig["hashes"])
+    store.put_exhibition("fan-e", {"name": "fan"}, [f"fan-{i}" for i in range(N_IMAGES)])
+    ranking = store.rank("fan-e", np.ones(third_bundle.embed_dim, np.float32), k=3)
+    assert ranking.model_version == v3 and ranking.total_scored == N_IMAGES
+
+
 def test_malformed_chunk_messages_fail_with_a_reason():
     # Checked before anything is read or written: a bad message fails at once and is not retried.
     from worker.tasks import reindex_chunk
