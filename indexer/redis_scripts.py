@@ -18,6 +18,9 @@ Key layout (p = prefix):
   p..'vn:'..vid       int   slots used in version vid
   p..'b:'..vid..':'..eid      hash  s=stamp, d=packed block (a cache with a TTL)
   p..'t:'..vid        hash  normalised topic key -> float32 embedding
+  p..'cnt'            hash  v='1' when the coverage counters below are kept (a store created with
+                            them), products, encoded, failed: product counts
+  p..'vc'             hash  vid -> encoded products having a vector in version vid
 """
 
 from __future__ import annotations
@@ -53,6 +56,30 @@ local function slot_of(p, v, dg)
   local s = redis.call('HGET', bucket_key(p, v, dg), dg)
   if s then return tonumber(s) end
   return nil
+end
+-- Coverage counters (p..'cnt', p..'vc') are kept only by stores that had them from the start:
+-- a store written before they existed (it has a catalogue generation already) is marked '0' and
+-- counted by scanning instead (RedisStore.coverage).
+local function counted(p)
+  local c = redis.call('HGET', p .. 'cnt', 'v')
+  if c then return c == '1' end
+  c = (redis.call('EXISTS', p .. 'cgen') == 0) and '1' or '0'
+  redis.call('HSET', p .. 'cnt', 'v', c)
+  return c == '1'
+end
+-- add (sign 1) or remove (sign -1) a product's part of the counters, as its record says now
+local function count_product(p, pk, sign)
+  local r = redis.call('HMGET', pk, 'st', 'd')
+  if r[1] == 'failed' then redis.call('HINCRBY', p .. 'cnt', 'failed', sign) end
+  if r[1] == 'encoded' and r[2] then
+    redis.call('HINCRBY', p .. 'cnt', 'encoded', sign)
+    for _, j in ipairs(redis.call('HVALS', p .. 'reg')) do
+      local v = cjson.decode(j)
+      if redis.call('HEXISTS', bucket_key(p, v, r[2]), r[2]) == 1 then
+        redis.call('HINCRBY', p .. 'vc', v.id, sign)
+      end
+    end
+  end
 end
 local function read_vec(p, v, slot)
   local vsz = v.dim * 2
@@ -95,6 +122,7 @@ end
 -- unregistering first makes the data unreachable at once; the caller then deletes it
 local j = redis.call('HGET', p .. 'reg', name)
 redis.call('HDEL', p .. 'reg', name)
+redis.call('HDEL', p .. 'vc', v.id)
 return {j, redis.call('GET', p .. 'vn:' .. v.id) or '0'}
 """
 
@@ -107,6 +135,10 @@ if attrs == '' then attrs = redis.call('HGET', pk, 'a') end
 if redis.call('HGET', pk, 's') == src then
   if attrs then redis.call('HSET', pk, 'a', attrs) end
   return 0
+end
+if counted(p) then
+  if redis.call('EXISTS', pk) == 1 then count_product(p, pk, -1)
+  else redis.call('HINCRBY', p .. 'cnt', 'products', 1) end
 end
 local old = redis.call('HGET', pk, 'h')
 if old then redis.call('SREM', p .. 'hp:' .. old, pid) end
@@ -121,11 +153,14 @@ MARK_ENCODED = _COMMON + r"""
 local p, pid, h, dg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 must_product(p, pid)
 local pk = p .. 'p:' .. pid
+local c = counted(p)
+if c then count_product(p, pk, -1) end
 local old = redis.call('HGET', pk, 'h')
 if old and old ~= h then redis.call('SREM', p .. 'hp:' .. old, pid) end
 redis.call('HSET', pk, 'st', 'encoded', 'h', h, 'd', dg)
 redis.call('HDEL', pk, 'e')
 redis.call('SADD', p .. 'hp:' .. h, pid)
+if c then count_product(p, pk, 1) end
 bump_product(p, pid)
 return 1
 """
@@ -133,7 +168,10 @@ return 1
 MARK_FAILED = _COMMON + r"""
 local p, pid, reason = ARGV[1], ARGV[2], ARGV[3]
 must_product(p, pid)
+local c = counted(p)
+if c then count_product(p, p .. 'p:' .. pid, -1) end
 redis.call('HSET', p .. 'p:' .. pid, 'st', 'failed', 'e', reason)
+if c then count_product(p, p .. 'p:' .. pid, 1) end
 bump_product(p, pid)
 return 1
 """
@@ -141,6 +179,10 @@ return 1
 DELETE_PRODUCT = _COMMON + r"""
 local p, pid = ARGV[1], ARGV[2]
 must_product(p, pid)
+if counted(p) then
+  count_product(p, p .. 'p:' .. pid, -1)
+  redis.call('HINCRBY', p .. 'cnt', 'products', -1)
+end
 local h = redis.call('HGET', p .. 'p:' .. pid, 'h')
 if h then redis.call('SREM', p .. 'hp:' .. h, pid) end
 redis.call('DEL', p .. 'p:' .. pid)
@@ -188,6 +230,7 @@ for i = 4, #ARGV, 3 do
   local h, dg, vec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if #vec ~= vsz then return redis.error_reply('CLIK_BADVECTOR wrong byte length') end
 end
+local c = counted(p)
 for i = 4, #ARGV, 3 do
   local h, dg, vec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local bk = bucket_key(p, v, dg)
@@ -197,6 +240,14 @@ for i = 4, #ARGV, 3 do
   else
     slot = redis.call('INCR', p .. 'vn:' .. v.id) - 1
     redis.call('HSET', bk, dg, slot)
+    if c then  -- a new image for this version: its encoded products are now covered
+      local n = 0
+      for _, pid in ipairs(redis.call('SMEMBERS', p .. 'hp:' .. h)) do
+        local r = redis.call('HMGET', p .. 'p:' .. pid, 'st', 'd')
+        if r[1] == 'encoded' and r[2] == dg then n = n + 1 end
+      end
+      if n > 0 then redis.call('HINCRBY', p .. 'vc', v.id, n) end
+    end
   end
   local sk = p .. 'vs:' .. v.id .. ':' .. math.floor(slot / v.slab)
   -- allocate the whole slab at once: growing a string step by step over-allocates (sds greedy

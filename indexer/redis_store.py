@@ -333,6 +333,21 @@ class RedisStore(VectorStore):
         return failed, rows
 
     def coverage(self, versions: Sequence[str]) -> Coverage:
+        with _translated_errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(self._k("cnt"))
+            pipe.hgetall(self._k("vc"))
+            pipe.hgetall(self._k("reg"))
+            cnt, vc, reg = pipe.execute()
+        if cnt.get(b"v") != b"1":
+            return self._scan_coverage(versions)  # a store from before the counters
+        ids = {name.decode(): json.loads(raw)["id"] for name, raw in reg.items()}
+        covered = {name: int(vc.get(str(ids[name]).encode(), 0)) if name in ids else 0 for name in versions}
+        return Coverage(products=int(cnt.get(b"products", 0)), encoded=int(cnt.get(b"encoded", 0)),
+                        covered=covered, failed=int(cnt.get(b"failed", 0)))
+
+    def _scan_coverage(self, versions: Sequence[str]) -> Coverage:
+        """Coverage counted over every product record (stores written before the counters)."""
         products = encoded = failed = 0
         covered = dict.fromkeys(versions, 0)
         for seen, bad, rows in self._scan_products(batch=5000):

@@ -180,10 +180,19 @@ def start(store: VectorStore, version: str, retry_skipped: bool = False) -> Rein
         progress.skipped = {}
     if progress.state == FILLING:
         collect_chunks(store, progress)  # a fan-out's finished chunks, before counting what is left
-        # One scan for the progress total; resuming counts only what is left.
-        progress.total = progress.done + len(_work(store, version, progress, limit=None))
+        # One scan for the progress total (none when the counts say nothing is missing: a
+        # rollback to a version that still has its vectors); resuming counts only what is left.
+        missing = 0 if nothing_missing(store, version) else len(_work(store, version, progress, limit=None))
+        progress.total = progress.done + missing
     progress.save(store)
     return progress
+
+
+def nothing_missing(store: VectorStore, version: str) -> bool:
+    """Every encoded product has a vector in `version` (one coverage read, no scan: on Redis the
+    counts are kept by the store's scripts)."""
+    cov = store.coverage([version])
+    return cov.covered[version] == cov.encoded
 
 
 def _work(store: VectorStore, version: str, progress: ReindexProgress,
@@ -234,6 +243,8 @@ def fill(store: VectorStore, progress: ReindexProgress, encoders: EncoderCache, 
          on_progress: Callable[[ReindexProgress], None] | None = None,
          deadline: float | None = None) -> bool:
     """Encode chunks until nothing is missing (True) or time.monotonic() passes `deadline`."""
+    if nothing_missing(store, progress.version):
+        return True
     while True:
         if deadline is not None and time.monotonic() > deadline:
             return False

@@ -115,3 +115,18 @@ def test_redis_rejects_raw_vector_of_wrong_length_without_writing(redis_store):
     with pytest.raises(InvalidVector):
         s._run("PUT_VECTORS", "v1", str(v.id), "h1", b"0" * 16, good, "h2", b"1" * 16, b"short")
     assert s.r.get(s.prefix + f"vn:{v.id}") is None  # the good one was not written either
+
+
+@pytest.mark.redis
+def test_redis_store_from_before_the_counters_counts_coverage_by_scanning(redis_store):
+    # A store written by an older version has a catalogue generation but no counters: it must
+    # not start counting from zero (wrong figures), but keep counting by scanning.
+    redis_store.r.set(redis_store._k("cgen"), 5)
+    redis_store.register_version("v", DIM)
+    for i in range(3):
+        redis_store.put_product(f"p{i}", f"https://img/{i}.jpg")
+        redis_store.mark_encoded(f"p{i}", f"h{i}")
+    redis_store.put_vectors("v", [("h0", np.ones(DIM)), ("h1", np.ones(DIM))])
+    assert redis_store.r.hget(redis_store._k("cnt"), "v") == b"0"
+    cov = redis_store.coverage(["v"])
+    assert (cov.products, cov.encoded, cov.covered) == (3, 3, {"v": 2})
