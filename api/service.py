@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import io
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -24,9 +25,9 @@ from api.metrics import ApiMetrics
 from api.models import CpuPool, ModelCache
 from api.settings import ApiSettings
 from api.topics import TopicQueries
-from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
+from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
 from clik.runtime import ImageEncoder, TopicEncoder
-from indexer.errors import InvalidVector, VectorNotFound
+from indexer.errors import InvalidVector, StoreError, VectorNotFound
 from indexer.records import ModelVersion, Product, ProductStatus, Ranking
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
@@ -47,9 +48,8 @@ class ClikService:
         self.store = store
         self.queue = queue
         self.metrics = metrics
-        # The store's own catalogue folders (indexer.store_settings) are readable too: a store
-        # loaded by `clik demo` or `clik index FOLDER` serves its images without CLIK_FILE_ROOTS.
-        self.limits = settings.fetch_limits(stored_file_roots(store))
+        self._roots_read_at = -1e9
+        self._limits = settings.fetch_limits()
         device = settings.device
         self.text = ModelCache(lambda b: TopicEncoder.load(b, device=device),
                                settings.max_loaded_models, "text side")
@@ -92,6 +92,19 @@ class ClikService:
         if self.settings.gc_freeze:
             gc.collect()
             gc.freeze()
+
+    @property
+    def limits(self) -> FetchLimits:
+        """The fetch limits, with the store's own catalogue folders (indexer.store_settings)
+        readable too: a store loaded by `clik demo` or `clik index FOLDER` serves its images
+        without CLIK_FILE_ROOTS. Re-read every 30 s; a store that cannot be read keeps the last."""
+        if time.monotonic() - self._roots_read_at > 30.0:
+            try:
+                self._limits = self.settings.fetch_limits(stored_file_roots(self.store))
+                self._roots_read_at = time.monotonic()
+            except StoreError:
+                pass
+        return self._limits
 
     def close(self) -> None:
         self.cpu.close()
