@@ -27,7 +27,10 @@ def live_api(api_bundle, image_server):
     # a few real records so generated reads sometimes hit something
     store.import_products([(f"p{i}", f"{image_server[0]}/img{i}.jpg", None) for i in range(3)])
     store.put_exhibition("e", {"name": "summer"}, ["p0", "p1", "p2"])
-    settings_ = api_settings(prefix, connect_timeout_s=1.0, read_timeout_s=2.0, allow_private_hosts=False)
+    # No worker encodes these products: readiness must not depend on their coverage here
+    # (a 503 from /readyz is its documented answer, which the server-error check cannot tell).
+    settings_ = api_settings(prefix, connect_timeout_s=1.0, read_timeout_s=2.0, allow_private_hosts=False,
+                             ready_min_coverage=0.0)
     try:
         with ApiServer(create_app(settings_, store=store)) as server:
             yield server
