@@ -41,7 +41,7 @@ def site(tmp_path_factory):
     store.put_product("broken", str(images / "broken.jpg"))
     store.put_product("later", str(images / "p0.jpg"))  # registered, never encoded: pending
     report = encode_products(store, [f"p{i}" for i in range(6)] + ["broken"], EncoderCache("cpu", 8),
-                             fetch_limits([images]))
+                             fetch_limits(store, [images]))
     assert len(report.encoded) == 6 and "broken" in report.failed
     store.put_exhibition("linen", {"name": "Summer linen", "cat1": "Women", "kwds": "linen,summer"},
                          ["p0", "p1", "p2", "p3", "broken", "later"])
