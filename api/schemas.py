@@ -125,9 +125,18 @@ class ExhibitionList(BaseModel):
     items: list[ExhibitionSummary]
 
 
+class SearchItem(BaseModel):
+    product_id: str
+    score: float = Field(description="cosine of the image with the topic's ranking query")
+    rank: int
+
+
 class RankedItem(BaseModel):
     product_id: str
-    score: float
+    score: float = Field(description="orders the ranking: appeal + how much the product looks like its exhibition; below every fitting product when off_topic")
+    appeal: float = Field(description="CLIK's ranking score: cosine of the image with the group query")
+    topic_fit: float = Field(description="calibrated probability that the product belongs to the topic")
+    off_topic: bool = Field(description="topic_fit below topic_fit_threshold")
     rank: int
 
 
@@ -139,6 +148,9 @@ class RankingOut(BaseModel):
     pending: list[str] = Field(description="not encoded yet for this version")
     failed: list[str] = Field(description="image could not be fetched or decoded")
     unknown: list[str] = Field(description="listed but never registered as products")
+    off_topic: list[str] = Field(description="scored products that look off-topic, most appealing first")
+    all_off_topic: bool = Field(description="every scored product looks off-topic (so the first one does too)")
+    topic_fit_threshold: float
 
 
 class RankingPage(RankingOut):
@@ -177,7 +189,7 @@ class RankOut(BaseModel):
 class SearchOut(BaseModel):
     model_version: str
     query: str
-    items: list[RankedItem]
+    items: list[SearchItem]
 
 
 class Health(BaseModel):

@@ -24,10 +24,12 @@ from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
 from api.metrics import ApiMetrics
 from api.models import CpuPool, ModelCache
 from api.settings import ApiSettings
-from api.topics import TopicQueries
+from api.explained import ExplainedRanking, FitCache, explain
+from api.topics import TopicQueries, cache_key, clean_topic
 from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
 from clik.runtime import ImageEncoder, TopicEncoder
-from indexer.errors import InvalidVector, StoreError, VectorNotFound
+from clik.topic_fit import DEFAULT_FIT, TopicFit
+from indexer.errors import InvalidInput, InvalidVector, StoreError, VectorNotFound
 from indexer.records import ModelVersion, Product, ProductStatus, Ranking
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
@@ -58,8 +60,10 @@ class ClikService:
                                  settings.max_loaded_models, "image side")
         self.cpu = CpuPool(settings.cpu_workers)
         self.fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clik-fetch")
-        self.topics = TopicQueries(store, settings.topic_cache_size,
+        # Cached entries hold the ranking query and the topic embedding ("qt" namespace).
+        self.topics = TopicQueries(store, settings.topic_cache_size, namespace="qt",
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
+        self.fits = FitCache(settings.topic_cache_size)
         self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
         self.load_errors: dict[str, str] = {}  # version -> why its background load failed
         self.coverage = CoverageMonitor(store, settings.coverage_refresh_s)
@@ -121,8 +125,29 @@ class ClikService:
         return active
 
     def query(self, version: ModelVersion, topic: Mapping[str, object]) -> np.ndarray:
+        """The topic's ranking query for `version`."""
+        return self.query_and_topic(version, topic)[0]
+
+    def query_and_topic(self, version: ModelVersion, topic: Mapping[str, object]) -> tuple[np.ndarray, np.ndarray]:
+        """The ranking query and the topic embedding (Topic Matching space), cached together:
+        one text-tower pass gives both."""
         encoder = self.text.get(version)
-        return self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encoder.query, attrs))
+
+        def encode(attrs: dict) -> np.ndarray:
+            emb, query = encoder.embeddings_and_queries([attrs])
+            return np.concatenate([query[0], emb[0]])
+
+        both = self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encode, attrs))
+        half = both.shape[0] // 2
+        return both[:half], both[half:]
+
+    def topic_fit_model(self, version: ModelVersion) -> tuple[TopicFit, float]:
+        """The version's calibrated topic-fit model (from its bundle; the prior when the bundle
+        has none) and the threshold in force (CLIK_TOPIC_FIT_THRESHOLD overrides the bundle's)."""
+        info = self.text.get(version).info
+        calibration = TopicFit.from_dict(info.topic_fit) if info.topic_fit else DEFAULT_FIT
+        threshold = self.settings.topic_fit_threshold
+        return calibration, calibration.threshold if threshold is None else threshold
 
     # -- products -------------------------------------------------------------------------------
     def put_products(self, items: list[tuple[str, str, dict]]) -> list[tuple[Product, bool]]:
@@ -153,34 +178,46 @@ class ClikService:
         return data, Image.MIME.get(fmt, "application/octet-stream")
 
     # -- rankings -------------------------------------------------------------------------------
-    def representative(self, exhibition_id: str, topk: int, model_version: str | None) -> Ranking:
-        return self._ranked(exhibition_id, model_version, lambda query, version: self.store.rank(
-            exhibition_id, query, k=topk, version=version))
+    def representative(self, exhibition_id: str, topk: int, model_version: str | None) -> ExplainedRanking:
+        return self.ranking_page(exhibition_id, 0, topk, model_version)
 
     def ranking_page(self, exhibition_id: str, offset: int, limit: int,
-                     model_version: str | None) -> Ranking:
-        return self._ranked(exhibition_id, model_version, lambda query, version: self.store.rank_page(
-            exhibition_id, query, offset=offset, limit=limit, version=version))
+                     model_version: str | None) -> ExplainedRanking:
+        """Ranks [offset, offset+limit) of the exhibition, every item explained (appeal, topic
+        fit, score) and ordered by the topic-fit gate."""
+        if offset < 0 or limit < 1:
+            raise InvalidInput("offset must be >= 0 and limit >= 1")
 
-    def _ranked(self, exhibition_id: str, model_version: str | None,
-                rank: Callable[[np.ndarray, str | None], Ranking]) -> Ranking:
+        def rank(version: ModelVersion, requested: str | None) -> ExplainedRanking:
+            query, topic_emb = self.query_and_topic(version, topic)
+            name, block = self.store.scoring_block(exhibition_id, requested)
+            if name != version.name:  # the store resolved another active version
+                return ExplainedRanking(exhibition_id, name, [], 0)
+            calibration, threshold = self.topic_fit_model(version)
+            return explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
+                           offset, limit, self.fits, cache_key(clean_topic(topic)))
+
+        topic = self.store.get_exhibition_topic(exhibition_id)
+        return self._ranked(model_version, rank)
+
+    def _ranked(self, model_version: str | None,
+                rank: Callable[[ModelVersion, str | None], ExplainedRanking]) -> ExplainedRanking:
         """Rank with the query of the version that was active last time, letting the store
         resolve the active version inside the ranking call itself (one round trip fewer than
         asking first). If the store ranked with another version (a switch happened), the
         result is thrown away and the ranking redone with that version's own query: a query
         and vectors of two versions never meet in a returned ranking."""
-        topic = self.store.get_exhibition_topic(exhibition_id)
         guess = self._active_guess
         if guess is not None and model_version in (None, guess.name):
             try:
-                ranking = rank(self.query(guess, topic), None)
+                ranking = rank(guess, None)
             except (InvalidVector, ModelUnavailable):  # another dimension now / old bundle gone
                 ranking = None
             if ranking is not None and ranking.model_version == guess.name:
                 return ranking
         version = self.resolve_version(model_version)
         self._active_guess = version
-        return rank(self.query(version, topic), version.name)
+        return rank(version, version.name)
 
     def search(self, text: str, k: int, model_version: str | None) -> tuple[str, list[tuple[str, float]]]:
         version = self.resolve_version(model_version)

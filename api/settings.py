@@ -39,6 +39,9 @@ class ApiSettings(FetchSettings, BaseSettings):
     # warm rankings, so this guards against a rare spike rather than the everyday p99.
     gc_freeze: bool = True
     topic_cache_size: int = Field(4096, ge=0)  # in-process LRU of (version, topic) -> query
+    # Topic fit: products below this probability are flagged off-topic and never ranked above a
+    # fitting one. None: the threshold calibrated with the model (in its bundle).
+    topic_fit_threshold: float | None = Field(None, ge=0, le=1)
 
     # Limits of requests.
     rank_max_images: int = Field(50, ge=1)  # POST /rank

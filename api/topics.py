@@ -27,10 +27,13 @@ def cache_key(attrs: Mapping[str, str]) -> str:
 
 
 class TopicQueries:
-    def __init__(self, store: VectorStore, size: int,
+    def __init__(self, store: VectorStore, size: int, namespace: str = "",
                  on_lookup: Callable[[str], None] = lambda result: None) -> None:
         self.store = store
         self.size = size
+        # Prefix of the store's cache keys: entries of another shape (a query alone, written by
+        # an older release) are never read back as this one.
+        self.namespace = namespace + ":" if namespace else ""
         self.on_lookup = on_lookup  # "memory" | "store" | "miss" (metrics)
         self._lru: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -39,7 +42,7 @@ class TopicQueries:
               encode: Callable[[dict[str, str]], np.ndarray]) -> np.ndarray:
         """The float32 query of `topic` for `version`; `encode` runs the text side on a miss."""
         attrs = clean_topic(topic)
-        key = (version, cache_key(attrs))
+        key = (version, self.namespace + cache_key(attrs))
         with self._lock:
             hit = self._lru.get(key)
             if hit is not None:

@@ -37,6 +37,7 @@ from .towers import ImageTower
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 BUNDLE_META = "bundle.json"
+TOPIC_FIT = "topic_fit.json"  # in text/: the calibrated topic-fit model (clik.topic_fit)
 
 
 def save_checkpoint(model: ClikModel, tokenizer: TopicTokenizer, directory: str | Path, extra: dict | None = None) -> Path:
@@ -66,10 +67,15 @@ class BundleInfo:
     embed_dim: int
     method: str
     query: str
+    topic_fit: dict | None = None  # the calibrated topic-fit model (clik.topic_fit.TopicFit)
 
 
-def export_bundle(model: ClikModel, tokenizer: TopicTokenizer, out_dir: str | Path) -> BundleInfo:
-    """Write the split bundle atomically (a temp dir renamed into place) and return its info."""
+def export_bundle(model: ClikModel, tokenizer: TopicTokenizer, out_dir: str | Path,
+                  topic_fit: dict | None = None) -> BundleInfo:
+    """Write the split bundle atomically (a temp dir renamed into place) and return its info.
+
+    ``topic_fit``: the calibrated topic-fit model (TopicFit.to_dict()), kept in the text side
+    and covered by the version hash: a new calibration is a new version."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out_dir.parent))
@@ -80,6 +86,8 @@ def export_bundle(model: ClikModel, tokenizer: TopicTokenizer, out_dir: str | Pa
             _write_json(staging / side / CONFIG, {"side": side, "model": cfg})
             save_model(module, str(staging / side / WEIGHTS))
         tokenizer.save(staging / "text" / "tokenizer")
+        if topic_fit is not None:
+            _write_json(staging / "text" / TOPIC_FIT, topic_fit)
         version = _content_hash(staging)
         meta = {
             "version": version,
@@ -105,7 +113,9 @@ def read_bundle_info(bundle_dir: str | Path) -> BundleInfo:
     if not path.exists():
         raise FileNotFoundError(f"not a CLIK bundle (no {BUNDLE_META}): {bundle_dir}")
     meta = _read_json(path)
-    return BundleInfo(bundle_dir, meta["version"], int(meta["embed_dim"]), meta["method"], meta["query"])
+    fit_path = bundle_dir / "text" / TOPIC_FIT
+    topic_fit = _read_json(fit_path) if fit_path.exists() else None
+    return BundleInfo(bundle_dir, meta["version"], int(meta["embed_dim"]), meta["method"], meta["query"], topic_fit)
 
 
 def load_text_side(bundle_dir: str | Path, device: str = "cpu") -> tuple[TopicSide, TopicTokenizer, BundleInfo]:

@@ -2,10 +2,13 @@
 
 Groups larger than K are sampled down with a fixed seed, so every model sees the same images.
 Scores are computed the way the service computes them: the eval-transform image features
-through the image projection, the topic through the text side's ranking query, cosine.
-Besides MRR and TopK-Top1 (with bootstrap confidence intervals over groups) it reports two
-topic-fit figures the paper shows only as pictures: off-topic@1 and off-topic@10, the share of
-off-topic products among the top 1 and top 10.
+through the image projection, the topic through the text side's ranking query, cosine (the
+appeal), then clik.topic_fit.score_products with the run's calibration (topic fit, context,
+the off-topic flag). Besides MRR and TopK-Top1 (with bootstrap confidence intervals over
+groups) it reports topic-fit figures the paper shows only as pictures: off-topic@1 and
+off-topic@10, the share of off-topic products among the top 1 and top 10, and how well the
+off-topic flag finds them (AUC of topic_fit, precision and recall of the flag). The same figures
+for the appeal alone (CLIK's ranking score, no topic fit) are under "appeal_only".
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 
 import clik
 from clik.metrics import TOPK, random_baseline, reciprocal_rank, top1_true_rank
+from clik.topic_fit import DEFAULT_FIT, ScoredProducts, product_features, score_products
 
 from .data.format import load_dataset
 from .prepare import prepare_split, split_features
@@ -37,6 +41,9 @@ class GroupResult:
     scores: np.ndarray
     images: list[str]
     product_ids: list[str]
+    appeal: np.ndarray | None = None
+    topic_fit: np.ndarray | None = None
+    flagged: np.ndarray | None = None
 
 
 def _summaries(results: list[GroupResult], ks=TOPK) -> dict[str, float]:
@@ -47,7 +54,29 @@ def _summaries(results: list[GroupResult], ks=TOPK) -> dict[str, float]:
         out[f"Top{k}-Top1"] = float((first <= k).mean())
     out["offtopic@1"] = float(np.mean([r.offtopic_at1 for r in results]))
     out["offtopic@10"] = float(np.mean([r.offtopic_at10 for r in results]))
+    if results and results[0].topic_fit is not None:
+        out.update(flag_figures(results))
     return out
+
+
+def auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (NaN when one class is missing)."""
+    from sklearn.metrics import roc_auc_score
+
+    positive = np.asarray(positive, dtype=bool)
+    if positive.all() or not positive.any():
+        return float("nan")
+    return float(roc_auc_score(positive, scores))
+
+
+def flag_figures(results: list[GroupResult]) -> dict[str, float]:
+    """How well the off-topic flag finds the off-topic products (pooled over groups)."""
+    off = ~np.concatenate([r.on_topic for r in results])
+    flagged = np.concatenate([r.flagged for r in results])
+    fit = np.concatenate([r.topic_fit for r in results])
+    return {"offtopic_auc": auc(-fit, off),
+            "flag_precision": float(off[flagged].mean()) if flagged.any() else float("nan"),
+            "flag_recall": float(flagged[off].mean()) if off.any() else float("nan")}
 
 
 def bootstrap(results: list[GroupResult], samples: int, seed: int) -> dict[str, list[float]]:
@@ -61,10 +90,35 @@ def bootstrap(results: list[GroupResult], samples: int, seed: int) -> dict[str, 
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in draws.items()}
 
 
+@dataclass
+class GroupData:
+    """One exhibition as the service sees it: unit image vectors, the topic's unit embedding
+    (Topic Matching space) and ranking query, with the labels only evaluation knows."""
+    exhibition_id: str
+    vectors: np.ndarray  # (n, d) float32, unit rows
+    topic_emb: np.ndarray  # (d,) unit
+    query: np.ndarray  # (d,) unit ranking query
+    labels: np.ndarray
+    on_topic: np.ndarray
+    images: list[str]
+    product_ids: list[str]
+
+
+@dataclass
+class LoadedGroups:
+    model: object
+    meta: dict
+    criterion: str
+    groups: list[GroupData]
+    dropped: dict[str, str]
+
+
 @torch.inference_mode()
-def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
-             bootstrap_samples: int = 1000, cache_dir: str | None = None, device: str | None = None,
-             criterion: str | None = None) -> dict:
+def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
+                cache_dir: str | None = None, device: str | None = None,
+                criterion: str | None = None) -> LoadedGroups:
+    """The split's exhibitions encoded by the run's model (cached backbone features), groups
+    larger than k sampled down with a fixed seed so every model sees the same images."""
     run_dir = Path(run_dir)
     device = clik.runtime.pick_device(device)
     ckpt = run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
@@ -77,29 +131,40 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
     prepared = found.split
     topic_emb = model.topic.text.proj(torch.as_tensor(found.topics, device=device))
     queries = model.ranking_query(topic_emb).float().cpu().numpy()
+    topics = F.normalize(topic_emb.float(), dim=-1).cpu().numpy()
 
     rng = np.random.default_rng(seed)
-    results: list[GroupResult] = []
+    groups: list[GroupData] = []
     for group, pids in zip(prepared.groups, prepared.product_ids):
         idx = np.arange(len(group.image_rows))
         if len(idx) > k:
             idx = np.sort(rng.choice(len(idx), size=k, replace=False))
         rows = group.image_rows[idx]
-        sources = [prepared.images[r] for r in rows]
         emb = model.image.proj(torch.as_tensor(found.images[rows], device=device))
-        scores = (F.normalize(emb.float(), dim=-1).cpu().numpy() @ queries[group.topic_row]).astype(np.float64)
-        labels, on_topic = group.labels[idx], group.on_topic[idx]
-        order = np.argsort(-scores, kind="stable")
-        results.append(GroupResult(
+        groups.append(GroupData(
             exhibition_id=group.exhibition_id,
-            rr=reciprocal_rank(scores, labels),
-            top1_true_rank=top1_true_rank(scores, labels),
-            offtopic_at1=float(not on_topic[order[0]]),
-            offtopic_at10=float((~on_topic[order[:10]]).mean()),
-            offtopic_share=float((~on_topic).mean()),
-            labels=labels, on_topic=on_topic, scores=scores, images=sources,
-            product_ids=[pids[i] for i in idx],
-        ))
+            vectors=F.normalize(emb.float(), dim=-1).cpu().numpy(),
+            topic_emb=topics[group.topic_row], query=queries[group.topic_row],
+            labels=group.labels[idx], on_topic=group.on_topic[idx],
+            images=[prepared.images[r] for r in rows], product_ids=[pids[i] for i in idx]))
+    return LoadedGroups(model, meta, criterion, groups, dict(prepared.dropped))
+
+
+def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
+             bootstrap_samples: int = 1000, cache_dir: str | None = None, device: str | None = None,
+             criterion: str | None = None) -> dict:
+    from .calibrate import read_calibration
+
+    loaded = load_groups(run_dir, data_dir, split, k, seed, cache_dir, device, criterion)
+    model = loaded.model
+    calibration = read_calibration(run_dir) or DEFAULT_FIT
+    results: list[GroupResult] = []
+    appeal_only: list[GroupResult] = []
+    for g in loaded.groups:
+        appeal = (g.vectors @ g.query).astype(np.float64)
+        scored = score_products(appeal, product_features(g.vectors, g.topic_emb), calibration)
+        results.append(_result(g, scored.score, scored))
+        appeal_only.append(_result(g, appeal, None))
     if not results:
         raise ValueError(f"no evaluable exhibitions in split {split!r}")
     rand = random_baseline([r.labels for r in results])
@@ -112,23 +177,42 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         "split": split,
         "k": k,
         "seed": seed,
-        "criterion": criterion,
+        "criterion": loaded.criterion,
         "method": model.cfg.method,
         "query": model.cfg.query if model.cfg.method == "clik" else None,
         "groups": len(results),
         "metrics": _summaries(results),
+        "appeal_only": _summaries(appeal_only),
+        "topic_fit": calibration.to_dict(),
         "ci95": bootstrap(results, bootstrap_samples, seed) if bootstrap_samples else {},
         "random": random_row,
         "offtopic_share": share,
-        "unreadable_images": len(prepared.dropped),
+        "unreadable_images": len(loaded.dropped),
         "per_group": [
             {"exhibition_id": r.exhibition_id, "rr": r.rr, "top1_true_rank": r.top1_true_rank,
              "ranking": [{"product_id": r.product_ids[i], "image": r.images[i], "score": float(r.scores[i]),
+                          "appeal": float(r.appeal[i]), "topic_fit": float(r.topic_fit[i]),
+                          "off_topic_flag": bool(r.flagged[i]),
                           "label": float(r.labels[i]), "on_topic": bool(r.on_topic[i])}
                          for i in np.argsort(-r.scores, kind="stable")]}
             for r in results
         ],
     }
+
+
+def _result(g: GroupData, scores: np.ndarray, scored: ScoredProducts | None) -> GroupResult:
+    order = np.argsort(-scores, kind="stable")
+    return GroupResult(
+        exhibition_id=g.exhibition_id,
+        rr=reciprocal_rank(scores, g.labels),
+        top1_true_rank=top1_true_rank(scores, g.labels),
+        offtopic_at1=float(not g.on_topic[order[0]]),
+        offtopic_at10=float((~g.on_topic[order[:10]]).mean()),
+        offtopic_share=float((~g.on_topic).mean()),
+        labels=g.labels, on_topic=g.on_topic, scores=scores, images=g.images, product_ids=g.product_ids,
+        appeal=None if scored is None else scored.appeal,
+        topic_fit=None if scored is None else scored.topic_fit,
+        flagged=None if scored is None else scored.off_topic)
 
 
 def write_json(result: dict, path: str | Path) -> None:

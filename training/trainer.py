@@ -259,6 +259,11 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     bar.close()
     if log:
         log.close()
+    if dist_info.is_main:
+        # The topic-fit calibration travels with the model: fitted now, put in the bundle by export.
+        from .calibrate import calibrate
+
+        calibrate(out_dir, data_dir, cache_dir=cfg.cache_dir, device=device)
     return out_dir
 
 

@@ -8,7 +8,8 @@ from api.auth import require_reader, require_writer
 from api.deps import ModelVersionParam, service, unprocessable
 from api.schemas import ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
 from api.service import ClikService
-from indexer.records import Exhibition, Ranking
+from api.explained import ExplainedRanking
+from indexer.records import Exhibition
 
 router = APIRouter(tags=["exhibitions"])
 ExhibitionId = Path(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")
@@ -21,11 +22,13 @@ def _out(e: Exhibition) -> ExhibitionOut:
                          updated_at=e.updated_at)
 
 
-def _ranking(r: Ranking) -> dict:
+def _ranking(r: ExplainedRanking) -> dict:
     return {"exhibition_id": r.exhibition_id, "model_version": r.model_version,
-            "items": [{"product_id": i.product_id, "score": i.score, "rank": i.rank} for i in r.items],
+            "items": [{"product_id": i.product_id, "score": i.score, "appeal": i.appeal,
+                       "topic_fit": i.topic_fit, "off_topic": i.off_topic, "rank": i.rank} for i in r.items],
             "total_scored": r.total_scored, "pending": r.pending, "failed": r.failed,
-            "unknown": r.unknown}
+            "unknown": r.unknown, "off_topic": r.off_topic, "all_off_topic": r.all_off_topic,
+            "topic_fit_threshold": r.threshold}
 
 
 @router.put("/exhibitions/{exhibition_id}", response_model=ExhibitionOut,
@@ -66,7 +69,10 @@ def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depe
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
 def representative(exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
                    model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
-    """The top `topk` products for the exhibition's topic (cosine with the group query)."""
+    """The top `topk` products: the most appealing among those that fit the topic. Each item
+    carries `appeal` (CLIK's ranking score), `topic_fit` (calibrated probability of belonging
+    to the topic), `off_topic` and the final `score`; a flagged product comes first only when
+    every product is flagged (`all_off_topic`)."""
     if topk > svc.settings.representative_max_topk:
         raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
     # the hot path: a plain JSONResponse skips re-validating our own output (response_model

@@ -35,7 +35,9 @@ def export(
             typer.echo(f"error: no checkpoint in {source}", err=True)
             raise typer.Exit(2)
         model, tokenizer, _ = clik.load_checkpoint(ckpt)
-    info = clik.export_bundle(model.eval(), tokenizer, out)
+    topic_fit = _calibration(source) if source is not None else None
+    info = clik.export_bundle(model.eval(), tokenizer, out, topic_fit=topic_fit)
+    typer.echo(f"topic fit: {'calibrated on ' + str(topic_fit.get('fitted_on')) if topic_fit else 'the prior (no calibration in the run)'}")
     typer.echo(f"bundle {info.path} version {info.version} ({info.method}, query={info.query}, dim={info.embed_dim})")
     if register:
         from clik_cli.settings import open_cli_store
@@ -50,3 +52,11 @@ def export(
         state = "active" if version.active else version.state.value
         typer.echo(f"registered version {info.version[:16]} ({state}); switch to it with "
                    f"`clik models activate {info.version[:12]}`")
+
+
+def _calibration(source: Path) -> dict | None:
+    """The run's topic-fit calibration (training/calibrate.py), if training wrote one."""
+    from training.calibrate import read_calibration
+
+    found = read_calibration(source)
+    return found.to_dict() if found is not None else None

@@ -25,14 +25,20 @@ def _put_products(env, uid: str, images: list[int]) -> list[str]:
 
 
 def _expected_order(env, topic: dict, product_ids: list[str]) -> tuple[list[str], dict[str, float]]:
-    """The ranking recomputed here: the bundle's own text side and the vectors in the store."""
-    query = TopicEncoder.load(env.bundle.path, device="cpu").query(topic)
-    query = query / np.linalg.norm(query)
-    scores = {}
-    for pid in product_ids:
-        vec = env.store.get_vector(env.bundle.version, env.store.get_product(pid).image_hash)
-        scores[pid] = float(vec.astype(np.float32) @ query)
-    return sorted(product_ids, key=lambda p: -scores[p]), scores
+    """The ranking recomputed here: the bundle's own text side, the vectors in the store, the
+    topic-fit gate with the bundle's calibration. Returns the order and each product's appeal."""
+    from clik.topic_fit import DEFAULT_FIT, TopicFit, product_features, score_products
+
+    encoder = TopicEncoder.load(env.bundle.path, device="cpu")
+    emb, query = encoder.embeddings_and_queries([topic])
+    query = query[0] / np.linalg.norm(query[0])
+    vecs = np.stack([env.store.get_vector(env.bundle.version, env.store.get_product(pid).image_hash)
+                     .astype(np.float32) for pid in product_ids])
+    appeal = vecs @ query
+    fit = TopicFit.from_dict(encoder.info.topic_fit) if encoder.info.topic_fit else DEFAULT_FIT
+    score = score_products(appeal, product_features(vecs, emb[0]), fit).score
+    order = [product_ids[i] for i in np.argsort(-score, kind="stable")]
+    return order, {pid: float(a) for pid, a in zip(product_ids, appeal)}
 
 
 def test_product_encoded_then_exhibition_representative(env, uid):
@@ -59,7 +65,7 @@ def test_product_encoded_then_exhibition_representative(env, uid):
     assert rep["exhibition_id"] == eid and rep["model_version"] == env.bundle.version
     assert [i["product_id"] for i in rep["items"]] == order[:1]
     assert rep["items"][0]["rank"] == 1
-    assert rep["items"][0]["score"] == pytest.approx(scores[order[0]], abs=2e-3)  # fp16 vectors
+    assert rep["items"][0]["appeal"] == pytest.approx(scores[order[0]], abs=2e-3)  # fp16 vectors
     assert rep["unknown"] == [f"{uid}-never"] and rep["pending"] == [] and rep["failed"] == []
     assert rep["total_scored"] == 4
 
@@ -94,7 +100,7 @@ def test_changing_an_exhibition_changes_its_ranking(env, uid):
     rep = env.http.get(f"/exhibitions/{eid}/representative", params={"topk": 3}).json()
     order, scores = _expected_order(env, other, second)
     assert [i["product_id"] for i in rep["items"]] == order
-    assert [i["score"] for i in rep["items"]] == pytest.approx([scores[p] for p in order], abs=2e-3)
+    assert [i["appeal"] for i in rep["items"]] == pytest.approx([scores[p] for p in order], abs=2e-3)
 
     # a product whose image changes goes back to pending, then is ranked with its new image
     env.http.put(f"/products/{second[0]}", json={"image_url": f"{env.images}/img10.jpg"})

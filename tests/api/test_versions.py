@@ -23,9 +23,10 @@ def _fill(store, version: str, dim: int, n: int, seed: int) -> np.ndarray:
     return vecs
 
 
-def _expected(bundle, vecs: np.ndarray) -> list[str]:
+def _expected(bundle, vecs: np.ndarray) -> dict[str, float]:
+    """Each product's appeal with that version's own query (the ranking then adds topic fit)."""
     q = TopicEncoder.load(bundle.path, device="cpu").query(TOPIC)
-    return [f"p{i}" for i in np.argsort(-(vecs.astype(np.float16).astype(np.float32) @ q), kind="stable")]
+    return {f"p{i}": float(a) for i, a in enumerate(vecs.astype(np.float16).astype(np.float32) @ q)}
 
 
 def test_active_version_switch_is_followed(api_bundle, api_bundle2, tmp_path):
@@ -49,9 +50,10 @@ def test_active_version_switch_is_followed(api_bundle, api_bundle2, tmp_path):
         with ApiServer(create_app(api_settings(prefix))) as server:
             http = server.client()
 
-            def ranking() -> tuple[str, list[str]]:
+            def ranking() -> tuple[str, dict[str, float]]:
                 body = http.get("/exhibitions/e/ranking", params={"limit": n}).json()
-                return body["model_version"], [i["product_id"] for i in body["items"]]
+                return body["model_version"], pytest.approx({i["product_id"]: i["appeal"] for i in body["items"]},
+                                                            abs=2e-3)
 
             assert ranking() == (api_bundle.version, _expected(api_bundle, vecs[api_bundle.version]))
             store.activate(api_bundle2.version)  # the re-index job's atomic switch
@@ -75,4 +77,4 @@ def test_active_version_switch_is_followed(api_bundle, api_bundle2, tmp_path):
 def _key() -> str:
     from api.topics import cache_key, clean_topic
 
-    return cache_key(clean_topic(TOPIC))
+    return "qt:" + cache_key(clean_topic(TOPIC))  # the service caches query and topic embedding
