@@ -172,6 +172,9 @@ class RankedImage(BaseModel):
     score: float
     rank: int
     reused: bool = Field(description="vector taken from the store (same image content, active version)")
+    appeal: float = Field(description="CLIK's ranking score: cosine of the image with the group query")
+    topic_fit: float = Field(description="calibrated probability that the image belongs to the topic")
+    off_topic: bool = Field(description="topic_fit below the threshold")
 
 
 class ImageError(BaseModel):

@@ -28,18 +28,28 @@ from api.explained import ExplainedRanking, FitCache, explain
 from api.topics import TopicQueries, cache_key, clean_topic
 from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
 from clik.runtime import ImageEncoder, TopicEncoder
-from clik.topic_fit import DEFAULT_FIT, TopicFit
+from clik.topic_fit import DEFAULT_FIT, TopicFit, product_features, score_products
 from indexer.errors import InvalidInput, InvalidVector, StoreError, VectorNotFound
 from indexer.records import ModelVersion, Product, ProductStatus, Ranking
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
 
 
+@dataclass(frozen=True)
+class RankedSource:
+    index: int  # position in the request
+    score: float
+    rank: int
+    reused: bool  # vector taken from the store
+    appeal: float
+    topic_fit: float
+    off_topic: bool
+
+
 @dataclass
 class RankedSources:
     model_version: str
-    # (index, score, rank, reused), best first
-    items: list[tuple[int, float, int, bool]]
+    items: list[RankedSource]  # best first
     errors: dict[int, str]
 
 
@@ -229,7 +239,7 @@ class ClikService:
         """The original project's TaskOperator as a service: rank images given now. Vectors the
         store already has for this image content (active version) are reused."""
         version = self.resolve_version(model_version)
-        query = self.query(version, topic)
+        query, topic_emb = self.query_and_topic(version, topic)
         query = query / max(float(np.linalg.norm(query)), 1e-12)
         datas: list[bytes | None] = list(self.fetchers.map(self._fetch, urls)) + list(uploads)
         errors: dict[int, str] = {}
@@ -270,9 +280,13 @@ class ClikService:
         order = sorted(vectors)
         if not order:
             return RankedSources(version.name, [], errors)
-        scores = np.stack([vectors[i] for i in order]) @ query
-        ranked = sorted(range(len(order)), key=lambda j: (-scores[j], order[j]))[: topk or len(order)]
-        items = [(order[j], float(scores[j]), r + 1, order[j] in reused) for r, j in enumerate(ranked)]
+        matrix = np.stack([vectors[i] for i in order]).astype(np.float32)
+        calibration, threshold = self.topic_fit_model(version)
+        topic_emb = topic_emb / max(float(np.linalg.norm(topic_emb)), 1e-12)
+        scored = score_products(matrix @ query, product_features(matrix, topic_emb), calibration, threshold)
+        ranked = sorted(range(len(order)), key=lambda j: (-scored.score[j], order[j]))[: topk or len(order)]
+        items = [RankedSource(order[j], float(scored.score[j]), r + 1, order[j] in reused, float(scored.appeal[j]),
+                              float(scored.topic_fit[j]), bool(scored.off_topic[j])) for r, j in enumerate(ranked)]
         return RankedSources(version.name, items, errors)
 
     def _fetch(self, url: str) -> bytes | ImageLoadError:

@@ -35,13 +35,18 @@ NEIGHBOURS = 5
 NEIGHBOUR_SAMPLE = 256  # products compared with, in larger exhibitions (cost O(n * 256) not O(n^2))
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    """(x - median) / (1.4826 * MAD); 0 for every product when the spread is nil."""
+# Cosine differences smaller than this are never "many standard deviations": in a very uniform
+# exhibition (near-duplicate packshots) the MAD is tiny and would flag harmless variation.
+MIN_SPREAD = 0.02
+
+
+def robust_z(values: np.ndarray, min_spread: float = 0.0) -> np.ndarray:
+    """(x - median) / max(1.4826 * MAD, min_spread); 0 for every product when the spread is nil."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return x
     median = np.median(x)
-    mad = 1.4826 * np.median(np.abs(x - median))
+    mad = max(1.4826 * float(np.median(np.abs(x - median))), min_spread)
     if mad < 1e-9:
         return np.zeros_like(x)
     return (x - median) / mad
@@ -86,8 +91,8 @@ def product_features(vectors: np.ndarray, topic_emb: np.ndarray) -> np.ndarray:
     topic = vectors @ np.asarray(topic_emb, dtype=np.float32)
     centre = vectors @ robust_centre(vectors, topic)
     neighbours = neighbour_similarity(vectors)
-    return np.stack([topic, robust_z(topic), centre, robust_z(centre), neighbours, robust_z(neighbours)],
-                    axis=1).astype(np.float64)
+    return np.stack([topic, robust_z(topic, MIN_SPREAD), centre, robust_z(centre, MIN_SPREAD), neighbours,
+                     robust_z(neighbours, MIN_SPREAD)], axis=1).astype(np.float64)
 
 
 def context(features: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ _urls = TypeAdapter(list[HttpUrl])
 def _out(ranked: RankedSources, sources: list[str]) -> RankOut:
     return RankOut(
         model_version=ranked.model_version,
-        items=[{"index": i, "source": sources[i], "score": s, "rank": r, "reused": reused}
-               for i, s, r, reused in ranked.items],
+        items=[{"index": it.index, "source": sources[it.index], "score": it.score, "rank": it.rank,
+                "reused": it.reused, "appeal": it.appeal, "topic_fit": it.topic_fit, "off_topic": it.off_topic}
+               for it in ranked.items],
         errors=[{"index": i, "source": sources[i], "reason": reason} for i, reason in sorted(ranked.errors.items())],
     )
 

@@ -51,12 +51,16 @@ def rank(
     if as_json:
         typer.echo(json.dumps({
             "model_version": result.model_version,
-            "items": [{"rank": r + 1, "image": paths[i], "score": s} for r, (i, s) in enumerate(result)],
+            "items": [{"rank": r + 1, "image": paths[i], "score": s, "appeal": result.appeal[r],
+                       "topic_fit": result.topic_fit[r], "off_topic": result.off_topic[r]}
+                      for r, (i, s) in enumerate(result)],
             "errors": {paths[i]: e for i, e in result.errors.items()},
         }, ensure_ascii=False, indent=2))
     else:
+        typer.echo("  #   score  appeal  topic fit")
         for r, (i, s) in enumerate(result):
-            typer.echo(f"{r + 1:>3}  {s:+.4f}  {paths[i]}")
+            flag = "  off-topic?" if result.off_topic[r] else ""
+            typer.echo(f"{r + 1:>3}  {s:+.3f}  {result.appeal[r]:+.3f}  {result.topic_fit[r]:>9.2f}  {paths[i]}{flag}")
         for i, err in result.errors.items():
             typer.echo(f"failed  {err}", err=True)
     if not result.indices:

@@ -46,6 +46,19 @@ def site(tmp_path_factory):
     store.put_exhibition("linen", {"name": "Summer linen", "cat1": "Women", "kwds": "linen,summer"},
                          ["p0", "p1", "p2", "p3", "broken", "later"])
     store.put_exhibition("knit", {"name": "Winter knits"}, ["p3", "p4", "p5"])
+    # Six near-identical packshots and one plain green square: the square is the outlier.
+    from PIL import Image, ImageEnhance
+
+    base = Image.open(images / "p0.jpg")
+    for i in range(6):
+        ImageEnhance.Brightness(base).enhance(0.9 + 0.04 * i).save(images / f"m{i}.jpg")
+        store.put_product(f"m{i}", str(images / f"m{i}.jpg"))
+    Image.new("RGB", (64, 48), (20, 200, 40)).save(images / "green.jpg")
+    store.put_product("green", str(images / "green.jpg"))
+    report = encode_products(store, [f"m{i}" for i in range(6)] + ["green"], EncoderCache("cpu", 8),
+                             fetch_limits(store, [images]))
+    assert len(report.encoded) == 7
+    store.put_exhibition("mixed", {"name": "Linen shirts"}, [f"m{i}" for i in range(6)] + ["green"])
 
     queue = inprocess_queue(store, roots=(images,))
     settings = ApiSettings(api_keys=["k"], file_roots=[str(images)])
@@ -71,10 +84,10 @@ def test_list_shows_each_exhibition_with_its_representative_image(site, browser)
     page = browser.new_page()
     page.goto(f"{url}/ui")
     page.wait_for_selector("[data-testid=exhibitions] .card[data-representative]")
-    page.wait_for_function("document.querySelectorAll('.card[data-representative]').length === 2")
+    page.wait_for_function("document.querySelectorAll('.card[data-representative]').length === 3")
     cards = page.locator(".card")
     names = sorted(cards.nth(i).locator(".name").inner_text() for i in range(cards.count()))
-    assert names == ["Summer linen", "Winter knits"]
+    assert names == ["Linen shirts", "Summer linen", "Winter knits"]
     for ex_id in ("linen", "knit"):
         expected = httpx.get(f"{url}/exhibitions/{ex_id}/representative").json()["items"][0]["product_id"]
         card = page.locator(f".card[data-exhibition-id={ex_id}]")
@@ -106,6 +119,33 @@ def test_exhibition_page_shows_the_ranking_in_order_with_pending_and_failed(site
     page.wait_for_function("document.querySelector('[data-testid=failed] li .reason') !== null")
     assert "broken" in failed.inner_text() and len(failed.locator(".reason").inner_text()) > 5
     page.wait_for_function("[...document.querySelectorAll('[data-testid=ranking] img')].every(i => i.naturalWidth > 0)")
+    page.close()
+
+
+def test_tiles_show_topic_fit_appeal_and_the_off_topic_badge(site, browser):
+    url, _ = site
+    expected = httpx.get(f"{url}/exhibitions/mixed/ranking", params={"limit": 100}).json()
+    assert expected["off_topic"] == ["green"] and not expected["all_off_topic"]
+    assert expected["items"][-1]["product_id"] == "green"  # flagged: after every fitting product
+
+    page = browser.new_page()
+    page.goto(f"{url}/ui#/exhibitions/mixed")
+    page.wait_for_function("document.querySelectorAll('[data-testid=ranking] figure').length === 7")
+    assert page.locator("[data-testid=offtopic]").inner_text() == "1 product looks off-topic"
+    for item in expected["items"]:
+        tile = page.locator(f"[data-testid=ranking] figure[data-product-id={item['product_id']}]")
+        assert tile.get_attribute("data-off-topic") == str(item["off_topic"]).lower()
+        assert tile.locator(".badge").count() == (1 if item["off_topic"] else 0)
+        assert tile.locator(".bar[data-kind=fit] .value").inner_text() == f"{item['topic_fit']:.2f}"
+        assert tile.locator(".bar[data-kind=appeal] .value").inner_text() == f"{item['appeal']:.3f}"
+    assert page.locator("figure[data-product-id=green] .badge").inner_text() == "off-topic?"
+    width = page.locator("figure[data-product-id=green] .bar[data-kind=fit] .fill").evaluate("e => e.style.width")
+    assert width == f"{round(expected['items'][-1]['topic_fit'] * 100)}%"
+    page.goto(f"{url}/ui#/exhibitions/knit")
+    page.wait_for_function("document.querySelectorAll('[data-testid=ranking] figure').length === 3")
+    page.wait_for_function("document.querySelector('[data-testid=offtopic]').dataset.count !== undefined")
+    knit = httpx.get(f"{url}/exhibitions/knit/ranking").json()
+    assert page.locator("[data-testid=offtopic]").get_attribute("data-count") == str(len(knit["off_topic"]))
     page.close()
 
 

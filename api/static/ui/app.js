@@ -102,11 +102,17 @@ async function loadRanking(first) {
   const page = await api(`/exhibitions/${encodeURIComponent(id)}/ranking?offset=${state.rankOffset}&limit=${RANK_PAGE}`);
   for (const item of page.items) {
     const img = el("img", { class: "thumb", alt: item.product_id });
-    const tile = el("figure", { class: item.rank === 1 ? "tile top" : "tile", "data-product-id": item.product_id,
-                                "data-rank": String(item.rank) },
+    const classes = ["tile"].concat(item.rank === 1 ? ["top"] : [], item.off_topic ? ["flagged"] : []);
+    const tile = el("figure", { class: classes.join(" "), "data-product-id": item.product_id,
+                                "data-rank": String(item.rank), "data-off-topic": String(item.off_topic) },
       img, el("figcaption", { class: "body" }, el("span", { class: "rank" }, `#${item.rank}`),
                                                el("span", { class: "score" }, item.score.toFixed(4))),
+      bar("topic fit", "fit", item.topic_fit, item.topic_fit.toFixed(2)),
+      // appeal is a cosine in [-1, 1]: the bar shows it on that range
+      bar("appeal", "appeal", (item.appeal + 1) / 2, item.appeal.toFixed(3)),
       el("div", { class: "pid" }, item.product_id));
+    if (item.off_topic) tile.prepend(el("span", { class: "badge", title: "topic fit below " +
+                                                  page.topic_fit_threshold.toFixed(2) }, "off-topic?"));
     $("ranking").append(tile);
     imageInto(img, item.product_id);
   }
@@ -115,9 +121,22 @@ async function loadRanking(first) {
   if (first) {
     $("counts").textContent = `${page.total_scored} ranked · ${page.pending.length} pending · ` +
       `${page.failed.length} failed · ${page.unknown.length} unknown · model ${page.model_version.slice(0, 12)}`;
+    const off = page.off_topic.length;
+    $("offtopic").textContent = off === 0 ? "no product looks off-topic" :
+      `${off} product${off === 1 ? "" : "s"} look${off === 1 ? "s" : ""} off-topic` +
+      (page.all_off_topic ? " (all of them: the first one too)" : "");
+    $("offtopic").dataset.count = String(off);
     fillList("pending", page.pending.concat(page.unknown), null);
     fillList("failed", page.failed, true);
   }
+}
+
+// A labelled bar of a value in [0, 1] with its number (topic fit, appeal) on a ranking tile.
+function bar(label, kind, fraction, text) {
+  const fill = el("span", { class: `fill ${kind}` });
+  fill.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`;
+  return el("div", { class: "bar", "data-kind": kind, title: `${label} ${text}` },
+    el("span", { class: "label" }, label), el("span", { class: "track" }, fill), el("span", { class: "value" }, text));
 }
 
 function fillList(name, ids, withReason) {
