@@ -44,6 +44,7 @@ class GroupResult:
     appeal: np.ndarray | None = None
     topic_fit: np.ndarray | None = None
     flagged: np.ndarray | None = None
+    topic: dict | None = None
 
 
 def _summaries(results: list[GroupResult], ks=TOPK) -> dict[str, float]:
@@ -102,6 +103,7 @@ class GroupData:
     on_topic: np.ndarray
     images: list[str]
     product_ids: list[str]
+    topic: dict | None = None
 
 
 @dataclass
@@ -146,7 +148,8 @@ def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", 
             vectors=F.normalize(emb.float(), dim=-1).cpu().numpy(),
             topic_emb=topics[group.topic_row], query=queries[group.topic_row],
             labels=group.labels[idx], on_topic=group.on_topic[idx],
-            images=[prepared.images[r] for r in rows], product_ids=[pids[i] for i in idx]))
+            images=[prepared.images[r] for r in rows], product_ids=[pids[i] for i in idx],
+            topic=prepared.topics[group.topic_row]))
     return LoadedGroups(model, meta, criterion, groups, dict(prepared.dropped))
 
 
@@ -189,7 +192,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         "offtopic_share": share,
         "unreadable_images": len(loaded.dropped),
         "per_group": [
-            {"exhibition_id": r.exhibition_id, "rr": r.rr, "top1_true_rank": r.top1_true_rank,
+            {"exhibition_id": r.exhibition_id, "topic": r.topic, "rr": r.rr, "top1_true_rank": r.top1_true_rank,
              "ranking": [{"product_id": r.product_ids[i], "image": r.images[i], "score": float(r.scores[i]),
                           "appeal": float(r.appeal[i]), "topic_fit": float(r.topic_fit[i]),
                           "off_topic_flag": bool(r.flagged[i]),
@@ -212,7 +215,7 @@ def _result(g: GroupData, scores: np.ndarray, scored: ScoredProducts | None) -> 
         labels=g.labels, on_topic=g.on_topic, scores=scores, images=g.images, product_ids=g.product_ids,
         appeal=None if scored is None else scored.appeal,
         topic_fit=None if scored is None else scored.topic_fit,
-        flagged=None if scored is None else scored.off_topic)
+        flagged=None if scored is None else scored.off_topic, topic=g.topic)
 
 
 def write_json(result: dict, path: str | Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageOps
 
 COLUMNS = ("MRR", "Top1-Top1", "Top3-Top1", "Top5-Top1", "offtopic@1", "offtopic@10")
+FLAG_COLUMNS = ("offtopic_auc", "flag_precision", "flag_recall")
 METHOD_NAMES = {"clik": "CLIK", "triplet": "Triplet", "pairwise": "Pairwise", "pointwise": "Pointwise"}
 QUERY_NAMES = {"group": "Group Query", "virtual": "Virtual Image", "topic": "Topic"}
 
@@ -15,9 +16,9 @@ def load_results(paths: list[str | Path]) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
-def _row(name: str, metrics: dict, ci: dict | None = None) -> str:
+def _row(name: str, metrics: dict, ci: dict | None = None, columns=COLUMNS) -> str:
     cells = []
-    for col in COLUMNS:
+    for col in columns:
         value = f"{metrics[col]:.4f}"
         if ci and col in ci:
             value += f" [{ci[col][0]:.3f}, {ci[col][1]:.3f}]"
@@ -25,9 +26,9 @@ def _row(name: str, metrics: dict, ci: dict | None = None) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
-def _table(rows: list[tuple[str, dict, dict | None]]) -> list[str]:
-    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    lines += [_row(*r) for r in rows]
+def _table(rows: list[tuple[str, dict, dict | None]], columns=COLUMNS) -> list[str]:
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines += [_row(*r, columns=columns) for r in rows]
     return lines
 
 
@@ -54,7 +55,19 @@ def markdown(results: list[dict]) -> str:
         rows = [(QUERY_NAMES[q], queries[q]["metrics"], queries[q].get("ci95")) for q in QUERY_NAMES if q in queries]
         rows.append(("Random", first["random"], None))
         lines += _table(rows)
+    flagged = [r for r in results if all(c in r["metrics"] for c in FLAG_COLUMNS)]
+    if flagged:
+        lines += ["", "## Topic fit: the off-topic flag, and the ranking without it", "",
+                  "Scores above are the service's (appeal + context, flagged products last). The flag's "
+                  "AUC (of topic_fit), precision and recall pooled over products:", ""]
+        lines += _table([(_name(r), r["metrics"], r.get("ci95")) for r in flagged], FLAG_COLUMNS)
+        lines += ["", "CLIK's appeal alone (no topic fit):", ""]
+        lines += _table([(_name(r) + ", appeal alone", r["appeal_only"], None) for r in flagged if "appeal_only" in r])
     return "\n".join(lines) + "\n"
+
+
+def _name(r: dict) -> str:
+    return METHOD_NAMES[r["method"]] + (f" ({QUERY_NAMES[r['query']]})" if r["method"] == "clik" and r.get("query") else "")
 
 
 def plot(results: list[dict], path: str | Path) -> None:
@@ -78,37 +91,46 @@ def plot(results: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def contact_sheet(result: dict, exhibition_id: str | None, path: str | Path, n: int = 10, thumb: int = 96) -> str:
-    """Top n and bottom n images of one exhibition with their scores (paper Figure 5).
-
-    Off-topic products get a red frame, the true best a green one.
-    """
+def contact_sheet(result: dict, exhibition_ids: list[str] | None, path: str | Path, n: int = 8,
+                  count: int = 4, thumb: int = 96) -> list[str]:
+    """For several exhibitions (`count`, or the ones named), the best- and worst-ranked n images
+    with their scores under the exhibition's topic (paper Figure 5). Red frame: an off-topic
+    product; green frame: the true best; "off?" under a score: flagged off-topic by the service."""
     groups = result["per_group"]
-    group = next((g for g in groups if g["exhibition_id"] == exhibition_id), None) if exhibition_id else groups[0]
-    if group is None:
-        raise ValueError(f"exhibition {exhibition_id!r} is not in the result")
-    ranking = group["ranking"]
-    best_label = max(item["label"] for item in ranking)
-    rows = [("best-ranked", ranking[:n]), ("worst-ranked", ranking[-n:])]
-    pad, label_h = 6, 16
-    sheet = Image.new("RGB", (n * (thumb + pad) + pad + 90, 2 * (thumb + label_h + pad) + pad), "white")
+    if exhibition_ids:
+        chosen = [g for g in groups if g["exhibition_id"] in set(exhibition_ids)]
+        missing = set(exhibition_ids) - {g["exhibition_id"] for g in chosen}
+        if missing:
+            raise ValueError(f"exhibition(s) {sorted(missing)} not in the result")
+    else:
+        chosen = groups[:: max(1, len(groups) // count)][:count]
+    pad, label_h, title_h, left = 6, 16, 18, 90
+    block_h = title_h + 2 * (thumb + label_h + pad)
+    sheet = Image.new("RGB", (n * (thumb + pad) + pad + left, len(chosen) * block_h + pad), "white")
     pen = ImageDraw.Draw(sheet)
-    for r, (title, items) in enumerate(rows):
-        y = pad + r * (thumb + label_h + pad)
-        pen.text((4, y + thumb // 2), title, fill="black")
-        for c, item in enumerate(items):
-            x = 90 + pad + c * (thumb + pad)
-            try:
-                image = ImageOps.pad(Image.open(item["image"]).convert("RGB"), (thumb, thumb), color="white")
-            except OSError:
-                image = Image.new("RGB", (thumb, thumb), "grey")
-            frame = "red" if not item["on_topic"] else ("green" if item["label"] == best_label else None)
-            if frame:
-                image = ImageOps.expand(image.resize((thumb - 6, thumb - 6)), border=3, fill=frame)
-            sheet.paste(image, (x, y))
-            pen.text((x + 2, y + thumb + 2), f"{item['score']:+.3f}", fill="black")
+    for b, group in enumerate(chosen):
+        top = pad + b * block_h
+        topic = group.get("topic") or {}
+        pen.text((4, top), f"{topic.get('name', '')}  ({group['exhibition_id']})", fill="black")
+        ranking = group["ranking"]
+        best_label = max(item["label"] for item in ranking)
+        for r, (title, items) in enumerate([("best-ranked", ranking[:n]), ("worst-ranked", ranking[-n:])]):
+            y = top + title_h + r * (thumb + label_h + pad)
+            pen.text((4, y + thumb // 2), title, fill="black")
+            for c, item in enumerate(items):
+                x = left + pad + c * (thumb + pad)
+                try:
+                    image = ImageOps.pad(Image.open(item["image"]).convert("RGB"), (thumb, thumb), color="white")
+                except OSError:
+                    image = Image.new("RGB", (thumb, thumb), "grey")
+                frame = "red" if not item["on_topic"] else ("green" if item["label"] == best_label else None)
+                if frame:
+                    image = ImageOps.expand(image.resize((thumb - 6, thumb - 6)), border=3, fill=frame)
+                sheet.paste(image, (x, y))
+                flag = " off?" if item.get("off_topic_flag") else ""
+                pen.text((x + 2, y + thumb + 2), f"{item['score']:+.3f}{flag}", fill="black")
     sheet.save(path)
-    return group["exhibition_id"]
+    return [g["exhibition_id"] for g in chosen]
 
 
 def write_report(results: list[dict], out_dir: str | Path, exhibition_id: str | None = None) -> Path:
@@ -119,8 +141,10 @@ def write_report(results: list[dict], out_dir: str | Path, exhibition_id: str | 
     sheets = []
     for r in results:
         name = f"contact-{r['method']}{'-' + r['query'] if r['method'] == 'clik' else ''}.png"
-        shown = contact_sheet(r, exhibition_id, out_dir / name)
+        shown = contact_sheet(r, [exhibition_id] if exhibition_id else None, out_dir / name)
         sheets.append(f"![{name}]({name})")
-    text += f"\n![metrics](metrics.png)\n\n## Contact sheets: exhibition {shown}\n\n" + "\n\n".join(sheets) + "\n"
+    text += (f"\n![metrics](metrics.png)\n\n## Contact sheets: exhibitions {', '.join(shown)}\n\n"
+             "Red frame: off-topic product; green: the true best; \"off?\": flagged off-topic.\n\n"
+             + "\n\n".join(sheets) + "\n")
     (out_dir / "report.md").write_text(text)
     return out_dir / "report.md"

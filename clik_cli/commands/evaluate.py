@@ -16,7 +16,9 @@ def evaluate(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON here."),
     device: Optional[str] = typer.Option(None),
 ) -> None:
-    """Evaluate a trained run with the paper's protocol: MRR, Top1/3/5-Top1, off-topic@1/@10.
+    """Evaluate a trained run with the paper's protocol, scored as the service scores (topic fit
+    included): MRR, Top1/3/5-Top1, off-topic@1/@10, and the off-topic flag's AUC, precision and
+    recall; beside them a random ranking and CLIK's appeal alone.
 
     Example: clik evaluate runs/hm-clik data/hm --split test --json runs/hm-clik/eval.json
     """
@@ -28,7 +30,9 @@ def evaluate(
     typer.echo(f"{result['method']}{'/' + result['query'] if result['query'] else ''} on {result['groups']} {split} groups (K={k})")
     for key, value in m.items():
         interval = f"  [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
-        typer.echo(f"  {key:<12} {value:.4f}{interval}   random {result['random'][key]:.4f}")
+        base = f"   random {result['random'][key]:.4f}" if key in result["random"] else ""
+        alone = f"   appeal alone {result['appeal_only'][key]:.4f}" if key in result.get("appeal_only", {}) else ""
+        typer.echo(f"  {key:<15} {value:.4f}{interval}{base}{alone}")
     if json_out:
         write_json(result, json_out)
         typer.echo(f"wrote {json_out}")

@@ -131,7 +131,19 @@ def test_report_has_both_tables_a_plot_and_contact_sheets(shapes_dataset, tmp_pa
     assert "| Group Query |" in text and "| Topic |" in text and "Virtual Image" not in text.split("Table 3")[1].split("Random")[0]
     for name in ("metrics.png", "contact-clik-group.png", "contact-clik-topic.png", "contact-pointwise.png"):
         assert Image.open(tmp_path / "report" / name).size[0] > 300
-    assert "exhibition red-square-1" in text
+    assert "exhibitions red-square-1" in text
+    # topic fit: the flag's figures and CLIK's appeal alone next to the service's scores
+    assert "| offtopic_auc | flag_precision | flag_recall |" in text and "appeal alone" in text
+    assert all("offtopic_auc" in r["metrics"] and "MRR" in r["appeal_only"] for r in results)
+    ranking = results[0]["per_group"][0]["ranking"]
+    assert {"appeal", "topic_fit", "off_topic_flag"} <= set(ranking[0]) and results[0]["per_group"][0]["topic"]
+    # several exhibitions on one sheet when none is named
+    from training.report import contact_sheet
+
+    shown = contact_sheet(results[0], None, tmp_path / "several.png", count=3)
+    assert len(shown) == 3 and Image.open(tmp_path / "several.png").size[1] > 3 * 200
+    # training wrote the calibration the bundle will carry
+    assert (tmp_path / "clik-group" / "checkpoint" / "topic_fit.json").exists()
 
 
 def test_text_tower_option_replaces_the_model_configs_tower(tmp_path):
