@@ -2,9 +2,10 @@
 probability that it belongs to the topic) and final score (clik.topic_fit.score_products: appeal
 plus how much the product looks like its exhibition, flagged products after all fitting ones).
 
-The topic-fit features depend only on the exhibition's block and the topic, so they are computed
+Everything but the page depends only on the exhibition's block and the topic, so it is computed
 once per decoded block and topic and kept beside the process's block cache (a new block object
-after any change of products or vectors means a new computation).
+after any change of products or vectors means a new computation); a warm request only picks
+its page (argpartition).
 """
 from __future__ import annotations
 
@@ -45,49 +46,87 @@ class ExplainedRanking:
     threshold: float = 0.5
 
 
-class FitCache:
-    """(decoded block, version, topic key) -> topic-fit features, LRU of `size` entries."""
+@dataclass(frozen=True)
+class _Scored:
+    """One exhibition block scored for one topic: what every later request of it reuses."""
+    score: np.ndarray
+    appeal: np.ndarray
+    topic_fit: np.ndarray
+    flagged: np.ndarray
+    off_topic: list[str]  # flagged products, most appealing first
 
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[int, str, str], tuple[weakref.ref, np.ndarray]] = OrderedDict()
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.score, self.appeal, self.topic_fit, self.flagged)) + 64 * len(self.off_topic)
+
+
+class FitCache:
+    """(decoded block, version, topic key, threshold) -> the block's products scored for that
+    topic, an LRU bounded by bytes. The query, the topic embedding and the calibration are
+    functions of (version, topic key), and a block object is replaced whenever its products or
+    vectors change, so an entry never goes stale; a weak reference tells a recycled id apart."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: OrderedDict[tuple, tuple[weakref.ref, _Scored]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, block: ScoringBlock, version: str, topic_key: str, compute) -> np.ndarray:
-        """The cached array, or compute() (outside the lock: two threads may both compute)."""
-        key = (id(block), version, topic_key)
+    def get(self, block: ScoringBlock, key: tuple, compute) -> _Scored:
+        """The cached entry, or compute() (outside the lock: two threads may both compute)."""
+        key = (id(block), *key)
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None and hit[0]() is block:
                 self._entries.move_to_end(key)
                 return hit[1]
-        probabilities = compute()
-        probabilities.setflags(write=False)
+        scored = compute()
         with self._lock:
-            self._entries[key] = (weakref.ref(block), probabilities)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return probabilities
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1].nbytes
+            self._entries[key] = (weakref.ref(block), scored)
+            self._bytes += scored.nbytes
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped.nbytes
+        return scored
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+def _score(block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray, calibration: TopicFit,
+           threshold: float) -> _Scored:
+    q = normalised_query(query, block.dim)
+    t = normalised_query(topic_emb, block.dim)
+    appeal = block.matrix @ q
+    scored = score_products(appeal, product_features(block.matrix, t), calibration, threshold)
+    flagged_idx = np.flatnonzero(scored.off_topic)
+    flagged_idx = flagged_idx[np.argsort(-appeal[flagged_idx], kind="stable")]
+    arrays = (scored.score.astype(np.float32), appeal.astype(np.float32),
+              scored.topic_fit.astype(np.float32), scored.off_topic)
+    for a in arrays:
+        a.setflags(write=False)  # shared between requests
+    return _Scored(*arrays, off_topic=[str(block.product_ids[i]) for i in flagged_idx])
 
 
 def explain(exhibition_id: str, version: str, block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray,
             calibration: TopicFit, threshold: float, offset: int, limit: int, fits: FitCache,
             topic_key: str) -> ExplainedRanking:
-    q = normalised_query(query, block.dim)
-    t = normalised_query(topic_emb, block.dim)
-    appeal = block.matrix @ q
-    features = fits.get(block, version, topic_key, lambda: product_features(block.matrix, t))
-    scored = score_products(appeal, features, calibration, threshold)
-    score, flagged, fit = scored.score, scored.off_topic, scored.topic_fit
-    idx = ranked_slice(score, offset, limit)
+    """Ranks [offset, offset+limit) of the block for the topic, explained."""
+    scored = fits.get(block, (version, topic_key, threshold),
+                      lambda: _score(block, query, topic_emb, calibration, threshold))
+    idx = ranked_slice(scored.score, offset, limit)
     ids = block.product_ids
-    items = [ExplainedItem(product_id=str(ids[i]), score=float(score[i]), appeal=float(appeal[i]),
-                           topic_fit=float(fit[i]), off_topic=bool(flagged[i]), rank=offset + j + 1)
+    items = [ExplainedItem(product_id=str(ids[i]), score=float(scored.score[i]), appeal=float(scored.appeal[i]),
+                           topic_fit=float(scored.topic_fit[i]), off_topic=bool(scored.flagged[i]),
+                           rank=offset + j + 1)
              for j, i in enumerate(idx)]
-    flagged_idx = np.flatnonzero(flagged)
-    flagged_idx = flagged_idx[np.argsort(-appeal[flagged_idx], kind="stable")]
     return ExplainedRanking(
         exhibition_id=exhibition_id, model_version=version, items=items, total_scored=len(ids),
         pending=list(block.pending), failed=list(block.failed), unknown=list(block.unknown),
-        off_topic=[str(ids[i]) for i in flagged_idx],
-        all_off_topic=bool(len(ids) and flagged.all()), threshold=threshold)
+        off_topic=scored.off_topic, all_off_topic=bool(len(ids) and len(scored.off_topic) == len(ids)),
+        threshold=threshold)

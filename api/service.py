@@ -73,7 +73,7 @@ class ClikService:
         # Cached entries hold the ranking query and the topic embedding ("qt" namespace).
         self.topics = TopicQueries(store, settings.topic_cache_size, namespace="qt",
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
-        self.fits = FitCache(settings.topic_cache_size)
+        self.fits = FitCache()
         self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
         self.load_errors: dict[str, str] = {}  # version -> why its background load failed
         self.coverage = CoverageMonitor(store, settings.coverage_refresh_s)
