@@ -58,15 +58,19 @@ def train_model(catalogue: Catalogue, workdir: Path, epochs: float, echo: Echo) 
     m, r = result["metrics"], result["random"]
     echo(f"   held-out topics ({result['groups']} exhibitions): MRR {m['MRR']:.3f} (random {r['MRR']:.3f}), "
          f"Top1-Top1 {m['Top1-Top1']:.3f} (random {r['Top1-Top1']:.3f}), "
-         f"off-topic@10 {m['offtopic@10']:.3f} (share {result['offtopic_share']:.3f})")
+         f"off-topic@1 {m['offtopic@1']:.3f}, off-topic@10 {m['offtopic@10']:.3f} (share {result['offtopic_share']:.3f})")
     return run_dir
 
 
 def export_model(run_dir: Path, workdir: Path):
     import clik
 
+    from training.calibrate import read_calibration
+
     model, tokenizer, _ = clik.load_checkpoint(run_dir / "checkpoint")
-    return clik.export_bundle(model.eval(), tokenizer, workdir / "models" / "demo")
+    calibration = read_calibration(run_dir)  # fitted by training: the bundle carries it
+    return clik.export_bundle(model.eval(), tokenizer, workdir / "models" / "demo",
+                              topic_fit=calibration.to_dict() if calibration else None)
 
 
 def activate(store, info, roots: tuple[Path, ...], echo: Echo) -> None:
@@ -133,7 +137,8 @@ def show_representatives(base_url: str, exhibitions: dict[str, dict], count: int
             ms = (time.perf_counter() - started) * 1000
             r.raise_for_status()
             body = r.json()
-            top = ", ".join(f"{it['product_id']} ({it['score']:+.3f})" for it in body["items"])
+            top = ", ".join(f"{it['product_id']} ({it['score']:+.3f}{', off-topic?' if it['off_topic'] else ''})"
+                            for it in body["items"])
             best = exhibitions[ex_id]["best"]
             echo(f"   {exhibitions[ex_id]['topic'].get('name', ex_id)!r}: {top}  [{ms:.1f} ms]")
             echo(f"      best seller: {best}{'  ✓ picked first' if body['items'] and body['items'][0]['product_id'] == best else ''}"

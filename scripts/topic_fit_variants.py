@@ -4,10 +4,12 @@ topic fit ranks the held-out exhibitions of several split seeds.
     python scripts/topic_fit_variants.py runs/hm-splits [RUN_NAME] [--json OUT]
 
 For every split*/RUN the test exhibitions (topic groups never seen in training) are scored with:
-  appeal      CLIK's ranking score alone (today's service)
-  add-centre  appeal + 1.0 * similarity to the robust centre of the exhibition
-  gate-rule   uncalibrated gate: flagged when the topic or centre similarity is 3 robust SDs low
+  appeal      CLIK's ranking score alone (the service before topic fit)
+  gate-rule   uncalibrated gate: flagged when the topic or centre similarity is 3 robust SDs low,
+              flagged products last, the others by appeal
   gate-fit    calibrated gate (clik.topic_fit.fit on the run's TRAIN exhibitions), then appeal
+  context     appeal + 3 * context (mean of centre and neighbour similarity), no flag
+  service     clik.topic_fit.score_products: context and the calibrated flag (what serves)
 Figures: MRR, Top1-Top1, off-topic@1/@10, and for the flags AUC, precision, recall. Means over
 the splits; 95% intervals by bootstrap over the exhibitions of all splits pooled.
 """
@@ -23,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clik.metrics import reciprocal_rank, top1_true_rank  # noqa: E402
-from clik.topic_fit import fit, gate, product_features, robust_z  # noqa: E402
+from clik.topic_fit import FEATURES, TopicFit, context, fit, product_features, robust_z, score_products  # noqa: E402
 from training.evaluate import load_groups  # noqa: E402
 
 
@@ -37,22 +39,24 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def per_group(groups, variant, calibration):
+    no_context = TopicFit(**{**calibration.__dict__, "context_weight": 0.0})
     rows = []
     for g in groups:
         appeal = g.vectors @ g.query
         feats = product_features(g.vectors, g.topic_emb)
         off = ~g.on_topic
+        p = None
         if variant == "appeal":
-            score, flag, p = appeal, np.zeros(len(appeal), bool), None
-        elif variant == "add-centre":
-            score, flag, p = appeal + feats[:, 2], np.zeros(len(appeal), bool), None
+            score, flag = appeal, np.zeros(len(appeal), bool)
         elif variant == "gate-rule":
-            flag = (robust_z(feats[:, 0]) < -3) | (robust_z(feats[:, 2]) < -3)
-            score, p = gate(appeal, (~flag).astype(float), 0.5).score, None
+            z_topic, z_centre = feats[:, FEATURES.index("topic_z")], feats[:, FEATURES.index("centre_z")]
+            flag = (z_topic < -3) | (z_centre < -3)
+            score = appeal - 16 * flag
+        elif variant == "context":
+            score, flag = appeal + calibration.context_weight * context(feats), np.zeros(len(appeal), bool)
         else:
-            p = calibration.probabilities(feats)
-            ranked = gate(appeal, p, calibration.threshold)
-            score, flag = ranked.score, ranked.off_topic
+            scored = score_products(appeal, feats, no_context if variant == "gate-fit" else calibration)
+            score, flag, p = scored.score, scored.off_topic, scored.topic_fit
         order = np.argsort(-score, kind="stable")
         rows.append({"rr": reciprocal_rank(score, g.labels), "t1": float(top1_true_rank(score, g.labels) == 1),
                      "off1": float(off[order[0]]), "off10": float(off[order[:10]].mean()),
@@ -65,7 +69,7 @@ def summary(rows) -> dict:
     off = np.concatenate([r["off"] for r in rows])
     out = {k: float(np.mean([r[k] for r in rows])) for k in ("rr", "t1", "off1", "off10")}
     out["precision"] = float(off[flags].mean()) if flags.any() else float("nan")
-    out["recall"] = float(flags[off].mean()) if off.any() else float("nan")
+    out["recall"] = float(flags[off].mean()) if flags.any() else float("nan")
     if rows[0]["p"] is not None:
         out["auc"] = auc(-np.concatenate([r["p"] for r in rows]), off)
     return out
@@ -78,7 +82,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--bootstrap", type=int, default=1000)
     args = ap.parse_args()
-    variants = ["appeal", "add-centre", "gate-rule", "gate-fit"]
+    variants = ["appeal", "gate-rule", "gate-fit", "context", "service"]
     per_split = {v: [] for v in variants}
     pooled = {v: [] for v in variants}
     for run in sorted(args.work.glob(f"split*/{args.run}")):

@@ -25,7 +25,7 @@ from clik.metrics import TOPK, random_baseline, reciprocal_rank, top1_true_rank
 from clik.topic_fit import DEFAULT_FIT, ScoredProducts, product_features, score_products
 
 from .data.format import load_dataset
-from .prepare import prepare_split, split_features
+from .prepare import prepare_split, split_features, without_groups
 
 
 @dataclass
@@ -118,9 +118,10 @@ class LoadedGroups:
 @torch.inference_mode()
 def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
                 cache_dir: str | None = None, device: str | None = None,
-                criterion: str | None = None) -> LoadedGroups:
-    """The split's exhibitions encoded by the run's model (cached backbone features), groups
-    larger than k sampled down with a fixed seed so every model sees the same images."""
+                criterion: str | None = None, groups: frozenset[str] | None = None) -> LoadedGroups:
+    """The split's exhibitions (only those of `groups`, when given) encoded by the run's model
+    (cached backbone features), groups larger than k sampled down with a fixed seed so every
+    model sees the same images."""
     run_dir = Path(run_dir)
     device = clik.runtime.pick_device(device)
     ckpt = run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
@@ -129,28 +130,31 @@ def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", 
     criterion = criterion or meta.get("criterion") or dataset.default_criterion
     # Default to the cache the run trained with: the backbone features are the same.
     cache_dir = cache_dir or meta.get("train", {}).get("cache_dir", ".cache/features")
-    found = split_features(model, tokenizer, prepare_split(dataset, split, tokenizer, criterion), cache_dir, device=device)
+    prepared_split = prepare_split(dataset, split, tokenizer, criterion)
+    if groups is not None:
+        prepared_split = without_groups(prepared_split, frozenset(g.group for g in prepared_split.groups) - groups)
+    found = split_features(model, tokenizer, prepared_split, cache_dir, device=device)
     prepared = found.split
     topic_emb = model.topic.text.proj(torch.as_tensor(found.topics, device=device))
     queries = model.ranking_query(topic_emb).float().cpu().numpy()
     topics = F.normalize(topic_emb.float(), dim=-1).cpu().numpy()
 
     rng = np.random.default_rng(seed)
-    groups: list[GroupData] = []
+    out: list[GroupData] = []
     for group, pids in zip(prepared.groups, prepared.product_ids):
         idx = np.arange(len(group.image_rows))
         if len(idx) > k:
             idx = np.sort(rng.choice(len(idx), size=k, replace=False))
         rows = group.image_rows[idx]
         emb = model.image.proj(torch.as_tensor(found.images[rows], device=device))
-        groups.append(GroupData(
+        out.append(GroupData(
             exhibition_id=group.exhibition_id,
             vectors=F.normalize(emb.float(), dim=-1).cpu().numpy(),
             topic_emb=topics[group.topic_row], query=queries[group.topic_row],
             labels=group.labels[idx], on_topic=group.on_topic[idx],
             images=[prepared.images[r] for r in rows], product_ids=[pids[i] for i in idx],
             topic=prepared.topics[group.topic_row]))
-    return LoadedGroups(model, meta, criterion, groups, dict(prepared.dropped))
+    return LoadedGroups(model, meta, criterion, out, dict(prepared.dropped))
 
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,

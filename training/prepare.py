@@ -55,6 +55,13 @@ def prepare_split(dataset: Dataset, split: str, tokenizer: TopicTokenizer, crite
     return PreparedSplit(groups, topics, texts, list(image_rows), product_ids, {})
 
 
+def without_groups(split: PreparedSplit, groups: frozenset[str]) -> PreparedSplit:
+    """The split less the exhibitions of these topic groups (held out for calibration)."""
+    keep = [i for i, g in enumerate(split.groups) if g.group not in groups]
+    return PreparedSplit([split.groups[i] for i in keep], split.topics, split.topic_texts, split.images,
+                         [split.product_ids[i] for i in keep], split.dropped)
+
+
 def drop_unreadable(split: PreparedSplit, readable: set[int], errors: dict[str, str]) -> PreparedSplit:
     """Remove products whose image could not be read (each with its reason kept) and groups left
     with fewer than two products."""

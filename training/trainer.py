@@ -33,7 +33,7 @@ from clik.transforms import train_transform
 from .config import TrainConfig
 from .data.format import load_dataset
 from .distributed import DistInfo, init_distributed
-from .prepare import PreparedSplit, drop_unreadable, prepare_split, split_features
+from .prepare import PreparedSplit, drop_unreadable, prepare_split, split_features, without_groups
 from .sampling import MatchingSampler, RankingSampler
 from .schedule import warmup_cosine
 
@@ -175,7 +175,10 @@ def check_images(split: PreparedSplit) -> PreparedSplit:
     return drop_unreadable(split, readable, errors)
 
 
-def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
+def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+          exclude_groups: frozenset[str] = frozenset(), calibrate: bool = True) -> Path:
+    """Train on the dataset's train split (less `exclude_groups`), then fit the topic-fit
+    calibration the bundle will carry (training/calibrate.py) unless `calibrate` is False."""
     out_dir = Path(out_dir)
     device = pick_device(cfg.device)
     dist_info = init_distributed(device)
@@ -188,6 +191,8 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     dataset = load_dataset(data_dir)
     criterion = cfg.criterion or dataset.default_criterion
     split = prepare_split(dataset, "train", tokenizer, criterion)
+    if exclude_groups:
+        split = without_groups(split, exclude_groups)
     tables = None
     if cfg.mode == "locked":
         tables, split = locked_tables(model, tokenizer, split, cfg, device, dist_info)
@@ -259,11 +264,11 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     bar.close()
     if log:
         log.close()
-    if dist_info.is_main:
+    if dist_info.is_main and calibrate:
         # The topic-fit calibration travels with the model: fitted now, put in the bundle by export.
-        from .calibrate import calibrate
+        from .calibrate import calibrate_run
 
-        calibrate(out_dir, data_dir, cache_dir=cfg.cache_dir, device=device)
+        calibrate_run(out_dir, data_dir, cfg, distributed=dist_info.world_size > 1)
     return out_dir
 
 
