@@ -4,11 +4,14 @@ checkpoint (RUN/checkpoint/topic_fit.json) so that `clik export` puts it in the 
 Two things are fitted: the logistic model of P(on-topic) over the product features, and the
 weight of the context term in the ranking score. Both need exhibitions the model did not train
 on: on its own train exhibitions the appeal is far better than on new topics (H&M: MRR 0.85
-against 0.19), so a weight chosen there would be near 0. So, with locked towers (cheap), a
-second model is trained with a share of the train topic groups held out
-(`calibration_holdout`), and both are fitted on those held-out exhibitions; the run's own model
-(trained on every group) then gets that calibration. The context weight maximises
-MRR - off-topic@1 over a grid (an off-topic hero image costs what the right one gains).
+against 0.19), so a weight chosen there would be near 0. So, with locked towers (cheap), the
+train topic groups are cut into `calibration_folds` folds and one extra model is trained per fold
+without it (cross-fitting): every train exhibition is then scored once by a model that never saw
+its topic, and both are fitted on all of them pooled; the run's own model (trained on every
+group) gets that calibration. The context weight and the flag threshold maximise
+MRR - off-topic@1 over a grid (an off-topic hero image costs what the right one gains; a
+threshold that flags attractive on-topic outliers, which can never be first, costs MRR). One held-out fold alone (36 H&M
+exhibitions) picked weights from 1 to 4 across split seeds: too few to choose from.
 In full mode, or under torchrun, the logistic model is fitted on the train exhibitions and the
 context weight keeps its default.
 """
@@ -30,6 +33,7 @@ from .evaluate import GroupData, load_groups
 
 CALIBRATION_FILE = "topic_fit.json"
 CONTEXT_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+THRESHOLDS = (0.5, 0.3, 0.2, 0.1, 0.05)
 MIN_HOLDOUT_GROUPS = 3
 
 
@@ -38,43 +42,44 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
     return run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
 
 
-def holdout_groups(data_dir: str | Path, share: float, seed: int) -> frozenset[str]:
-    """A deterministic share of the train split's topic groups (at least MIN_HOLDOUT_GROUPS,
-    none when fewer than twice that many exist)."""
+def group_folds(data_dir: str | Path, folds: int, seed: int) -> list[frozenset[str]]:
+    """The train split's topic groups in `folds` deterministic folds ([] when there are fewer
+    than MIN_HOLDOUT_GROUPS groups per fold)."""
     groups = sorted({e.group for e in load_dataset(data_dir).split("train")})
-    n = int(round(share * len(groups)))
-    if share <= 0 or len(groups) < 2 * MIN_HOLDOUT_GROUPS:
-        return frozenset()
-    n = max(n, MIN_HOLDOUT_GROUPS)
-    picked = np.random.default_rng(seed).permutation(len(groups))[:n]
-    return frozenset(groups[i] for i in picked)
+    if folds < 2 or len(groups) < folds * MIN_HOLDOUT_GROUPS:
+        return []
+    order = np.random.default_rng(seed).permutation(len(groups))
+    return [frozenset(groups[i] for i in order[f::folds]) for f in range(folds)]
 
 
-def fit_calibration(groups: list[GroupData], weights=CONTEXT_WEIGHTS, tune_context: bool = True) -> TopicFit:
-    """Logistic model on the groups' labelled products, then (tune_context) the context weight
-    with the best MRR - off-topic@1 on the same groups."""
+def fit_calibration(groups: list[GroupData], weights=CONTEXT_WEIGHTS, thresholds=THRESHOLDS,
+                    tune_ranking: bool = True) -> TopicFit:
+    """Logistic model on the groups' labelled products, then (tune_ranking) the context weight
+    and the flag threshold with the best MRR - off-topic@1 on the same groups (a flagged product
+    is never first, so a threshold that flags attractive on-topic outliers costs MRR)."""
     groups = [g for g in groups if len(g.on_topic) >= 2]
     features = [product_features(g.vectors, g.topic_emb) for g in groups]
     try:
         calibration = fit(features, [g.on_topic for g in groups])
     except ValueError:  # no off-topic product to learn from
         return DEFAULT_FIT
-    if not tune_context:
+    if not tune_ranking:
         return calibration
-    best, best_value, table = calibration.context_weight, -np.inf, {}
-    for w in weights:
-        candidate = replace(calibration, context_weight=w)
-        rr, off1 = [], []
-        for g, f in zip(groups, features):
-            score = score_products(g.vectors @ g.query, f, candidate).score
-            rr.append(reciprocal_rank(score, g.labels))
-            off1.append(float(not g.on_topic[int(np.argmax(score))]))
-        value = float(np.mean(rr) - np.mean(off1))
-        table[str(w)] = round(value, 4)
-        if value > best_value + 1e-9:
-            best, best_value = w, value
-    return replace(calibration, context_weight=best,
-                   fitted_on={**calibration.fitted_on, "context_weight_objective": table})
+    best, best_value, table = (calibration.context_weight, calibration.threshold), -np.inf, {}
+    for threshold in thresholds:
+        for w in weights:
+            candidate = replace(calibration, context_weight=w, threshold=threshold)
+            rr, off1 = [], []
+            for g, f in zip(groups, features):
+                score = score_products(g.vectors @ g.query, f, candidate).score
+                rr.append(reciprocal_rank(score, g.labels))
+                off1.append(float(not g.on_topic[int(np.argmax(score))]))
+            value = float(np.mean(rr) - np.mean(off1))
+            table[f"{w}@{threshold}"] = round(value, 4)
+            if value > best_value + 1e-9:
+                best, best_value = (w, threshold), value
+    return replace(calibration, context_weight=best[0], threshold=best[1],
+                   fitted_on={**calibration.fitted_on, "objective": table})
 
 
 def calibrate_run(run_dir: str | Path, data_dir: str | Path, cfg: TrainConfig,
@@ -83,19 +88,19 @@ def calibrate_run(run_dir: str | Path, data_dir: str | Path, cfg: TrainConfig,
     from .trainer import train
 
     run_dir = Path(run_dir)
-    holdout = frozenset()
-    if cfg.mode == "locked" and not distributed:
-        holdout = holdout_groups(data_dir, cfg.calibration_holdout, cfg.seed)
-    if holdout:
-        aux = run_dir / "calibration-run"
-        train(data_dir, cfg, aux, progress=False, exclude_groups=holdout, calibrate=False)
-        loaded = load_groups(aux, data_dir, split="train", groups=holdout, cache_dir=cfg.cache_dir)
-        calibration = fit_calibration(loaded.groups)
-        calibration = replace(calibration, fitted_on={**calibration.fitted_on, "holdout_groups": len(holdout)})
-        shutil.rmtree(aux, ignore_errors=True)
+    folds = group_folds(data_dir, cfg.calibration_folds, cfg.seed) if cfg.mode == "locked" and not distributed else []
+    if folds:
+        held_out: list[GroupData] = []
+        for n, fold in enumerate(folds):
+            aux = run_dir / f"calibration-fold{n}"
+            train(data_dir, cfg, aux, progress=False, exclude_groups=fold, calibrate=False)
+            held_out += load_groups(aux, data_dir, split="train", groups=fold, cache_dir=cfg.cache_dir).groups
+            shutil.rmtree(aux, ignore_errors=True)
+        calibration = fit_calibration(held_out)
+        calibration = replace(calibration, fitted_on={**calibration.fitted_on, "folds": len(folds)})
     else:
         loaded = load_groups(run_dir, data_dir, split="train", cache_dir=cfg.cache_dir)
-        calibration = fit_calibration(loaded.groups, tune_context=False)
+        calibration = fit_calibration(loaded.groups, tune_ranking=False)
         calibration = replace(calibration, fitted_on={**calibration.fitted_on, "split": "train"})
     (checkpoint_dir(run_dir) / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=1) + "\n")
     return calibration

@@ -46,9 +46,10 @@ class TrainConfig:
     device: str | None = None
     # Pointwise regresses the criterion; raw sales span orders of magnitude, so log1p by default.
     pointwise_log1p: bool = True
-    # Topic-fit calibration (training/calibrate.py): this share of the train topic groups is held
-    # out of a second, calibration-only training run (locked mode) to fit on unseen topics.
-    calibration_holdout: float = 0.2
+    # Topic-fit calibration (training/calibrate.py): the train topic groups in this many folds,
+    # one calibration-only run per fold without it (locked mode), so the calibration is fitted on
+    # topics its model never saw. 0: fit on the train exhibitions themselves.
+    calibration_folds: int = 3
     # Bookkeeping.
     cache_dir: str = ".cache/features"
     checkpoint_every: int = 0  # steps; 0 = at the end of every epoch

@@ -68,6 +68,14 @@ def test_product_encoded_then_exhibition_representative(env, uid):
     assert rep["items"][0]["appeal"] == pytest.approx(scores[order[0]], abs=2e-3)  # fp16 vectors
     assert rep["unknown"] == [f"{uid}-never"] and rep["pending"] == [] and rep["failed"] == []
     assert rep["total_scored"] == 4
+    # every item explained: appeal (CLIK), topic fit (calibrated probability), the flag, the score
+    full = env.http.get(f"/exhibitions/{eid}/ranking").json()
+    assert all(0.0 <= i["topic_fit"] <= 1.0 for i in full["items"])
+    assert sorted(i["product_id"] for i in full["items"] if i["off_topic"]) == sorted(full["off_topic"])
+    assert all(i["off_topic"] == (i["topic_fit"] < full["topic_fit_threshold"]) for i in full["items"])
+    assert full["all_off_topic"] == (len(full["off_topic"]) == full["total_scored"])
+    if not full["all_off_topic"]:
+        assert not full["items"][0]["off_topic"]  # a flagged product is never first
 
     top3 = env.http.get(f"/exhibitions/{eid}/representative", params={"topk": 3}).json()
     assert [i["product_id"] for i in top3["items"]] == order[:3]
