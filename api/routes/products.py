@@ -5,11 +5,11 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from api.auth import require_reader, require_writer
 from api.deps import service, unprocessable
-from api.schemas import BatchAccepted, ProductAccepted, ProductBatch, ProductIn, ProductOut
+from api.schemas import ID_ALPHABET, ID_PATTERN, BatchAccepted, ProductAccepted, ProductBatch, ProductIn, ProductOut
 from api.service import ClikService
 
 router = APIRouter(tags=["products"])
-ProductId = Path(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")
+ProductId = Path(min_length=1, max_length=512, pattern=ID_PATTERN, description=ID_ALPHABET)
 
 
 @router.put("/products/{product_id}", status_code=202, response_model=ProductAccepted,
