@@ -77,6 +77,9 @@ class _Target:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.path = urllib.parse.quote(path, safe=_SAFE_URL_CHARS)
         self.proxy = _proxy_for(parts.scheme, self.host)
+        self.addresses: list[str] = []
+        if self.proxy is not None and limits.allow_private_hosts:
+            return  # nothing to check, and the proxy resolves the name (we may not be able to)
         try:
             # checked even when proxied: the proxy would fetch whatever we ask it to
             self.addresses = resolve(self.host, self.port, allow_private=limits.allow_private_hosts)
