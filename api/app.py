@@ -11,7 +11,9 @@ import torch
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from api.body_limit import BodyLimitMiddleware
 from api.encode_queue import CeleryEncodeQueue, EncodeQueue
+from api.error_bodies import SafeJSONResponse, clip_text, validation_detail
 from api.errors import install_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.routes import exhibitions, health, products, rank, search
@@ -70,6 +72,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
         description="Picks the representative image of an exhibition (CLIK, RecSys 2022). "
                     "Write routes need the X-API-Key header.",
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
     app.state.service = svc
@@ -78,23 +81,33 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
         app.include_router(module.router)
     mount_ui(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # outermost: a refused body is never read, whatever route it was sent to
+    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
+                       route_limits={("POST", "/rank/upload"): settings.max_upload_body_bytes},
+                       api_keys=lambda: settings.api_keys)
     _count_http_errors(app, metrics)
     return app
 
 
 def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:
-    """4xx raised by FastAPI itself (validation, auth) also count as errors."""
-    from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+    """4xx raised by FastAPI itself (validation, auth) also count as errors. Their bodies are
+    built here (not by FastAPI's handlers) so that echoed input is clipped and always encodable
+    (api/error_bodies.py)."""
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
     async def on_http(request, exc):
         metrics.errors.labels("HTTPException", str(exc.status_code)).inc()
-        return await http_exception_handler(request, exc)
+        if exc.status_code in (204, 304):
+            return await http_exception_handler(request, exc)
+        detail = validation_detail(exc.detail) if isinstance(exc.detail, list) else clip_text(str(exc.detail))
+        return SafeJSONResponse({"detail": detail}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
 
     async def on_validation(request, exc):
         metrics.errors.labels("RequestValidationError", "422").inc()
-        return await request_validation_exception_handler(request, exc)
+        return SafeJSONResponse({"detail": validation_detail(list(exc.errors()))}, status_code=422)
 
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -13,13 +13,23 @@ from fastapi.security import APIKeyHeader
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of CLIK_API_KEYS")
 
 
-def _check(request: Request, key: str | None) -> None:
-    keys: list[str] = request.app.state.settings.api_keys
+def key_problem(key: str | None, keys: list[str]) -> tuple[int, str] | None:
+    """(status, detail) when this key may not write, else None. Also used by
+    api.body_limit, which refuses a keyless write before its body is read."""
     if not key:
-        raise HTTPException(401, "missing X-API-Key header", headers={"WWW-Authenticate": "X-API-Key"})
+        return 401, "missing X-API-Key header"
     # compare against every key in constant time: the answer's timing says nothing about them
     if not any(hmac.compare_digest(key.encode(), k.encode()) for k in keys):
-        raise HTTPException(403, "invalid API key")
+        return 403, "invalid API key"
+    return None
+
+
+def _check(request: Request, key: str | None) -> None:
+    problem = key_problem(key, request.app.state.settings.api_keys)
+    if problem is not None:
+        status, detail = problem
+        headers = {"WWW-Authenticate": "X-API-Key"} if status == 401 else None
+        raise HTTPException(status, detail, headers=headers)
 
 
 async def require_writer(request: Request, key: str | None = Security(_header)) -> None:

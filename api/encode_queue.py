@@ -25,6 +25,7 @@ class CeleryEncodeQueue:
         from celery import Celery
 
         self.queue, self.chunk = queue, chunk
+        self.broker_url = broker_url
         self.app = Celery("clik-api", broker=broker_url, set_as_current=False)
         self.app.conf.update(
             task_serializer="json", accept_content=["json"],
@@ -41,7 +42,7 @@ class CeleryEncodeQueue:
                 self.app.send_task(ENCODE_TASK, args=[product_ids[start:start + self.chunk]],
                                    queue=self.queue, retry=True, retry_policy=self._retry_policy)
             except Exception as exc:  # kombu raises transport-specific errors
-                raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc
+                raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc  # shown without it
 
     def depth(self) -> int | None:
         """Messages waiting in the queue (None when the broker cannot say)."""
@@ -54,6 +55,26 @@ class CeleryEncodeQueue:
             return 0
         except Exception:  # broker unreachable: unknown
             return None
+
+    def ping(self, timeout_s: float) -> str | None:
+        """None when the broker answers within timeout_s, else why not (for /readyz: the
+        reason is logged by the caller, not shown, as it may name the broker's address)."""
+        try:
+            if self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+                import redis
+
+                client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=timeout_s,
+                                              socket_timeout=timeout_s)
+                try:
+                    client.ping()
+                finally:
+                    client.close()
+            else:  # amqp and the rest: one connection, opened and closed
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=1, interval_start=0, timeout=timeout_s)
+        except Exception as exc:  # transport-specific errors
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def close(self) -> None:
         self.app.close()

@@ -4,19 +4,61 @@ from __future__ import annotations
 import urllib.parse
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-# Ids travel inside store keys and newline-joined lists (indexer.vectors.check_id).
-Id = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")]
+# Product and exhibition ids: letters and digits of any script, and . _ - : @ + = ~ (1-512).
+# Why so few: an id is a path segment of every route, a store key part and an entry of
+# newline-joined lists; "/" could never be read back through GET /products/{id}, whitespace
+# and controls are invisible in logs and UIs, "%", "?", "#" mean something in a URL.
+ID_PATTERN = r"^[\w.:@+=~-]+$"
+ID_ALPHABET = "letters and digits (any script) and . _ - : @ + = ~"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=ID_PATTERN)]
 ImageSource = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")]
 # printable ASCII only: internationalised host names must be sent punycode-encoded
 HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://[!-~]+$")]
 
 
-class Topic(BaseModel):
-    """Exhibition topic (clik.topic): unknown keys are refused, missing ones are empty."""
+def invalid_unicode_at(value: Any, where: str = "") -> str | None:
+    """Where the first lone surrogate is in a JSON value (keys included), or None. JSON may
+    spell one (``"\\ud800"``); UTF-8 cannot carry it, so the store, the tokenizer and every
+    response would fail on it later: refused at the door instead."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "."
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = invalid_unicode_at(key, f"{where}.<key>") or invalid_unicode_at(item, f"{where}.{key!r:.40}")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for n, item in enumerate(value):
+            found = invalid_unicode_at(item, f"{where}[{n}]")
+            if found:
+                return found
+    return None
+
+
+class Body(BaseModel):
+    """A request body: unknown keys refused, text must be valid Unicode."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = invalid_unicode_at(data)
+        if where is not None:
+            raise ValueError(f"text must be valid Unicode: lone surrogate at {where}")
+        return data
+
+
+class Topic(Body):
+    """Exhibition topic (clik.topic): unknown keys are refused, missing ones are empty."""
 
     name: str = Field("", max_length=1000, examples=["Men's summer linen"])
     desc: str = Field("", max_length=4000)
@@ -55,9 +97,7 @@ def check_image_source(value: str) -> str:
     return value
 
 
-class ProductIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProductIn(Body):
     image_url: ImageSource = Field(description="http(s) URL (or a path below the worker's file roots)")
     attrs: dict[str, Any] = Field(default_factory=dict, description="free-form, shown to operators")
 
@@ -71,9 +111,7 @@ class ProductBatchItem(ProductIn):
     product_id: Id
 
 
-class ProductBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProductBatch(Body):
     products: list[ProductBatchItem] = Field(min_length=1)
 
 
@@ -97,9 +135,7 @@ class ProductOut(BaseModel):
     attrs: dict[str, Any]
 
 
-class ExhibitionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExhibitionIn(Body):
     topic: Topic
     product_ids: list[Id] = Field(default_factory=list)
 
@@ -158,9 +194,7 @@ class RankingPage(RankingOut):
     limit: int
 
 
-class RankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RankRequest(Body):
     topic: Topic
     image_urls: list[HttpUrl] = Field(min_length=1)
     topk: int | None = Field(None, ge=1)

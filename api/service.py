@@ -1,7 +1,7 @@
 """What the routes do, apart from HTTP: version resolution, model sides, rankings, /rank.
 
 Everything here is synchronous and runs in the request threadpool; model computations go
-through the CPU pool (a few at a time).
+through the CPU pool (a few at a time), product images through the image proxy's own threads.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from api.catalogue import CatalogueSearch
 from api.coverage import CoverageMonitor
 from api.encode_queue import EncodeQueue
 from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
+from api.image_proxy import ImageProxy
 from api.metrics import ApiMetrics
 from api.models import CpuPool, ModelCache
 from api.settings import ApiSettings
@@ -70,6 +71,8 @@ class ClikService:
                                  settings.max_loaded_models, "image side")
         self.cpu = CpuPool(settings.cpu_workers)
         self.fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clik-fetch")
+        self.image_proxy = ImageProxy(settings.image_proxy_concurrency, settings.image_proxy_queue,
+                                      settings.image_proxy_wait_s)
         # Cached entries hold the ranking query and the topic embedding ("qt" namespace).
         self.topics = TopicQueries(store, settings.topic_cache_size, namespace="qt",
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
@@ -123,6 +126,7 @@ class ClikService:
     def close(self) -> None:
         self.cpu.close()
         self.fetchers.shutdown(wait=False, cancel_futures=True)
+        self.image_proxy.close()
 
     # -- versions and queries -----------------------------------------------------------------
     def resolve_version(self, requested: str | None = None) -> ModelVersion:

@@ -43,7 +43,18 @@ class ApiSettings(FetchSettings, BaseSettings):
     # fitting one. None: the threshold calibrated with the model (in its bundle).
     topic_fit_threshold: float | None = Field(None, ge=0, le=1)
 
-    # Limits of requests.
+    # Limits of requests (see docs/security.md).
+    # Request bodies, checked before routing (api/body_limit.py): a batch of 1000 products with
+    # modest attrs is well under 4 MiB; only the multipart upload route takes more.
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_upload_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)  # POST /rank/upload
+    # GET /products/{id}/image fetches the origin: at most this many at once, in their own
+    # threads; a request waits at most image_proxy_wait_s for a slot, then gets 503 + Retry-After.
+    image_proxy_concurrency: int = Field(8, ge=1)
+    image_proxy_queue: int = Field(32, ge=0)  # requests waiting for a slot, beyond: 503 at once
+    image_proxy_wait_s: float = Field(2.0, ge=0)
+    # /readyz pings the broker with this timeout.
+    broker_ping_timeout_s: float = Field(1.0, gt=0)
     rank_max_images: int = Field(50, ge=1)  # POST /rank
     representative_max_topk: int = Field(100, ge=1)
     page_max: int = Field(1000, ge=1)  # ranking and exhibition listing pages

@@ -13,9 +13,10 @@ class FetchSettings(BaseModel):
     """Mixed into pydantic-settings classes: ``CLIK_FILE_ROOTS``, ``CLIK_MAX_BYTES``, ..."""
 
     file_roots: list[str] = Field(default_factory=list)  # local paths / file:// only below these; [] = none
-    allow_private_hosts: bool = False  # allow URLs resolving to loopback/private/link-local/metadata
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 15.0
+    allow_private_hosts: bool = False  # allow URLs resolving to non-public addresses (tests, dev)
+    connect_timeout_s: float = Field(5.0, gt=0)  # each connect
+    read_timeout_s: float = Field(15.0, gt=0)  # each read
+    fetch_deadline_s: float = Field(30.0, gt=0)  # the whole fetch of one image, redirects included
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
 
@@ -26,6 +27,7 @@ class FetchSettings(BaseModel):
         return FetchLimits(
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,
+            fetch_deadline_s=self.fetch_deadline_s,
             max_bytes=self.max_bytes,
             max_pixels=self.max_pixels,
             file_roots=tuple(roots),

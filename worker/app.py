@@ -23,7 +23,9 @@ def make_app(settings: WorkerSettings) -> Celery:
         task_routes={"clik.*": {"queue": settings.queue}},
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # Sized to the longest task (WorkerSettings.longest_task_s): a task still running is
+        # never handed to a second worker; a killed one comes back after this long.
+        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s()},
         worker_hijack_root_logger=False,
     )
     return app

@@ -3,11 +3,16 @@
 ``drain`` is what one ``clik.encode_pending`` task does: take up to ``batch_size`` waiting
 products (leased to this drain), encode them together, remove the finished entries, and go on
 until nothing is due. Transient fetch errors postpone the product with a growing delay; after
-``max_retries`` it is marked failed.
+``max_retries`` it is marked failed. The batch's leases are renewed while it runs
+(worker.lease_keeper). When nothing is claimable but entries wait under someone else's lease
+(perhaps a killed drain's) or a retry delay, the returned delay says when to look again; a
+drain also stops after ``max_task_s`` (delay 0: continue at once) so that no task outlives the
+broker's visibility timeout.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +20,7 @@ from clik.image_source import FetchLimits
 from indexer.errors import NoActiveVersion
 from indexer.store import VectorStore
 from worker.encode import EncodeReport, EncoderCache, encode_products
+from worker.lease_keeper import LeaseKeeper
 from worker.pending import PendingSet
 
 log = logging.getLogger(__name__)
@@ -26,6 +32,7 @@ class DrainOptions:
     decode_threads: int = 1
     max_retries: int = 5
     retry_delay: Callable[[int], float] = lambda attempt: 2.0 * 2**attempt
+    max_task_s: float = 120.0  # one drain task claims no new batch after this long
 
 
 def drain(store: VectorStore, pending: PendingSet, owner: str, encoders: EncoderCache,
@@ -34,14 +41,22 @@ def drain(store: VectorStore, pending: PendingSet, owner: str, encoders: Encoder
     product was postponed, the delay after which another drain should run."""
     merged = EncodeReport()
     next_in: float | None = None
+    stop_at = time.monotonic() + options.max_task_s
     while True:
+        if time.monotonic() > stop_at:
+            return merged, 0.0  # a continuation drain takes over
         pending.drain_started()
         batch = pending.claim(owner, options.batch_size)
         if not batch:
+            due = pending.next_due()  # leased elsewhere (alive or dead) or postponed
+            if due is not None:
+                due = max(due, 0.5)  # its lease or delay has just run out: look again shortly
+                next_in = due if next_in is None else min(next_in, due)
             return merged, next_in
         try:
-            report = encode_products(store, list(batch), encoders, limits,
-                                     decode_threads=options.decode_threads)
+            with LeaseKeeper(pending, owner, list(batch)):
+                report = encode_products(store, list(batch), encoders, limits,
+                                         decode_threads=options.decode_threads)
         except NoActiveVersion:
             pending.release(list(batch))
             raise

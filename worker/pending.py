@@ -12,6 +12,13 @@ redelivered with the same task id and takes its own leased entries back at once,
 drains skip them until the lease runs out. Each entry carries a token that changes with every
 event, and removal is compare-and-delete: a product updated again while an older event's
 batch runs keeps its entry, so the new image is encoded too.
+
+Why leases are short and renewed: a drain SIGKILLed mid-batch used to strand its products
+until its 10-minute lease ran out, and nothing looked again after that (the broker redelivers
+the killed drain only after its visibility timeout). Now a lease lasts ``lease_s`` (15 s by
+default) and the running drain renews it every few seconds (worker.lease_keeper); a dead
+drain's lease runs out soon, and ``next_due`` tells the next drain (or the worker's sweep,
+worker.tasks) when to look again.
 """
 from __future__ import annotations
 
@@ -71,8 +78,53 @@ return n
 """
 
 
+# KEYS: lease. ARGV: owner, expiry_ms, pid, ... Extends the leases this owner still holds.
+_RENEW = """
+local n = 0
+local prefix = ARGV[1] .. '|'
+for i = 3, #ARGV do
+  local lease = redis.call('HGET', KEYS[1], ARGV[i])
+  if lease and string.sub(lease, 1, #prefix) == prefix then
+    redis.call('HSET', KEYS[1], ARGV[i], prefix .. ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: pending, lease, retry_at. ARGV: now_ms, scan_count. Returns -1 when nothing waits, 0 when
+# some entry is claimable now, else the ms until the first lease or retry delay runs out.
+_NEXT_DUE = """
+local now = tonumber(ARGV[1])
+local soonest = -1
+local cursor = '0'
+repeat
+  local res = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', ARGV[2])
+  cursor = res[1]
+  local kv = res[2]
+  for i = 1, #kv, 2 do
+    local pid = kv[i]
+    local at = 0
+    local lease = redis.call('HGET', KEYS[2], pid)
+    if lease then
+      local sep = string.find(lease, '|', 1, true)
+      local expiry = tonumber(string.sub(lease, sep + 1))
+      if expiry > now then at = expiry - now end
+    end
+    local due = redis.call('HGET', KEYS[3], pid)
+    if due and tonumber(due) > now and tonumber(due) - now > at then at = tonumber(due) - now end
+    if at == 0 then return 0 end
+    if soonest < 0 or at < soonest then soonest = at end
+  end
+until cursor == '0'
+return soonest
+"""
+
+DEFAULT_LEASE_S = 15.0
+
+
 class PendingSet:
-    def __init__(self, client: redis.Redis, prefix: str, lease_s: float = 600.0) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, lease_s: float = DEFAULT_LEASE_S) -> None:
         self.r = client
         base = prefix + "ingest:"
         self.pending = base + "pending"  # hash: product id -> token of its latest event
@@ -82,9 +134,12 @@ class PendingSet:
         self.seq = base + "seq"
         self.scheduled = base + "drain_scheduled"  # set while a drain is queued and not started
         self.stats_key = base + "stats"  # hash: batches, images, vectors written
+        self.lease_s = lease_s
         self.lease_ms = int(lease_s * 1000)
         self._claim = client.register_script(_CLAIM)
         self._complete = client.register_script(_COMPLETE)
+        self._renew = client.register_script(_RENEW)
+        self._next_due = client.register_script(_NEXT_DUE)
 
     def keys(self) -> list[str]:
         return [self.pending, self.lease, self.retry_at, self.attempts, self.seq, self.scheduled, self.stats_key]
@@ -117,6 +172,21 @@ class PendingSet:
         flat = self._claim(keys=[self.pending, self.lease, self.retry_at],
                            args=[owner, now, self.lease_ms, limit, scan_count])
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    def renew(self, owner: str, product_ids: Sequence[str]) -> int:
+        """Extend this owner's leases by lease_s from now; returns how many it still held."""
+        if not product_ids:
+            return 0
+        expiry = int(time.time() * 1000) + self.lease_ms
+        return int(self._renew(keys=[self.lease], args=[owner, expiry, *product_ids]))
+
+    def next_due(self, scan_count: int = 500) -> float | None:
+        """None: nothing waits; 0: something can be claimed now; else seconds until a lease
+        (a drain's, maybe a dead one's) or a retry delay runs out. Stops at the first
+        claimable entry, so a backlog answers at once."""
+        ms = int(self._next_due(keys=[self.pending, self.lease, self.retry_at],
+                                args=[int(time.time() * 1000), scan_count]))
+        return None if ms < 0 else ms / 1000.0
 
     def complete(self, items: dict[str, str]) -> int:
         if not items:

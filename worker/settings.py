@@ -1,6 +1,8 @@
 """Typed worker settings, read from the environment (prefix ``CLIK_``)."""
 from __future__ import annotations
 
+import math
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,7 +21,9 @@ class WorkerSettings(FetchSettings, BaseSettings):
     result_backend: str | None = None
     queue: str = "clik"  # default queue the tasks are routed to
     # Redis broker only: a task not acknowledged in this time is delivered again (acks_late).
-    visibility_timeout_s: int = 3600
+    # None: sized to the longest task (longest_task_s() + 60 s). Recovery of a killed drain does
+    # not wait for it (pending leases, below); a killed re-index run does.
+    visibility_timeout_s: int | None = Field(None, ge=1)
 
     store_url: str = "redis://127.0.0.1:6379/0"
     store_prefix: str = "clik:"
@@ -37,6 +41,14 @@ class WorkerSettings(FetchSettings, BaseSettings):
     # Seconds a queued drain waits before it starts (0: it simply runs after the tasks already
     # queued, which is enough to group a burst of events).
     batch_window_s: float = Field(0.0, ge=0)
+    # A drain leases its batch for this long and renews the lease every third of it while it
+    # works: a killed worker's products are claimable again this long after the kill.
+    pending_lease_s: float = Field(15.0, ge=1)
+    # One drain task claims no new batch after this long; a continuation drain goes on.
+    drain_task_s: float = Field(120.0, gt=0)
+    # Every worker looks this often for waiting products no drain has claimed or will look at
+    # (a drain killed while no other was queued); 0 turns the sweep off.
+    pending_sweep_s: float = Field(30.0, ge=0)
 
     # Re-index: hashes per chunk (one forward pass each), and how long the old version stays
     # after the switch before a Celery deployment drops it (if the new one is still active and
@@ -72,6 +84,22 @@ class WorkerSettings(FetchSettings, BaseSettings):
                              canary_exhibitions=self.rollout_canary_exhibitions,
                              min_top1_agreement=self.rollout_min_top1_agreement,
                              require_confirmation=self.rollout_confirm)
+
+    def longest_task_s(self) -> float:
+        """An upper bound of one task's run: a drain (drain_task_s, then its last batch) or a
+        re-index run (reindex_task_s, then its last chunk), each fetch at most fetch_deadline_s
+        with decode_threads fetching at once."""
+        def fetch_rounds(images: int) -> float:
+            return math.ceil(images / self.decode_threads) * self.fetch_deadline_s
+
+        drain = self.drain_task_s + fetch_rounds(self.batch_size)
+        reindex = self.reindex_task_s + fetch_rounds(self.reindex_chunk_size)
+        return max(drain, reindex)
+
+    def broker_visibility_timeout_s(self) -> int:
+        if self.visibility_timeout_s is not None:
+            return self.visibility_timeout_s
+        return int(self.longest_task_s()) + 60
 
     def retry_delay(self, retries: int) -> float:
         return min(self.retry_backoff_s * (2 ** retries), self.retry_backoff_max_s)

@@ -34,7 +34,8 @@ def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
         if _store is None:
             _store = open_store(settings.store_url, prefix=settings.store_prefix)
             if settings.group_pending and settings.store_url.startswith(("redis://", "rediss://", "unix://")):
-                _pending = PendingSet(redis.Redis.from_url(settings.store_url), settings.store_prefix)
+                _pending = PendingSet(redis.Redis.from_url(settings.store_url), settings.store_prefix,
+                                      lease_s=settings.pending_lease_s)
         if _encoders is None:
             name = device.configure(settings.device, settings.torch_threads)
             _encoders = EncoderCache(name, settings.batch_size, settings.max_encoders)
@@ -113,25 +114,42 @@ def encode_pending(self) -> dict:
     if pending is None:
         return {"skipped": "the store is not Redis: no pending set"}
     options = DrainOptions(batch_size=settings.batch_size, decode_threads=settings.decode_threads,
-                           max_retries=settings.max_retries, retry_delay=settings.retry_delay)
+                           max_retries=settings.max_retries, retry_delay=settings.retry_delay,
+                           max_task_s=settings.drain_task_s)
     try:
         report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options)
     except NoActiveVersion as exc:
         raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))
-    if next_in is not None:  # products postponed after a transient error
-        _schedule_drain(pending, countdown=next_in)
+    if next_in is not None:  # postponed after a transient error, leased elsewhere, or time up
+        _schedule_drain(pending, countdown=next_in or None)
     return report.as_dict()
 
 
 @worker_ready.connect
 def _drain_on_start(sender=None, **_) -> None:
-    """A fresh worker looks for waiting products once (a drain message lost with a purge)."""
+    """A fresh worker looks for waiting products once (a drain message lost with a purge, a
+    killed worker's batch: that drain waits for the lease to run out), then sweeps."""
     try:
         _, _, pending = _resources()
         if pending is not None and len(pending):
             app.send_task("clik.encode_pending", queue=settings.queue)
+        if pending is not None and settings.pending_sweep_s > 0:
+            threading.Thread(target=_sweep, args=(pending,), name="clik-pending-sweep", daemon=True).start()
     except Exception:  # never keep a worker from starting
         log.exception("could not queue the start-up drain")
+
+
+def _sweep(pending: PendingSet) -> None:
+    """Every pending_sweep_s: products claimable now (a dead drain's lease ran out) with no
+    drain queued get one. Beat-free, so every worker sweeps; the schedule flag keeps it to one
+    queued drain across them."""
+    while True:
+        time.sleep(settings.pending_sweep_s)
+        try:
+            if pending.next_due() == 0:
+                _schedule_drain(pending)
+        except Exception as exc:  # Redis away: the next round tries again
+            log.warning("pending sweep failed: %s", exc)
 
 
 @app.task(bind=True, name="clik.reindex", max_retries=None)

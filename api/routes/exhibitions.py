@@ -6,13 +6,13 @@ from fastapi.responses import JSONResponse
 
 from api.auth import require_reader, require_writer
 from api.deps import ModelVersionParam, service, unprocessable
-from api.schemas import ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
+from api.schemas import ID_ALPHABET, ID_PATTERN, ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
 from api.service import ClikService
 from api.explained import ExplainedRanking
 from indexer.records import Exhibition
 
 router = APIRouter(tags=["exhibitions"])
-ExhibitionId = Path(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")
+ExhibitionId = Path(min_length=1, max_length=512, pattern=ID_PATTERN, description=ID_ALPHABET)
 _READ_ERRORS = {404: {}, 409: {"description": "model_version is not the active one"},
                 503: {"description": "store down or no model active/loadable"}}
 

@@ -1,6 +1,8 @@
 """Liveness, readiness (store reachable, active model loaded) and Prometheus metrics."""
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
@@ -9,26 +11,28 @@ from api.schemas import CoverageOut, Health, Ready
 from api.service import ClikService
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", response_model=Health)
-def healthz():
-    """The process answers."""
+async def healthz():
+    """The process answers. async: answered on the event loop, not behind a busy threadpool."""
     return Health(status="ok")
 
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 def readyz(svc: ClikService = Depends(service)):
-    """Ready when the store answers, the active version's text side is loaded and that version
-    has vectors for at least CLIK_READY_MIN_COVERAGE of the products that are not failed. A
-    version not loaded yet starts loading in the background."""
+    """Ready when the store and the broker answer, the active version's text side is loaded and
+    that version has vectors for at least CLIK_READY_MIN_COVERAGE of the products that are not
+    failed. A version not loaded yet starts loading in the background."""
     problems: list[str] = []
     name = None
     try:
         active = svc.store.active_version()
     except Exception as exc:  # any store failure means: not ready
         active = None
-        problems.append(f"store unavailable: {exc}")
+        log.warning("readyz: store unavailable: %s", exc)
+        problems.append("store unavailable")  # its address stays in the log
     else:
         if active is None:
             problems.append("no active model version")
@@ -40,6 +44,7 @@ def readyz(svc: ClikService = Depends(service)):
                                 else f"model {name} not loaded yet")
                 svc.load_in_background(active)
             coverage = _coverage(svc, name, problems)
+    problems += _broker_problems(svc)
     body = Ready(status="not ready" if problems else "ready", model_version=name,
                  loaded_versions=svc.text.loaded(), coverage=coverage if name else None, problems=problems)
     return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
@@ -50,7 +55,8 @@ def _coverage(svc: ClikService, version: str, problems: list[str]) -> CoverageOu
     try:
         cov = svc.coverage.of(version)
     except Exception as exc:  # a store failure while counting: not ready either
-        problems.append(f"store unavailable: {exc}")
+        log.warning("readyz: store unavailable while counting coverage: %s", exc)
+        problems.append("store unavailable")
         return None
     share = cov.rankable_share(version)
     need = svc.settings.ready_min_coverage
@@ -59,6 +65,18 @@ def _coverage(svc: ClikService, version: str, problems: list[str]) -> CoverageOu
                         f"products ({share:.0%}), below the required {need:.0%} (CLIK_READY_MIN_COVERAGE)")
     return CoverageOut(products=cov.products, with_vectors=cov.covered[version], failed=cov.failed,
                        share=round(share, 4))
+
+
+def _broker_problems(svc: ClikService) -> list[str]:
+    """The encode queue's broker answers a ping (an injected queue without ping() is trusted)."""
+    ping = getattr(svc.queue, "ping", None)
+    if ping is None:
+        return []
+    error = ping(svc.settings.broker_ping_timeout_s)
+    if error is None:
+        return []
+    log.warning("readyz: broker unavailable: %s", error)
+    return ["broker unavailable: encode tasks cannot be queued"]
 
 
 @router.get("/metrics", response_class=Response,

@@ -1,15 +1,16 @@
 """Products: registered with their image; the worker encodes them (202 = queued)."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
 from api.auth import require_reader, require_writer
 from api.deps import service, unprocessable
-from api.schemas import BatchAccepted, ProductAccepted, ProductBatch, ProductIn, ProductOut
+from api.image_proxy import ProxyBusy
+from api.schemas import ID_ALPHABET, ID_PATTERN, BatchAccepted, ProductAccepted, ProductBatch, ProductIn, ProductOut
 from api.service import ClikService
 
 router = APIRouter(tags=["products"])
-ProductId = Path(min_length=1, max_length=512, pattern=r"^[^\n\r\x00]+$")
+ProductId = Path(min_length=1, max_length=512, pattern=ID_PATTERN, description=ID_ALPHABET)
 
 
 @router.put("/products/{product_id}", status_code=202, response_model=ProductAccepted,
@@ -45,10 +46,15 @@ def get_product(product_id: str = ProductId, svc: ClikService = Depends(service)
             response_class=Response,
             responses={200: {"content": {"image/*": {}}, "description": "the image bytes"},
                        404: {}, 422: {"description": "the image cannot be fetched or is not an image"},
-                       503: {}})
-def get_product_image(product_id: str = ProductId, svc: ClikService = Depends(service)):
-    """The product's image, fetched under the same limits as the worker's."""
-    data, media_type = svc.product_image(product_id)
+                       503: {"description": "store down, or too many image fetches at once (Retry-After)"}})
+async def get_product_image(product_id: str = ProductId, svc: ClikService = Depends(service)):
+    """The product's image, fetched under the same limits as the worker's, in the image
+    proxy's own few threads (a slow origin cannot take the request pool)."""
+    try:
+        data, media_type = await svc.image_proxy.run(svc.product_image, product_id)
+    except ProxyBusy:
+        raise HTTPException(503, "image proxy busy: too many image fetches at once, retry shortly",
+                            headers={"Retry-After": "1"}) from None
     return Response(data, media_type=media_type, headers={"Cache-Control": "max-age=60"})
 
 

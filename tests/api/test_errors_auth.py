@@ -133,7 +133,8 @@ def test_no_active_version_and_broker_down_are_503(api_bundle):
             http.put("/exhibitions/e", json={"topic": {"name": "x"}})
             r = http.get("/exhibitions/e/representative")
             assert r.status_code == 503 and "no active model version" in r.json()["detail"]
-            assert http.get("/readyz").json()["problems"] == ["no active model version"]
+            assert http.get("/readyz").json()["problems"] == [
+                "no active model version", "broker unavailable: encode tasks cannot be queued"]
             r = http.put("/products/p", json={"image_url": "http://x.example/a.jpg"})
             assert r.status_code == 503 and "queue" in r.json()["detail"]
             # the product is kept (pending): PUT again once the broker is back queues it again
