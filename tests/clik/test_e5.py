@@ -326,7 +326,7 @@ def test_api_representative_for_korean_exhibitions(e5_bundle, photo_files):
     names = ["chelsea", "coffee", "rocket", "astronaut"]
     for name in names:
         store.put_product(name, str(photo_files[name]))
-    report = encode_products(store, names, EncoderCache("cpu", 4), fetch_limits([root]))
+    report = encode_products(store, names, EncoderCache("cpu", 4), fetch_limits(store, [root]))
     assert sorted(report.encoded) == sorted(names)
     respelt = {"name": unicodedata.normalize("NFD", "주문폭주\u200b 가을코디  매일매일 업뎃"), "date": "2021년 8월 30일",
                "cat1": "패션", "cat2": "여성의류", "kwds": "#가을신상 #데일리룩 #데이트룩"}
