@@ -31,7 +31,7 @@ from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_
 from clik.runtime import ImageEncoder, TopicEncoder
 from clik.topic_fit import DEFAULT_FIT, TopicFit, product_features, score_products
 from indexer.errors import InvalidInput, InvalidVector, StoreError, VectorNotFound
-from indexer.records import ModelVersion, Product, ProductStatus, Ranking
+from indexer.records import ModelVersion, Product, ProductStatus
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
 

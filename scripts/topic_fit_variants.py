@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clik.metrics import reciprocal_rank, top1_true_rank  # noqa: E402
-from clik.topic_fit import FEATURES, TopicFit, context, fit, product_features, robust_z, score_products  # noqa: E402
+from clik.topic_fit import FEATURES, TopicFit, context, fit, product_features, score_products  # noqa: E402
 from training.evaluate import load_groups  # noqa: E402
 
 

@@ -269,12 +269,13 @@ def gate(store: VectorStore, progress: ReindexProgress, policy: RolloutPolicy,
     """Ask the rollout gate (fill finished); a refusal or a wait is recorded in the job."""
     active = store.active_version()
     active_name = active.name if active else None
-    run_canary = None
-    if topic_sides is not None and active_name and active_name != progress.version:
-        def run_canary() -> dict:
-            return canary.run_canary(store, active_name, progress.version, topic_sides,
-                                     policy.canary_exhibitions).as_dict()
-    decision = decide(store, progress.version, active_name, progress.skipped, policy, run_canary,
+    def run_canary() -> dict:
+        return canary.run_canary(store, active_name, progress.version, topic_sides,
+                                 policy.canary_exhibitions).as_dict()
+
+    can_compare = topic_sides is not None and active_name and active_name != progress.version
+    decision = decide(store, progress.version, active_name, progress.skipped, policy,
+                      run_canary if can_compare else None,
                       confirmed=progress.confirmed, confirm=confirm)
     progress.decision, progress.coverage, progress.canary = decision.message, decision.coverage, decision.canary
     if decision.action == SWITCH_NOW:
