@@ -41,16 +41,38 @@ TOPIC_FIT = "topic_fit.json"  # in text/: the calibrated topic-fit model (clik.t
 
 
 def save_checkpoint(model: ClikModel, tokenizer: TopicTokenizer, directory: str | Path, extra: dict | None = None) -> Path:
+    """Write the checkpoint beside `directory`, then swap it in with two renames: a crash leaves
+    the previous checkpoint whole (as `directory` or, between the two renames, as its `.old`
+    sibling, which load_checkpoint falls back to), never a half-written one. Anything else in
+    the old directory goes with it: a calibration fitted for old weights (topic_fit.json) must
+    not describe new ones; training writes a fresh one after its last save."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_json(directory / CONFIG, {"model": model.cfg.to_dict(), **(extra or {})})
-    save_model(model, str(directory / "model.safetensors"))
-    tokenizer.save(directory / "tokenizer")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        _write_json(staging / CONFIG, {"model": model.cfg.to_dict(), **(extra or {})})
+        save_model(model, str(staging / "model.safetensors"))
+        tokenizer.save(staging / "tokenizer")
+        old = _previous(directory)
+        if directory.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(directory, old)
+        os.replace(staging, directory)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return directory
+
+
+def _previous(directory: Path) -> Path:
+    return directory.parent / f".{directory.name}.old"
 
 
 def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[ClikModel, TopicTokenizer, dict]:
     directory = Path(directory)
+    if not directory.exists() and _previous(directory).exists():
+        directory = _previous(directory)  # a save was interrupted between its two renames
     meta = _read_json(directory / CONFIG)
     cfg = ModelConfig.from_dict(meta.pop("model"))
     model = ClikModel(cfg, load_weights=False)

@@ -111,18 +111,28 @@ class Tables:
     images: torch.Tensor
 
 
+def augmentation_seed(seed: int, rank: int) -> int:
+    """The seed of one rank's augmentation stream (rank 0 keeps the configured seed, so a single
+    process trains exactly as before)."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
 class BatchMaker:
     """Sampler output → tensors: cached features (locked) or tokens and pixels (full)."""
 
-    def __init__(self, split: PreparedSplit, cfg: TrainConfig, tokenizer, model, device: str, tables: Tables | None):
+    def __init__(self, split: PreparedSplit, cfg: TrainConfig, tokenizer, model, device: str, tables: Tables | None,
+                 rank: int = 0):
         self.split = split
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = device
         self.tables = tables
-        self.py_rng = random.Random(cfg.seed)
+        # One augmentation stream per DDP rank: with one seed everywhere, every replica would draw
+        # the same crops and the same topic-attribute drops for its (different) groups.
+        seed = augmentation_seed(cfg.seed, rank)
+        self.py_rng = random.Random(seed)
         img = model.image.cfg
-        self.transform = train_transform(img.image_size, img.mean, img.std, seed=cfg.seed)
+        self.transform = train_transform(img.image_size, img.mean, img.std, seed=seed)
 
     def _topics(self, rows: np.ndarray):
         if self.tables is not None:
@@ -205,7 +215,7 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     objective = Objective(model, LossConfig(cfg.w_match, cfg.w_rank, cfg.triplet_margin))
     ranking = RankingSampler(split.groups, cfg.groups_per_batch, cfg.images_per_group, rng)
     matching = MatchingSampler(split.groups, cfg.tm_batch, rng) if objective.uses_topic_matching else None
-    make_batch = BatchMaker(split, cfg, tokenizer, model, device, tables)
+    make_batch = BatchMaker(split, cfg, tokenizer, model, device, tables, rank=dist_info.rank)
 
     freeze_for(model, cfg)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)

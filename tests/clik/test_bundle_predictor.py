@@ -113,3 +113,33 @@ def test_predictor_fetches_urls_and_refuses_loopback_by_default(bundle, http_ser
     result = allowing({"name": "coffee"}, [url, f"{http_server}/nope.jpg"])
     assert result.indices == [0]
     assert "HTTP 404" in result.errors[1]
+
+
+def test_checkpoint_save_is_atomic_and_survives_an_interrupted_swap(pretrained_model, tmp_path, monkeypatch):
+    import clik.checkpoint as ckpt
+
+    model, tokenizer = pretrained_model
+    target = tmp_path / "run" / "checkpoint"
+    clik.save_checkpoint(model, tokenizer, target, extra={"step": 1})
+    # A save that dies while writing the weights leaves the previous checkpoint as it was.
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(ckpt, "save_model", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        clik.save_checkpoint(model, tokenizer, target, extra={"step": 2})
+    monkeypatch.undo()
+    assert clik.load_checkpoint(target)[2]["step"] == 1
+    assert [p.name for p in target.parent.iterdir()] == ["checkpoint"]  # no staging left behind
+    # Killed between the two renames: only the previous checkpoint's .old sibling exists.
+    target.rename(target.parent / ".checkpoint.old")
+    assert clik.load_checkpoint(target)[2]["step"] == 1
+    clik.save_checkpoint(model, tokenizer, target, extra={"step": 3})
+    assert clik.load_checkpoint(target)[2]["step"] == 3 and not (target.parent / ".checkpoint.old").exists()
+
+
+def test_each_ddp_rank_draws_its_own_augmentations():
+    from training.trainer import augmentation_seed
+
+    seeds = {augmentation_seed(0, rank) for rank in range(4)}
+    assert len(seeds) == 4 and augmentation_seed(0, 0) == 0  # a single process trains as before
+    assert augmentation_seed(0, 1) == augmentation_seed(0, 1) != augmentation_seed(1, 1)
