@@ -16,6 +16,7 @@ from api.encode_queue import CeleryEncodeQueue, EncodeQueue
 from api.error_bodies import SafeJSONResponse, clip_text, validation_detail
 from api.errors import install_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api import events
 from api.routes import exhibitions, health, products, rank, search
 from api.service import ClikService
 from api.settings import ApiSettings
@@ -77,7 +78,8 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     app.state.settings = settings
     app.state.service = svc
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
-    for module in (products, exhibitions, rank, search, health):
+    app.state.events = _event_log(settings)
+    for module in (products, exhibitions, rank, search, health, events):
         app.include_router(module.router)
     mount_ui(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -87,6 +89,17 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                        api_keys=lambda: settings.api_keys)
     _count_http_errors(app, metrics)
     return app
+
+
+def _event_log(settings: ApiSettings):
+    """The Redis Stream of shopper events, on the store's Redis (None for the embedded store)."""
+    from indexer.config import is_redis_url
+
+    if not is_redis_url(settings.store_url):
+        return None
+    from indexer.events import RedisEventLog
+
+    return RedisEventLog.from_url(settings.store_url, settings.store_prefix)
 
 
 def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:

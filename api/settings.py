@@ -67,6 +67,10 @@ class ApiSettings(FetchSettings, BaseSettings):
 
     catalogue_dir: Path | None = None  # None: a temporary folder per process
 
+    # Shopper events (POST /events; Redis store only).
+    events_batch_max: int = Field(1000, ge=1)
+    events_unit_salt: str = ""  # key of the hash that replaces visitor/session keys (set it per deployment)
+
     # Readiness: the active version must have vectors for at least this share of the products
     # that are not failed (a rollout that left the catalogue unencoded is not "ready").
     ready_min_coverage: float = Field(0.5, ge=0, le=1)

@@ -14,6 +14,8 @@ class CliSettings(BaseSettings):
     store_prefix: str = "clik:"
     # Where `clik models watch` looks for new bundles (one folder per bundle).
     models_dir: Path = Path("models")
+    # `clik events`: an event pending this long on a consumer (killed, or stuck) is claimed by another.
+    events_claim_idle_ms: int = 30_000
 
 
 def open_cli_store(store_url: str | None = None):

@@ -26,10 +26,14 @@ class RedisStoreConfig:
     cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
+def is_redis_url(url: str | None) -> bool:
+    return bool(url) and url.startswith(("redis://", "rediss://", "unix://"))
+
+
 def open_store(url: str | None = None, prefix: str = "clik:") -> VectorStore:
     """`redis://...` -> RedisStore; a path or `file://path` -> EmbeddedStore; None -> embedded
     store in ./.clik/store (the single-machine default)."""
-    if url and url.startswith(("redis://", "rediss://", "unix://")):
+    if is_redis_url(url):
         from indexer.redis_store import RedisStore
 
         return RedisStore(RedisStoreConfig(url=url, prefix=prefix))

@@ -1,0 +1,137 @@
+"""Shopper events (impressions, clicks, conversions) in a Redis Stream, counted exactly once.
+
+    POST /events ──► XADD <prefix>ev:s (MAXLEN ~ max_len) ──► consumer group "counters"
+        ──► one Lua script per batch: count each event whose event_id was not counted before
+            (HINCRBY <prefix>ev:c:<exhibition> "<model_version>|<arm>|<product>|<type>")
+            and XACK it, atomically
+
+Why one script: a consumer killed between counting and acknowledging would otherwise count
+again when its entries are claimed back. Either an entry is counted and acknowledged, or it is
+still pending and another consumer claims it (XAUTOCLAIM after ``claim_idle_ms``). A client that
+sends the same event twice (a retry) is counted once: each event_id is remembered for
+``dedupe_ttl_s`` (default 7 days). Keys all start with the store's prefix.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+
+GROUP = "counters"
+EVENT_TYPES = ("impression", "click", "conversion")
+
+# KEYS: stream; ARGV: prefix, group, dedupe ttl, then (entry id, event id, counter key, field)
+_COMMIT = r"""
+local stream, p, group, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local counted = 0
+for i = 4, #ARGV, 4 do
+  local entry, event_id, ckey, field = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  if redis.call('SET', p .. 'ev:seen:' .. event_id, '1', 'NX', 'EX', ttl) then
+    redis.call('HINCRBY', p .. 'ev:c:' .. ckey, field, 1)
+    counted = counted + 1
+  end
+  redis.call('XACK', stream, group, entry)
+end
+redis.call('HINCRBY', p .. 'ev:stats', 'counted', counted)
+redis.call('HINCRBY', p .. 'ev:stats', 'duplicates', (#ARGV - 3) / 4 - counted)
+return counted
+"""
+
+
+@dataclass(frozen=True)
+class EventLogConfig:
+    max_len: int = 10_000_000  # stream entries kept (approximate trim: MAXLEN ~)
+    dedupe_ttl_s: int = 7 * 24 * 3600  # how long a counted event_id is remembered
+    claim_idle_ms: int = 30_000  # an entry pending this long on a dead consumer is claimed
+
+
+class RedisEventLog:
+    def __init__(self, client: redis.Redis, prefix: str, config: EventLogConfig = EventLogConfig()) -> None:
+        self.r, self.p, self.config = client, prefix, config
+        self.stream = prefix + "ev:s"
+        self._commit = self.r.register_script(_COMMIT)
+        self._group_ready = False
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, config: EventLogConfig = EventLogConfig()) -> "RedisEventLog":
+        return cls(redis.Redis.from_url(url), prefix, config)
+
+    def append(self, events: Sequence[Mapping[str, object]]) -> int:
+        """Add validated events to the stream (one pipelined round trip)."""
+        pipe = self.r.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self.stream, {"e": json.dumps(event, separators=(",", ":"))},
+                      maxlen=self.config.max_len, approximate=True)
+        pipe.execute()
+        return len(events)
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.r.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def read(self, consumer: str, count: int = 500, block_ms: int = 1000) -> list[tuple[str, dict]]:
+        """Entries for this consumer: first those a dead consumer left pending too long, then new
+        ones (waiting up to block_ms)."""
+        self._ensure_group()
+        _, claimed, _ = self.r.xautoclaim(self.stream, GROUP, consumer, self.config.claim_idle_ms,
+                                          start_id="0-0", count=count)
+        entries = [e for e in claimed if e[1]]  # trimmed entries come back without fields
+        if not entries:
+            found = self.r.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms)
+            entries = found[0][1] if found else []
+        return [(entry_id.decode(), json.loads(fields[b"e"])) for entry_id, fields in entries]
+
+    def commit(self, entries: Sequence[tuple[str, dict]]) -> int:
+        """Count (once per event_id) and acknowledge these entries, atomically; returns how many
+        were counted (the rest were duplicates)."""
+        if not entries:
+            return 0
+        args: list[object] = [self.p, GROUP, self.config.dedupe_ttl_s]
+        for entry_id, e in entries:
+            field = f"{e.get('model_version') or ''}|{e.get('arm') or ''}|{e['product_id']}|{e['type']}"
+            args += [entry_id, e["event_id"], e["exhibition_id"], field]
+        return int(self._commit(keys=[self.stream], args=args))
+
+    def counters(self, exhibition_id: str) -> dict[tuple[str, str, str, str], int]:
+        """(model_version, arm, product_id, type) -> count for one exhibition."""
+        raw = self.r.hgetall(self.p + "ev:c:" + exhibition_id)
+        out = {}
+        for field, n in raw.items():
+            version, arm, product, kind = field.decode().split("|")  # ids never hold "|" (api.schemas.ID_PATTERN)
+            out[(version, arm, product, kind)] = int(n)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        pending = 0
+        try:
+            pending = int(self.r.xpending(self.stream, GROUP)["pending"])
+        except redis.ResponseError:
+            pass
+        raw = self.r.hgetall(self.p + "ev:stats")
+        return {"stream_length": int(self.r.xlen(self.stream)), "pending": pending,
+                **{k.decode(): int(v) for k, v in raw.items()}}
+
+
+def consume(log: RedisEventLog, consumer: str, batch: int = 500, block_ms: int = 1000,
+            stop_after_idle: float | None = None, on_batch=None) -> int:
+    """Count events until interrupted (or until nothing arrived for stop_after_idle seconds);
+    returns the events counted."""
+    total, idle_since = 0, time.monotonic()
+    while True:
+        entries = log.read(consumer, batch, block_ms)
+        if entries:
+            total += log.commit(entries)
+            idle_since = time.monotonic()
+            if on_batch:
+                on_batch(entries)
+        elif stop_after_idle is not None and time.monotonic() - idle_since > stop_after_idle:
+            return total
