@@ -1,0 +1,36 @@
+"""`clik experiment`'s engine on small synthetic splits: every run trained and evaluated per
+seed, one summary with means over seeds and pooled bootstrap intervals, resumable."""
+from __future__ import annotations
+
+import json
+
+from training.experiment import ExperimentPlan, run_experiment
+
+
+def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
+    from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
+
+    def build(seed: int):
+        # drawn where the split's dataset is written: image paths are relative to it
+        return build_synthetic_dataset(tmp_path / "exp" / f"split{seed}" / "data", SyntheticOptions(
+            products_per_group=6, exhibitions_per_group=1, size=8, image_size=64, seed=seed))
+
+    plan = ExperimentPlan(raw_dir=tmp_path, out_dir=tmp_path / "exp", seeds=(1, 2), runs=("clik-group", "triplet"),
+                          overrides=("model=clik-tiny-test", "epochs=1", "tm_batch=4", "memory_bank_size=8",
+                                     "calibration_folds=0", f"cache_dir={tmp_path / 'cache'}"),
+                          build=build)
+    seen: list[str] = []
+    summary = run_experiment(plan, echo=seen.append)
+    assert seen == ["split 1: clik-group", "split 2: clik-group", "split 1: triplet", "split 2: triplet"]
+    for name in ("clik-group", "triplet"):
+        run = summary["runs"][name]
+        per_seed = [json.loads((tmp_path / "exp" / f"split{s}" / name / "eval.json").read_text())["metrics"]["MRR"]
+                    for s in (1, 2)]
+        assert run["mean"]["MRR"] == sum(per_seed) / 2
+        low, high = run["ci95"]["MRR"]
+        assert 0 <= low <= high <= 1 and run["exhibitions"] > 0
+    text = (tmp_path / "exp" / "summary.md").read_text()
+    assert "Table 2 shape" in text and "| clik-group |" in text and "| triplet |" in text and "| random |" in text
+    seen.clear()
+    run_experiment(plan, echo=seen.append)  # finished runs are not redone
+    assert seen == []

@@ -1,0 +1,130 @@
+"""One command for a comparison: methods and query variants over several split seeds, each run
+trained with the project's defaults (plus what the run asks), evaluated on held-out topic groups,
+and one table with means and 95% intervals (paper Table 2 and Table 3 shapes).
+
+Intervals: a bootstrap over the test exhibitions of all split seeds pooled (a few seeds of a few
+dozen exhibitions each cannot give an interval from the seeds alone). Used by `clik experiment`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import load_config
+from .evaluate import evaluate, write_json
+from .trainer import train
+
+# name -> training overrides (on top of the defaults or --config)
+RUNS: dict[str, dict] = {
+    "clik-group": {"method": "clik", "query": "group"},
+    "clik-virtual": {"method": "clik", "query": "virtual"},
+    "clik-topic": {"method": "clik", "query": "topic"},
+    "triplet": {"method": "triplet"},
+    "pairwise": {"method": "pairwise"},
+    "pointwise": {"method": "pointwise"},
+}
+COLUMNS = ("MRR", "Top1-Top1", "Top3-Top1", "offtopic@1", "offtopic@10")
+TABLE2 = ("clik-group", "triplet", "pairwise", "pointwise")
+TABLE3 = ("clik-group", "clik-virtual", "clik-topic")
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    raw_dir: Path  # H&M raw layout
+    out_dir: Path
+    seeds: tuple[int, ...] = (1, 2, 3)
+    runs: tuple[str, ...] = tuple(RUNS)
+    test_frac: float = 0.3
+    config: Path | None = None  # a YAML training config applied to every run
+    overrides: tuple[str, ...] = ()  # key=value on top, for every run
+    # seed -> the split's Dataset (default: the H&M reader with test_frac and that seed)
+    build: Callable | None = None
+
+
+def run_experiment(plan: ExperimentPlan, echo: Callable[[str], None] = print) -> dict:
+    """Build the split datasets, train and evaluate every run (skipping finished ones: the
+    command can be run again after an interruption), write summary.json and summary.md."""
+    from .data.format import write_dataset
+    from .data.hm import HMOptions, build_hm_dataset
+
+    unknown = set(plan.runs) - set(RUNS)
+    if unknown:
+        raise ValueError(f"unknown run(s) {sorted(unknown)}; known: {list(RUNS)}")
+    for seed in plan.seeds:
+        data = plan.out_dir / f"split{seed}" / "data"
+        if not (data / "exhibitions.jsonl").exists():
+            if plan.build is not None:
+                dataset = plan.build(seed)
+            else:
+                dataset, _ = build_hm_dataset(plan.raw_dir, HMOptions(test_frac=plan.test_frac, seed=seed))
+            write_dataset(dataset, data)
+    for name in plan.runs:  # run by run, so the first runs' table is complete early
+        for seed in plan.seeds:
+            data = plan.out_dir / f"split{seed}" / "data"
+            run_dir = plan.out_dir / f"split{seed}" / name
+            result_path = run_dir / "eval.json"
+            if result_path.exists():
+                continue
+            echo(f"split {seed}: {name}")
+            cfg = load_config(plan.config, list(plan.overrides), **RUNS[name])
+            train(data, cfg, run_dir, progress=False)
+            write_json(evaluate(run_dir, data, bootstrap_samples=0, cache_dir=cfg.cache_dir), result_path)
+    summary = summarise(plan.out_dir, plan.runs, plan.seeds)
+    (plan.out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (plan.out_dir / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+def _group_rows(result: dict) -> list[dict]:
+    rows = []
+    for g in result["per_group"]:
+        on = np.array([item["on_topic"] for item in g["ranking"]])
+        rows.append({"MRR": g["rr"], "Top1-Top1": float(g["top1_true_rank"] <= 1),
+                     "Top3-Top1": float(g["top1_true_rank"] <= 3), "offtopic@1": float(not on[0]),
+                     "offtopic@10": float((~on[:10]).mean())})
+    return rows
+
+
+def summarise(out_dir: Path, runs, seeds, bootstrap: int = 1000) -> dict:
+    rng = np.random.default_rng(0)
+    summary: dict = {"seeds": list(seeds), "runs": {}}
+    random_rows = []
+    for name in runs:
+        results = [json.loads((out_dir / f"split{s}" / name / "eval.json").read_text()) for s in seeds]
+        pooled = [row for r in results for row in _group_rows(r)]
+        mean = {c: float(np.mean([r["metrics"][c] for r in results])) for c in COLUMNS}
+        draws = np.array([[np.mean([pooled[i][c] for i in pick]) for c in COLUMNS]
+                          for pick in (rng.integers(0, len(pooled), len(pooled)) for _ in range(bootstrap))])
+        ci = {c: [float(np.percentile(draws[:, j], 2.5)), float(np.percentile(draws[:, j], 97.5))]
+              for j, c in enumerate(COLUMNS)}
+        summary["runs"][name] = {"mean": mean, "ci95": ci, "exhibitions": len(pooled),
+                                 "per_seed": [{c: r["metrics"][c] for c in COLUMNS} for r in results]}
+        random_rows = [r["random"] for r in results]
+    summary["random"] = {c: float(np.mean([r[c] for r in random_rows])) for c in COLUMNS} if random_rows else {}
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    def table(names) -> list[str]:
+        rows = ["| run | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for name in names:
+            if name not in summary["runs"]:
+                continue
+            r = summary["runs"][name]
+            rows.append(f"| {name} | " + " | ".join(
+                f"{r['mean'][c]:.3f} [{r['ci95'][c][0]:.3f}, {r['ci95'][c][1]:.3f}]" for c in COLUMNS) + " |")
+        if summary.get("random"):
+            rows.append("| random | " + " | ".join(f"{summary['random'][c]:.3f}" for c in COLUMNS) + " |")
+        return rows
+
+    n = next(iter(summary["runs"].values()))["exhibitions"] if summary["runs"] else 0
+    lines = [f"# Experiment: split seeds {summary['seeds']}", "",
+             f"Means over the seeds; 95% intervals by bootstrap over the {n} held-out exhibitions pooled. "
+             "Scores as the service scores (topic fit included).", "",
+             "## Methods (paper Table 2 shape)", ""] + table(TABLE2)
+    lines += ["", "## Query variants (paper Table 3 shape)", ""] + table(TABLE3)
+    return "\n".join(lines) + "\n"
