@@ -37,7 +37,6 @@ def put_overrides(body: OverridesIn, exhibition_id: str = ExhibitionId,
     for field, ids in (("pinned", list(body.pinned)), ("blocked", body.blocked)):
         missing = [p for p in ids if p not in listed]
         if missing:
-
             raise unprocessable(["body", field], f"{missing[0]!r} is not a product of exhibition {exhibition_id!r}")
     return _out(svc, svc.merch.write_overrides(exhibition_id, body.pinned, body.blocked, body.boosts, who, "put"))
 
