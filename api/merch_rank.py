@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from api.merch import Facet, Overrides
-from clik.diverse import DiverseOptions, select_diverse
+from clik.diverse import DiverseOptions, family_codes, select_diverse
 from indexer.packed_block import ScoringBlock
 from indexer.ranking import ranked_slice
 
@@ -25,7 +25,7 @@ from indexer.ranking import ranked_slice
 class Aligned:
     """Facets aligned with a block's rows."""
     unavailable: np.ndarray  # bool (n,)
-    families: list[str | None] | None  # None: no product of the block has a family
+    families: np.ndarray | None  # family codes (clik.diverse.family_codes); None: no product has one
     numeric: dict[str, np.ndarray]  # attr -> (n,) values, 0 where a product has none
     row_of: dict[str, int]  # product id -> row
 
@@ -44,7 +44,7 @@ def align(block: ScoringBlock, facets: Mapping[str, Facet]) -> Aligned:
         families[i] = f.family
         for name, value in f.numeric.items():
             numeric.setdefault(name, np.zeros(n, dtype=np.float32))[i] = value
-    return Aligned(unavailable, families if any(families) else None, numeric,
+    return Aligned(unavailable, family_codes(families) if any(families) else None, numeric,
                    {pid: i for i, pid in enumerate(ids)})
 
 
