@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.auth import require_reader, require_writer, writer_name
+from api.auth import require_reader, writer_name
 from api.deps import ModelVersionParam, service, unprocessable
 from api.schemas import ID_ALPHABET, ID_PATTERN, ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
 from api.service import ClikService
@@ -66,9 +66,13 @@ def get_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends
 
 
 @router.delete("/exhibitions/{exhibition_id}", status_code=204,
-               dependencies=[Depends(require_writer)], responses={401: {}, 403: {}, 404: {}, 503: {}})
-def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service)):
+               responses={401: {}, 403: {}, 404: {}, 503: {}})
+def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service),
+                      who: str = Depends(writer_name)):
+    """Delete it; its pins and blocks go with it (an exhibition made again under the same id
+    starts without them; the history is kept)."""
     svc.store.delete_exhibition(exhibition_id)
+    svc.merch.prune(exhibition_id, set(), who)
     return Response(status_code=204)
 
 

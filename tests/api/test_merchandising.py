@@ -118,6 +118,11 @@ def test_products_leaving_the_exhibition_leave_its_overrides(server):
     got = http.get("/exhibitions/e/overrides").json()
     assert got["pinned"] == {} and got["blocked"] == ["p1"]
     assert got["history"][-1]["action"].startswith("pruned")
+    # deleted and made again: no pins or blocks inherited
+    assert http.delete("/exhibitions/e").status_code == 204
+    http.put("/exhibitions/e", json={"topic": {"name": "blocks"}, "product_ids": ["p1", "p2", "p3"]})
+    got = http.get("/exhibitions/e/overrides").json()
+    assert got["blocked"] == [] and len(got["history"]) == 3
 
 
 def test_sold_out_and_hidden_products_are_never_the_hero_image(server):

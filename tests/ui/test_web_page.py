@@ -182,7 +182,7 @@ def test_pin_and_block_from_the_grid_and_the_diverse_collage(site, browser):
     assert page.locator("[data-testid=ranking] figure").count() == 5
     assert page.locator("[data-testid=blocked] li").all_inner_texts() == [f"{order[0]} unblock"]
     # pin the last one at rank 1 (its tile's pin button pins it where the first tile is)
-    page.locator(f"[data-testid=ranking] figure[data-rank='1'] button[data-action=pin]").click()
+    page.locator("[data-testid=ranking] figure[data-rank='1'] button[data-action=pin]").click()
     saved(page, 2)
     first = page.locator("[data-testid=ranking] figure").nth(0)
     assert first.get_attribute("data-pinned") == "true"
