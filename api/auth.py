@@ -5,6 +5,7 @@ the threadpool, one thread hop each per request.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from fastapi import HTTPException, Request, Security
@@ -39,3 +40,20 @@ async def require_writer(request: Request, key: str | None = Security(_header)) 
 async def require_reader(request: Request, key: str | None = Security(_header)) -> None:
     if not request.app.state.settings.open_reads:
         _check(request, key)
+
+
+def key_name(request: Request, key: str | None) -> str:
+    """Who made a change, for audit trails: the key's configured name (CLIK_API_KEY_NAMES),
+    else "key-" + 8 hex digits of its SHA-256 (never the key itself)."""
+    if not key:
+        return "anonymous"
+    for k, name in request.app.state.settings.api_key_names.items():
+        if hmac.compare_digest(key.encode(), k.encode()):
+            return name
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+async def writer_name(request: Request, key: str | None = Security(_header)) -> str:
+    """require_writer, answering with the key's name."""
+    _check(request, key)
+    return key_name(request, key)

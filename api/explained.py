@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clik.topic_fit import TopicFit, product_features, score_products
+from api.merch_rank import Aligned, Rules, arrange
 from indexer.packed_block import ScoringBlock
 from indexer.ranking import ranked_slice
 from indexer.vectors import normalised_query
@@ -30,6 +31,8 @@ class ExplainedItem:
     topic_fit: float  # P(the product belongs to the topic) (F2)
     off_topic: bool  # topic_fit below the threshold
     rank: int
+    boosts: dict[str, float] = field(default_factory=dict)  # attr -> weight * value, in score
+    pinned: bool = False  # placed at this position by the exhibition's overrides
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class ExplainedRanking:
     off_topic: list[str] = field(default_factory=list)  # every scored product flagged, best appeal first
     all_off_topic: bool = False  # every product is flagged: the first one is flagged too
     threshold: float = 0.5
+    blocked: list[str] = field(default_factory=list)  # scored products the overrides block
+    unavailable: list[str] = field(default_factory=list)  # scored products sold out or hidden
+    diverse: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,18 +121,33 @@ def _score(block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray, calibr
 
 def explain(exhibition_id: str, version: str, block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray,
             calibration: TopicFit, threshold: float, offset: int, limit: int, fits: FitCache,
-            topic_key: str) -> ExplainedRanking:
-    """Ranks [offset, offset+limit) of the block for the topic, explained."""
+            topic_key: str, rules: Rules | None = None, aligned: Aligned | None = None) -> ExplainedRanking:
+    """Ranks [offset, offset+limit) of the block for the topic, explained; with `rules` (and
+    the block's `aligned` facets) the exhibition's business rules apply (api.merch_rank)."""
     scored = fits.get(block, (version, topic_key, threshold),
                       lambda: _score(block, query, topic_emb, calibration, threshold))
-    idx = ranked_slice(scored.score, offset, limit)
     ids = block.product_ids
-    items = [ExplainedItem(product_id=str(ids[i]), score=float(scored.score[i]), appeal=float(scored.appeal[i]),
+    if rules is None or aligned is None:
+        idx = ranked_slice(scored.score, offset, limit)
+        items = [ExplainedItem(product_id=str(ids[i]), score=float(scored.score[i]), appeal=float(scored.appeal[i]),
+                               topic_fit=float(scored.topic_fit[i]), off_topic=bool(scored.flagged[i]),
+                               rank=offset + j + 1)
+                 for j, i in enumerate(idx)]
+        return ExplainedRanking(
+            exhibition_id=exhibition_id, model_version=version, items=items, total_scored=len(ids),
+            pending=list(block.pending), failed=list(block.failed), unknown=list(block.unknown),
+            off_topic=scored.off_topic, all_off_topic=bool(len(ids) and len(scored.off_topic) == len(ids)),
+            threshold=threshold)
+    a = arrange(block, scored.score, scored.flagged, aligned, rules, offset, limit)
+    items = [ExplainedItem(product_id=str(ids[i]), score=a.scores[i], appeal=float(scored.appeal[i]),
                            topic_fit=float(scored.topic_fit[i]), off_topic=bool(scored.flagged[i]),
-                           rank=offset + j + 1)
-             for j, i in enumerate(idx)]
+                           rank=offset + j + 1, boosts=a.boosts[i], pinned=i in a.pinned)
+             for j, i in enumerate(a.rows)]
+    hidden = set(a.blocked) | set(a.unavailable)
+    off_topic = [p for p in scored.off_topic if p not in hidden] if hidden else scored.off_topic
+    shown = len(ids) - int(a.excluded.sum())
     return ExplainedRanking(
         exhibition_id=exhibition_id, model_version=version, items=items, total_scored=len(ids),
         pending=list(block.pending), failed=list(block.failed), unknown=list(block.unknown),
-        off_topic=scored.off_topic, all_off_topic=bool(len(ids) and len(scored.off_topic) == len(ids)),
-        threshold=threshold)
+        off_topic=off_topic, all_off_topic=bool(shown and len(off_topic) == shown),
+        threshold=threshold, blocked=a.blocked, unavailable=a.unavailable, diverse=rules.diverse is not None)

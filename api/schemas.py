@@ -99,7 +99,22 @@ def check_image_source(value: str) -> str:
 
 class ProductIn(Body):
     image_url: ImageSource = Field(description="http(s) URL (or a path below the worker's file roots)")
-    attrs: dict[str, Any] = Field(default_factory=dict, description="free-form, shown to operators")
+    attrs: dict[str, Any] = Field(default_factory=dict, description=(
+        "free-form, shown to operators; a few drive merchandising (docs/merchandising.md): "
+        "family (diverse selections: one per family), available=false / sold_out / hidden "
+        "(never shown), numbers (score boosts)"))
+
+    @field_validator("attrs")
+    @classmethod
+    def _merch_attrs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from api.merch import facet_of
+        from indexer.errors import InvalidInput
+
+        try:
+            facet_of(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("image_url")
     @classmethod
@@ -174,6 +189,9 @@ class RankedItem(BaseModel):
     topic_fit: float = Field(description="calibrated probability that the product belongs to the topic")
     off_topic: bool = Field(description="topic_fit below topic_fit_threshold")
     rank: int
+    boosts: dict[str, float] = Field(default_factory=dict,
+                                     description="score modifiers applied: attr -> weight * value (included in score)")
+    pinned: bool = Field(False, description="placed at this position by the exhibition's overrides")
 
 
 class RankingOut(BaseModel):
@@ -187,6 +205,10 @@ class RankingOut(BaseModel):
     off_topic: list[str] = Field(description="scored products that look off-topic, most appealing first")
     all_off_topic: bool = Field(description="every scored product looks off-topic (so the first one does too)")
     topic_fit_threshold: float
+    blocked: list[str] = Field(default_factory=list, description="scored products the overrides block (never shown)")
+    unavailable: list[str] = Field(default_factory=list,
+                                   description="scored products sold out or hidden (attrs), never shown")
+    diverse: bool = Field(False, description="the items are the diverse (MMR) selection")
 
 
 class RankingPage(RankingOut):
@@ -246,3 +268,50 @@ class Ready(BaseModel):
     loaded_versions: list[str] = []
     coverage: CoverageOut | None = None
     problems: list[str] = []
+
+
+class OverridesIn(Body):
+    pinned: dict[Id, int] = Field(default_factory=dict,
+                                  description="product id -> position (1 = the hero image) it keeps")
+    blocked: list[Id] = Field(default_factory=list, description="products never shown")
+    boosts: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], float] | None = Field(
+        None, description="numeric product attr -> weight added to the score as weight * value; "
+                          "null: the global CLIK_BOOSTS")
+
+    @field_validator("pinned")
+    @classmethod
+    def _positions(cls, value: dict[str, int]) -> dict[str, int]:
+        for pid, pos in value.items():
+            if pos < 1 or pos > 10_000:
+                raise ValueError(f"position of {pid!r} must be between 1 and 10000")
+        return value
+
+    @field_validator("boosts")
+    @classmethod
+    def _finite(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        import math
+
+        for name, weight in (value or {}).items():
+            if not math.isfinite(weight):
+                raise ValueError(f"weight of {name!r} must be a finite number")
+        return value
+
+
+class OverridesChange(BaseModel):
+    at: float
+    by: str = Field(description="name of the API key that made the change")
+    action: str
+    pinned: dict[str, int]
+    blocked: list[str]
+    boosts: dict[str, float] | None
+
+
+class OverridesOut(BaseModel):
+    exhibition_id: str
+    pinned: dict[str, int]
+    blocked: list[str]
+    boosts: dict[str, float] | None = Field(description="null: the global weights apply")
+    boosts_in_force: dict[str, float]
+    updated_at: float | None
+    updated_by: str | None
+    history: list[OverridesChange] = Field(description="the last changes, oldest first")

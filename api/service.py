@@ -26,6 +26,10 @@ from api.metrics import ApiMetrics
 from api.models import CpuPool, ModelCache
 from api.settings import ApiSettings
 from api.explained import ExplainedRanking, FitCache, explain
+from api.merch import MerchState, facet_of
+from api.merch_rank import Aligned, AlignedCache, Rules
+from clik.diverse import DiverseOptions
+from indexer.packed_block import ScoringBlock
 from api.topics import TopicQueries, cache_key, clean_topic
 from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
 from clik.runtime import ImageEncoder, TopicEncoder
@@ -77,6 +81,10 @@ class ClikService:
         self.topics = TopicQueries(store, settings.topic_cache_size, namespace="qt",
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
         self.fits = FitCache()
+        self.merch = MerchState(store, settings.merch_cache_s)
+        self.aligned = AlignedCache()
+        self.diverse_options = DiverseOptions(settings.diverse_trade_off, settings.diverse_duplicate_threshold,
+                                              settings.diverse_pool)
         self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
         self.load_errors: dict[str, str] = {}  # version -> why its background load failed
         self.coverage = CoverageMonitor(store, settings.coverage_refresh_s)
@@ -167,7 +175,9 @@ class ClikService:
     def put_products(self, items: list[tuple[str, str, dict]]) -> list[tuple[Product, bool]]:
         """Store the products, queue those whose image is not encoded yet (a retried PUT of a
         pending one is queued again: the worker skips images it already has)."""
+        facets = {pid: facet_of(attrs or {}) for pid, _, attrs in items}  # refuses bad attrs first
         stored = [self.store.put_product(pid, src, attrs) for pid, src, attrs in items]
+        self.merch.update_facets(facets)
         queued = [p.product_id for p in stored if p.status is not ProductStatus.ENCODED]
         if queued:
             self.queue.submit(queued)
@@ -192,13 +202,26 @@ class ClikService:
         return data, Image.MIME.get(fmt, "application/octet-stream")
 
     # -- rankings -------------------------------------------------------------------------------
-    def representative(self, exhibition_id: str, topk: int, model_version: str | None) -> ExplainedRanking:
-        return self.ranking_page(exhibition_id, 0, topk, model_version)
+    def representative(self, exhibition_id: str, topk: int, model_version: str | None,
+                       diverse: bool = False) -> ExplainedRanking:
+        return self.ranking_page(exhibition_id, 0, topk, model_version, diverse)
+
+    def rules(self, exhibition_id: str, block: ScoringBlock, diverse: bool) -> tuple[Rules | None, Aligned | None]:
+        """The exhibition's business rules (None when nothing applies: the plain ranking).
+        Both records come from the process cache (api.merch): no round trip when warm."""
+        overrides = self.merch.overrides(exhibition_id)
+        generation, facets = self.merch.facets()
+        boosts = self.settings.boosts if overrides.boosts is None else overrides.boosts
+        if overrides.empty and not facets and not boosts and not diverse:
+            return None, None
+        rules = Rules(overrides, boosts, self.diverse_options if diverse else None)
+        return rules, self.aligned.get(block, generation, facets)
 
     def ranking_page(self, exhibition_id: str, offset: int, limit: int,
-                     model_version: str | None) -> ExplainedRanking:
+                     model_version: str | None, diverse: bool = False) -> ExplainedRanking:
         """Ranks [offset, offset+limit) of the exhibition, every item explained (appeal, topic
-        fit, score) and ordered by the topic-fit gate."""
+        fit, score, boosts) and ordered by the topic-fit gate, with the exhibition's overrides,
+        availability and boosts applied; `diverse`: the greedy MMR selection (clik.diverse)."""
         if offset < 0 or limit < 1:
             raise InvalidInput("offset must be >= 0 and limit >= 1")
 
@@ -208,8 +231,9 @@ class ClikService:
             if name != version.name:  # the store resolved another active version
                 return ExplainedRanking(exhibition_id, name, [], 0)
             calibration, threshold = self.topic_fit_model(version)
+            rules, aligned = self.rules(exhibition_id, block, diverse)
             return explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
-                           offset, limit, self.fits, cache_key(clean_topic(topic)))
+                           offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
 
         topic = self.store.get_exhibition_topic(exhibition_id)
         return self._ranked(model_version, rank)

@@ -23,6 +23,9 @@ class ApiSettings(FetchSettings, BaseSettings):
     # Auth: write routes (and /rank, which spends CPU and fetches URLs) need X-API-Key.
     api_keys: list[str] = Field(default_factory=list)  # none configured: every write is refused
     open_reads: bool = True  # False: GET routes need a key too (health and metrics stay open)
+    # Optional names of the keys, recorded in the overrides' audit trail ({key: name}); a key
+    # without a name is recorded as "key-" + the first 8 hex digits of its SHA-256.
+    api_key_names: dict[str, str] = Field(default_factory=dict)
 
     # Model side.
     device: str | None = None  # None: cuda when available, else cpu
@@ -42,6 +45,18 @@ class ApiSettings(FetchSettings, BaseSettings):
     # Topic fit: products below this probability are flagged off-topic and never ranked above a
     # fitting one. None: the threshold calibrated with the model (in its bundle).
     topic_fit_threshold: float | None = Field(None, ge=0, le=1)
+
+    # Merchandising (docs/merchandising.md).
+    # Overrides and product facets are cached per process this long: a change made through
+    # another API process shows within it, one made through this process at once.
+    merch_cache_s: float = Field(1.0, ge=0)
+    # Global score boosts {numeric product attr: weight}, used by exhibitions without their own.
+    boosts: dict[str, float] = Field(default_factory=dict)
+    # diverse=true: MMR relevance weight (1: no redundancy term), the cosine above which two
+    # images are the same picture, and how many of the best candidates the selection considers.
+    diverse_trade_off: float = Field(0.7, ge=0, le=1)
+    diverse_duplicate_threshold: float = Field(0.95, ge=-1, le=1)
+    diverse_pool: int = Field(200, ge=1)
 
     # Limits of requests (see docs/security.md).
     # Request bodies, checked before routing (api/body_limit.py): a batch of 1000 products with

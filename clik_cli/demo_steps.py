@@ -105,7 +105,7 @@ def load_catalogue(base_url: str, api_key: str, catalogue: Catalogue, queue, cou
     for ex in dataset.exhibitions:
         for p in ex.products:
             products.setdefault(p.id, {"product_id": p.id, "image_url": dataset.resolve_image(ex, p),
-                                       "attrs": {k: v for k, v in p.criteria.items()}})
+                                       "attrs": {**p.criteria, **p.attrs}})
     headers = {"X-API-Key": api_key}
     items = list(products.values())
     started = time.monotonic()

@@ -8,7 +8,10 @@ the off-topic flag). Besides MRR and TopK-Top1 (with bootstrap confidence interv
 groups) it reports topic-fit figures the paper shows only as pictures: off-topic@1 and
 off-topic@10, the share of off-topic products among the top 1 and top 10, and how well the
 off-topic flag finds them (AUC of topic_fit, precision and recall of the flag). The same figures
-for the appeal alone (CLIK's ranking score, no topic fit) are under "appeal_only".
+for the appeal alone (CLIK's ranking score, no topic fit) are under "appeal_only". Under
+"diversity": distinct families (product attrs.family; a product without one is its own) and
+mean pairwise image cosine in the top 5, of the plain ranking and of the service's diverse
+selection (clik.diverse), and how often the diverse first pick is the plain one.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 
 import clik
 from clik.metrics import TOPK, random_baseline, reciprocal_rank, top1_true_rank
+from clik.diverse import DiverseOptions, diversity_figures, select_diverse
 from clik.topic_fit import DEFAULT_FIT, ScoredProducts, product_features, score_products
 
 from .data.format import load_dataset
@@ -104,6 +108,7 @@ class GroupData:
     images: list[str]
     product_ids: list[str]
     topic: dict | None = None
+    families: list[str | None] | None = None  # attrs.family per product
 
 
 @dataclass
@@ -139,6 +144,7 @@ def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", 
     queries = model.ranking_query(topic_emb).float().cpu().numpy()
     topics = F.normalize(topic_emb.float(), dim=-1).cpu().numpy()
 
+    family_of = {p.id: p.attrs.get("family") for ex in dataset.exhibitions for p in ex.products}
     rng = np.random.default_rng(seed)
     out: list[GroupData] = []
     for group, pids in zip(prepared.groups, prepared.product_ids):
@@ -153,13 +159,13 @@ def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", 
             topic_emb=topics[group.topic_row], query=queries[group.topic_row],
             labels=group.labels[idx], on_topic=group.on_topic[idx],
             images=[prepared.images[r] for r in rows], product_ids=[pids[i] for i in idx],
-            topic=prepared.topics[group.topic_row]))
+            topic=prepared.topics[group.topic_row], families=[family_of.get(pids[i]) for i in idx]))
     return LoadedGroups(model, meta, criterion, out, dict(prepared.dropped))
 
 
 def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
              bootstrap_samples: int = 1000, cache_dir: str | None = None, device: str | None = None,
-             criterion: str | None = None) -> dict:
+             criterion: str | None = None, diverse_options: DiverseOptions = DiverseOptions()) -> dict:
     from .calibrate import read_calibration
 
     loaded = load_groups(run_dir, data_dir, split, k, seed, cache_dir, device, criterion)
@@ -167,11 +173,20 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
     calibration = read_calibration(run_dir) or DEFAULT_FIT
     results: list[GroupResult] = []
     appeal_only: list[GroupResult] = []
+    top5: dict[str, list[tuple[int, float]]] = {"plain": [], "diverse": []}
+    same_first: list[bool] = []
     for g in loaded.groups:
         appeal = (g.vectors @ g.query).astype(np.float64)
         scored = score_products(appeal, product_features(g.vectors, g.topic_emb), calibration)
         results.append(_result(g, scored.score, scored))
         appeal_only.append(_result(g, appeal, None))
+        plain = list(np.argsort(-scored.score, kind="stable")[:5])
+        diverse = select_diverse(scored.score, g.vectors, 5, families=g.families, flagged=scored.off_topic,
+                                 options=diverse_options)
+        for name, rows in (("plain", plain), ("diverse", diverse)):
+            top5[name].append(diversity_figures(g.vectors[rows], [(g.families or [None] * len(g.vectors))[r]
+                                                                  for r in rows]))
+        same_first.append(bool(diverse and diverse[0] == plain[0]))
     if not results:
         raise ValueError(f"no evaluable exhibitions in split {split!r}")
     rand = random_baseline([r.labels for r in results])
@@ -189,6 +204,13 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         "query": model.cfg.query if model.cfg.method == "clik" else None,
         "groups": len(results),
         "metrics": _summaries(results),
+        "diversity": {
+            **{name: {"families@5": float(np.mean([f for f, _ in v])),
+                      "similarity@5": float(np.mean([m for _, m in v]))} for name, v in top5.items()},
+            "first_pick_same": float(np.mean(same_first)),
+            "with_family": float(np.mean([any(g.families or []) for g in loaded.groups])),
+            "options": {"trade_off": diverse_options.trade_off,
+                        "duplicate_threshold": diverse_options.duplicate_threshold, "pool": diverse_options.pool}},
         "appeal_only": _summaries(appeal_only),
         "topic_fit": calibration.to_dict(),
         "ci95": bootstrap(results, bootstrap_samples, seed) if bootstrap_samples else {},

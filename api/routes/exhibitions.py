@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from api.auth import require_reader, require_writer
+from api.auth import require_reader, writer_name
 from api.deps import ModelVersionParam, service, unprocessable
 from api.schemas import ID_ALPHABET, ID_PATTERN, ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
 from api.service import ClikService
@@ -13,6 +13,8 @@ from indexer.records import Exhibition
 
 router = APIRouter(tags=["exhibitions"])
 ExhibitionId = Path(min_length=1, max_length=512, pattern=ID_PATTERN, description=ID_ALPHABET)
+DiverseParam = Query(False, description="greedy MMR selection: varied images, at most one per family "
+                     "(attrs.family), never two near-duplicates (docs/merchandising.md)")
 _READ_ERRORS = {404: {}, 409: {"description": "model_version is not the active one"},
                 503: {"description": "store down or no model active/loadable"}}
 
@@ -25,21 +27,26 @@ def _out(e: Exhibition) -> ExhibitionOut:
 def _ranking(r: ExplainedRanking) -> dict:
     return {"exhibition_id": r.exhibition_id, "model_version": r.model_version,
             "items": [{"product_id": i.product_id, "score": i.score, "appeal": i.appeal,
-                       "topic_fit": i.topic_fit, "off_topic": i.off_topic, "rank": i.rank} for i in r.items],
+                       "topic_fit": i.topic_fit, "off_topic": i.off_topic, "rank": i.rank,
+                       "boosts": i.boosts, "pinned": i.pinned} for i in r.items],
             "total_scored": r.total_scored, "pending": r.pending, "failed": r.failed,
             "unknown": r.unknown, "off_topic": r.off_topic, "all_off_topic": r.all_off_topic,
-            "topic_fit_threshold": r.threshold}
+            "topic_fit_threshold": r.threshold, "blocked": r.blocked, "unavailable": r.unavailable,
+            "diverse": r.diverse}
 
 
 @router.put("/exhibitions/{exhibition_id}", response_model=ExhibitionOut,
-            dependencies=[Depends(require_writer)], responses={401: {}, 403: {}, 503: {}})
+            responses={401: {}, 403: {}, 503: {}})
 def put_exhibition(body: ExhibitionIn, exhibition_id: str = ExhibitionId,
-                   svc: ClikService = Depends(service)):
-    """Create or replace an exhibition (products may be registered later, in any order)."""
+                   svc: ClikService = Depends(service), who: str = Depends(writer_name)):
+    """Create or replace an exhibition (products may be registered later, in any order).
+    Pins and blocks of products no longer listed are dropped from its overrides."""
     limit = svc.settings.max_exhibition_products
     if len(body.product_ids) > limit:
         raise unprocessable(["body", "product_ids"], f"at most {limit} products per exhibition")
-    return _out(svc.store.put_exhibition(exhibition_id, body.topic.attrs(), body.product_ids))
+    exhibition = svc.store.put_exhibition(exhibition_id, body.topic.attrs(), body.product_ids)
+    svc.merch.prune(exhibition_id, set(exhibition.product_ids), who)
+    return _out(exhibition)
 
 
 @router.get("/exhibitions", response_model=ExhibitionList, dependencies=[Depends(require_reader)],
@@ -59,34 +66,43 @@ def get_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends
 
 
 @router.delete("/exhibitions/{exhibition_id}", status_code=204,
-               dependencies=[Depends(require_writer)], responses={401: {}, 403: {}, 404: {}, 503: {}})
-def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service)):
+               responses={401: {}, 403: {}, 404: {}, 503: {}})
+def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service),
+                      who: str = Depends(writer_name)):
+    """Delete it; its pins and blocks go with it (an exhibition made again under the same id
+    starts without them; the history is kept)."""
     svc.store.delete_exhibition(exhibition_id)
+    svc.merch.prune(exhibition_id, set(), who)
     return Response(status_code=204)
 
 
 @router.get("/exhibitions/{exhibition_id}/representative", response_model=RankingOut,
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
 def representative(exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
+                   diverse: bool = DiverseParam,
                    model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
     """The top `topk` products: the most appealing among those that fit the topic. Each item
     carries `appeal` (CLIK's ranking score), `topic_fit` (calibrated probability of belonging
     to the topic), `off_topic` and the final `score`; a flagged product comes first only when
-    every product is flagged (`all_off_topic`)."""
+    every product is flagged (`all_off_topic`). Blocked, sold-out and hidden products are
+    never shown; pinned ones keep their positions; `boosts` shows each score modifier."""
     if topk > svc.settings.representative_max_topk:
         raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
     # the hot path: a plain JSONResponse skips re-validating our own output (response_model
     # still documents it)
-    return JSONResponse(_ranking(svc.representative(exhibition_id, topk, model_version)))
+    return JSONResponse(_ranking(svc.representative(exhibition_id, topk, model_version, diverse)))
 
 
 @router.get("/exhibitions/{exhibition_id}/ranking", response_model=RankingPage,
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
 def ranking(exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=10**9),
-            limit: int = Query(50, ge=1), model_version: str | None = ModelVersionParam,
-            svc: ClikService = Depends(service)):
-    """The whole ranking, paged."""
+            limit: int = Query(50, ge=1), diverse: bool = DiverseParam,
+            model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
+    """The whole ranking, paged (diverse: the first representative_max_topk positions only)."""
     if limit > svc.settings.page_max:
         raise unprocessable(["query", "limit"], f"at most {svc.settings.page_max}")
-    r = svc.ranking_page(exhibition_id, offset, limit, model_version)
+    if diverse and offset + limit > svc.settings.representative_max_topk:
+        raise unprocessable(["query", "diverse"], "a diverse ranking covers the first "
+                            f"{svc.settings.representative_max_topk} positions: offset + limit must not exceed it")
+    r = svc.ranking_page(exhibition_id, offset, limit, model_version, diverse)
     return JSONResponse({**_ranking(r), "offset": offset, "limit": limit})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import json
 from pathlib import Path
 
@@ -190,3 +191,23 @@ def test_cli(raw, tmp_path):
     assert len(load_dataset(out).split("test")) >= 1
     failed = CliRunner().invoke(app, ["data", "hm", str(tmp_path / "nowhere"), str(out)])
     assert failed.exit_code == 2 and "articles.csv" in failed.output
+
+
+def test_products_carry_their_family_the_product_code(raw, tmp_path):
+    """attrs.family = product_code (colour variants of one garment share it), saved and loaded;
+    without the column, article_id // 1000 (its first 7 digits) stands in for it."""
+    raw_dir, articles = raw
+    ds, _ = build(raw_dir)
+    products = [p for ex in ds.exhibitions for p in ex.products]
+    assert products and all(p.attrs == {"family": articles[p.id]["product_code"]} for p in products)
+    loaded = load_dataset(write_dataset(ds, tmp_path / "out"))
+    assert [p.attrs for ex in loaded.exhibitions for p in ex.products] == [p.attrs for p in products]
+    bare = tmp_path / "bare"
+    shutil.copytree(raw_dir, bare)
+    rows = list(csv.DictReader((bare / "articles.csv").open()))
+    with (bare / "articles.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, [c for c in rows[0] if c != "product_code"])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in r.items() if k != "product_code"} for r in rows)
+    ds2, _ = build(bare)
+    assert all(p.attrs == {"family": str(int(p.id) // 1000)} for ex in ds2.exhibitions for p in ex.products)

@@ -156,3 +156,65 @@ def test_unknown_exhibition_shows_the_api_error(site, browser):
     page.wait_for_selector("#error:not([hidden])")
     assert "404" in page.locator("#error").inner_text()
     page.close()
+
+
+def test_pin_and_block_from_the_grid_and_the_diverse_collage(site, browser):
+    """Pin and block from the ranking tiles (the key from the key box), the overrides listed
+    with who changed them, the diverse collage toggle; the API agrees with what the page shows."""
+    url, _ = site
+    api = httpx.Client(base_url=url, headers={"X-API-Key": "k"})
+    assert api.put("/exhibitions/merch", json={"topic": {"name": "Merch"},
+                                               "product_ids": [f"p{i}" for i in range(6)]}).status_code == 200
+    order = [i["product_id"] for i in api.get("/exhibitions/merch/ranking").json()["items"]]
+    page = browser.new_page()
+    page.goto(f"{url}/ui#/exhibitions/merch")
+    page.wait_for_function("document.querySelectorAll('[data-testid=ranking] figure').length === 6")
+    # without a key the write is refused and the page says so
+    page.locator(f"[data-testid=ranking] figure[data-product-id={order[0]}] button[data-action=block]").click()
+    page.wait_for_selector("#error:not([hidden])")
+    assert "401" in page.locator("#error").inner_text()
+    page.locator("details.key summary").click()
+    page.fill("#api-key", "k")
+    page.locator("#api-key").dispatch_event("change")
+    page.wait_for_function("document.querySelectorAll('[data-testid=ranking] figure').length === 6")
+    page.locator(f"[data-testid=ranking] figure[data-product-id={order[0]}] button[data-action=block]").click()
+    saved(page, 1)
+    assert page.locator("[data-testid=ranking] figure").count() == 5
+    assert page.locator("[data-testid=blocked] li").all_inner_texts() == [f"{order[0]} unblock"]
+    # pin the last one at rank 1 (its tile's pin button pins it where the first tile is)
+    page.locator("[data-testid=ranking] figure[data-rank='1'] button[data-action=pin]").click()
+    saved(page, 2)
+    first = page.locator("[data-testid=ranking] figure").nth(0)
+    assert first.get_attribute("data-pinned") == "true"
+    assert first.get_attribute("data-product-id") == order[1]
+    assert first.locator(".badge.pin").inner_text() == "pinned"
+    page.locator(f"[data-testid=ranking] figure[data-product-id={order[5]}] button[data-action=pin]").click()
+    saved(page, 3)
+    assert page.locator(f"[data-testid=ranking] figure[data-product-id={order[5]}]").get_attribute("data-pinned") == "true"
+    o = api.get("/exhibitions/merch/overrides").json()
+    assert o["blocked"] == [order[0]] and o["pinned"] == {order[1]: 1, order[5]: 5}
+    assert o["updated_by"].startswith("key-")
+    assert "last change by key-" in page.locator("#overrides-meta").inner_text()
+    assert [li.get_attribute("data-product-id") for li in page.locator("[data-testid=pinned] li").all()] == \
+        [order[1], order[5]]
+    shown = [page.locator("[data-testid=ranking] figure").nth(i).get_attribute("data-product-id") for i in range(5)]
+    assert shown == [i["product_id"] for i in api.get("/exhibitions/merch/ranking").json()["items"]]
+    # the diverse collage: the API's diverse top 6, shown on demand
+    assert page.locator("[data-testid=collage]").is_hidden()
+    page.locator("#diverse-toggle").check()
+    page.wait_for_function("document.querySelectorAll('[data-testid=collage] figure').length > 0")
+    collage = [f.get_attribute("data-product-id") for f in page.locator("[data-testid=collage] figure").all()]
+    expected = api.get("/exhibitions/merch/representative", params={"topk": 6, "diverse": "true"}).json()
+    assert collage == [i["product_id"] for i in expected["items"]] and order[0] not in collage
+    # unblock from the overrides list
+    page.locator(f"[data-testid=blocked] li[data-product-id={order[0]}] button").click()
+    saved(page, 4)
+    assert page.locator("[data-testid=ranking] figure").count() == 6
+    assert api.get("/exhibitions/merch/overrides").json()["blocked"] == []
+    page.close()
+    api.delete("/exhibitions/merch")
+
+
+def saved(page, n: int) -> None:
+    """Wait until the page has finished its n-th override change (ranking, lists, collage redrawn)."""
+    page.wait_for_function(f"document.body.dataset.saved === '{n}'")

@@ -29,7 +29,7 @@ SPLITS = ("train", "test")
 
 _DATASET_KEYS = {"format", "name", "criteria", "default_criterion", "source", "meta"}
 _EXHIBITION_KEYS = {"id", "group", "split", "topic", "products"}
-_PRODUCT_KEYS = {"id", "image", "criteria", "on_topic"}
+_PRODUCT_KEYS = {"id", "image", "criteria", "on_topic", "attrs"}
 
 
 def is_url(image: str) -> bool:
@@ -42,11 +42,16 @@ class Product:
     image: str  # relative to DATA_DIR, absolute path, or http(s) URL
     criteria: dict[str, float]
     on_topic: bool = True
+    # optional product attributes sent to the service as-is (e.g. {"family": H&M product_code}:
+    # the diverse selection keeps one product per family)
+    attrs: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "image": self.image, "criteria": dict(self.criteria)}
         if not self.on_topic:  # the default is left out so hand-written files stay short
             out["on_topic"] = False
+        if self.attrs:
+            out["attrs"] = dict(self.attrs)
         return out
 
 
@@ -261,7 +266,10 @@ def _parse_product(obj: Any, where: str) -> Product:
     on_topic = obj.get("on_topic", True)
     if not isinstance(on_topic, bool):
         raise ValueError(f"{where}.on_topic': expected true or false, got {on_topic!r}")
-    return Product(pid, image, values, on_topic)
+    attrs = obj.get("attrs", {})
+    if not isinstance(attrs, dict):
+        raise ValueError(f"{where}.attrs': expected an object of name -> value, got {attrs!r}")
+    return Product(pid, image, values, on_topic, attrs)
 
 
 def _string(obj: Mapping[str, Any], key: str, where: str) -> str:

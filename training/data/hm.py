@@ -34,6 +34,9 @@ ARTICLE_COLUMNS = (
     "colour_group_name", "department_name", "index_group_name", "section_name", "garment_group_name",
 )
 SALES_COLUMNS = ("article_id", "week_sales")
+# The article's garment: its colour variants share it (attrs.family, one per diverse collage).
+# Optional in the raw files: article_id // 1000 is the product code otherwise (its first 7 digits).
+FAMILY_COLUMN = "product_code"
 CATEGORY_COLUMNS = ("index_group_name", "product_group_name", "garment_group_name", "department_name")
 # Placeholder values that say nothing about how a product looks.
 _VAGUE = {"", "unknown", "undefined", "other", "nan"}
@@ -96,7 +99,7 @@ def read_hm_tables(raw_dir: str | Path, summary: HMSummary | None = None) -> pd.
     """Articles joined with their sales and image path; articles without an image file dropped."""
     raw = Path(raw_dir)
     summary = summary if summary is not None else HMSummary()
-    articles = _read_csv(raw / ARTICLES_FILE, ARTICLE_COLUMNS)
+    articles = _read_csv(raw / ARTICLES_FILE, ARTICLE_COLUMNS, optional=(FAMILY_COLUMN,))
     sales = _read_csv(raw / SALES_FILE, SALES_COLUMNS)
     articles = _check_ids(articles, raw / ARTICLES_FILE)
     sales = _check_ids(sales, raw / SALES_FILE)
@@ -114,6 +117,9 @@ def read_hm_tables(raw_dir: str | Path, summary: HMSummary | None = None) -> pd.
     df["week_sales"] = df["week_sales"].fillna(0).astype(np.int64)
     for col in ARTICLE_COLUMNS[1:]:
         df[col] = df[col].fillna("").str.strip()
+    if FAMILY_COLUMN not in df.columns:
+        df[FAMILY_COLUMN] = [str(int(a) // 1000) for a in df["article_id"]]
+    df[FAMILY_COLUMN] = df[FAMILY_COLUMN].fillna("").str.strip()
 
     images = raw / IMAGES_DIR
     # Absolute paths: the dataset points at the raw images instead of copying ~10k files.
@@ -124,7 +130,7 @@ def read_hm_tables(raw_dir: str | Path, summary: HMSummary | None = None) -> pd.
     return df[has_image].reset_index(drop=True)
 
 
-def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
+def _read_csv(path: Path, columns: Iterable[str], optional: Iterable[str] = ()) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (H&M raw layout: {ARTICLES_FILE}, {SALES_FILE}, {IMAGES_DIR}/)")
     # dtype=str everywhere: article ids are 10-digit text whose leading zero must survive.
@@ -132,7 +138,7 @@ def _read_csv(path: Path, columns: Iterable[str]) -> pd.DataFrame:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{path}:1: missing columns {missing}")
-    return df[list(columns)]
+    return df[list(columns) + [c for c in optional if c in df.columns]]
 
 
 def _check_ids(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -230,7 +236,9 @@ def _exhibition(key: str, k: int, members: pd.DataFrame, others: pd.DataFrame, s
 
 
 def _product(row, on_topic: bool) -> Product:
-    return Product(id=row.article_id, image=row.image, criteria={CRITERION: float(row.week_sales)}, on_topic=on_topic)
+    family = getattr(row, FAMILY_COLUMN)
+    return Product(id=row.article_id, image=row.image, criteria={CRITERION: float(row.week_sales)}, on_topic=on_topic,
+                   attrs={"family": family} if family else {})
 
 
 def _categories(members: pd.DataFrame) -> dict[str, str]:

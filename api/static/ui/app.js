@@ -4,7 +4,7 @@
 const PAGE = 24;       // exhibitions per page
 const RANK_PAGE = 60;  // ranking tiles per "show more"
 const $ = (id) => document.getElementById(id);
-const state = { offset: 0, rankOffset: 0, exhibition: null };
+const state = { offset: 0, rankOffset: 0, exhibition: null, overrides: null, saves: 0 };
 
 function apiKey() { return localStorage.getItem("clik-api-key") || ""; }
 
@@ -17,6 +17,19 @@ async function api(path) {
     throw new Error(`${res.status} ${path}: ${detail}`);
   }
   return res.json();
+}
+
+// Writes (pin, block) need the key in the key box: the page never stores one elsewhere.
+async function apiWrite(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (apiKey()) headers["X-API-Key"] = apiKey();
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = JSON.stringify((await res.json()).detail); } catch (_) { /* not JSON */ }
+    throw new Error(`${res.status} ${method} ${path}: ${detail}`);
+  }
+  return res.status === 204 ? null : res.json();
 }
 
 // Images go through fetch so a key, when reads need one, travels in the header.
@@ -94,7 +107,59 @@ async function showExhibition(id) {
   $("topic-meta").textContent = ["date", "cat1", "cat2", "cat3", "cat4", "kwds"]
     .filter((k) => ex.topic[k]).map((k) => `${k}: ${ex.topic[k]}`).join(" · ");
   $("ranking").replaceChildren();
-  await loadRanking(true);
+  await Promise.all([loadRanking(true), showOverrides(), showCollage()]);
+}
+
+const overridesPath = () => `/exhibitions/${encodeURIComponent(state.exhibition)}/overrides`;
+
+// The exhibition's pins and blocks, with who changed them last; an "unblock" per blocked one.
+async function showOverrides() {
+  const o = await api(overridesPath());
+  state.overrides = o;
+  const pins = Object.entries(o.pinned).sort((a, b) => a[1] - b[1]);
+  $("pinned-list").replaceChildren(...pins.map(([pid, pos]) =>
+    el("li", { "data-product-id": pid, "data-position": String(pos) }, `#${pos} ${pid} `,
+       button("unpin", () => changeOverrides((p, b) => { delete p[pid]; return [p, b]; })))));
+  $("blocked-list").replaceChildren(...o.blocked.map((pid) =>
+    el("li", { "data-product-id": pid }, `${pid} `,
+       button("unblock", () => changeOverrides((p, b) => [p, b.filter((x) => x !== pid)])))));
+  $("overrides-meta").textContent = o.updated_at ?
+    `last change by ${o.updated_by}, ${new Date(o.updated_at * 1000).toLocaleString()}` : "no overrides";
+}
+
+function button(text, onClick) {
+  const b = el("button", { type: "button", class: "small", "data-action": text }, text);
+  b.addEventListener("click", (e) => { e.preventDefault(); onClick(); });
+  return b;
+}
+
+// Read-modify-write of the overrides, then everything that depends on them again.
+async function changeOverrides(edit) {
+  try {
+    const o = await api(overridesPath());
+    const [pinned, blocked] = edit({ ...o.pinned }, [...o.blocked]);
+    await apiWrite("PUT", overridesPath(), { pinned, blocked, boosts: o.boosts });
+    state.rankOffset = 0;
+    $("ranking").replaceChildren();
+    await Promise.all([loadRanking(true), showOverrides(), showCollage()]);
+    document.body.dataset.saved = String(++state.saves);  // what tests (and people) can wait for
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// The diverse collage: the top 6 of the diverse selection (one per family, no near-duplicates).
+async function showCollage() {
+  const on = $("diverse-toggle").checked;
+  $("collage").hidden = !on;
+  if (!on) return;
+  const r = await api(`/exhibitions/${encodeURIComponent(state.exhibition)}/representative?topk=6&diverse=true`);
+  $("collage").replaceChildren(...r.items.map((item) => {
+    const img = el("img", { class: "thumb", alt: item.product_id });
+    imageInto(img, item.product_id);
+    return el("figure", { class: "tile", "data-product-id": item.product_id, "data-rank": String(item.rank) },
+      img, el("figcaption", { class: "body" }, `#${item.rank} ${item.product_id}`));
+  }));
 }
 
 async function loadRanking(first) {
@@ -104,13 +169,24 @@ async function loadRanking(first) {
     const img = el("img", { class: "thumb", alt: item.product_id });
     const classes = ["tile"].concat(item.rank === 1 ? ["top"] : [], item.off_topic ? ["flagged"] : []);
     const tile = el("figure", { class: classes.join(" "), "data-product-id": item.product_id,
-                                "data-rank": String(item.rank), "data-off-topic": String(item.off_topic) },
+                                "data-rank": String(item.rank), "data-off-topic": String(item.off_topic),
+                                "data-pinned": String(item.pinned) },
       img, el("figcaption", { class: "body" }, el("span", { class: "rank" }, `#${item.rank}`),
                                                el("span", { class: "score" }, item.score.toFixed(4))),
       bar("topic fit", "fit", item.topic_fit, item.topic_fit.toFixed(2)),
       // appeal is a cosine in [-1, 1]: the bar shows it on that range
       bar("appeal", "appeal", (item.appeal + 1) / 2, item.appeal.toFixed(3)),
-      el("div", { class: "pid" }, item.product_id));
+      ...Object.entries(item.boosts || {}).map(([name, v]) =>
+        el("div", { class: "boost", "data-boost": name }, `boost ${name} ${v >= 0 ? "+" : ""}${v.toFixed(3)}`)),
+      el("div", { class: "pid" }, item.product_id),
+      el("div", { class: "actions" },
+        item.pinned ? button("unpin", () => changeOverrides((p, b) => { delete p[item.product_id]; return [p, b]; }))
+                    : button("pin", () => changeOverrides((p, b) => {
+                        for (const [k, v] of Object.entries(p)) if (v === item.rank) delete p[k];
+                        p[item.product_id] = item.rank; return [p, b]; })),
+        button("block", () => changeOverrides((p, b) => {
+          delete p[item.product_id]; return [p, b.concat([item.product_id])]; }))));
+    if (item.pinned) tile.prepend(el("span", { class: "badge pin" }, "pinned"));
     if (item.off_topic) tile.prepend(el("span", { class: "badge", title: "topic fit below " +
                                                   page.topic_fit_threshold.toFixed(2) }, "off-topic?"));
     $("ranking").append(tile);
@@ -166,6 +242,7 @@ async function route() {
 
 $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); route(); });
 $("next").addEventListener("click", () => { state.offset += PAGE; route(); });
+$("diverse-toggle").addEventListener("change", () => showCollage().catch(showError));
 $("more").addEventListener("click", () => loadRanking(false).catch(showError));
 $("api-key").value = apiKey();
 $("api-key").addEventListener("change", (e) => { localStorage.setItem("clik-api-key", e.target.value); route(); });
