@@ -1,14 +1,15 @@
-"""Merchandiser state: per-exhibition overrides (pins, blocks, boost weights) and the product
-facets the ranking needs (family, availability, numeric attributes), kept as small JSON records
-in the store (put_job/get_job) and cached per process.
+"""Merchandiser state: per-exhibition overrides (pins, blocks, boost weights), kept as small
+JSON records in the store (put_job/get_job) and cached per process, and the product facets the
+ranking needs (family, availability, numeric attributes), read from the products' own attrs.
 
-Why records and a TTL: the ranking's hot path is one store round trip (the block stamp). These
-records change rarely and are read on every ranking, so each process keeps them for
+Why records and a TTL for overrides: the ranking's hot path is one store round trip (the block
+stamp). Overrides change rarely and are read on every ranking, so each process keeps them for
 `merch_cache_s` (default 1 s): a warm request costs no extra round trip, a change made through
 another API process is seen within that time, and one made through this process at once.
 
-Facets are derived from product attrs when products are PUT through the API (the block holds
-only vectors, and availability must be known before ranking, not after):
+Facets come from the product attrs in the store (one pipelined read per decoded block, kept
+beside it: api.merch_rank.AlignedCache). A change of a product's attrs bumps its exhibitions'
+blocks (indexer), so a sold-out product leaves the ranking with the very next block:
   family       attrs.family (string): at most one per family in a diverse selection
   unavailable  attrs.available is false, attrs.sold_out or attrs.hidden is true
   numeric      every number attr (not booleans): what boosts multiply
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from indexer.errors import InvalidInput
 from indexer.store import VectorStore
 
-FACETS_RECORD = "merch:facets"
 OVERRIDES_RECORD = "merch:overrides:"
 AVAILABILITY_ATTRS = {"available": False, "sold_out": True, "hidden": True}  # attr -> value that hides
 AUDIT_KEEP = 100  # changes kept in an exhibition's history
@@ -51,15 +51,21 @@ class Facet:
         return cls(d.get("f"), bool(d.get("u")), dict(d.get("n", {})))
 
 
-def facet_of(attrs: Mapping[str, object], where: str = "attrs") -> Facet:
-    """The facet of a product's attrs; InvalidInput naming the attr when one has the wrong type."""
-    for name, hiding in AVAILABILITY_ATTRS.items():
-        if name in attrs and not isinstance(attrs[name], bool):
-            raise InvalidInput(f"{where}.{name} must be true or false")
-    unavailable = any(attrs.get(name) is hiding for name, hiding in AVAILABILITY_ATTRS.items())
+def facet_of(attrs: Mapping[str, object], where: str = "attrs", strict: bool = True) -> Facet:
+    """The facet of a product's attrs. strict (a PUT): InvalidInput naming the attr when one has
+    the wrong type; not strict (attrs already stored, perhaps before these rules existed): such
+    an attr is ignored."""
+    def usable(name: str, ok: bool) -> bool:
+        if not ok and strict:
+            raise InvalidInput(f"{where}.{name} must be " + ("a string" if name == "family" else "true or false"))
+        return ok
+
+    flags = [attrs[name] is hiding for name, hiding in AVAILABILITY_ATTRS.items()
+             if name in attrs and usable(name, isinstance(attrs[name], bool))]  # every one checked
+    unavailable = any(flags)
     family = attrs.get("family")
-    if family is not None and (isinstance(family, bool) or not isinstance(family, (str, int))):
-        raise InvalidInput(f"{where}.family must be a string")
+    if family is not None and not usable("family", isinstance(family, (str, int)) and not isinstance(family, bool)):
+        family = None
     numeric = {k: float(v) for k, v in attrs.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                and k != "family"}
@@ -116,43 +122,7 @@ class MerchState:
     def __init__(self, store: VectorStore, ttl_s: float) -> None:
         self.store, self.ttl_s = store, ttl_s
         self._lock = threading.Lock()
-        self._facets: _Timed | None = None  # value: (generation, {pid: Facet})
         self._overrides: dict[str, _Timed] = {}
-
-    # -- facets -------------------------------------------------------------------------------
-    def facets(self) -> tuple[int, dict[str, Facet]]:
-        """(generation, product id -> facet) of products with any facet."""
-        cached = self._facets
-        if cached is not None and time.monotonic() - cached.read_at < self.ttl_s:
-            return cached.value
-        value = self._read_facets()
-        self._facets = _Timed(value, time.monotonic())
-        return value
-
-    def _read_facets(self) -> tuple[int, dict[str, Facet]]:
-        record = self.store.get_job(FACETS_RECORD) or {}
-        return int(record.get("gen", 0)), {pid: Facet.from_json(d) for pid, d in record.get("p", {}).items()}
-
-    def update_facets(self, facets: Mapping[str, Facet]) -> None:
-        """Record the facets of products just PUT (an empty facet removes the entry). A
-        read-modify-write of one record: two API processes writing in the same instant may
-        lose one update (docs/merchandising.md); one process serialises its own writes."""
-        with self._lock:
-            gen, current = self._read_facets()
-            changed = False
-            for pid, facet in facets.items():
-                old = current.get(pid)
-                if facet.to_json():
-                    if old != facet:
-                        current[pid], changed = facet, True
-                elif old is not None:
-                    del current[pid]
-                    changed = True
-            if not changed:
-                return
-            gen += 1
-            self.store.put_job(FACETS_RECORD, {"gen": gen, "p": {p: f.to_json() for p, f in current.items()}})
-            self._facets = _Timed((gen, current), time.monotonic())
 
     # -- overrides ------------------------------------------------------------------------------
     def overrides(self, exhibition_id: str) -> Overrides:

@@ -2,7 +2,8 @@
 is picked), boosts (added to the score), pins (fixed positions) and the diverse selection.
 
 The block holds only vectors; the facets of its rows (family, availability, numeric attrs) are
-looked up once per decoded block and facets generation and kept beside it (AlignedCache), so a
+looked up once per decoded block (the products' attrs, one store read) and kept beside it
+(AlignedCache), so a
 warm request only does O(n) array work (one masked copy of the scores) and its page.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,11 @@ class Aligned:
     families: np.ndarray | None  # family codes (clik.diverse.family_codes); None: no product has one
     numeric: dict[str, np.ndarray]  # attr -> (n,) values, 0 where a product has none
     row_of: dict[str, int]  # product id -> row
+
+    @property
+    def any_facet(self) -> bool:
+        """Some product is unavailable, has a family or a number a boost could use."""
+        return bool(self.unavailable.any() or self.families is not None or self.numeric)
 
 
 def align(block: ScoringBlock, facets: Mapping[str, Facet]) -> Aligned:
@@ -49,22 +55,24 @@ def align(block: ScoringBlock, facets: Mapping[str, Facet]) -> Aligned:
 
 
 class AlignedCache:
-    """(block object, facets generation) -> Aligned, a small LRU (weak reference: a recycled
-    block id is told apart)."""
+    """Decoded block -> Aligned, a small LRU (weak reference: a recycled block id is told
+    apart). A block object is replaced whenever its products, their attrs or their vectors
+    change, so an entry never goes stale."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[int, int], tuple[weakref.ref, Aligned]] = OrderedDict()
+        self._items: OrderedDict[int, tuple[weakref.ref, Aligned]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, block: ScoringBlock, generation: int, facets: Mapping[str, Facet]) -> Aligned:
-        key = (id(block), generation)
+    def get(self, block: ScoringBlock, facets: Callable[[], Mapping[str, Facet]]) -> Aligned:
+        """The block's aligned facets; `facets()` reads them on a miss (outside the lock)."""
+        key = id(block)
         with self._lock:
             hit = self._items.get(key)
             if hit is not None and hit[0]() is block:
                 self._items.move_to_end(key)
                 return hit[1]
-        aligned = align(block, facets)
+        aligned = align(block, facets())
         with self._lock:
             self._items[key] = (weakref.ref(block), aligned)
             while len(self._items) > self.size:

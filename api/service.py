@@ -175,9 +175,9 @@ class ClikService:
     def put_products(self, items: list[tuple[str, str, dict]]) -> list[tuple[Product, bool]]:
         """Store the products, queue those whose image is not encoded yet (a retried PUT of a
         pending one is queued again: the worker skips images it already has)."""
-        facets = {pid: facet_of(attrs or {}) for pid, _, attrs in items}  # refuses bad attrs first
+        for pid, _, attrs in items:  # refuses bad business-rule attrs before anything is written
+            facet_of(attrs or {})
         stored = [self.store.put_product(pid, src, attrs) for pid, src, attrs in items]
-        self.merch.update_facets(facets)
         queued = [p.product_id for p in stored if p.status is not ProductStatus.ENCODED]
         if queued:
             self.queue.submit(queued)
@@ -210,12 +210,14 @@ class ClikService:
         """The exhibition's business rules (None when nothing applies: the plain ranking).
         Both records come from the process cache (api.merch): no round trip when warm."""
         overrides = self.merch.overrides(exhibition_id)
-        generation, facets = self.merch.facets()
+        aligned = self.aligned.get(block, lambda: {
+            pid: facet_of(attrs, strict=False)
+            for pid, attrs in self.store.get_attrs([str(p) for p in block.product_ids]).items()})
         boosts = self.settings.boosts if overrides.boosts is None else overrides.boosts
-        if overrides.empty and not facets and not boosts and not diverse:
+        if overrides.empty and not aligned.any_facet and not boosts and not diverse:
             return None, None
         rules = Rules(overrides, boosts, self.diverse_options if diverse else None)
-        return rules, self.aligned.get(block, generation, facets)
+        return rules, aligned
 
     def ranking_page(self, exhibition_id: str, offset: int, limit: int,
                      model_version: str | None, diverse: bool = False) -> ExplainedRanking:

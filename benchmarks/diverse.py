@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.explained import FitCache, explain  # noqa: E402
-from api.merch import Facet, MerchState  # noqa: E402
+from api.merch import MerchState, facet_of  # noqa: E402
 from api.merch_rank import AlignedCache, Rules  # noqa: E402
 from clik.diverse import DiverseOptions  # noqa: E402
 from clik.topic_fit import DEFAULT_FIT  # noqa: E402
@@ -56,6 +56,8 @@ def main() -> None:
         store.register_version("v", dim, expected_vectors=n)
         store.activate("v")
         store.import_products([(f"p{i}", f"https://img.example/{i}.jpg", f"h{i}") for i in range(n)])
+        for i in range(n):  # the business-rule attrs live with the products
+            store.put_product(f"p{i}", f"https://img.example/{i}.jpg", {"family": f"f{i // 4}", "margin": float(i % 7)})
         for start in range(0, n, 2000):
             vecs = rng.standard_normal((min(2000, n - start), dim), dtype=np.float32)
             store.put_vectors("v", [(f"h{start + i}", v) for i, v in enumerate(vecs)])
@@ -63,7 +65,6 @@ def main() -> None:
         query, topic = rng.standard_normal(dim).astype(np.float32), rng.standard_normal(dim).astype(np.float32)
         fits, aligned = FitCache(), AlignedCache()
         merch = MerchState(store, ttl_s=1.0)
-        merch.update_facets({f"p{i}": Facet(family=f"f{i // 4}", numeric={"margin": float(i % 7)}) for i in range(n)})
         merch.write_overrides("e", {"p17": 2}, ["p3"], {"margin": 0.01}, "bench", "put")
         options = DiverseOptions()
 
@@ -74,10 +75,11 @@ def main() -> None:
         def with_rules(diverse: bool):
             name, block = store.scoring_block("e")
             overrides = merch.overrides("e")
-            generation, facets = merch.facets()
             rules = Rules(overrides, overrides.boosts or {}, options if diverse else None)
+            facets = aligned.get(block, lambda: {p: facet_of(a, strict=False) for p, a in
+                                                 store.get_attrs([str(x) for x in block.product_ids]).items()})
             return explain("e", name, block, query, topic, DEFAULT_FIT, 0.5, 0, args.topk, fits, "t",
-                           rules, aligned.get(block, generation, facets))
+                           rules, facets)
 
         fns = {"plain": plain, "rules": lambda: with_rules(False), "diverse": lambda: with_rules(True)}
         for fn in fns.values():

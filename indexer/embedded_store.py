@@ -150,9 +150,13 @@ class EmbeddedStore(VectorStore):
         check_id(image_source, "image_source")
         attrs_json = encode_attrs(attrs)
         with self._tx() as db:
-            if attrs_json is not None:  # attributes never enter a ranking: no bump
+            if attrs_json is not None:
+                old = db.execute("SELECT attrs FROM product_attrs WHERE pid = ?", (product_id,)).fetchone()
                 db.execute("INSERT OR REPLACE INTO product_attrs(pid, attrs) VALUES (?, ?)",
                            (product_id, attrs_json))
+                if (old[0] if old else None) != attrs_json:  # business rules read them: blocks are stale
+                    db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN "
+                               "(SELECT eid FROM members WHERE pid = ?)", (product_id,))
             row = db.execute("SELECT src FROM products WHERE pid = ?", (product_id,)).fetchone()
             if row is None or row[0] != image_source:
                 db.execute("INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
@@ -193,6 +197,17 @@ class EmbeddedStore(VectorStore):
                        (str(reason), product_id))
             self._bump_exhibitions_of_product(db, product_id)
             return self._product(db, product_id)
+
+    def get_attrs(self, product_ids: Sequence[str]) -> dict[str, dict]:
+        ids = list(dict.fromkeys(product_ids))
+        out: dict[str, dict] = {}
+        with self._reading() as db:
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                rows = db.execute(f"SELECT pid, attrs FROM product_attrs WHERE pid IN ({','.join('?' * len(part))})",
+                                  part).fetchall()
+                out.update((pid, json.loads(a)) for pid, a in rows)
+        return {pid: a for pid, a in out.items() if a}
 
     def delete_product(self, product_id: str) -> None:
         with self._tx() as db:

@@ -41,6 +41,13 @@ local function must_product(p, pid)
     error({err = 'CLIK_NOPRODUCT unknown product ' .. pid})
   end
 end
+-- the blocks of the product's exhibitions are stale (in every version)
+local function bump_exhibitions(p, pid)
+  for _, e in ipairs(redis.call('SMEMBERS', p .. 'pe:' .. pid)) do
+    local ek = p .. 'e:' .. e
+    if redis.call('EXISTS', ek) == 1 then redis.call('HINCRBY', ek, 'g', 1) end
+  end
+end
 -- membership-level change (product status/hash): every version's block is stale
 local function bump_product(p, pid)
   redis.call('INCR', p .. 'cgen')  -- the catalogue (products with vectors) may have changed
@@ -126,14 +133,18 @@ redis.call('HDEL', p .. 'vc', v.id)
 return {j, redis.call('GET', p .. 'vn:' .. v.id) or '0'}
 """
 
-# ARGV[4]: the product's attributes as JSON, or '' to keep the stored ones. They are shown to
-# operators and never enter a ranking, so changing them alone bumps nothing.
+# ARGV[4]: the product's attributes as JSON, or '' to keep the stored ones. Business rules
+# (availability, families, boosts) read them, so a change bumps the product's exhibitions.
 PUT_PRODUCT = _COMMON + r"""
 local p, pid, src, attrs = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pk = p .. 'p:' .. pid
-if attrs == '' then attrs = redis.call('HGET', pk, 'a') end
+local stored = redis.call('HGET', pk, 'a')
+if attrs == '' then attrs = stored end
 if redis.call('HGET', pk, 's') == src then
-  if attrs then redis.call('HSET', pk, 'a', attrs) end
+  if attrs and attrs ~= stored then
+    redis.call('HSET', pk, 'a', attrs)
+    bump_exhibitions(p, pid)  -- the blocks carry no attrs, but their business rules read them
+  end
   return 0
 end
 if counted(p) then

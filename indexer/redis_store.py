@@ -127,6 +127,22 @@ class RedisStore(VectorStore):
                        h.decode() if h else None, err.decode() if err else None,
                        json.loads(a) if a else {})
 
+    def get_attrs(self, product_ids: Sequence[str]) -> dict[str, dict]:
+        ids = list(dict.fromkeys(product_ids))
+        out: dict[str, dict] = {}
+        with _translated_errors():
+            for start in range(0, len(ids), 5000):
+                part = ids[start:start + 5000]
+                pipe = self.r.pipeline(transaction=False)
+                for pid in part:
+                    pipe.hget(self._k("p", pid), "a")
+                for pid, raw in zip(part, pipe.execute()):
+                    if raw:
+                        attrs = json.loads(raw)
+                        if attrs:
+                            out[pid] = attrs
+        return out
+
     def mark_encoded(self, product_id: str, image_hash: str) -> Product:
         check_id(image_hash, "image_hash")
         self._run("MARK_ENCODED", product_id, image_hash, hash_digest(image_hash))

@@ -58,8 +58,9 @@ class VectorStore(abc.ABC):
                     attrs: Mapping[str, object] | None = None) -> Product:
         """Create or update a product. A new image source resets it to pending (new image).
 
-        attrs: a JSON-serialisable mapping shown to operators (never used in rankings);
-        None keeps the stored attributes.
+        attrs: a JSON-serialisable mapping (titles for operators; availability, family and
+        numbers for the business rules, so a change of them bumps the exhibitions listing the
+        product); None keeps the stored attributes.
         """
 
     @abc.abstractmethod
@@ -83,6 +84,11 @@ class VectorStore(abc.ABC):
             self.put_product(product_id, image_source)
             if image_hash is not None:
                 self.mark_encoded(product_id, image_hash)
+
+    @abc.abstractmethod
+    def get_attrs(self, product_ids: Sequence[str]) -> dict[str, dict]:
+        """The attributes of these products in one read (products without any, or unknown, are
+        left out): what business rules (availability, families, boosts) need of a block."""
 
     @abc.abstractmethod
     def delete_product(self, product_id: str) -> None:

@@ -35,7 +35,7 @@ def server(api_bundle, image_server, tmp_path):
     queue = InlineEncodeQueue(store, root)
     queue.limits = FetchLimits(file_roots=(str(root), str(HM)))
     with ApiServer(create_app(settings, store=store, encode_queue=queue)) as srv:
-        srv.root = root
+        srv.root, srv.store = root, store
         yield srv
     store.close()
 
@@ -146,6 +146,10 @@ def test_sold_out_and_hidden_products_are_never_the_hero_image(server):
     assert _ids(http, topk=1) == [hero]
     r = http.put("/products/p0", json={"image_url": str(server.root / "img0.jpg"), "attrs": {"sold_out": "yes"}})
     assert r.status_code == 422 and "sold_out" in r.text
+    # sold out through another writer of the store (another API process, an import): gone with
+    # the very next request, no cache to wait for
+    server.store.put_product(hero, str(server.root / f"img{hero[1:]}.jpg"), {"sold_out": True})
+    assert hero not in _ids(http, topk=6)
 
 
 def test_boosts_move_products_and_show_in_the_explained_score(server):

@@ -320,10 +320,17 @@ def test_product_attributes_are_kept_replaced_and_deleted(store):
     store.mark_encoded("p1", "h1")
     store.put_vector("v1", "h1", np.ones(DIM))
     before = store.rank("e", np.ones(DIM))
-    # new attributes, same image: still encoded (attributes never touch the ranking)
+    _, block = store.scoring_block("e")
+    # new attributes, same image: still encoded, same ranking, but the exhibition's block is
+    # rebuilt (business rules read the attributes of its products)
     p = store.put_product("p1", "src-1", {"title": "Dark red dress"})
     assert p.status is ProductStatus.ENCODED and p.attrs == {"title": "Dark red dress"}
     assert store.rank("e", np.ones(DIM)).items == before.items
+    assert store.scoring_block("e")[1] is not block
+    assert store.get_attrs(["p1", "nope"]) == {"p1": {"title": "Dark red dress"}}
+    _, block = store.scoring_block("e")
+    store.put_product("p1", "src-1", {"title": "Dark red dress"})  # unchanged: the block stays
+    assert store.scoring_block("e")[1] is block
     # attrs=None keeps them, also when the image changes
     p = store.put_product("p1", "src-2")
     assert p.status is ProductStatus.PENDING and p.attrs == {"title": "Dark red dress"}
@@ -382,7 +389,7 @@ def test_catalogue_generation_moves_with_products_and_vectors(store):
 
     store.put_product("p1", "src")
     assert moved()
-    store.put_product("p1", "src", {"title": "x"})  # attributes only: no change
+    store.put_product("p1", "src", {"title": "x"})  # attributes only: the catalogue is the same
     assert not moved()
     store.mark_encoded("p1", "h1")
     assert moved()
