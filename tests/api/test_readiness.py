@@ -2,6 +2,8 @@
 (real HTTP, the embedded store, real images encoded by the worker code)."""
 from __future__ import annotations
 
+import time
+
 from tests.api.conftest import API_KEY, ApiServer, make_bundle
 from tests.api.test_embedded import InlineEncodeQueue
 
@@ -25,7 +27,9 @@ def test_readyz_reports_coverage_and_fails_below_the_share(api_bundle, image_ser
         http.put("/products", json={"products": [
             {"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg")} for i in range(4)]
             + [{"product_id": "broken", "image_url": str(root / "missing.jpg")}]})
-        ready = http.get("/readyz")
+        deadline = time.monotonic() + 60
+        while (ready := http.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the text side loads in the background (slow on a busy machine)
         assert ready.status_code == 200, ready.text
         # the broken image is reported, and does not count against the version
         assert ready.json()["coverage"] == {"products": 5, "with_vectors": 4, "failed": 1, "share": 1.0}
