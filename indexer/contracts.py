@@ -7,6 +7,8 @@ the CLI must agree on these strings, or a task is sent where nobody listens.
 """
 from __future__ import annotations
 
+from typing import TypeGuard
+
 # Celery tasks (worker/tasks.py registers them; api/ and clik_cli/ send them by name).
 ENCODE_PRODUCTS = "clik.encode_products"  # args: [product_ids]
 ENCODE_PENDING = "clik.encode_pending"  # the pending-set drain (Redis store only)
@@ -23,5 +25,5 @@ DEFAULT_STORE_PREFIX = "clik:"  # CLIK_STORE_PREFIX: every store key starts with
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def is_redis_url(url: str | None) -> bool:
+def is_redis_url(url: str | None) -> TypeGuard[str]:  # True: a str (for type checkers)
     return url is not None and url.startswith(REDIS_URL_SCHEMES)

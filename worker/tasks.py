@@ -85,7 +85,7 @@ def encode_products(self, product_ids: list[str]) -> dict:
     except NoActiveVersion as exc:
         if retries >= settings.max_retries:
             raise
-        raise self.retry(exc=exc, countdown=settings.retry_delay(retries))
+        raise self.retry(exc=exc, countdown=settings.retry_delay(retries))  # noqa: B904 (retry() raises itself: Celery's idiom)
     if report.retry:
         if retries < settings.max_retries:
             # Only the products that hit a transient error go round again.
@@ -127,7 +127,7 @@ def encode_pending(self) -> dict:
     try:
         report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options)
     except NoActiveVersion as exc:
-        raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))
+        raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))  # noqa: B904
     if next_in is not None:  # postponed after a transient error, leased elsewhere, or time up
         _schedule_drain(pending, countdown=next_in or None)
     return report.as_dict()
