@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quick loop while working: lint, then the unit tests that need no Redis, no Celery worker,
 # no browser and no pretrained towers. Measured here: 202 tests, 35 s wall (29-31 s in pytest),
-# on 2 cores shared with other runs (load ~3); most of it is importing torch and small models.
+# on 2 cores shared with other runs (load ~3).
 # What it leaves out runs in scripts/test.sh (CI): everything marked `redis` or `slow`, the API,
 # CLI, worker-process, UI and deploy tests, training runs, and the three test files below that load
 # the default pretrained towers (seconds each).
