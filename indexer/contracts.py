@@ -12,7 +12,7 @@ from typing import TypeGuard
 # Celery tasks (worker/tasks.py registers them; api/ and clik_cli/ send them by name).
 ENCODE_PRODUCTS = "clik.encode_products"  # args: [product_ids]
 ENCODE_PENDING = "clik.encode_pending"  # the pending-set drain (Redis store only)
-REINDEX = "clik.reindex"  # args: [version], kwargs token, wait_s: the re-index coordinator
+REINDEX = "clik.reindex"  # args: [version, bundle_uri?]; kwargs retry_skipped, token, wait_s: the coordinator
 REINDEX_CHUNK = "clik.reindex_chunk"  # args: [version, chunk_id, [[hash, source], ...]]
 DROP_PREVIOUS_VERSION = "clik.drop_previous_version"  # args: [version]
 TASK_NAMES = (ENCODE_PRODUCTS, ENCODE_PENDING, REINDEX, REINDEX_CHUNK, DROP_PREVIOUS_VERSION)
