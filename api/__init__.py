@@ -1,1 +1,1 @@
-"""api package (see DESIGN.md)."""
+"""api package (see docs/architecture.md)."""

@@ -93,7 +93,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
 
 def _event_log(settings: ApiSettings):
     """The Redis Stream of shopper events, on the store's Redis (None for the embedded store)."""
-    from indexer.config import is_redis_url
+    from indexer.contracts import is_redis_url
 
     if not is_redis_url(settings.store_url):
         return None

@@ -7,8 +7,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from api.errors import QueueUnavailable
-
-ENCODE_TASK = "clik.encode_products"
+from indexer.contracts import DEFAULT_QUEUE, ENCODE_PRODUCTS as ENCODE_TASK, is_redis_url
 
 
 @runtime_checkable
@@ -20,7 +19,7 @@ class EncodeQueue(Protocol):
 class CeleryEncodeQueue:
     """send_task("clik.encode_products", [ids]) to the worker's queue."""
 
-    def __init__(self, broker_url: str, queue: str = "clik", chunk: int = 64,
+    def __init__(self, broker_url: str, queue: str = DEFAULT_QUEUE, chunk: int = 64,
                  connect_timeout_s: float = 2.0) -> None:
         from celery import Celery
 
@@ -60,7 +59,7 @@ class CeleryEncodeQueue:
         """None when the broker answers within timeout_s, else why not (for /readyz: the
         reason is logged by the caller, not shown, as it may name the broker's address)."""
         try:
-            if self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            if is_redis_url(self.broker_url):
                 import redis
 
                 client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=timeout_s,

@@ -37,7 +37,7 @@ class ImageProxy:
         try:
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.wait_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:  # asyncio.TimeoutError is this since 3.11
                 raise ProxyBusy() from None
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)

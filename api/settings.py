@@ -7,6 +7,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clik.fetch_settings import FetchSettings
+from indexer.contracts import DEFAULT_QUEUE, DEFAULT_STORE_PREFIX
 
 
 class ApiSettings(FetchSettings, BaseSettings):
@@ -15,9 +16,9 @@ class ApiSettings(FetchSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
 
     store_url: str = "redis://127.0.0.1:6379/0"
-    store_prefix: str = "clik:"
+    store_prefix: str = DEFAULT_STORE_PREFIX
     broker_url: str = "redis://127.0.0.1:6379/1"  # where encode tasks are sent (worker's broker)
-    queue: str = "clik"  # the worker's queue
+    queue: str = DEFAULT_QUEUE  # the worker's queue
     encode_chunk: int = Field(64, ge=1)  # product ids per encode task
 
     # Auth: write routes (and /rank, which spends CPU and fetches URLs) need X-API-Key.

@@ -15,14 +15,14 @@ import stat
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from clik import http_fetch
 
-ImageInput = Union[str, Path, bytes, Image.Image, np.ndarray]
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
 
 
 class ImageLoadError(Exception):

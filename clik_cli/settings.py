@@ -5,13 +5,15 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from indexer.contracts import DEFAULT_STORE_PREFIX
+
 
 class CliSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
 
     # None: the embedded store in ./.clik/store (no Redis needed); redis://... for a deployment.
     store_url: str | None = None
-    store_prefix: str = "clik:"
+    store_prefix: str = DEFAULT_STORE_PREFIX
     # Where `clik models watch` looks for new bundles (one folder per bundle).
     models_dir: Path = Path("models")
     # `clik events`: an event pending this long on a consumer (killed, or stuck) is claimed by another.

@@ -1,1 +1,1 @@
-"""indexer package (see DESIGN.md)."""
+"""indexer package (see docs/architecture.md)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexer.contracts import DEFAULT_STORE_PREFIX, is_redis_url
 from indexer.store import DEFAULT_CACHE_BYTES, VectorStore
 
 DEFAULT_EMBEDDED_PATH = Path(".clik/store")
@@ -20,17 +21,13 @@ class EmbeddedStoreConfig:
 @dataclass(frozen=True)
 class RedisStoreConfig:
     url: str = "redis://127.0.0.1:6379/0"
-    prefix: str = "clik:"  # every key starts with it: tests use a unique one and delete it
+    prefix: str = DEFAULT_STORE_PREFIX  # every key starts with it: tests use a unique one and delete it
     block_ttl_s: int = 7 * 24 * 3600  # packed blocks are a cache; unread ones expire
     socket_timeout_s: float = 5.0
     cache_bytes: int = DEFAULT_CACHE_BYTES
 
 
-def is_redis_url(url: str | None) -> bool:
-    return bool(url) and url.startswith(("redis://", "rediss://", "unix://"))
-
-
-def open_store(url: str | None = None, prefix: str = "clik:") -> VectorStore:
+def open_store(url: str | None = None, prefix: str = DEFAULT_STORE_PREFIX) -> VectorStore:
     """`redis://...` -> RedisStore; a path or `file://path` -> EmbeddedStore; None -> embedded
     store in ./.clik/store (the single-machine default)."""
     if is_redis_url(url):

@@ -43,7 +43,7 @@ class ExhibitionPage:
 
 @dataclass(frozen=True)
 class ModelVersion:
-    name: str  # the bundle hash (DESIGN.md: a model version is the hash of the exported bundle)
+    name: str  # the bundle hash (docs/architecture.md: a model version is the hash of the exported bundle)
     id: int  # short numeric id used inside storage keys; never reused after a drop
     dim: int
     bundle_uri: str

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import redis
@@ -85,7 +86,7 @@ class RedisStore(VectorStore):
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
 
-    def _run(self, script: str, *args: object) -> object:
+    def _run(self, script: str, *args: object) -> Any:  # each script returns its own shape
         with _translated_errors():
             return self._scripts[script](args=[self.prefix, *args])
 

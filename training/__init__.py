@@ -1,1 +1,1 @@
-"""training package (see DESIGN.md)."""
+"""training package (see docs/architecture.md)."""

@@ -1,1 +1,1 @@
-"""worker package (see DESIGN.md)."""
+"""worker package (see docs/architecture.md)."""

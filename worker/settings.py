@@ -7,6 +7,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clik.fetch_settings import FetchSettings
+from indexer.contracts import DEFAULT_QUEUE, DEFAULT_STORE_PREFIX
 from worker.rollout import RolloutPolicy
 
 
@@ -19,14 +20,14 @@ class WorkerSettings(FetchSettings, BaseSettings):
     broker_url: str = "redis://127.0.0.1:6379/1"
     # Task results (counts per call); None keeps no results.
     result_backend: str | None = None
-    queue: str = "clik"  # default queue the tasks are routed to
+    queue: str = DEFAULT_QUEUE  # default queue the tasks are routed to
     # Redis broker only: a task not acknowledged in this time is delivered again (acks_late).
     # None: sized to the longest task (longest_task_s() + 60 s). Recovery of a killed drain does
     # not wait for it (pending leases, below); a killed re-index run does.
     visibility_timeout_s: int | None = Field(None, ge=1)
 
     store_url: str = "redis://127.0.0.1:6379/0"
-    store_prefix: str = "clik:"
+    store_prefix: str = DEFAULT_STORE_PREFIX
 
     batch_size: int = Field(32, ge=1)  # images per forward pass
     device: str | None = None  # None: cuda when available, else cpu

@@ -10,6 +10,14 @@ import redis
 from celery.signals import worker_ready
 
 from indexer.config import open_store
+from indexer.contracts import (
+    DROP_PREVIOUS_VERSION,
+    ENCODE_PENDING,
+    ENCODE_PRODUCTS,
+    REINDEX,
+    REINDEX_CHUNK,
+    is_redis_url,
+)
 from indexer.errors import NoActiveVersion, VersionNotFound
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
@@ -33,7 +41,7 @@ def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
     with _lock:
         if _store is None:
             _store = open_store(settings.store_url, prefix=settings.store_prefix)
-            if settings.group_pending and settings.store_url.startswith(("redis://", "rediss://", "unix://")):
+            if settings.group_pending and is_redis_url(settings.store_url):
                 _pending = PendingSet(redis.Redis.from_url(settings.store_url), settings.store_prefix,
                                       lease_s=settings.pending_lease_s)
         if _encoders is None:
@@ -56,7 +64,7 @@ def _limits(store: VectorStore):
     return settings.fetch_limits(roots)
 
 
-@app.task(bind=True, name="clik.encode_products", max_retries=None)
+@app.task(bind=True, name=ENCODE_PRODUCTS, max_retries=None)
 def encode_products(self, product_ids: list[str]) -> dict:
     """Encode these products' images with the active model version (idempotent).
 
@@ -77,7 +85,7 @@ def encode_products(self, product_ids: list[str]) -> dict:
     except NoActiveVersion as exc:
         if retries >= settings.max_retries:
             raise
-        raise self.retry(exc=exc, countdown=settings.retry_delay(retries))
+        raise self.retry(exc=exc, countdown=settings.retry_delay(retries))  # noqa: B904 (retry() raises itself: Celery's idiom)
     if report.retry:
         if retries < settings.max_retries:
             # Only the products that hit a transient error go round again.
@@ -103,11 +111,11 @@ def _schedule_drain(pending: PendingSet, countdown: float | None = None) -> None
     # One drain queued at a time: a burst of events queues one drain behind them (FIFO), which
     # then finds them all waiting. The flag expires in case its drain message is ever lost.
     if countdown is not None or pending.claim_schedule(ttl_s=120):
-        app.send_task("clik.encode_pending", queue=settings.queue,
+        app.send_task(ENCODE_PENDING, queue=settings.queue,
                       countdown=countdown if countdown is not None else settings.batch_window_s or None)
 
 
-@app.task(bind=True, name="clik.encode_pending", max_retries=None, ignore_result=True)  # report: in the log
+@app.task(bind=True, name=ENCODE_PENDING, max_retries=None, ignore_result=True)  # report: in the log
 def encode_pending(self) -> dict:
     """Encode every waiting product in batches of ``batch_size`` (see worker/ingest.py)."""
     store, encoders, pending = _resources()
@@ -119,7 +127,7 @@ def encode_pending(self) -> dict:
     try:
         report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options)
     except NoActiveVersion as exc:
-        raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))
+        raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))  # noqa: B904
     if next_in is not None:  # postponed after a transient error, leased elsewhere, or time up
         _schedule_drain(pending, countdown=next_in or None)
     return report.as_dict()
@@ -132,7 +140,7 @@ def _drain_on_start(sender=None, **_) -> None:
     try:
         _, _, pending = _resources()
         if pending is not None and len(pending):
-            app.send_task("clik.encode_pending", queue=settings.queue)
+            app.send_task(ENCODE_PENDING, queue=settings.queue)
         if pending is not None and settings.pending_sweep_s > 0:
             threading.Thread(target=_sweep, args=(pending,), name="clik-pending-sweep", daemon=True).start()
     except Exception:  # never keep a worker from starting
@@ -152,7 +160,7 @@ def _sweep(pending: PendingSet) -> None:
             log.warning("pending sweep failed: %s", exc)
 
 
-@app.task(bind=True, name="clik.reindex", max_retries=None)
+@app.task(bind=True, name=REINDEX, max_retries=None)
 def reindex_version(self, version: str, bundle_uri: str | None = None, retry_skipped: bool = False,
                     token: str | None = None, wait_s: float = 0.0) -> dict:
     """Coordinate the re-index of every image for `version` across the workers on the queue.
@@ -202,7 +210,7 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
         chunks = reindex.plan_chunks(store, progress, fanout)
         if chunks is not None:
             for chunk, items in chunks:
-                app.send_task("clik.reindex_chunk", args=[version, chunk.chunk_id, [list(i) for i in items]],
+                app.send_task(REINDEX_CHUNK, args=[version, chunk.chunk_id, [list(i) for i in items]],
                               queue=settings.queue, ignore_result=True)
             # Queued behind the chunks just sent (FIFO): it checks again once they were taken.
             _continue_reindex(store, progress, wait_s=0.0 if chunks else settings.reindex_check_s)
@@ -220,7 +228,7 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
         return {"version": version, "state": progress.state, "done": progress.done,
                 "total": progress.total, "continued": True}
     if progress.state == reindex.SWITCHED:
-        app.send_task("clik.drop_previous_version", args=[version], queue=settings.queue,
+        app.send_task(DROP_PREVIOUS_VERSION, args=[version], queue=settings.queue,
                       countdown=settings.reindex_drop_grace_s)
     return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
             "skipped": progress.skipped, "continued": False}
@@ -237,13 +245,13 @@ def _continue_reindex(store: VectorStore, progress: reindex.ReindexProgress, wai
     # Sent before the record names its token: a run killed in between is redelivered with the
     # token still current and goes on, and this continuation then finds itself superseded.
     token = uuid.uuid4().hex
-    app.send_task("clik.reindex", args=[progress.version], kwargs={"token": token, "wait_s": wait_s},
+    app.send_task(REINDEX, args=[progress.version], kwargs={"token": token, "wait_s": wait_s},
                   queue=settings.queue, ignore_result=True)
     progress.coordinator = token
     progress.save(store)
 
 
-@app.task(bind=True, name="clik.reindex_chunk", max_retries=None, ignore_result=True)
+@app.task(bind=True, name=REINDEX_CHUNK, max_retries=None, ignore_result=True)
 def reindex_chunk(self, version: str, chunk_id: str, items: list[list[str]]) -> dict:
     """Encode one re-index chunk ([image hash, source] items) for `version` and record the
     result under ``reindex:<version>:chunk:<chunk_id>``; the coordinator counts it. Idempotent:
@@ -266,7 +274,7 @@ def reindex_chunk(self, version: str, chunk_id: str, items: list[list[str]]) -> 
     return {"version": version, "chunk": chunk_id, "done": chunk.done, "skipped": chunk.skipped}
 
 
-@app.task(name="clik.drop_previous_version", ignore_result=True)
+@app.task(name=DROP_PREVIOUS_VERSION, ignore_result=True)
 def drop_previous_version(version: str) -> dict:
     """After the grace period: drop the version that was active before `version`'s re-index."""
     store, _, _ = _resources()

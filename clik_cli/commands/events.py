@@ -25,7 +25,7 @@ def events(
     Example: CLIK_STORE_URL=redis://127.0.0.1:6379/0 clik events
     """
     from clik_cli.settings import CliSettings
-    from indexer.config import is_redis_url
+    from indexer.contracts import is_redis_url
     from indexer.events import EventLogConfig, RedisEventLog, consume
 
     cli = CliSettings()

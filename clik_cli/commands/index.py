@@ -162,6 +162,7 @@ def _version(store, bundle: Optional[Path]):
 def _enqueue(settings, product_ids: list[str], chunk: int) -> None:
     from tqdm import tqdm
 
+    from indexer.contracts import ENCODE_PRODUCTS
     from worker.app import make_app
 
     app = make_app(settings)
@@ -169,7 +170,7 @@ def _enqueue(settings, product_ids: list[str], chunk: int) -> None:
         with tqdm(total=len(product_ids), unit="product", desc="queue") as bar:
             for start in range(0, len(product_ids), chunk):
                 part = product_ids[start:start + chunk]
-                app.send_task("clik.encode_products", args=[part], queue=settings.queue, ignore_result=True)
+                app.send_task(ENCODE_PRODUCTS, args=[part], queue=settings.queue, ignore_result=True)
                 bar.update(len(part))
     except Exception as exc:  # kombu raises transport-specific errors
         typer.echo(f"error: cannot reach the broker {settings.broker_url}: {exc}", err=True)

@@ -61,7 +61,7 @@ def rank(
         for r, (i, s) in enumerate(result):
             flag = "  off-topic?" if result.off_topic[r] else ""
             typer.echo(f"{r + 1:>3}  {s:+.3f}  {result.appeal[r]:+.3f}  {result.topic_fit[r]:>9.2f}  {paths[i]}{flag}")
-        for i, err in result.errors.items():
+        for err in result.errors.values():
             typer.echo(f"failed  {err}", err=True)
     if not result.indices:
         raise typer.Exit(1)

@@ -22,9 +22,10 @@ def serve(
     import uvicorn
 
     from clik_cli.settings import CliSettings
+    from indexer.contracts import is_redis_url
 
     url = store_url or CliSettings().store_url
-    on_redis = bool(url) and url.startswith(("redis://", "rediss://", "unix://"))
+    on_redis = is_redis_url(url)
     if inprocess is None:
         inprocess = not on_redis
     if workers > 1:

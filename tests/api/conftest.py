@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from tests.http_folder import serve_folder
+from tests.services import service_missing
 
 ROOT = Path(__file__).resolve().parents[2]
 STORE_URL = "redis://127.0.0.1:6379/15"
@@ -33,7 +34,7 @@ def redis_or_skip() -> None:
     try:
         redis.Redis.from_url(STORE_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable ({exc})")
+        service_missing(f"Redis unreachable ({exc})")
 
 
 def delete_keys(url: str, pattern: str) -> None:

@@ -6,6 +6,7 @@ import time
 
 from tests.api.conftest import API_KEY, ApiServer, make_bundle
 from tests.api.test_embedded import InlineEncodeQueue
+from tests.worker.harness import wait_for
 
 
 def test_readyz_reports_coverage_and_fails_below_the_share(api_bundle, image_server, tmp_path):
@@ -24,6 +25,10 @@ def test_readyz_reports_coverage_and_fails_below_the_share(api_bundle, image_ser
         http = server.client()
         assert http.get("/readyz").json()["coverage"] == {"products": 0, "with_vectors": 0, "failed": 0,
                                                           "share": 1.0}
+        # The text side loads in the background; on a busy machine it was not loaded yet when
+        # the 200 below was asked for (1 run in 4 here, on main too). This test is about coverage.
+        wait_for(lambda: api_bundle.version in http.get("/readyz").json()["loaded_versions"], 60,
+                 "the active version's text side to load")
         http.put("/products", json={"products": [
             {"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg")} for i in range(4)]
             + [{"product_id": "broken", "image_url": str(root / "missing.jpg")}]})

@@ -23,6 +23,7 @@ from clik_cli.commands import worker as worker_cmd
 from indexer.config import open_store
 from indexer.records import ProductStatus
 from tests.photos import photo
+from tests.services import service_missing
 from tests.worker.conftest import jpeg_bytes
 
 runner = CliRunner()
@@ -145,7 +146,7 @@ def test_celery_mode_enqueues_chunks_on_the_broker(env, bundle, monkeypatch):
     try:
         redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable ({exc})")
+        service_missing(f"Redis unreachable ({exc})")
     write_photos(env / "catalogue")
     queue = f"clik-test-{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("CLIK_BROKER_URL", BROKER_URL)
@@ -175,7 +176,7 @@ def test_worker_command_starts_a_real_worker(env, tmp_path):
     try:
         redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable ({exc})")
+        service_missing(f"Redis unreachable ({exc})")
     queue = f"clik-test-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "worker.log"
     child_env = {**os.environ, "CLIK_BROKER_URL": BROKER_URL, "CLIK_STORE_URL": str(tmp_path / "store")}

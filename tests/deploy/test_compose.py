@@ -86,7 +86,7 @@ def test_every_service_of_our_image_runs_a_real_clik_command():
     services = load_compose()["services"]
     ours = {name: s for name, s in services.items() if "build" in s}
     assert {"api", "worker-cpu", "worker-gpu", "model-watcher"} <= set(ours)
-    for name, service in ours.items():
+    for service in ours.values():
         _parse_clik(service["command"])
     for wrong in (["clik", "serve", "--no-such-flag"], ["clik", "models", "nope"], ["clik", "models"],
                   ["clik", "serve", "--port", "eighty"], ["celery", "worker"]):

@@ -12,6 +12,7 @@ from indexer.config import EmbeddedStoreConfig, RedisStoreConfig
 from indexer.embedded_store import EmbeddedStore
 from indexer.redis_store import RedisStore
 from indexer.store import VectorStore
+from tests.services import service_missing
 
 REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own, keys also under a unique prefix
 
@@ -52,7 +53,7 @@ def store_factory(request, tmp_path) -> Iterator[StoreFactory]:
     if request.param == "redis":
         reason = _redis_reachable()
         if reason:
-            pytest.skip(reason)
+            service_missing(reason)
     factory = StoreFactory(request.param, tmp_path, prefix)
     yield factory
     for s in factory.opened:
@@ -70,7 +71,7 @@ def store(store_factory: StoreFactory) -> VectorStore:
 def redis_store(tmp_path) -> Iterator[RedisStore]:
     reason = _redis_reachable()
     if reason:
-        pytest.skip(reason)
+        service_missing(reason)
     prefix = f"clik-test-{uuid.uuid4().hex[:12]}:"
     s = RedisStore(RedisStoreConfig(url=REDIS_URL, prefix=prefix))
     yield s

@@ -29,7 +29,7 @@ def write_raw(root: Path, lines: list, header: dict | None = None) -> Path:
     header = header or {"format": "clik-dataset/1", "name": "shop", "criteria": ["ctr", "sales"],
                         "default_criterion": "ctr", "source": "our tables"}
     (root / "dataset.json").write_text(json.dumps(header))
-    (root / "exhibitions.jsonl").write_text("".join((l if isinstance(l, str) else json.dumps(l)) + "\n" for l in lines))
+    (root / "exhibitions.jsonl").write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
     return root
 
 

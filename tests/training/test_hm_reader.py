@@ -103,7 +103,7 @@ def test_exhibitions_chunk_groups_and_mix_in_offtopic(raw):
         assert not seen_on & {p.id for p in on}  # a group's members are split, not repeated
         seen_on |= {p.id for p in on}
         assert Path(e.products[0].image).is_absolute() and Path(e.products[0].image).is_file()
-        assert not e.products[e.best_index("sales")].id in {p.id for p in off}
+        assert e.products[e.best_index("sales")].id not in {p.id for p in off}
     share = sum(summary.offtopic_products.values()) / sum(summary.products.values())
     assert 0.15 < share < 0.25
     assert summary.unsold_on_topic == 5  # Vest top 3 + Trousers 2

@@ -13,6 +13,7 @@ from indexer.config import RedisStoreConfig
 from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
 from tests.hostile_server import HostileServer
+from tests.services import service_missing
 from tests.worker.conftest import jpeg_bytes
 from tests.worker.harness import CeleryWorker, Internet, wait_for
 from tests.worker.test_tasks import BROKER_URL, STORE_URL, cleanup_broker, delete_keys
@@ -25,7 +26,7 @@ def _rig(tmp_path_factory, bundle, settings: dict, extra_env: dict | None = None
     try:
         redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable ({exc})")
+        service_missing(f"Redis unreachable ({exc})")
     from worker.app import make_app
     from worker.settings import WorkerSettings
 

@@ -16,6 +16,7 @@ from clik.image_source import content_hash
 from indexer.config import RedisStoreConfig
 from indexer.errors import VersionNotFound
 from indexer.redis_store import RedisStore
+from tests.services import service_missing
 from tests.worker.conftest import jpeg_bytes
 from tests.worker.harness import CeleryWorker, Internet, wait_for
 from tests.worker.test_tasks import BROKER_URL, STORE_URL, cleanup_broker, delete_keys
@@ -33,7 +34,7 @@ def rig(tmp_path_factory, tiny_bundle):
     try:
         redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable ({exc})")
+        service_missing(f"Redis unreachable ({exc})")
     from worker.app import make_app
     from worker.settings import WorkerSettings
 

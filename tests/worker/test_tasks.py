@@ -17,6 +17,7 @@ from clik.image_source import content_hash
 from indexer.config import RedisStoreConfig
 from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
+from tests.services import service_missing
 from tests.worker.harness import CeleryWorker, wait_for
 from worker.pending import PendingSet
 
@@ -72,7 +73,7 @@ def env(request, tmp_path_factory, tiny_bundle, image_root):
     try:
         redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable ({exc})")
+        service_missing(f"Redis unreachable ({exc})")
     if request.param == "amqp" and (reason := amqp_unreachable()):
         pytest.skip(reason)
     broker_url = AMQP_URL if request.param == "amqp" else BROKER_URL
