@@ -175,7 +175,7 @@ class ClikService:
     def put_products(self, items: list[tuple[str, str, dict]]) -> list[tuple[Product, bool]]:
         """Store the products, queue those whose image is not encoded yet (a retried PUT of a
         pending one is queued again: the worker skips images it already has)."""
-        for pid, _, attrs in items:  # refuses bad business-rule attrs before anything is written
+        for _, _, attrs in items:  # refuses bad business-rule attrs before anything is written
             facet_of(attrs or {})
         stored = [self.store.put_product(pid, src, attrs) for pid, src, attrs in items]
         queued = [p.product_id for p in stored if p.status is not ProductStatus.ENCODED]
