@@ -6,17 +6,19 @@ through the CPU pool (a few at a time), product images through the image proxy's
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 import numpy as np
 import torch
 from PIL import Image
 
+from api.answers import RenderedAnswers
 from api.catalogue import CatalogueSearch
 from api.coverage import CoverageMonitor
 from api.encode_queue import EncodeQueue
@@ -58,6 +60,18 @@ class RankedSources:
     errors: dict[int, str]
 
 
+def answer_etag(exhibition_id: str, version: str, stamp: str, overrides_at: float | None, threshold: float,
+                offset: int, limit: int, diverse: bool, settings_digest: str) -> str:
+    """A ranking answer is a pure function of these: the exhibition, the model version (its
+    calibration with it), the block stamp (products, attrs, vectors, the exhibition's members
+    and topic: generations, not unique across exhibitions), the overrides' last change, the
+    threshold, the page and the settings. Any change of one changes the tag; the same state
+    gives the same tag in every API process."""
+    text = (f"{exhibition_id}|{version}|{stamp}|{overrides_at}|{threshold}|{offset}|{limit}|{int(diverse)}|"
+            f"{settings_digest}")
+    return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
+
+
 class ClikService:
     def __init__(self, settings: ApiSettings, store: VectorStore, queue: EncodeQueue,
                  metrics: ApiMetrics) -> None:
@@ -88,6 +102,8 @@ class ClikService:
         self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
         self.load_errors: dict[str, str] = {}  # version -> why its background load failed
         self.coverage = CoverageMonitor(store, settings.coverage_refresh_s)
+        self._settings_digest: str | None = None
+        self.answers = RenderedAnswers()
         self._background: set[str] = set()
         self._background_lock = threading.Lock()
         self.catalogue = CatalogueSearch(store, settings.catalogue_dir, settings.catalogue_min_rebuild_s)
@@ -229,16 +245,27 @@ class ClikService:
 
         def rank(version: ModelVersion, requested: str | None) -> ExplainedRanking:
             query, topic_emb = self.query_and_topic(version, topic)
-            name, block = self.store.scoring_block(exhibition_id, requested)
+            name, stamp, block = self.store.stamped_block(exhibition_id, requested)
             if name != version.name:  # the store resolved another active version
                 return ExplainedRanking(exhibition_id, name, [], 0)
             calibration, threshold = self.topic_fit_model(version)
             rules, aligned = self.rules(exhibition_id, block, diverse)
-            return explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
-                           offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
+            ranked = explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
+                             offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
+            overrides = self.merch.overrides(exhibition_id)
+            return replace(ranked, etag=answer_etag(exhibition_id, name, stamp, overrides.updated_at, threshold,
+                                                    offset, limit, diverse, self.settings_digest))
 
         topic = self.store.get_exhibition_topic(exhibition_id)
         return self._ranked(model_version, rank)
+
+    @property
+    def settings_digest(self) -> str:
+        """The settings an answer depends on beyond the store (boosts, diverse options)."""
+        if self._settings_digest is None:
+            parts = repr((sorted(self.settings.boosts.items()), self.diverse_options))
+            self._settings_digest = hashlib.blake2b(parts.encode(), digest_size=8).hexdigest()
+        return self._settings_digest
 
     def _ranked(self, model_version: str | None,
                 rank: Callable[[ModelVersion, str | None], ExplainedRanking]) -> ExplainedRanking:

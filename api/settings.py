@@ -83,6 +83,10 @@ class ApiSettings(FetchSettings, BaseSettings):
 
     catalogue_dir: Path | None = None  # None: a temporary folder per process
 
+    # Ranking answers carry an ETag and `Cache-Control: public, max-age=` this (a CDN may serve
+    # one this long without asking; after that it revalidates with If-None-Match).
+    result_max_age_s: int = Field(5, ge=0)
+
     # Shopper events (POST /events; Redis store only).
     events_batch_max: int = Field(1000, ge=1)
     events_unit_salt: str = ""  # key of the hash that replaces visitor/session keys (set it per deployment)

@@ -237,10 +237,16 @@ class VectorStore(abc.ABC):
 
     def scoring_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, ScoringBlock]:
         """The exhibition's decoded block for `version` (default: the active one)."""
+        name, _, block = self.stamped_block(exhibition_id, version)
+        return name, block
+
+    def stamped_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, str, ScoringBlock]:
+        """(version, stamp, block): the stamp changes whenever the block's products, their
+        status, image, attrs or vectors, or the exhibition change (an ETag can be built on it)."""
         cached = self._blocks.get(exhibition_id, version) if version else self._latest(exhibition_id)
         name, stamp, data = self._fetch_block(exhibition_id, version, cached)
         if data is None and cached is not None and cached.version == name:
-            return name, cached.block
+            return name, stamp, cached.block
         if data is None:  # cache entry vanished meanwhile: ask again without it
             name, stamp, data = self._fetch_block(exhibition_id, version, None)
             assert data is not None
@@ -248,7 +254,7 @@ class VectorStore(abc.ABC):
         item = CachedBlock(version=name, stamp=stamp, block=block)
         self._blocks.put(exhibition_id, item)
         self._last_version[exhibition_id] = name
-        return name, block
+        return name, stamp, block
 
     def _latest(self, exhibition_id: str) -> CachedBlock | None:
         # The active version is resolved by the store on every call (an atomic switch must be

@@ -1,9 +1,9 @@
 """Exhibitions: topic + product list; their representative image and full ranking."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from api.answers import conditional
 from api.auth import require_reader, writer_name
 from api.deps import ModelVersionParam, service, unprocessable
 from api.schemas import ID_ALPHABET, ID_PATTERN, ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
@@ -78,24 +78,26 @@ def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depe
 
 @router.get("/exhibitions/{exhibition_id}/representative", response_model=RankingOut,
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
-def representative(exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
+def representative(request: Request, exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
                    diverse: bool = DiverseParam,
                    model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
     """The top `topk` products: the most appealing among those that fit the topic. Each item
     carries `appeal` (CLIK's ranking score), `topic_fit` (calibrated probability of belonging
     to the topic), `off_topic` and the final `score`; a flagged product comes first only when
     every product is flagged (`all_off_topic`). Blocked, sold-out and hidden products are
-    never shown; pinned ones keep their positions; `boosts` shows each score modifier."""
+    never shown; pinned ones keep their positions; `boosts` shows each score modifier.
+    The answer carries an ETag (304 for a client that holds it) and Cache-Control."""
     if topk > svc.settings.representative_max_topk:
         raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
-    # the hot path: a plain JSONResponse skips re-validating our own output (response_model
-    # still documents it)
-    return JSONResponse(_ranking(svc.representative(exhibition_id, topk, model_version, diverse)))
+    # the hot path: the rendered answer skips re-validating our own output (response_model
+    # still documents it) and is reused while its ETag is current
+    r = svc.representative(exhibition_id, topk, model_version, diverse)
+    return conditional(request, r.etag, svc.settings.result_max_age_s, svc.answers, lambda: _ranking(r))
 
 
 @router.get("/exhibitions/{exhibition_id}/ranking", response_model=RankingPage,
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
-def ranking(exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=10**9),
+def ranking(request: Request, exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=10**9),
             limit: int = Query(50, ge=1), diverse: bool = DiverseParam,
             model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
     """The whole ranking, paged (diverse: the first representative_max_topk positions only)."""
@@ -105,4 +107,5 @@ def ranking(exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=1
         raise unprocessable(["query", "diverse"], "a diverse ranking covers the first "
                             f"{svc.settings.representative_max_topk} positions: offset + limit must not exceed it")
     r = svc.ranking_page(exhibition_id, offset, limit, model_version, diverse)
-    return JSONResponse({**_ranking(r), "offset": offset, "limit": limit})
+    return conditional(request, r.etag, svc.settings.result_max_age_s, svc.answers,
+                       lambda: {**_ranking(r), "offset": offset, "limit": limit})

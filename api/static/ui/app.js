@@ -4,13 +4,17 @@
 const PAGE = 24;       // exhibitions per page
 const RANK_PAGE = 60;  // ranking tiles per "show more"
 const $ = (id) => document.getElementById(id);
-const state = { offset: 0, rankOffset: 0, exhibition: null, overrides: null, saves: 0 };
+// grid: bumped whenever the ranking grid is cleared, so a page of tiles still on its way for the
+// grid before (a route change and a pin racing) is dropped instead of appended.
+const state = { offset: 0, rankOffset: 0, exhibition: null, overrides: null, saves: 0, grid: 0 };
 
 function apiKey() { return localStorage.getItem("clik-api-key") || ""; }
 
 async function api(path) {
   const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
-  const res = await fetch(path, { headers });
+  // no-cache: rankings are sent with Cache-Control max-age for CDNs; an operator's page must see
+  // its own pins at once, so the browser revalidates every time (a 304 when nothing changed).
+  const res = await fetch(path, { headers, cache: "no-cache" });
   if (!res.ok) {
     let detail = res.statusText;
     try { detail = JSON.stringify((await res.json()).detail); } catch (_) { /* not JSON */ }
@@ -107,6 +111,7 @@ async function showExhibition(id) {
   $("topic-meta").textContent = ["date", "cat1", "cat2", "cat3", "cat4", "kwds"]
     .filter((k) => ex.topic[k]).map((k) => `${k}: ${ex.topic[k]}`).join(" · ");
   $("ranking").replaceChildren();
+  state.grid += 1;
   await Promise.all([loadRanking(true), showOverrides(), showCollage()]);
 }
 
@@ -141,6 +146,7 @@ async function changeOverrides(edit) {
     await apiWrite("PUT", overridesPath(), { pinned, blocked, boosts: o.boosts });
     state.rankOffset = 0;
     $("ranking").replaceChildren();
+  state.grid += 1;
     await Promise.all([loadRanking(true), showOverrides(), showCollage()]);
     document.body.dataset.saved = String(++state.saves);  // what tests (and people) can wait for
   } catch (err) {
@@ -163,8 +169,10 @@ async function showCollage() {
 }
 
 async function loadRanking(first) {
+  const grid = state.grid;
   const id = state.exhibition;
   const page = await api(`/exhibitions/${encodeURIComponent(id)}/ranking?offset=${state.rankOffset}&limit=${RANK_PAGE}`);
+  if (grid !== state.grid) return;  // the grid was cleared meanwhile: these tiles are stale
   for (const item of page.items) {
     const img = el("img", { class: "thumb", alt: item.product_id });
     const classes = ["tile"].concat(item.rank === 1 ? ["top"] : [], item.off_topic ? ["flagged"] : []);
