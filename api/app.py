@@ -78,7 +78,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     app.state.settings = settings
     app.state.service = svc
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
-    app.state.events = _event_log(settings)
+    app.state.events = _event_log(store)
     for module in (products, exhibitions, overrides, rank, search, health, events):
         app.include_router(module.router)
     mount_ui(app)
@@ -91,15 +91,18 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     return app
 
 
-def _event_log(settings: ApiSettings):
-    """The Redis Stream of shopper events, on the store's Redis (None for the embedded store)."""
-    from indexer.contracts import is_redis_url
+def _event_log(store: VectorStore):
+    """The shopper-event log beside the store: a Redis Stream on its Redis, or for the embedded
+    store a sqlite file in its folder (counted as appended: no consumer needed)."""
+    from indexer.embedded_store import EmbeddedStore
+    from indexer.events import EmbeddedEventLog, RedisEventLog
+    from indexer.redis_store import RedisStore
 
-    if not is_redis_url(settings.store_url):
-        return None
-    from indexer.events import RedisEventLog
-
-    return RedisEventLog.from_url(settings.store_url, settings.store_prefix)
+    if isinstance(store, RedisStore):
+        return RedisEventLog(store.r, store.prefix)
+    if isinstance(store, EmbeddedStore):
+        return EmbeddedEventLog(store.config.path)
+    return None
 
 
 def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:

@@ -1,8 +1,9 @@
 """POST /events: shopper events (impressions, clicks, conversions) into the event log.
 
 The visitor or session key (`unit`) is hashed here with CLIK_EVENTS_UNIT_SALT before it is
-stored, so the log never holds a raw identifier. Counting happens in `clik events`
-(indexer/events.py): exactly once per event_id, across consumer kills.
+stored, so the log never holds a raw identifier. Counting happens in `clik events` on Redis
+(exactly once per event_id, across consumer kills) and at once on the embedded store, in the
+same transaction as the append (indexer/events.py).
 """
 from __future__ import annotations
 
@@ -42,13 +43,13 @@ class EventsAccepted(BaseModel):
 
 
 @router.post("/events", status_code=202, response_model=EventsAccepted, dependencies=[Depends(require_writer)],
-             responses={401: {}, 403: {}, 503: {"description": "no event log (the store is not Redis)"}})
+             responses={401: {}, 403: {}, 503: {"description": "the store keeps no event log"}})
 def post_events(body: EventsIn, request: Request) -> EventsAccepted:
     """Append a batch of events to the log (counted later, once each, by `clik events`)."""
     settings = request.app.state.settings
     log = request.app.state.events
     if log is None:
-        raise HTTPException(503, "events need the Redis store (CLIK_STORE_URL=redis://...)")
+        raise HTTPException(503, "this store keeps no event log")
     if len(body.events) > settings.events_batch_max:
         raise unprocessable(["body", "events"], f"at most {settings.events_batch_max} events per request")
     now = time.time()

@@ -10,13 +10,19 @@ again when its entries are claimed back. Either an entry is counted and acknowle
 still pending and another consumer claims it (XAUTOCLAIM after ``claim_idle_ms``). A client that
 sends the same event twice (a retry) is counted once: each event_id is remembered for
 ``dedupe_ttl_s`` (default 7 days). Keys all start with the store's prefix.
+
+The embedded store (one machine, no Redis) has ``EmbeddedEventLog``: events are counted as they
+are appended, in the same sqlite transaction, once per event_id (a primary key); no consumer.
 """
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 
@@ -135,3 +141,63 @@ def consume(log: RedisEventLog, consumer: str, batch: int = 500, block_ms: int =
                 on_batch(entries)
         elif stop_after_idle is not None and time.monotonic() - idle_since > stop_after_idle:
             return total
+
+
+_EMBEDDED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events(event_id TEXT PRIMARY KEY, received REAL NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters(
+    exhibition_id TEXT NOT NULL, field TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY(exhibition_id, field)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats(k TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+class EmbeddedEventLog:
+    """The embedded store's event log (``events.sqlite3`` beside ``store.sqlite3``): append
+    counts at once, exactly once per event_id, in one transaction (a crash leaves all or none of
+    a batch). Same read side as RedisEventLog: counters() and stats()."""
+
+    def __init__(self, folder: str | Path) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(Path(folder) / "events.sqlite3", isolation_level=None, check_same_thread=False,
+                                   timeout=5.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_EMBEDDED_SCHEMA)
+        self._lock = threading.Lock()
+
+    def append(self, events: Sequence[Mapping[str, object]]) -> int:
+        now = time.time()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                counted = 0
+                for e in events:
+                    new = db.execute("INSERT OR IGNORE INTO events(event_id, received, doc) VALUES (?, ?, ?)",
+                                     (e["event_id"], now, json.dumps(e, separators=(",", ":")))).rowcount
+                    if new:
+                        field = f"{e.get('model_version') or ''}|{e.get('arm') or ''}|{e['product_id']}|{e['type']}"
+                        db.execute("INSERT INTO counters VALUES (?, ?, 1) ON CONFLICT(exhibition_id, field) "
+                                   "DO UPDATE SET n = n + 1", (e["exhibition_id"], field))
+                        counted += 1
+                for key, n in (("counted", counted), ("duplicates", len(events) - counted)):
+                    db.execute("INSERT INTO stats VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET n = n + ?", (key, n, n))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(events)
+
+    def counters(self, exhibition_id: str) -> dict[tuple[str, str, str, str], int]:
+        with self._lock:
+            rows = self._db.execute("SELECT field, n FROM counters WHERE exhibition_id = ?", (exhibition_id,)).fetchall()
+        return {tuple(field.split("|")): n for field, n in rows}  # ids never hold "|"
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            stats = dict(self._db.execute("SELECT k, n FROM stats").fetchall())
+            length = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        return {"stream_length": length, "pending": 0, **stats}
+
+    def close(self) -> None:
+        self._db.close()

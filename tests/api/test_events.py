@@ -92,3 +92,26 @@ def test_a_consumer_killed_mid_stream_loses_and_doubles_nothing(api):
     stats = log.stats()
     assert stats["counted"] == 20_000 and stats["duplicates"] == 0 and stats["pending"] == 0
     assert log.counters("winter") == _expected(events)
+
+
+def test_the_embedded_store_counts_events_as_they_arrive(api_bundle, tmp_path):
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from indexer.config import EmbeddedStoreConfig
+    from indexer.embedded_store import EmbeddedStore
+    from indexer.events import EmbeddedEventLog
+    from tests.api.conftest import API_KEY
+    from tests.api.test_embedded import InlineEncodeQueue
+
+    store = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
+    settings = ApiSettings(_env_file=None, store_url=str(tmp_path / "store"), api_keys=[API_KEY], device="cpu",
+                           preload_model=False)
+    events = [_event(i, "click" if i % 3 == 0 else "impression") for i in range(120)]
+    with ApiServer(create_app(settings, store=store, encode_queue=InlineEncodeQueue(store, tmp_path))) as server:
+        http = server.client()
+        assert http.post("/events", json={"events": events}).status_code == 202
+        assert http.post("/events", json={"events": events[:30]}).status_code == 202  # a retry
+    log = EmbeddedEventLog(tmp_path / "store")  # another process reading the same folder
+    assert log.counters("summer") == _expected(events)
+    assert log.stats() == {"stream_length": 120, "pending": 0, "counted": 120, "duplicates": 30}
+    store.close()
