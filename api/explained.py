@@ -9,15 +9,13 @@ its page (argpartition).
 """
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from clik.topic_fit import TopicFit, product_features, score_products
 from api.merch_rank import Aligned, Rules, arrange
+from api.per_block_cache import PerBlockCache
 from indexer.packed_block import ScoringBlock
 from indexer.ranking import ranked_slice
 from indexer.vectors import normalised_query
@@ -67,44 +65,6 @@ class _Scored:
         return sum(a.nbytes for a in (self.score, self.appeal, self.topic_fit, self.flagged)) + 64 * len(self.off_topic)
 
 
-class FitCache:
-    """(decoded block, version, topic key, threshold) -> the block's products scored for that
-    topic, an LRU bounded by bytes. The query, the topic embedding and the calibration are
-    functions of (version, topic key), and a block object is replaced whenever its products or
-    vectors change, so an entry never goes stale; a weak reference tells a recycled id apart."""
-
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._bytes = 0
-        self._entries: OrderedDict[tuple, tuple[weakref.ref, _Scored]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, block: ScoringBlock, key: tuple, compute) -> _Scored:
-        """The cached entry, or compute() (outside the lock: two threads may both compute)."""
-        key = (id(block), *key)
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None and hit[0]() is block:
-                self._entries.move_to_end(key)
-                return hit[1]
-        scored = compute()
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1].nbytes
-            self._entries[key] = (weakref.ref(block), scored)
-            self._bytes += scored.nbytes
-            while self._bytes > self.max_bytes and len(self._entries) > 1:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._bytes -= dropped.nbytes
-        return scored
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
-
 def _score(block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray, calibration: TopicFit,
            threshold: float) -> _Scored:
     q = normalised_query(query, block.dim)
@@ -121,7 +81,7 @@ def _score(block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray, calibr
 
 
 def explain(exhibition_id: str, version: str, block: ScoringBlock, query: np.ndarray, topic_emb: np.ndarray,
-            calibration: TopicFit, threshold: float, offset: int, limit: int, fits: FitCache,
+            calibration: TopicFit, threshold: float, offset: int, limit: int, fits: PerBlockCache,
             topic_key: str, rules: Rules | None = None, aligned: Aligned | None = None) -> ExplainedRanking:
     """Ranks [offset, offset+limit) of the block for the topic, explained; with `rules` (and
     the block's `aligned` facets) the exhibition's business rules apply (api.merch_rank)."""

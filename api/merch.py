@@ -8,7 +8,7 @@ stamp). Overrides change rarely and are read on every ranking, so each process k
 another API process is seen within that time, and one made through this process at once.
 
 Facets come from the product attrs in the store (one pipelined read per decoded block, kept
-beside it: api.merch_rank.AlignedCache). A change of a product's attrs bumps its exhibitions'
+beside it: api.per_block_cache). A change of a product's attrs bumps its exhibitions'
 blocks (indexer), so a sold-out product leaves the ranking with the very next block:
   family       attrs.family (string): at most one per family in a diverse selection
   unavailable  attrs.available is false, attrs.sold_out or attrs.hidden is true

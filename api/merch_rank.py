@@ -3,15 +3,12 @@ is picked), boosts (added to the score), pins (fixed positions) and the diverse 
 
 The block holds only vectors; the facets of its rows (family, availability, numeric attrs) are
 looked up once per decoded block (the products' attrs, one store read) and kept beside it
-(AlignedCache), so a
+(api.per_block_cache), so a
 warm request only does O(n) array work (one masked copy of the scores) and its page.
 """
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +26,12 @@ class Aligned:
     families: np.ndarray | None  # family codes (clik.diverse.family_codes); None: no product has one
     numeric: dict[str, np.ndarray]  # attr -> (n,) values, 0 where a product has none
     row_of: dict[str, int]  # product id -> row
+
+    @property
+    def nbytes(self) -> int:
+        """About what it holds (the per-block cache is bounded by this)."""
+        return (self.unavailable.nbytes + (0 if self.families is None else self.families.nbytes)
+                + sum(a.nbytes for a in self.numeric.values()) + 64 * len(self.row_of))
 
     @property
     def any_facet(self) -> bool:
@@ -52,32 +55,6 @@ def align(block: ScoringBlock, facets: Mapping[str, Facet]) -> Aligned:
             numeric.setdefault(name, np.zeros(n, dtype=np.float32))[i] = value
     return Aligned(unavailable, family_codes(families) if any(families) else None, numeric,
                    {pid: i for i, pid in enumerate(ids)})
-
-
-class AlignedCache:
-    """Decoded block -> Aligned, a small LRU (weak reference: a recycled block id is told
-    apart). A block object is replaced whenever its products, their attrs or their vectors
-    change, so an entry never goes stale."""
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._items: OrderedDict[int, tuple[weakref.ref, Aligned]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, block: ScoringBlock, facets: Callable[[], Mapping[str, Facet]]) -> Aligned:
-        """The block's aligned facets; `facets()` reads them on a miss (outside the lock)."""
-        key = id(block)
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None and hit[0]() is block:
-                self._items.move_to_end(key)
-                return hit[1]
-        aligned = align(block, facets())
-        with self._lock:
-            self._items[key] = (weakref.ref(block), aligned)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return aligned
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ from api.image_proxy import ImageProxy
 from api.metrics import ApiMetrics
 from api.models import CpuPool, ModelCache
 from api.settings import ApiSettings
-from api.explained import ExplainedRanking, FitCache, explain
-from api.merch import MerchState, facet_of
-from api.merch_rank import Aligned, AlignedCache, Rules
+from api.explained import ExplainedRanking, explain
+from api.merch import MerchState, Overrides, facet_of
+from api.merch_rank import Aligned, Rules, align
+from api.per_block_cache import PerBlockCache
 from clik.diverse import DiverseOptions
 from indexer.packed_block import ScoringBlock
 from api.topics import TopicQueries, cache_key, clean_topic
@@ -94,9 +95,9 @@ class ClikService:
         # Cached entries hold the ranking query and the topic embedding ("qt" namespace).
         self.topics = TopicQueries(store, settings.topic_cache_size, namespace="qt",
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
-        self.fits = FitCache()
+        self.fits = PerBlockCache(64 * 1024 * 1024)  # each block scored for a topic
         self.merch = MerchState(store, settings.merch_cache_s)
-        self.aligned = AlignedCache()
+        self.aligned = PerBlockCache(16 * 1024 * 1024)  # each block's business-rule facets
         self.diverse_options = DiverseOptions(settings.diverse_trade_off, settings.diverse_duplicate_threshold,
                                               settings.diverse_pool)
         self._active_guess: ModelVersion | None = None  # the active version seen last (see _ranked)
@@ -222,13 +223,12 @@ class ClikService:
                        diverse: bool = False) -> ExplainedRanking:
         return self.ranking_page(exhibition_id, 0, topk, model_version, diverse)
 
-    def rules(self, exhibition_id: str, block: ScoringBlock, diverse: bool) -> tuple[Rules | None, Aligned | None]:
-        """The exhibition's business rules (None when nothing applies: the plain ranking).
-        Both records come from the process cache (api.merch): no round trip when warm."""
-        overrides = self.merch.overrides(exhibition_id)
-        aligned = self.aligned.get(block, lambda: {
+    def rules(self, overrides: Overrides, block: ScoringBlock, diverse: bool) -> tuple[Rules | None, Aligned | None]:
+        """The exhibition's business rules (None when nothing applies: the plain ranking). The
+        facets of the block's products are read once per decoded block (api.per_block_cache)."""
+        aligned = self.aligned.get(block, (), lambda: align(block, {
             pid: facet_of(attrs, strict=False)
-            for pid, attrs in self.store.get_attrs([str(p) for p in block.product_ids]).items()})
+            for pid, attrs in self.store.get_attrs([str(p) for p in block.product_ids]).items()}))
         boosts = self.settings.boosts if overrides.boosts is None else overrides.boosts
         if overrides.empty and not aligned.any_facet and not boosts and not diverse:
             return None, None
@@ -249,10 +249,11 @@ class ClikService:
             if name != version.name:  # the store resolved another active version
                 return ExplainedRanking(exhibition_id, name, [], 0)
             calibration, threshold = self.topic_fit_model(version)
-            rules, aligned = self.rules(exhibition_id, block, diverse)
+            # read once: the rules applied and the ETag must describe the same overrides
+            overrides = self.merch.overrides(exhibition_id)
+            rules, aligned = self.rules(overrides, block, diverse)
             ranked = explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
                              offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
-            overrides = self.merch.overrides(exhibition_id)
             return replace(ranked, etag=answer_etag(exhibition_id, name, stamp, overrides.updated_at, threshold,
                                                     offset, limit, diverse, self.settings_digest))
 

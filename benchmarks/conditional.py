@@ -21,6 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.support import delete_prefix  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,9 +80,7 @@ def main() -> None:
                     assert r.status_code == (200 if not headers else 304)
     finally:
         server.stop()
-        keys = list(store.r.scan_iter(match=prefix + "*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            store.r.unlink(*keys[i:i + 10_000])
+        delete_prefix(store.r, prefix)
         store.close()
     result = {"products": n, "topk": args.topk, **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()},
               "bytes": sizes}

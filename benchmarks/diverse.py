@@ -27,9 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.explained import FitCache, explain  # noqa: E402
+from benchmarks.support import delete_prefix  # noqa: E402
+
+from api.explained import explain  # noqa: E402
 from api.merch import MerchState, facet_of  # noqa: E402
-from api.merch_rank import AlignedCache, Rules  # noqa: E402
+from api.merch_rank import Rules, align  # noqa: E402
+from api.per_block_cache import PerBlockCache  # noqa: E402
 from clik.diverse import DiverseOptions  # noqa: E402
 from clik.topic_fit import DEFAULT_FIT  # noqa: E402
 from indexer.config import RedisStoreConfig  # noqa: E402
@@ -63,7 +66,7 @@ def main() -> None:
             store.put_vectors("v", [(f"h{start + i}", v) for i, v in enumerate(vecs)])
         store.put_exhibition("e", {"name": "x"}, [f"p{i}" for i in range(n)])
         query, topic = rng.standard_normal(dim).astype(np.float32), rng.standard_normal(dim).astype(np.float32)
-        fits, aligned = FitCache(), AlignedCache()
+        fits, aligned = PerBlockCache(64 * 1024 * 1024), PerBlockCache(16 * 1024 * 1024)
         merch = MerchState(store, ttl_s=1.0)
         merch.write_overrides("e", {"p17": 2}, ["p3"], {"margin": 0.01}, "bench", "put")
         options = DiverseOptions()
@@ -76,8 +79,8 @@ def main() -> None:
             name, block = store.scoring_block("e")
             overrides = merch.overrides("e")
             rules = Rules(overrides, overrides.boosts or {}, options if diverse else None)
-            facets = aligned.get(block, lambda: {p: facet_of(a, strict=False) for p, a in
-                                                 store.get_attrs([str(x) for x in block.product_ids]).items()})
+            facets = aligned.get(block, (), lambda: align(block, {p: facet_of(a, strict=False) for p, a in
+                                                             store.get_attrs([str(x) for x in block.product_ids]).items()}))
             return explain("e", name, block, query, topic, DEFAULT_FIT, 0.5, 0, args.topk, fits, "t",
                            rules, facets)
 
@@ -99,9 +102,7 @@ def main() -> None:
         result["diverse_added_ms"] = round(result["diverse_ms"] - result["plain_ms"], 3)
         result["rules_added_ms"] = round(result["rules_ms"] - result["plain_ms"], 3)
     finally:
-        keys = list(store.r.scan_iter(match=prefix + "*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            store.r.unlink(*keys[i:i + 10_000])
+        delete_prefix(store.r, prefix)
         store.close()
     print(f"{n:,} products, dim {dim}, top {args.topk}: plain {result['plain_ms']:.3f} ms, rules "
           f"{result['rules_ms']:.3f} ms (+{result['rules_added_ms']:.3f}), diverse {result['diverse_ms']:.3f} ms "

@@ -25,6 +25,8 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.support import delete_prefix  # noqa: E402
+
 from indexer.events import RedisEventLog, consume  # noqa: E402
 
 
@@ -100,9 +102,7 @@ def main() -> None:
               "counted_per_s": round(counted / max(count_s, 1e-9)), "counted": counted,
               "lost_events": args.events - stats.get("counted", 0), "double_counted": stats.get("duplicates", 0)}
     client = redis.Redis.from_url(args.redis)
-    keys = list(client.scan_iter(match=prefix + "*", count=10_000))
-    for i in range(0, len(keys), 10_000):
-        client.unlink(*keys[i:i + 10_000])
+    delete_prefix(client, prefix)
     print(f"{args.events:,} events in batches of {args.batch}: accepted {result['accepted_per_s']:,}/s "
           f"({args.clients} clients, {args.workers} API workers), counted {result['counted_per_s']:,}/s; "
           f"lost {result['lost_events']}, double-counted {result['double_counted']}, failed requests {len(failures)}")

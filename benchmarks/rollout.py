@@ -26,6 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.support import delete_prefix  # noqa: E402
+
 from indexer.config import EmbeddedStoreConfig, RedisStoreConfig  # noqa: E402
 from indexer.embedded_store import EmbeddedStore  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
@@ -94,9 +96,7 @@ def main() -> None:
     try:
         results["redis"] = bench(redis_store, args.products, args.rounds)
     finally:
-        keys = list(redis_store.r.scan_iter(match=prefix + "*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            redis_store.r.unlink(*keys[i:i + 10_000])
+        delete_prefix(redis_store.r, prefix)
         redis_store.close()
     with tempfile.TemporaryDirectory() as tmp:
         with EmbeddedStore(EmbeddedStoreConfig(path=Path(tmp))) as embedded:

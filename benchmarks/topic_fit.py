@@ -24,7 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.explained import FitCache, explain  # noqa: E402
+from benchmarks.support import delete_prefix  # noqa: E402
+
+from api.explained import explain  # noqa: E402
+from api.per_block_cache import PerBlockCache  # noqa: E402
 from clik.topic_fit import DEFAULT_FIT  # noqa: E402
 from indexer.config import RedisStoreConfig  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
@@ -55,7 +58,7 @@ def main() -> None:
             store.put_vectors("v", [(f"h{start + i}", v) for i, v in enumerate(vecs)])
         store.put_exhibition("e", {"name": "x"}, [f"p{i}" for i in range(n)])
         query, topic = rng.standard_normal(DIM).astype(np.float32), rng.standard_normal(DIM).astype(np.float32)
-        fits = FitCache()
+        fits = PerBlockCache(64 * 1024 * 1024)
 
         def plain():
             store.rank("e", query, k=1)
@@ -80,9 +83,7 @@ def main() -> None:
         result = {"products": n, **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()}}
         result["explained_over_plain"] = round(result["explained_ms"] / result["plain_ms"], 3)
     finally:
-        keys = list(store.r.scan_iter(match=prefix + "*", count=10_000))
-        for i in range(0, len(keys), 10_000):
-            store.r.unlink(*keys[i:i + 10_000])
+        delete_prefix(store.r, prefix)
         store.close()
     print(f"{result['products']:,} products: plain {result['plain_ms']:.3f} ms, explained (warm) "
           f"{result['explained_ms']:.3f} ms ({result['explained_over_plain']:.2f}x), first after a change "

@@ -26,16 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clik.metrics import reciprocal_rank, top1_true_rank  # noqa: E402
 from clik.topic_fit import FEATURES, TopicFit, context, fit, product_features, score_products  # noqa: E402
-from training.evaluate import load_groups  # noqa: E402
-
-
-def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative), ties half."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    ranks = np.argsort(np.argsort(np.concatenate([pos, neg]), kind="stable"), kind="stable") + 1.0
-    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+from training.evaluate import auc, load_groups  # noqa: E402
 
 
 def per_group(groups, variant, calibration):
