@@ -81,9 +81,9 @@ def test_redis_drop_version_deletes_every_key_of_it(redis_store):
     s.rank("e", np.ones(DIM))
     vid1 = s.get_version("v1").id
 
-    def keys_of(vid):
-        return [k for k in s.r.scan_iter(match=s.prefix + "*", count=1000)
-                if k.decode().removeprefix(s.prefix).split(":")[:2][-1] == str(vid)]
+    def keys_of(vid):  # records under s.core ("{prefix}" on a cluster), blocks under s.prefix
+        return [k for start in {s.core, s.prefix} for k in s.r.scan_iter(match=start + "*", count=1000)
+                if k.decode().removeprefix(start).split(":")[:2][-1] == str(vid)]
 
     assert keys_of(vid1)
     s.drop_version("v1")
@@ -100,10 +100,10 @@ def test_redis_vector_layout_is_compact(redis_store):
     rng = np.random.default_rng(0)
     for start in range(0, 5000, 1000):
         s.put_vectors("v1", [(f"h{i}", rng.standard_normal(dim)) for i in range(start, start + 1000)])
-    slab0 = s.prefix + f"vs:{v.id}:0"
+    slab0 = s._k("vs", v.id, 0)
     assert s.r.strlen(slab0) == ((1 << 20) - 16) // (dim * 2) * dim * 2
     assert s.r.memory_usage(slab0) <= (1 << 20) + 128  # one exact 1 MiB allocation
-    buckets = [k for k in s.r.scan_iter(match=s.prefix + f"vi:{v.id}:*", count=1000)]
+    buckets = [k for k in s.r.scan_iter(match=s._k("vi", v.id, "*"), count=1000)]
     assert buckets and all(s.r.object("encoding", k) == b"listpack" for k in buckets)
 
 
@@ -114,7 +114,7 @@ def test_redis_rejects_raw_vector_of_wrong_length_without_writing(redis_store):
     good = np.ones(DIM, dtype=np.float16).tobytes()
     with pytest.raises(InvalidVector):
         s._run("PUT_VECTORS", "v1", str(v.id), "h1", b"0" * 16, good, "h2", b"1" * 16, b"short")
-    assert s.r.get(s.prefix + f"vn:{v.id}") is None  # the good one was not written either
+    assert s.r.get(s._k("vn", v.id)) is None  # the good one was not written either
 
 
 @pytest.mark.redis
