@@ -50,8 +50,8 @@ def bundle(pretrained_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory):
-    """A local three-master Redis Cluster for the session (tests/redis_cluster.py)."""
-    from tests.redis_cluster import redis_cluster
+    """A local three-master Redis Cluster for the session (tests/redis_servers.py)."""
+    from tests.redis_servers import redis_cluster
 
     with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
         yield url

@@ -1,4 +1,6 @@
-"""A real Redis Cluster of three masters for the tests, started and stopped by them.
+"""Redis servers of our own, started and stopped by the caller: a real Redis Cluster of three
+masters for the tests (and the cluster benchmarks), and a single private server for benchmarks
+that must not load the shared one.
 
 Each node is a ``redis-server --cluster-enabled yes`` on a free port (its cluster bus on
 port + 10000 free too), with its config file and data in a temporary folder; ``redis-cli
@@ -51,7 +53,42 @@ def _wait(check, what: str, timeout_s: float = 20.0) -> None:
             if check():
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"Redis Cluster: {what} within {timeout_s} s")
+    raise RuntimeError(f"Redis: {what} within {timeout_s} s")
+
+
+def _start_node(server: str, port: int, node: Path, *extra: str) -> subprocess.Popen:
+    node.mkdir(parents=True)
+    with (node / "log").open("wb") as log:
+        return subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node), "--save", "",
+             "--appendonly", "no", *extra], stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:  # only the nodes started here, by their own handles
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def redis_server(folder: Path) -> Iterator[str]:
+    """One private redis-server; yields its URL."""
+    server = shutil.which("redis-server")
+    if not server:
+        service_missing("redis-server is needed to start a private Redis")
+    (port,) = _free_ports(1)
+    proc = _start_node(server, port, folder / str(port))
+    try:
+        client = redis.Redis(port=port, socket_connect_timeout=1)
+        _wait(client.ping, "the server did not answer")
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop([proc])
 
 
 @contextmanager
@@ -65,12 +102,8 @@ def redis_cluster(folder: Path) -> Iterator[str]:
     try:
         for port in ports:
             node = folder / str(port)
-            node.mkdir(parents=True)
-            procs.append(subprocess.Popen(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
-                 "--cluster-config-file", str(node / "nodes.conf"), "--dir", str(node), "--save", "",
-                 "--appendonly", "no", "--cluster-node-timeout", "5000"],
-                stdout=(node / "log").open("wb"), stderr=subprocess.STDOUT))
+            procs.append(_start_node(server, port, node, "--cluster-enabled", "yes", "--cluster-config-file",
+                                     str(node / "nodes.conf"), "--cluster-node-timeout", "5000"))
         clients = [redis.Redis(port=p, socket_connect_timeout=1) for p in ports]
         for c in clients:
             _wait(c.ping, "a node did not answer")
@@ -83,10 +116,4 @@ def redis_cluster(folder: Path) -> Iterator[str]:
             c.close()
         yield f"redis+cluster://127.0.0.1:{ports[0]}/0"
     finally:
-        for proc in procs:  # only the nodes started here, by their own handles
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
