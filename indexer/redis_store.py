@@ -129,8 +129,12 @@ class RedisStore(VectorStore):
     def _k(self, *parts: object) -> str:
         return self.core + ":".join(str(p) for p in parts)
 
+    # read and written by plain commands only: untagged, so a cluster spreads them
     def _block_key(self, vid: object, exhibition_id: str) -> str:
         return self.prefix + f"b:{vid}:{exhibition_id}"
+
+    def _job_key(self, job_id: str) -> str:
+        return self.prefix + f"job:{job_id}"
 
     def close(self) -> None:
         self.r.close()
@@ -143,11 +147,11 @@ class RedisStore(VectorStore):
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
         check_id(job_id, "job_id")
         with _translated_errors():
-            self.r.set(self._k("job", job_id), json.dumps(dict(record), sort_keys=True))
+            self.r.set(self._job_key(job_id), json.dumps(dict(record), sort_keys=True))
 
     def get_job(self, job_id: str) -> dict | None:
         with _translated_errors():
-            raw = self.r.get(self._k("job", job_id))
+            raw = self.r.get(self._job_key(job_id))
         return json.loads(raw) if raw else None
 
     # -- products -----------------------------------------------------------------------------

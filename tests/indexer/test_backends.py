@@ -130,3 +130,31 @@ def test_redis_store_from_before_the_counters_counts_coverage_by_scanning(redis_
     assert redis_store.r.hget(redis_store._k("cnt"), "v") == b"0"
     cov = redis_store.coverage(["v"])
     assert (cov.products, cov.encoded, cov.covered) == (3, 3, {"v": 2})
+
+
+@pytest.mark.redis
+def test_a_block_written_after_its_exhibition_was_deleted_is_never_served_to_a_new_one(redis_store):
+    """On a cluster the client stores a block after the script built it, so a block can land after
+    its exhibition was deleted. The exhibition created again under that id starts its
+    generations again; its creation number in the stamp keeps the old block from matching."""
+    s = redis_store
+    s.register_version("v", DIM)
+    s.activate("v")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        s.put_product(f"p{i}", f"src{i}")
+        s.mark_encoded(f"p{i}", f"h{i}")
+    s.put_vectors("v", [(f"h{i}", rng.standard_normal(DIM)) for i in range(6)])
+    s.put_exhibition("e", {}, ["p0", "p1", "p2"])
+    assert s.rank("e", np.ones(DIM)).total_scored == 3
+    vid = s.get_version("v").id
+    late = s.r.hgetall(s._block_key(vid, "e"))  # the block as a slow builder would write it...
+    s.delete_exhibition("e")
+    assert s.r.exists(s._block_key(vid, "e")) == 0
+    s.r.hset(s._block_key(vid, "e"), mapping=late)  # ...after the delete
+    s.put_exhibition("e", {}, ["p3", "p4", "p5"])
+    s.close()  # a fresh process: nothing decoded in memory
+    fresh = RedisStore(s.config)
+    ranked = fresh.rank("e", np.ones(DIM))
+    assert sorted(p.product_id for p in ranked.items) == ["p3", "p4", "p5"]
+    fresh.close()
