@@ -21,10 +21,10 @@ of this tree (a sorted set of due times) at ``--products``, and with the scannin
 claim rate (claims per second of claim time, and products claimed per second of claim time) in
 the first and the last 10% of the products claimed, their ratio (target: last within 20% of
 first), claim latency p50/p99, the wall-clock rate, and Redis memory per pending entry. Claim
-time is taken twice: on the server (the claim script's own duration, from the SLOWLOG of the
-private redis-server this starts in a temp folder) and as the drain sees it (a round trip, which
-on a busy shared machine is mostly waiting for a core). ``--store URL`` uses another Redis
-(client figures only).
+time is the round trip as the drain sees it. (Reading the claim script's own duration from the
+SLOWLOG with every command logged was tried: polling it stalled Redis for seconds at 100k
+products.) By default a private redis-server is started in a temp folder (``--store URL`` to
+use another).
 """
 from __future__ import annotations
 
@@ -86,56 +86,6 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]  # nothing listens once this socket is closed
-
-
-class ServerClock:
-    """Redis-side duration of every claim call, read from the SLOWLOG of the private server (every
-    command logged: slowlog-log-slower-than 0, a ring of 500,000 entries; every 0.2 s the entries
-    logged since the last look are read). Free of the client-side scheduling noise of a shared
-    machine. `missed` counts entries the ring overwrote before they were read (then the server
-    figures are left out rather than misaligned)."""
-
-    def __init__(self, url: str, sha: str) -> None:
-        import threading
-
-        import redis
-
-        self.r, self.sha = redis.Redis.from_url(url), sha.encode()
-        self.last_id: int | None = None  # slowlog ids go on across resets: the first read sets it
-        self.missed = 0
-        self.r.config_set("slowlog-max-len", 500_000)
-        self.r.config_set("slowlog-log-slower-than", 0)
-        self.r.slowlog_reset()
-        self.durations: dict[int, int] = {}  # slowlog id -> microseconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        latest = self.r.slowlog_get(1)
-        if not latest:
-            return
-        last = self.last_id
-        new = latest[0]["id"] - last if last is not None else self.r.slowlog_len()
-        entries = self.r.slowlog_get(min(2 * new + 1000, 500_000))  # more arrive between the two calls
-        if last is not None and entries and entries[-1]["id"] > last + 1:
-            self.missed += entries[-1]["id"] - last - 1
-        for entry in entries:
-            if (last is None or entry["id"] > last) and entry["command"].startswith(b"EVALSHA " + self.sha):
-                self.durations[entry["id"]] = entry["duration"]
-        self.last_id = max(entry["id"] for entry in entries) if entries else last
-
-    def _poll(self) -> None:
-        while not self._stop.wait(0.2):
-            self._read()
-
-    def stop(self) -> list[int]:
-        self._stop.set()
-        self._thread.join()
-        self._read()
-        self.r.config_set("slowlog-log-slower-than", 10_000)
-        self.r.slowlog_reset()
-        return [self.durations[k] for k in sorted(self.durations)]
 
 
 def record_drain(store, pending, owner: str, batch: int, sources) -> None:
@@ -214,15 +164,9 @@ def drain_process(kind: str, url: str, prefix: str, folder: str, batch: int, out
     Path(out).write_text(json.dumps(log))
 
 
-def _decile_figures(claims: list[tuple[float, float, int]], server_us: list[int]) -> dict:
-    """First and last 10% of the products claimed. Claims are ordered by time; the server's
-    durations come in the same order (slowlog ids), so the i-th claim is the i-th entry."""
-    ordered = sorted(claims)
-    if len(server_us) == len(ordered):
-        ordered = [(t, d, n, us) for (t, d, n), us in zip(ordered, server_us)]
-    else:  # some entry was missed: no server figures rather than misaligned ones
-        ordered = [(t, d, n, None) for t, d, n in ordered]
-    claims = [c for c in ordered if c[2] > 0]  # the empty claims of drains running dry at the end
+def _decile_figures(claims: list[tuple[float, float, int]]) -> dict:
+    """First and last 10% of the products claimed, claims ordered by time."""
+    claims = [c for c in sorted(claims) if c[2] > 0]  # the empty claims of drains running dry at the end
     total = sum(c[2] for c in claims)
     cum, first, last = 0, [], []
     for c in claims:
@@ -236,21 +180,14 @@ def _decile_figures(claims: list[tuple[float, float, int]], server_us: list[int]
         busy = sum(c[1] for c in part)
         lat = sorted(c[1] * 1000 for c in part)
         wall = part[-1][0] - part[0][0] if len(part) > 1 else float("nan")
-        server = sorted(c[3] for c in part if c[3] is not None)
-        figures = {"server_claims_per_s": len(server) / (sum(server) / 1e6),
-                   "server_claim_us_p50": server[len(server) // 2],
-                   "server_claim_us_p99": server[min(len(server) - 1, int(len(server) * 0.99))]} if server else {}
-        return {"claims": len(part), "products": sum(c[2] for c in part), **figures,
+        return {"claims": len(part), "products": sum(c[2] for c in part),
                 "claims_per_s": len(part) / busy, "products_claimed_per_s": sum(c[2] for c in part) / busy,
                 "claim_ms_p50": lat[len(lat) // 2], "claim_ms_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
                 "wall_products_per_s": sum(c[2] for c in part) / wall if wall > 0 else float("nan")}
 
     a, b = rates(first), rates(last)
-    out = {"products_claimed": total, "claims": len(claims), "first_10pct": a, "last_10pct": b,
-           "last_over_first": b["claims_per_s"] / a["claims_per_s"]}
-    if "server_claims_per_s" in a:
-        out["server_last_over_first"] = b["server_claims_per_s"] / a["server_claims_per_s"]
-    return out
+    return {"products_claimed": total, "claims": len(claims), "first_10pct": a, "last_10pct": b,
+            "last_over_first": b["claims_per_s"] / a["claims_per_s"]}
 
 
 def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
@@ -310,14 +247,11 @@ def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
         p.start()
     for _ in procs:  # imports and the tower loaded: the clock starts when all are ready
         ready.acquire()
-    clock = ServerClock(url, pending._claim.sha) if args.store is None else None
     t = time.perf_counter()
     go.set()
     for p in procs:
         p.join()
     drain_s = time.perf_counter() - t
-    server_us = clock.stop() if clock else []
-    missed = clock.missed if clock else None
     if any(p.exitcode for p in procs):
         raise RuntimeError(f"a drain process failed ({[p.exitcode for p in procs]})")
     claims = [tuple(c) for o in outs for c in json.loads(o.read_text())]
@@ -329,12 +263,12 @@ def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
           and all(pid in stuck_set for pid in still))
     result = {"pending_set": "sorted set of due times (this tree)" if kind == "zset"
               else "hash scan (before, benchmarks/pending_scan_baseline.py)",
-              "products": n, "encode": args.encode, "slowlog_missed": missed, "stuck_postponed": len(stuck), "import_s": import_s,
+              "products": n, "encode": args.encode, "stuck_postponed": len(stuck), "import_s": import_s,
               "enqueue_events_per_s": (n / EVENT_SIZE) / enqueue_s, "drain_s": drain_s,
               "wall_products_per_s": (n - len(stuck)) / drain_s,
               "redis_bytes_per_pending_entry": per_entry, "encoded": coverage.encoded,
               "left_pending": len(pending), "all_encoded_but_the_down_host": ok,
-              **_decile_figures(claims, server_us)}
+              **_decile_figures(claims)}
     from benchmarks.support import delete_prefix
 
     delete_prefix(store.r, prefix)
@@ -388,18 +322,16 @@ def main() -> None:
                 else "no tower: vectors recorded directly (--encode record)")
     print(f"{encoding}; {args.images} distinct images; "
           f"{args.stuck_share:.0%} of products on a host that is down; {args.drains} drains, batch {args.batch}")
-    print("claims/s: claim calls per second of claim time, first and last 10% of the products claimed; "
-          "server: Redis-side time of the claim script (SLOWLOG), client: round trip as the drain sees it")
-    head = (f"{'pending set':18} {'products':>9} {'server first':>12} {'server last':>11} {'last/first':>10} "
-            f"{'client first':>12} {'client last':>11} {'last/first':>10} {'wall prod/s':>11} {'B/entry':>7} ok")
-    print(head)
+    print("claims/s: claim calls per second of claim time (the drain's round trip), in the first and the "
+          "last 10% of the products claimed")
+    print(f"{'pending set':18} {'products':>9} {'claims/s first':>14} {'claims/s last':>13} {'last/first':>10} "
+          f"{'p50 ms first':>12} {'p50 ms last':>11} {'wall prod/s':>11} {'B/entry':>7} ok")
     for r in runs:
         a, b = r["first_10pct"], r["last_10pct"]
         per = r["redis_bytes_per_pending_entry"]
         label = "sorted set (now)" if r["pending_set"].startswith("sorted") else "hash scan (before)"
-        print(f"{label:18} {r['products']:>9,} {a.get('server_claims_per_s', float('nan')):>12,.0f} "
-              f"{b.get('server_claims_per_s', float('nan')):>11,.0f} {r.get('server_last_over_first', float('nan')):>10.2f} "
-              f"{a['claims_per_s']:>12,.0f} {b['claims_per_s']:>11,.0f} {r['last_over_first']:>10.2f} "
+        print(f"{label:18} {r['products']:>9,} {a['claims_per_s']:>14,.1f} {b['claims_per_s']:>13,.1f} "
+              f"{r['last_over_first']:>10.2f} {a['claim_ms_p50']:>12.1f} {b['claim_ms_p50']:>11.1f} "
               f"{r['wall_products_per_s']:>11,.0f} {'-' if per is None else round(per):>7} "
               f"{r['all_encoded_but_the_down_host']}")
     report = {"benchmark": "bulk_load", "tower": TOWER if args.encode == "tower" else None, "encode": args.encode,
