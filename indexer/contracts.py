@@ -22,7 +22,11 @@ DEFAULT_STORE_PREFIX = "clik:"  # CLIK_STORE_PREFIX: every store key starts with
 
 # URL schemes of the Redis client (redis-py's from_url): a store or broker URL with one of them
 # is Redis; a store URL without is a path of the embedded store, a broker URL e.g. amqp://.
-REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+# The "+cluster" schemes are CLIK's own (redis-py documents none for a cluster): a store on a
+# Redis Cluster, opened with redis-py's RedisCluster from any one node (indexer/redis_client.py).
+# Store URLs only: Celery's broker cannot use a cluster.
+REDIS_CLUSTER_URL_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", *REDIS_CLUSTER_URL_SCHEMES)
 
 
 def is_redis_url(url: str | None) -> TypeGuard[str]:  # True: a str (for type checkers)

@@ -9,7 +9,9 @@ Why one script: a consumer killed between counting and acknowledging would other
 again when its entries are claimed back. Either an entry is counted and acknowledged, or it is
 still pending and another consumer claims it (XAUTOCLAIM after ``claim_idle_ms``). A client that
 sends the same event twice (a retry) is counted once: each event_id is remembered for
-``dedupe_ttl_s`` (default 7 days). Keys all start with the store's prefix.
+``dedupe_ttl_s`` (default 7 days). Keys all start with ``<prefix>ev:``; on a Redis Cluster
+that is the hash tag ``{<prefix>ev:}`` (indexer/redis_client.py), since the script touches the
+stream, the seen-markers and the counters together: all events of a store live on one master.
 
 The embedded store (one machine, no Redis) has ``EmbeddedEventLog``: events are counted as they
 are appended, in the same sqlite transaction, once per event_id (a primary key); no consumer.
@@ -26,23 +28,26 @@ from pathlib import Path
 
 import redis
 
+from indexer.redis_client import RedisClient, is_cluster, key_group, redis_client
+
 GROUP = "counters"
 EVENT_TYPES = ("impression", "click", "conversion")
 
-# KEYS: stream; ARGV: prefix, group, dedupe ttl, then (entry id, event id, counter key, field)
+# KEYS: stream; ARGV: key base (the stream's group: same slot), consumer group, dedupe ttl,
+# then (entry id, event id, counter key, field)
 _COMMIT = r"""
-local stream, p, group, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local stream, b, group, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local counted = 0
 for i = 4, #ARGV, 4 do
   local entry, event_id, ckey, field = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  if redis.call('SET', p .. 'ev:seen:' .. event_id, '1', 'NX', 'EX', ttl) then
-    redis.call('HINCRBY', p .. 'ev:c:' .. ckey, field, 1)
+  if redis.call('SET', b .. 'seen:' .. event_id, '1', 'NX', 'EX', ttl) then
+    redis.call('HINCRBY', b .. 'c:' .. ckey, field, 1)
     counted = counted + 1
   end
   redis.call('XACK', stream, group, entry)
 end
-redis.call('HINCRBY', p .. 'ev:stats', 'counted', counted)
-redis.call('HINCRBY', p .. 'ev:stats', 'duplicates', (#ARGV - 3) / 4 - counted)
+redis.call('HINCRBY', b .. 'stats', 'counted', counted)
+redis.call('HINCRBY', b .. 'stats', 'duplicates', (#ARGV - 3) / 4 - counted)
 return counted
 """
 
@@ -55,15 +60,16 @@ class EventLogConfig:
 
 
 class RedisEventLog:
-    def __init__(self, client: redis.Redis, prefix: str, config: EventLogConfig = EventLogConfig()) -> None:
+    def __init__(self, client: RedisClient, prefix: str, config: EventLogConfig = EventLogConfig()) -> None:
         self.r, self.p, self.config = client, prefix, config
-        self.stream = prefix + "ev:s"
+        self.base = key_group(prefix, "ev:", is_cluster(client))  # every key of the log starts so
+        self.stream = self.base + "s"
         self._commit = self.r.register_script(_COMMIT)
         self._group_ready = False
 
     @classmethod
     def from_url(cls, url: str, prefix: str, config: EventLogConfig = EventLogConfig()) -> "RedisEventLog":
-        return cls(redis.Redis.from_url(url), prefix, config)
+        return cls(redis_client(url), prefix, config)
 
     def append(self, events: Sequence[Mapping[str, object]]) -> int:
         """Add validated events to the stream (one pipelined round trip)."""
@@ -101,7 +107,7 @@ class RedisEventLog:
         were counted (the rest were duplicates)."""
         if not entries:
             return 0
-        args: list[object] = [self.p, GROUP, self.config.dedupe_ttl_s]
+        args: list[object] = [self.base, GROUP, self.config.dedupe_ttl_s]
         for entry_id, e in entries:
             field = f"{e.get('model_version') or ''}|{e.get('arm') or ''}|{e['product_id']}|{e['type']}"
             args += [entry_id, e["event_id"], e["exhibition_id"], field]
@@ -109,7 +115,7 @@ class RedisEventLog:
 
     def counters(self, exhibition_id: str) -> dict[tuple[str, str, str, str], int]:
         """(model_version, arm, product_id, type) -> count for one exhibition."""
-        raw = self.r.hgetall(self.p + "ev:c:" + exhibition_id)
+        raw = self.r.hgetall(self.base + "c:" + exhibition_id)
         out = {}
         for field, n in raw.items():
             version, arm, product, kind = field.decode().split("|")  # ids never hold "|" (api.schemas.ID_PATTERN)
@@ -122,7 +128,7 @@ class RedisEventLog:
             pending = int(self.r.xpending(self.stream, GROUP)["pending"])
         except redis.ResponseError:
             pass
-        raw = self.r.hgetall(self.p + "ev:stats")
+        raw = self.r.hgetall(self.base + "stats")
         return {"stream_length": int(self.r.xlen(self.stream)), "pending": pending,
                 **{k.decode(): int(v) for k, v in raw.items()}}
 

@@ -1,22 +1,27 @@
 """Lua scripts of the Redis backend: each compound update runs atomically inside Redis.
 
 A script either completes or (on an error before its first write) changes nothing, so readers
-never see half an update. Keys are built inside the scripts from the prefix (ARGV[1]); that
-suits a single Redis server or a replicated one, not Redis Cluster (see docs/indexer.md).
+never see half an update. Keys are built inside the scripts from ARGV[1] (p below): the prefix on
+one Redis, the prefix as a hash tag (`{clik:}`) on a Redis Cluster, so every key a script builds
+lies in the slot of KEYS[1] (`p..'reg'`, passed so that a cluster client routes the call there).
+The packed blocks (`b:`) are the exception: on a cluster they live outside that slot, so
+BUILD_BLOCK stores a block only when told to (one Redis) and DELETE_EXHIBITION leaves their
+deletion to the caller (indexer/redis_store.py, docs/indexer.md).
 
-Key layout (p = prefix):
+Key layout (p = prefix, or {prefix} on a cluster):
   p..'reg'            hash  version name -> JSON {id, dim, nb, slab, bundle, state, created_at}
   p..'reg:active'     str   name of the active version
   p..'reg:next'       int   last version id handed out (ids are never reused)
   p..'p:'..pid        hash  s=image source, st=status, h=image hash, d=16-byte digest, e=error
   p..'pe:'..pid       set   exhibitions listing the product
   p..'hp:'..hash      set   products whose image has this content hash
-  p..'e:'..eid        hash  t=topic JSON, ids='\n'-joined product ids, u=updated_at, g=generation
+  p..'e:'..eid        hash  t=topic JSON, ids='\n'-joined product ids, u=updated_at, g=generation,
+                            c=creation number (from p..'eseq': a re-created exhibition's stamps are new)
   p..'vg:'..vid       hash  eid -> generation of that exhibition's vectors in version vid
   p..'vi:'..vid..':'..bucket  hash  digest -> slot   (small, listpack-encoded buckets)
   p..'vs:'..vid..':'..slab    str   slab of fp16 vectors, slot at (slot % slab) * dim * 2
   p..'vn:'..vid       int   slots used in version vid
-  p..'b:'..vid..':'..eid      hash  s=stamp, d=packed block (a cache with a TTL)
+  prefix..'b:'..vid..':'..eid hash s=stamp, d=packed block (a cache with a TTL; untagged on a cluster)
   p..'t:'..vid        hash  normalised topic key -> float32 embedding
   p..'cnt'            hash  v='1' when the coverage counters below are kept (a store created with
                             them), products, encoded, failed: product counts
@@ -207,6 +212,9 @@ local ek = p .. 'e:' .. eid
 local old = redis.call('HGET', ek, 'ids')
 if old then
   for pid in string.gmatch(old, '[^\n]+') do redis.call('SREM', p .. 'pe:' .. pid, eid) end
+else
+  -- a new (or re-created) exhibition: its stamps differ from any block of a former one
+  redis.call('HSET', ek, 'c', redis.call('INCR', p .. 'eseq'))
 end
 for pid in string.gmatch(ids, '[^\n]+') do redis.call('SADD', p .. 'pe:' .. pid, eid) end
 redis.call('HSET', ek, 't', topic, 'ids', ids, 'u', now)
@@ -223,12 +231,13 @@ if not ids then return redis.error_reply('CLIK_NOEXHIBITION unknown exhibition '
 for pid in string.gmatch(ids, '[^\n]+') do redis.call('SREM', p .. 'pe:' .. pid, eid) end
 redis.call('DEL', ek)
 redis.call('ZREM', p .. 'ex', eid)
+local vids = {}
 for _, j in ipairs(redis.call('HVALS', p .. 'reg')) do
   local v = cjson.decode(j)
-  redis.call('DEL', p .. 'b:' .. v.id .. ':' .. eid)
   redis.call('HDEL', p .. 'vg:' .. v.id, eid)
+  vids[#vids + 1] = v.id
 end
-return 1
+return vids  -- the caller deletes the blocks b:<vid>:<eid> (outside this slot on a cluster)
 """
 
 # ARGV: p, name, vid, then (hash, digest, fp16 bytes) triples.
@@ -320,9 +329,10 @@ local function resolve(p, eid, name)
     if not name then error({err = 'CLIK_NOACTIVE no model version has been activated'}) end
   end
   local v = must_version(p, name)
-  local g = redis.call('HGET', p .. 'e:' .. eid, 'g')
-  if not g then error({err = 'CLIK_NOEXHIBITION unknown exhibition ' .. eid}) end
-  return name, v, v.id .. ':' .. g .. ':' .. (redis.call('HGET', p .. 'vg:' .. v.id, eid) or '0')
+  local e = redis.call('HMGET', p .. 'e:' .. eid, 'g', 'c')
+  if not e[1] then error({err = 'CLIK_NOEXHIBITION unknown exhibition ' .. eid}) end
+  return name, v, v.id .. ':' .. e[1] .. ':' .. (redis.call('HGET', p .. 'vg:' .. v.id, eid) or '0') ..
+    ':' .. (e[2] or '0')
 end
 """
 
@@ -333,8 +343,9 @@ local name, v, stamp = resolve(ARGV[1], ARGV[2], ARGV[3])
 return {name, v.id, stamp}
 """
 
-# ARGV: p, eid, version name, ttl -> {version, stamp, block}: one pass over the members,
-# vectors of this version only, stored with its stamp.
+# ARGV: p, eid, version name, ttl, store ('1': store the block with its stamp here; '0': on a
+# cluster, where the block key is in another slot and the caller stores it) -> {version, stamp,
+# block}: one pass over the members, vectors of this version only.
 BUILD_BLOCK = _COMMON + _RESOLVE + r"""
 local p, eid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local name, v, stamp = resolve(p, eid, ARGV[3])
@@ -365,9 +376,11 @@ for _, list in ipairs({scored, pending, failed, unknown}) do
 end
 parts[#parts + 1] = table.concat(vecs)
 local data = table.concat(parts)
-local bk = p .. 'b:' .. v.id .. ':' .. eid
-redis.call('HSET', bk, 's', stamp, 'd', data)
-redis.call('EXPIRE', bk, ttl)
+if ARGV[5] == '1' then
+  local bk = p .. 'b:' .. v.id .. ':' .. eid
+  redis.call('HSET', bk, 's', stamp, 'd', data)
+  redis.call('EXPIRE', bk, ttl)
+end
 return {name, stamp, data}
 """
 

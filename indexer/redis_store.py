@@ -3,6 +3,11 @@
 Compound updates are Lua scripts (atomic); reads that touch many keys are pipelined or run
 server-side. Vectors live in pre-sized slab strings (exactly dim*2 bytes each) found through
 small listpack-encoded index buckets, which keeps memory near the raw fp16 size.
+
+On a Redis Cluster (a ``redis+cluster://`` URL) every key the scripts touch carries the hash tag
+``{<prefix>}`` (indexer/redis_client.py): the records, vectors and index share one slot, while
+packed blocks (a cache the scripts no longer write there) and job records spread over the
+masters by their own names. On one Redis the key names are what they always were.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 from indexer import redis_scripts as lua
 from indexer.block_cache import CachedBlock
@@ -24,6 +30,7 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
     StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
+from indexer.redis_client import RedisClient, is_cluster, key_group, redis_client
 from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
@@ -70,13 +77,19 @@ class _StaleVersion(StoreError):
 
 
 class RedisStore(VectorStore):
-    def __init__(self, config: RedisStoreConfig | None = None, client: redis.Redis | None = None) -> None:
+    def __init__(self, config: RedisStoreConfig | None = None, client: RedisClient | None = None) -> None:
         self.config = config or RedisStoreConfig()
         super().__init__(self.config.cache_bytes)
         self.prefix = self.config.prefix
-        self.r = client or redis.Redis.from_url(
+        self.r: RedisClient = client or redis_client(
             self.config.url, socket_timeout=self.config.socket_timeout_s,
             socket_connect_timeout=self.config.socket_timeout_s)
+        self.cluster = is_cluster(self.r)
+        # every key a script touches starts with `core` (one hash slot on a cluster); packed
+        # blocks and job records are read and written by plain commands, so on a cluster they
+        # keep untagged names and spread over the masters
+        self.core = key_group(self.prefix, "", self.cluster)
+        self._route = [self.core + "reg"]  # KEYS[1] of every script: where a cluster runs it
         self._scripts = {
             name: self.r.register_script(getattr(lua, name))
             for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
@@ -88,10 +101,40 @@ class RedisStore(VectorStore):
 
     def _run(self, script: str, *args: object) -> Any:  # each script returns its own shape
         with _translated_errors():
-            return self._scripts[script](args=[self.prefix, *args])
+            return self._scripts[script](keys=self._route, args=[self.core, *args])
+
+    def _run_many(self, calls: Sequence[tuple[str, Sequence[object]]]) -> list[Any]:
+        """Script calls pipelined in one round trip (each stays atomic). redis-py's cluster
+        pipeline refuses EVALSHA, but every script runs in the one slot of `core`, so on a
+        cluster the calls go down a plain pipeline to that slot's master; if the slot has moved
+        meanwhile (MOVED), the client's slot map is refreshed and the batch is sent again (the
+        node refused every call of it)."""
+        for attempt in (0, 1):
+            if isinstance(self.r, RedisCluster):
+                node = self.r.get_node_from_key(self._route[0])
+                pipe = self.r.get_redis_connection(node).pipeline(transaction=False)
+            else:
+                pipe = self.r.pipeline(transaction=False)
+            for script, args in calls:
+                self._scripts[script](keys=self._route, args=[self.core, *args], client=pipe)
+            try:
+                with _translated_errors():
+                    return pipe.execute()
+            except StoreError as exc:
+                if attempt or not isinstance(self.r, RedisCluster) or "MOVED" not in str(exc):
+                    raise
+                self.r.nodes_manager.initialize()
+        raise AssertionError("unreachable")
 
     def _k(self, *parts: object) -> str:
-        return self.prefix + ":".join(str(p) for p in parts)
+        return self.core + ":".join(str(p) for p in parts)
+
+    # read and written by plain commands only: untagged, so a cluster spreads them
+    def _block_key(self, vid: object, exhibition_id: str) -> str:
+        return self.prefix + f"b:{vid}:{exhibition_id}"
+
+    def _job_key(self, job_id: str) -> str:
+        return self.prefix + f"job:{job_id}"
 
     def close(self) -> None:
         self.r.close()
@@ -104,11 +147,11 @@ class RedisStore(VectorStore):
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
         check_id(job_id, "job_id")
         with _translated_errors():
-            self.r.set(self._k("job", job_id), json.dumps(dict(record), sort_keys=True))
+            self.r.set(self._job_key(job_id), json.dumps(dict(record), sort_keys=True))
 
     def get_job(self, job_id: str) -> dict | None:
         with _translated_errors():
-            raw = self.r.get(self._k("job", job_id))
+            raw = self.r.get(self._job_key(job_id))
         return json.loads(raw) if raw else None
 
     # -- products -----------------------------------------------------------------------------
@@ -151,18 +194,16 @@ class RedisStore(VectorStore):
 
     def import_products(self, items: Sequence[tuple[str, str, str | None]], batch: int = 2000) -> None:
         # pipelined script calls: each product's update stays atomic, round trips are batched
-        with _translated_errors():
-            for start in range(0, len(items), batch):
-                pipe = self.r.pipeline(transaction=False)
-                for product_id, image_source, image_hash in items[start:start + batch]:
-                    check_id(product_id, "product_id")
-                    check_id(image_source, "image_source")
-                    self._scripts["PUT_PRODUCT"](args=[self.prefix, product_id, image_source, ""], client=pipe)
-                    if image_hash is not None:
-                        check_id(image_hash, "image_hash")
-                        self._scripts["MARK_ENCODED"](
-                            args=[self.prefix, product_id, image_hash, hash_digest(image_hash)], client=pipe)
-                pipe.execute()
+        for start in range(0, len(items), batch):
+            calls: list[tuple[str, Sequence[object]]] = []
+            for product_id, image_source, image_hash in items[start:start + batch]:
+                check_id(product_id, "product_id")
+                check_id(image_source, "image_source")
+                calls.append(("PUT_PRODUCT", (product_id, image_source, "")))
+                if image_hash is not None:
+                    check_id(image_hash, "image_hash")
+                    calls.append(("MARK_ENCODED", (product_id, image_hash, hash_digest(image_hash))))
+            self._run_many(calls)
 
     def mark_failed(self, product_id: str, reason: str) -> Product:
         self._run("MARK_FAILED", product_id, str(reason))
@@ -190,7 +231,12 @@ class RedisStore(VectorStore):
                           float(u))
 
     def delete_exhibition(self, exhibition_id: str) -> None:
-        self._run("DELETE_EXHIBITION", exhibition_id)
+        vids = self._run("DELETE_EXHIBITION", exhibition_id)
+        # the blocks are a cache outside the script's slot; a block built just before the delete
+        # and written after it is never served: a re-created exhibition gets a new stamp (`c`)
+        if vids:
+            with _translated_errors():
+                self.r.unlink(*[self._block_key(v.decode(), exhibition_id) for v in vids])
 
     def get_exhibition_topic(self, exhibition_id: str) -> dict[str, str]:
         with _translated_errors():
@@ -281,7 +327,7 @@ class RedisStore(VectorStore):
         keys += [self._k("vs", vid, s) for s in range(slabs)]
         keys += [self._k("vn", vid), self._k("vg", vid), self._k("t", vid)]
         with _translated_errors():
-            keys += list(self.r.scan_iter(match=self._k("b", vid, "*"), count=1000))
+            keys += list(self.r.scan_iter(match=self._block_key(vid, "*"), count=1000))
             for i in range(0, len(keys), 1000):
                 self.r.unlink(*keys[i:i + 1000])
 
@@ -374,11 +420,7 @@ class RedisStore(VectorStore):
             if not rows:
                 continue
             digests = [r[3] for r in rows]
-            with _translated_errors():
-                pipe = self.r.pipeline(transaction=False)
-                for name in covered:
-                    self._scripts["HAS_VECTORS"](args=[self.prefix, name, *digests], client=pipe)
-                found = pipe.execute()
+            found = self._run_many([("HAS_VECTORS", (name, *digests)) for name in covered])
             for name, flags in zip(covered, found):
                 covered[name] += sum(flags)
         return Coverage(products=products, encoded=encoded, covered=covered, failed=failed)
@@ -427,7 +469,7 @@ class RedisStore(VectorStore):
         name, vid, stamp = (x.decode() for x in self._run("CHECK_BLOCK", exhibition_id, version or ""))
         if cached is not None and cached.version == name and cached.stamp == stamp:
             return name, stamp, None  # warm: one small round trip
-        bk = self._k("b", vid, exhibition_id)
+        bk = self._block_key(vid, exhibition_id)
         with _translated_errors():
             pipe = self.r.pipeline(transaction=False)
             pipe.hmget(bk, "s", "d")
@@ -436,5 +478,14 @@ class RedisStore(VectorStore):
         # the block carries its own stamp: a block replaced meanwhile is detected, not mixed
         if stored_stamp is not None and stored_stamp.decode() == stamp:
             return name, stamp, data
-        name_b, stamp_b, data = self._run("BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s)
+        # one Redis: the script stores the block as it builds it; a cluster keeps blocks in other
+        # slots, so the block comes back and is stored here (its stamp still guards it)
+        name_b, stamp_b, data = self._run("BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s,
+                                          "0" if self.cluster else "1")
+        if self.cluster:
+            with _translated_errors():
+                pipe = self.r.pipeline(transaction=False)
+                pipe.hset(bk, mapping={"s": stamp_b, "d": data})
+                pipe.expire(bk, self.config.block_ttl_s)
+                pipe.execute()
         return name_b.decode(), stamp_b.decode(), data

@@ -46,3 +46,12 @@ def bundle(pretrained_model, tmp_path_factory):
 
     model, tokenizer = pretrained_model
     return clik.export_bundle(model.eval(), tokenizer, tmp_path_factory.mktemp("bundles") / "default")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory):
+    """A local three-master Redis Cluster for the session (tests/redis_servers.py)."""
+    from tests.redis_servers import redis_cluster
+
+    with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
+        yield url

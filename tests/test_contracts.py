@@ -17,7 +17,8 @@ NOT_YET = {"clik_cli/commands/models.py"}
 
 @pytest.mark.parametrize(("url", "redis"), [
     ("redis://127.0.0.1:6379/0", True), ("rediss://cache.example:6380/1", True),
-    ("unix:///run/redis.sock", True), (None, False), ("", False), ("file:///data/store", False),
+    ("unix:///run/redis.sock", True), ("redis+cluster://10.0.0.5:7000/0", True),
+    ("rediss+cluster://cache.example:7000", True), (None, False), ("", False), ("file:///data/store", False),
     (".clik/store", False), ("amqp://guest:guest@127.0.0.1:5672//", False), ("REDIS://x", False),
 ])
 def test_is_redis_url(url, redis):
@@ -56,5 +57,6 @@ def test_no_package_spells_the_shared_names_itself():
 
 def test_the_literal_check_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text('app.send_task("clik.reindex")\nok = url.startswith(("redis://", "rediss://", "unix://"))\n')
+    bad.write_text('app.send_task("clik.reindex")\nok = url.startswith(("redis://", "rediss://", "unix://", '
+                   '"redis+cluster://", "rediss+cluster://"))\n')
     assert _shared_literals(bad) == ["1: 'clik.reindex'", "2: the Redis URL schemes"]

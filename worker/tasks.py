@@ -6,7 +6,6 @@ import threading
 import time
 import uuid
 
-import redis
 from celery.signals import worker_ready
 
 from indexer.config import open_store
@@ -19,6 +18,7 @@ from indexer.contracts import (
     is_redis_url,
 )
 from indexer.errors import NoActiveVersion, VersionNotFound
+from indexer.redis_client import redis_client
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
 from worker import canary, device, reindex, rollout
@@ -42,7 +42,7 @@ def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
         if _store is None:
             _store = open_store(settings.store_url, prefix=settings.store_prefix)
             if settings.group_pending and is_redis_url(settings.store_url):
-                _pending = PendingSet(redis.Redis.from_url(settings.store_url), settings.store_prefix,
+                _pending = PendingSet(redis_client(settings.store_url), settings.store_prefix,
                                       lease_s=settings.pending_lease_s)
         if _encoders is None:
             name = device.configure(settings.device, settings.torch_threads)

@@ -1,4 +1,5 @@
-"""Fixtures: every store test runs on both backends (real Redis, real temp directory)."""
+"""Fixtures: every store test runs on both backends (real Redis, real temp directory), and the
+Redis backend both on one server and on a local three-master Redis Cluster (marker `cluster`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import redis
 
 from indexer.config import EmbeddedStoreConfig, RedisStoreConfig
 from indexer.embedded_store import EmbeddedStore
+from indexer.redis_client import redis_client
 from indexer.redis_store import RedisStore
 from indexer.store import VectorStore
 from tests.services import service_missing
@@ -25,41 +27,55 @@ def _redis_reachable() -> str | None:
     return None
 
 
-def _cleanup(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+def _cleanup(client, prefix: str) -> None:
+    # on a cluster the keys scripts touch start with "{<prefix>", the others with the prefix
+    keys = [k for pattern in (prefix + "*", "{" + prefix + "*") for k in client.scan_iter(match=pattern, count=1000)]
     for i in range(0, len(keys), 1000):
         client.delete(*keys[i:i + 1000])
+
+
+def _redis_params(kind: str, request) -> str:
+    """The URL of the Redis the test runs on: one server, or the session's cluster."""
+    if kind == "cluster":
+        return request.getfixturevalue("redis_cluster_url")
+    reason = _redis_reachable()
+    if reason:
+        service_missing(reason)
+    return REDIS_URL
 
 
 class StoreFactory:
     """Opens stores over the same data (a second API replica / worker process)."""
 
-    def __init__(self, kind: str, tmp_path, prefix: str) -> None:
-        self.kind, self.tmp_path, self.prefix = kind, tmp_path, prefix
+    def __init__(self, kind: str, tmp_path, prefix: str, url: str | None = None) -> None:
+        self.kind, self.tmp_path, self.prefix, self.url = kind, tmp_path, prefix, url
         self.opened: list[VectorStore] = []
 
     def open(self) -> VectorStore:
-        if self.kind == "redis":
-            store: VectorStore = RedisStore(RedisStoreConfig(url=REDIS_URL, prefix=self.prefix))
+        if self.url is not None:
+            store: VectorStore = RedisStore(RedisStoreConfig(url=self.url, prefix=self.prefix))
         else:
             store = EmbeddedStore(EmbeddedStoreConfig(path=self.tmp_path / "store"))
         self.opened.append(store)
         return store
 
 
-@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
+REDIS_KINDS = [pytest.param("redis", marks=pytest.mark.redis),
+               pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster])]
+
+
+@pytest.fixture(params=["embedded", *REDIS_KINDS])
 def store_factory(request, tmp_path) -> Iterator[StoreFactory]:
     prefix = f"clik-test-{uuid.uuid4().hex[:12]}:"
-    if request.param == "redis":
-        reason = _redis_reachable()
-        if reason:
-            service_missing(reason)
-    factory = StoreFactory(request.param, tmp_path, prefix)
+    url = None if request.param == "embedded" else _redis_params(request.param, request)
+    factory = StoreFactory(request.param, tmp_path, prefix, url)
     yield factory
     for s in factory.opened:
         s.close()
-    if request.param == "redis":
-        _cleanup(redis.Redis.from_url(REDIS_URL), prefix)
+    if url is not None:
+        client = redis_client(url)
+        _cleanup(client, prefix)
+        client.close()
 
 
 @pytest.fixture
@@ -67,13 +83,13 @@ def store(store_factory: StoreFactory) -> VectorStore:
     return store_factory.open()
 
 
-@pytest.fixture
-def redis_store(tmp_path) -> Iterator[RedisStore]:
-    reason = _redis_reachable()
-    if reason:
-        service_missing(reason)
+@pytest.fixture(params=REDIS_KINDS)
+def redis_store(request, tmp_path) -> Iterator[RedisStore]:
+    url = _redis_params(request.param, request)
     prefix = f"clik-test-{uuid.uuid4().hex[:12]}:"
-    s = RedisStore(RedisStoreConfig(url=REDIS_URL, prefix=prefix))
+    s = RedisStore(RedisStoreConfig(url=url, prefix=prefix))
     yield s
     s.close()
-    _cleanup(redis.Redis.from_url(REDIS_URL), prefix)
+    client = redis_client(url)
+    _cleanup(client, prefix)
+    client.close()

@@ -81,9 +81,9 @@ def test_redis_drop_version_deletes_every_key_of_it(redis_store):
     s.rank("e", np.ones(DIM))
     vid1 = s.get_version("v1").id
 
-    def keys_of(vid):
-        return [k for k in s.r.scan_iter(match=s.prefix + "*", count=1000)
-                if k.decode().removeprefix(s.prefix).split(":")[:2][-1] == str(vid)]
+    def keys_of(vid):  # records under s.core ("{prefix}" on a cluster), blocks under s.prefix
+        return [k for start in {s.core, s.prefix} for k in s.r.scan_iter(match=start + "*", count=1000)
+                if k.decode().removeprefix(start).split(":")[:2][-1] == str(vid)]
 
     assert keys_of(vid1)
     s.drop_version("v1")
@@ -100,10 +100,10 @@ def test_redis_vector_layout_is_compact(redis_store):
     rng = np.random.default_rng(0)
     for start in range(0, 5000, 1000):
         s.put_vectors("v1", [(f"h{i}", rng.standard_normal(dim)) for i in range(start, start + 1000)])
-    slab0 = s.prefix + f"vs:{v.id}:0"
+    slab0 = s._k("vs", v.id, 0)
     assert s.r.strlen(slab0) == ((1 << 20) - 16) // (dim * 2) * dim * 2
     assert s.r.memory_usage(slab0) <= (1 << 20) + 128  # one exact 1 MiB allocation
-    buckets = [k for k in s.r.scan_iter(match=s.prefix + f"vi:{v.id}:*", count=1000)]
+    buckets = [k for k in s.r.scan_iter(match=s._k("vi", v.id, "*"), count=1000)]
     assert buckets and all(s.r.object("encoding", k) == b"listpack" for k in buckets)
 
 
@@ -114,7 +114,7 @@ def test_redis_rejects_raw_vector_of_wrong_length_without_writing(redis_store):
     good = np.ones(DIM, dtype=np.float16).tobytes()
     with pytest.raises(InvalidVector):
         s._run("PUT_VECTORS", "v1", str(v.id), "h1", b"0" * 16, good, "h2", b"1" * 16, b"short")
-    assert s.r.get(s.prefix + f"vn:{v.id}") is None  # the good one was not written either
+    assert s.r.get(s._k("vn", v.id)) is None  # the good one was not written either
 
 
 @pytest.mark.redis
@@ -130,3 +130,31 @@ def test_redis_store_from_before_the_counters_counts_coverage_by_scanning(redis_
     assert redis_store.r.hget(redis_store._k("cnt"), "v") == b"0"
     cov = redis_store.coverage(["v"])
     assert (cov.products, cov.encoded, cov.covered) == (3, 3, {"v": 2})
+
+
+@pytest.mark.redis
+def test_a_block_written_after_its_exhibition_was_deleted_is_never_served_to_a_new_one(redis_store):
+    """On a cluster the client stores a block after the script built it, so a block can land after
+    its exhibition was deleted. The exhibition created again under that id starts its
+    generations again; its creation number in the stamp keeps the old block from matching."""
+    s = redis_store
+    s.register_version("v", DIM)
+    s.activate("v")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        s.put_product(f"p{i}", f"src{i}")
+        s.mark_encoded(f"p{i}", f"h{i}")
+    s.put_vectors("v", [(f"h{i}", rng.standard_normal(DIM)) for i in range(6)])
+    s.put_exhibition("e", {}, ["p0", "p1", "p2"])
+    assert s.rank("e", np.ones(DIM)).total_scored == 3
+    vid = s.get_version("v").id
+    late = s.r.hgetall(s._block_key(vid, "e"))  # the block as a slow builder would write it...
+    s.delete_exhibition("e")
+    assert s.r.exists(s._block_key(vid, "e")) == 0
+    s.r.hset(s._block_key(vid, "e"), mapping=late)  # ...after the delete
+    s.put_exhibition("e", {}, ["p3", "p4", "p5"])
+    s.close()  # a fresh process: nothing decoded in memory
+    fresh = RedisStore(s.config)
+    ranked = fresh.rank("e", np.ones(DIM))
+    assert sorted(p.product_id for p in ranked.items) == ["p3", "p4", "p5"]
+    fresh.close()
