@@ -51,6 +51,8 @@ class ExperimentPlan:
     build: Callable | None = None
     # Topic languages of the H&M reader (training/data/hm.py LANGUAGES); "en" first is the plain run.
     languages: tuple[str, ...] = ("en",)
+    # Other HMOptions fields for the reader (e.g. {"min_group": 6} for a small raw sample).
+    reader_options: dict | None = None
 
 
 def run_key(name: str, language: str) -> str:
@@ -81,7 +83,8 @@ def run_experiment(plan: ExperimentPlan, echo: Callable[[str], None] = print) ->
             if plan.build is not None:
                 dataset = plan.build(seed)
             else:
-                options = HMOptions(test_frac=plan.test_frac, seed=seed, language=language)
+                options = HMOptions(**{**(plan.reader_options or {}), "test_frac": plan.test_frac,
+                                       "seed": seed, "language": language})
                 dataset, _ = build_hm_dataset(plan.raw_dir, options)
             write_dataset(dataset, data)
     keys = []

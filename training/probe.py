@@ -11,9 +11,9 @@ vector in the store, a query from the topic, cosine). Three maps are fitted on t
 2. topic: the text projection, a ridge map from the standardised text feature to the mean z of
    the topic's on-topic images (so the topic sits where its images are, which the topic-fit
    features of the service use); penalty by cross-validation over train topic groups (MSE).
-3. ranking: score = w.z + z^T M c, with c = the topic's code (the first r principal directions
-   of unit(topic embedding), standardised): ridge on [z, z (x) c] (the outer product, kept small
-   by r), features and target centred within each exhibition (only the order inside an
+3. ranking: score = w.z + z_k^T M c, with c = the topic's code (the first r principal directions
+   of unit(topic embedding), standardised) and z_k the first k components of z: ridge on
+   [z, z_k (x) c] (an outer product kept small by k and r: k * r columns), features and target centred within each exhibition (only the order inside an
    exhibition matters), columns standardised. Target: the label's rank within its exhibition
    (ties averaged, off-topic products below every on-topic one as in Exhibition.labels),
    scaled to [0, 1], so heavy-tailed sales do not let one best seller dominate the fit. That
@@ -42,6 +42,9 @@ from .sampling import PreparedGroup
 
 PENALTIES = (0.1, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5)
 TOPIC_CODES = (0, 4, 8)  # r: dimensions of the topic code in the interaction
+# k: image components in the interaction (the leading principal ones). All 128 with r = 8 would be
+# 1,152 columns, whose solves cost minutes per fit on a shared 2-core machine; 32 keep it seconds.
+INTERACTION_DIMS = 32
 MAX_FOLDS = 5
 REPORT_FILE = "probe.json"
 
@@ -144,16 +147,17 @@ def rank_target(labels: np.ndarray) -> np.ndarray:
 
 
 def _design(z: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """[z, z (x) c]: one row per product of an exhibition."""
+    """[z, z_k (x) c]: one row per product of an exhibition."""
     if code.shape[-1] == 0:
         return z
-    return np.concatenate([z, (z[:, :, None] * code[None, None, :]).reshape(len(z), -1)], axis=1)
+    zk = z[:, :INTERACTION_DIMS]
+    return np.concatenate([z, (zk[:, :, None] * code[None, None, :]).reshape(len(z), -1)], axis=1)
 
 
 @dataclass
 class RankingFit:
     w: np.ndarray  # (d,)
-    m: np.ndarray  # (d, r)
+    m: np.ndarray  # (d, r): rows past k are zero
     r: int
     penalty: float
 
@@ -177,11 +181,13 @@ def fit_ranking(groups: list[PreparedGroup], z: np.ndarray, codes: np.ndarray, r
     x, y = _stacked(groups, z, codes[:, :r])
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-8, scale, 1.0)
-    d = z.shape[1]
+    d, k = z.shape[1], min(INTERACTION_DIMS, z.shape[1])
     fits = []
     for lam, beta in zip(penalties, ridge(x / scale, y, [lam * len(groups) for lam in penalties])):
         beta = beta / scale
-        fits.append(RankingFit(beta[:d], beta[d:].reshape(d, r), r, lam))
+        m = np.zeros((d, r))
+        m[:k] = beta[d:].reshape(k, r)
+        fits.append(RankingFit(beta[:d], m, r, lam))
     return fits
 
 
@@ -201,10 +207,12 @@ class ProbeFit:
 
 def image_basis(features: np.ndarray, d: int) -> tuple[Standardiser, np.ndarray]:
     std = Standardiser.fit(features)
-    _, _, vt = np.linalg.svd(std(features), full_matrices=False)
+    x = std(features).astype(np.float32)
+    # Eigenvectors of the covariance: the SVD of the whole matrix costs several times more.
+    vals, vecs = np.linalg.eigh((x.T @ x).astype(np.float64))
+    order = np.argsort(-vals)[: min(d, len(x))]
     basis = np.zeros((features.shape[1], d))
-    k = min(d, vt.shape[0])
-    basis[:, :k] = vt[:k].T
+    basis[:, : len(order)] = vecs[:, order]
     return std, basis
 
 
