@@ -87,12 +87,11 @@ def run_experiment(plan: ExperimentPlan, echo: Callable[[str], None] = print) ->
                                        "seed": seed, "language": language})
                 dataset, _ = build_hm_dataset(plan.raw_dir, options)
             write_dataset(dataset, data)
-    keys = []
+    keys = [run_key(name, language) for name in plan.runs for language in plan.languages]
     for name in plan.runs:  # run by run, so the first runs' table is complete early
-        for language in plan.languages:
-            key = run_key(name, language)
-            keys.append(key)
-            for seed in plan.seeds:
+        for seed in plan.seeds:  # both languages of a split together: an interrupted run leaves pairs
+            for language in plan.languages:
+                key = run_key(name, language)
                 data = data_dir(plan.out_dir, seed, language)
                 run_dir = plan.out_dir / f"split{seed}" / key
                 result_path = run_dir / "eval.json"
