@@ -11,15 +11,17 @@ vector in the store, a query from the topic, cosine). Three maps are fitted on t
 2. topic: the text projection, a ridge map from the standardised text feature to the mean z of
    the topic's on-topic images (so the topic sits where its images are, which the topic-fit
    features of the service use); penalty by cross-validation over train topic groups (MSE).
-3. ranking: score = w.z + z_k^T M c, with c = the topic's code (the first r principal directions
-   of unit(topic embedding), standardised) and z_k the first k components of z: ridge on
-   [z, z_k (x) c] (an outer product kept small by k and r: k * r columns), features and target centred within each exhibition (only the order inside an
-   exhibition matters), columns standardised. Target: the label's rank within its exhibition
-   (ties averaged, off-topic products below every on-topic one as in Exhibition.labels),
-   scaled to [0, 1], so heavy-tailed sales do not let one best seller dominate the fit. That
-   score is z . q(topic) with q affine in unit(topic embedding): the query head of the model
-   (clik.heads.LinearQuery). The penalty and r are chosen by the mean MRR over folds of the train
-   topic groups (never the test split); the folds refit maps 2 and 3 without their groups.
+3. ranking: score = w.z + z_k^T M c + a z.u, with u = unit(topic embedding), c = the topic's
+   code (the first r principal directions of u, standardised) and z_k the first k components of
+   z: ridge on [z, z_k (x) c, z.u] (an outer product kept small by k and r: k * r columns, and the
+   image's cosine with the topic), features and target centred within each exhibition (only the
+   order inside an exhibition matters), columns standardised. Targets, from Exhibition.labels
+   (off-topic products below every on-topic one): the label's rank within its exhibition (ties
+   averaged, scaled to [0, 1]: heavy-tailed sales cannot let one best seller dominate) or
+   sign-log1p of the label (the best sellers weigh more, as MRR does). The score is z . q(topic)
+   with q affine in u: the query head of the model (clik.heads.LinearQuery). Target, r and the
+   penalty are chosen by the mean MRR over folds of the train topic groups (never the test
+   split); the folds refit maps 2 and 3 without their groups.
 """
 from __future__ import annotations
 
@@ -146,54 +148,81 @@ def rank_target(labels: np.ndarray) -> np.ndarray:
     return (ranks - 1) / max(len(labels) - 1, 1)
 
 
-def _design(z: np.ndarray, code: np.ndarray) -> np.ndarray:
-    """[z, z_k (x) c]: one row per product of an exhibition."""
-    if code.shape[-1] == 0:
-        return z
-    zk = z[:, :INTERACTION_DIMS]
-    return np.concatenate([z, (zk[:, :, None] * code[None, None, :]).reshape(len(z), -1)], axis=1)
+def log1p_target(labels: np.ndarray) -> np.ndarray:
+    """sign(y) log(1 + |y|): the best sellers count more than under ranks (MRR looks at the top)."""
+    return np.sign(labels) * np.log1p(np.abs(labels))
+
+
+TARGETS = {"rank": rank_target, "log1p": log1p_target}
+
+
+def _design(z: np.ndarray, code: np.ndarray, topic_unit: np.ndarray) -> np.ndarray:
+    """[z, z_k (x) c, z . u]: one row per product of an exhibition (u: the unit topic embedding,
+    so the last column is the image's cosine with the topic in the image space)."""
+    parts = [z]
+    if code.shape[-1]:
+        zk = z[:, :INTERACTION_DIMS]
+        parts.append((zk[:, :, None] * code[None, None, :]).reshape(len(z), -1))
+    parts.append((z @ topic_unit)[:, None])
+    return np.concatenate(parts, axis=1)
 
 
 @dataclass
 class RankingFit:
     w: np.ndarray  # (d,)
     m: np.ndarray  # (d, r): rows past k are zero
+    a: float  # weight of the cosine with the topic
     r: int
     penalty: float
+    target: str
 
-    def query(self, code: np.ndarray) -> np.ndarray:
-        return self.w + self.m @ code
+    def query(self, code: np.ndarray, topic_unit: np.ndarray) -> np.ndarray:
+        return self.w + self.m @ code + self.a * topic_unit
 
 
-def _stacked(groups: list[PreparedGroup], z: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class TopicInputs:
+    """Per topic row: its code c and its unit embedding u."""
+
+    codes: np.ndarray
+    units: np.ndarray
+
+    @classmethod
+    def of(cls, topic_map: TopicMap, text: np.ndarray, r: int) -> "TopicInputs":
+        return cls(topic_map.code(text, r), unit(topic_map.embed(text)))
+
+
+def _stacked(groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs) -> tuple[np.ndarray, np.ndarray]:
     xs, ys = [], []
     for g in groups:
-        x = _design(z[g.image_rows], codes[g.topic_row])
+        x = _design(z[g.image_rows], topics.codes[g.topic_row], topics.units[g.topic_row])
         xs.append(x - x.mean(axis=0))
-        y = rank_target(g.labels)
-        ys.append(y - y.mean())
+        y = np.stack([target(g.labels) for target in TARGETS.values()], axis=1)
+        ys.append(y - y.mean(axis=0))
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def fit_ranking(groups: list[PreparedGroup], z: np.ndarray, codes: np.ndarray, r: int,
-                penalties=PENALTIES) -> list[RankingFit]:
-    """Ridge solutions for every penalty (columns standardised, weights folded back)."""
-    x, y = _stacked(groups, z, codes[:, :r])
+def fit_ranking(groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs, penalties=PENALTIES) -> list[RankingFit]:
+    """Ridge solutions for every target and penalty (columns standardised, weights folded back)."""
+    r = topics.codes.shape[1]
+    x, y = _stacked(groups, z, topics)
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-8, scale, 1.0)
     d, k = z.shape[1], min(INTERACTION_DIMS, z.shape[1])
     fits = []
-    for lam, beta in zip(penalties, ridge(x / scale, y, [lam * len(groups) for lam in penalties])):
-        beta = beta / scale
-        m = np.zeros((d, r))
-        m[:k] = beta[d:].reshape(k, r)
-        fits.append(RankingFit(beta[:d], m, r, lam))
+    for lam, betas in zip(penalties, ridge(x / scale, y, [lam * len(groups) for lam in penalties])):
+        for target, beta in zip(TARGETS, betas.T):
+            beta = beta / scale
+            m = np.zeros((d, r))
+            m[:k] = beta[d:d + k * r].reshape(k, r)
+            fits.append(RankingFit(beta[:d], m, float(beta[-1]), r, lam, target))
     return fits
 
 
-def _mrr(fit: RankingFit, groups: list[PreparedGroup], z: np.ndarray, codes: np.ndarray) -> float:
-    return float(np.mean([reciprocal_rank(z[g.image_rows] @ fit.query(codes[g.topic_row, :fit.r]), g.labels)
-                          for g in groups]))
+def _mrr(fit: RankingFit, groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs) -> float:
+    return float(np.mean([
+        reciprocal_rank(z[g.image_rows] @ fit.query(topics.codes[g.topic_row], topics.units[g.topic_row]), g.labels)
+        for g in groups]))
 
 
 @dataclass
@@ -223,29 +252,31 @@ def fit_probe(split: PreparedSplit, images: np.ndarray, topics: np.ndarray, embe
     z = unit(std(images.astype(np.float64)) @ basis)
     text = topics.astype(np.float64)
     # Cross-validation over the train topic groups: maps 2 and 3 refitted without the held-out fold.
-    table = np.zeros((len(TOPIC_CODES), len(PENALTIES)))
+    scores: dict[tuple[str, int, float], float] = {}
     folds = _group_folds(groups, seed)
+    n_held = 0
     for held in folds:
         fit_groups = [g for g in groups if g.group not in held]
         test_groups = [g for g in groups if g.group in held]
+        n_held += len(test_groups)
         topic_map = fit_topic_map(fit_groups, z, text, seed)
-        for i, r in enumerate(TOPIC_CODES):
-            codes = topic_map.code(text, r)
-            for j, fit in enumerate(fit_ranking(fit_groups, z, codes, r)):
-                table[i, j] += _mrr(fit, test_groups, z, codes) * len(test_groups)
-    table /= max(sum(len([g for g in groups if g.group in held]) for held in folds), 1)
+        for r in TOPIC_CODES:
+            inputs = TopicInputs.of(topic_map, text, r)
+            for fit in fit_ranking(fit_groups, z, inputs):
+                key = (fit.target, r, fit.penalty)
+                scores[key] = scores.get(key, 0.0) + _mrr(fit, test_groups, z, inputs) * len(test_groups)
+    scores = {key: value / max(n_held, 1) for key, value in scores.items()}
     # Best mean MRR; ties go to the smaller model, then to the larger penalty.
-    i, j = (0, len(PENALTIES) - 1) if not folds else min(
-        ((a, b) for a in range(len(TOPIC_CODES)) for b in range(len(PENALTIES))),
-        key=lambda ab: (-round(table[ab], 6), ab[0], -ab[1]))
-    r, penalty = TOPIC_CODES[i], PENALTIES[j]
+    target, r, penalty = ("rank", 0, PENALTIES[-1]) if not scores else min(
+        scores, key=lambda key: (-round(scores[key], 6), key[1], -key[2]))
     topic_map = fit_topic_map(groups, z, text, seed)
-    codes = topic_map.code(text, r)
-    ranking = fit_ranking(groups, z, codes, r, [penalty])[0]
-    report = {"folds": len(folds), "topic_code": r, "penalty": penalty, "topic_penalty": topic_map.penalty,
-              "train_mrr": _mrr(ranking, groups, z, codes),
-              "cv_mrr": {f"r={rr}": {str(p): round(float(table[a, b]), 4) for b, p in enumerate(PENALTIES)}
-                         for a, rr in enumerate(TOPIC_CODES)}}
+    inputs = TopicInputs.of(topic_map, text, r)
+    ranking = next(f for f in fit_ranking(groups, z, inputs, [penalty]) if f.target == target)
+    report = {"folds": len(folds), "target": target, "topic_code": r, "penalty": penalty,
+              "topic_penalty": topic_map.penalty, "topic_cosine_weight": ranking.a,
+              "train_mrr": _mrr(ranking, groups, z, inputs),
+              "cv_mrr": {f"{t} r={rr}": {str(p): round(scores[(t, rr, p)], 4) for p in PENALTIES}
+                         for t in TARGETS for rr in TOPIC_CODES} if scores else {}}
     return ProbeFit(std, basis, topic_map, ranking, report)
 
 
@@ -262,9 +293,10 @@ def load_into(model: clik.ClikModel, fit: ProbeFit) -> None:
     txt_w = t.weight.T / t.text.scale  # (d, T)
     put(model.topic.text.proj, txt_w, t.bias - txt_w @ t.text.mean)
     r = fit.ranking.r
-    # q = w + M c, c = D R^T (u - mean) with u = unit(topic embedding): affine in u.
-    linear = fit.ranking.m @ (t.code_dirs[:, :r] / t.code_scale[:r]).T  # (d, d)
-    put(model.topic.probe_head.linear, linear, fit.ranking.w - linear @ t.code_mean)
+    # q = w + M c + a u, c = D R^T (u - mean) with u = unit(topic embedding): affine in u.
+    code_part = fit.ranking.m @ (t.code_dirs[:, :r] / t.code_scale[:r]).T  # (d, d)
+    linear = code_part + fit.ranking.a * np.eye(len(code_part))
+    put(model.topic.probe_head.linear, linear, fit.ranking.w - code_part @ t.code_mean)
 
 
 def train_probe(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, progress: bool = True,

@@ -12,7 +12,7 @@ import torch
 import clik
 from training.config import load_config
 from training.evaluate import evaluate
-from training.probe import PENALTIES, TOPIC_CODES, rank_target, ridge
+from training.probe import PENALTIES, TARGETS, TOPIC_CODES, log1p_target, rank_target, ridge
 from training.trainer import train
 
 
@@ -44,8 +44,9 @@ def probe_run(catalogue, tmp_path_factory):
 def test_probe_beats_random_and_reports_its_cross_validated_choice(probe_run, catalogue):
     report = json.loads((probe_run / "probe.json").read_text())
     assert report["folds"] >= 2 and report["penalty"] in PENALTIES and report["topic_code"] in TOPIC_CODES
-    assert set(report["cv_mrr"]) == {f"r={r}" for r in TOPIC_CODES}
-    best = report["cv_mrr"][f"r={report['topic_code']}"][str(report["penalty"])]
+    assert report["target"] in TARGETS
+    assert set(report["cv_mrr"]) == {f"{t} r={r}" for t in TARGETS for r in TOPIC_CODES}
+    best = report["cv_mrr"][f"{report['target']} r={report['topic_code']}"][str(report["penalty"])]
     assert best == max(v for row in report["cv_mrr"].values() for v in row.values())
     result = evaluate(probe_run, catalogue, bootstrap_samples=0, cache_dir=str(probe_run.parent.parent / "cache"))
     assert result["method"] == "probe" and result["groups"] >= 8
@@ -100,6 +101,7 @@ def test_rank_target_shares_ties_and_puts_off_topic_last():
     target = rank_target(labels)
     assert target[1] == 1.0 and target[3] == 0.0
     assert target[0] == target[2] and target[4] < target[0]
+    assert list(np.argsort(log1p_target(labels))) == list(np.argsort(labels))  # same order, compressed
 
 
 def test_ridge_matches_the_normal_equations():
