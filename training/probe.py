@@ -122,7 +122,7 @@ def fit_topic_map(groups: list[PreparedGroup], z: np.ndarray, text: np.ndarray, 
     x, y_mean = std(text[rows]), targets.mean(axis=0)
     errors = np.zeros(len(PENALTIES))
     for held in _group_folds(groups, seed):
-        test = np.array([group_of[r] in held for r in rows])
+        test = np.array([group_of[int(r)] in held for r in rows])
         if test.all() or not test.any():
             continue
         fit_mean = targets[~test].mean(axis=0)
@@ -221,7 +221,8 @@ def fit_ranking(groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs,
 
 def _mrr(fit: RankingFit, groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs) -> float:
     return float(np.mean([
-        reciprocal_rank(z[g.image_rows] @ fit.query(topics.codes[g.topic_row], topics.units[g.topic_row]), g.labels)
+        reciprocal_rank(list(z[g.image_rows] @ fit.query(topics.codes[g.topic_row], topics.units[g.topic_row])),
+                        list(g.labels))
         for g in groups]))
 
 
@@ -296,7 +297,10 @@ def load_into(model: clik.ClikModel, fit: ProbeFit) -> None:
     # q = w + M c + a u, c = D R^T (u - mean) with u = unit(topic embedding): affine in u.
     code_part = fit.ranking.m @ (t.code_dirs[:, :r] / t.code_scale[:r]).T  # (d, d)
     linear = code_part + fit.ranking.a * np.eye(len(code_part))
-    put(model.topic.probe_head.linear, linear, fit.ranking.w - code_part @ t.code_mean)
+    head = model.topic.probe_head
+    if head is None:
+        raise ValueError("the model is not a probe (method: probe): it has no probe head")
+    put(head.linear, linear, fit.ranking.w - code_part @ t.code_mean)
 
 
 def train_probe(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, progress: bool = True,
