@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 QueryVariant = Literal["group", "virtual", "topic"]
-Method = Literal["clik", "triplet", "pairwise", "pointwise"]
+Method = Literal["clik", "triplet", "pairwise", "pointwise", "probe"]
 Pooling = Literal["mean", "cls"]
 
 
@@ -82,7 +82,7 @@ class ModelConfig:
     def validate(self) -> None:
         if self.embed_dim <= 0:
             raise ValueError("embed_dim must be positive")
-        if self.method not in ("clik", "triplet", "pairwise", "pointwise"):
+        if self.method not in ("clik", "triplet", "pairwise", "pointwise", "probe"):
             raise ValueError(f"unknown method {self.method!r}")
         if self.query not in ("group", "virtual", "topic"):
             raise ValueError(f"unknown query variant {self.query!r}")

@@ -105,3 +105,15 @@ class ScoreHead(nn.Module):
         # topic (N, d), images (N, K, d) → scores (N, K)
         topic = F.normalize(topic, dim=-1).unsqueeze(1).expand_as(images)
         return self.linear(torch.cat([topic, F.normalize(images, dim=-1)], dim=-1)).squeeze(-1)
+
+
+class LinearQuery(nn.Module):
+    """The linear probe's query (training/probe.py, fitted in closed form): an affine map of the
+    unit topic embedding, so the probe ranks by cosine like every other method."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, topic_emb: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.linear(F.normalize(topic_emb, dim=-1)), dim=-1)

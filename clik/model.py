@@ -7,7 +7,9 @@ any trained method with one kernel:
 - triplet: the topic embedding (its score -||z^S - z^I||^2 is 2cos - 2 on unit vectors);
 - pairwise / pointwise: Linear(concat(z^S, z^I)) = w_S.z^S + w_I.z^I + b, whose order over the
   images of one topic is the order of w_I.z^I, so the query is w_I (the topic only shifts all
-  scores by the same amount: the baselines' blindness to the topic, which the paper observes).
+  scores by the same amount: the baselines' blindness to the topic, which the paper observes);
+- probe: the linear probe's query, an affine map of the unit topic embedding fitted in closed
+  form by training/probe.py (its score w.z + z^T M c is z . q(topic)).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, get_model_config
-from .heads import QueryHead, ScoreHead
+from .heads import LinearQuery, QueryHead, ScoreHead
 from .towers import ImageTower, TextTower
 
 
@@ -33,6 +35,7 @@ class TopicSide(nn.Module):
         self.text = TextTower(cfg.text, cfg.embed_dim)
         self.query_head = QueryHead(cfg.embed_dim, cfg.memory_bank_size, cfg.query, cfg.attention_temperature)
         self.score_head = ScoreHead(cfg.embed_dim) if cfg.method in ("pairwise", "pointwise") else None
+        self.probe_head = LinearQuery(cfg.embed_dim) if cfg.method == "probe" else None
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.text(input_ids, attention_mask)
@@ -43,6 +46,8 @@ class TopicSide(nn.Module):
             return self.query_head(topic_emb)
         if self.cfg.method == "triplet":
             return F.normalize(topic_emb, dim=-1)
+        if self.probe_head is not None:
+            return self.probe_head(topic_emb)
         image_weight = self.score_head.linear.weight[0, self.cfg.embed_dim :]
         return F.normalize(image_weight, dim=0).expand(topic_emb.shape[0], -1)
 

@@ -13,7 +13,7 @@ import yaml
 class TrainConfig:
     # What to train.
     model: str = "clik-minilm-lite0"  # registry name or JSON path (clik/model_configs)
-    method: Literal["clik", "triplet", "pairwise", "pointwise"] = "clik"
+    method: Literal["clik", "triplet", "pairwise", "pointwise", "probe"] = "clik"  # probe: training/probe.py
     query: Literal["group", "virtual", "topic"] = "group"
     # None keeps the value of the model config named above.
     text_tower: str | None = None  # "minilm", "e5-small", a hub id or a local directory
@@ -111,7 +111,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 _CHOICES = {
-    "method": ("clik", "triplet", "pairwise", "pointwise"),
+    "method": ("clik", "triplet", "pairwise", "pointwise", "probe"),
     "query": ("group", "virtual", "topic"),
     "mode": ("locked", "full"),
 }

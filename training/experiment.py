@@ -4,6 +4,11 @@ and one table with means and 95% intervals (paper Table 2 and Table 3 shapes).
 
 Intervals: a bootstrap over the test exhibitions of all split seeds pooled (a few seeds of a few
 dozen exhibitions each cannot give an interval from the seeds alone). Used by `clik experiment`.
+
+Topic languages (`languages`, H&M reader only): each split is also written with its topics in
+another language (`split<seed>/data-ko`: the same exhibitions and products, only the topic words
+differ: training/data/hm_korean.py) and every run is trained and evaluated on it too, as
+`<run>-ko`, so a table compares the same model on the same exhibitions in two languages.
 """
 from __future__ import annotations
 
@@ -26,9 +31,10 @@ RUNS: dict[str, dict] = {
     "triplet": {"method": "triplet"},
     "pairwise": {"method": "pairwise"},
     "pointwise": {"method": "pointwise"},
+    "probe": {"method": "probe"},
 }
 COLUMNS = ("MRR", "Top1-Top1", "Top3-Top1", "offtopic@1", "offtopic@10")
-TABLE2 = ("clik-group", "triplet", "pairwise", "pointwise")
+TABLE2 = ("clik-group", "probe", "triplet", "pairwise", "pointwise")
 TABLE3 = ("clik-group", "clik-virtual", "clik-topic")
 
 
@@ -43,6 +49,19 @@ class ExperimentPlan:
     overrides: tuple[str, ...] = ()  # key=value on top, for every run
     # seed -> the split's Dataset (default: the H&M reader with test_frac and that seed)
     build: Callable | None = None
+    # Topic languages of the H&M reader (training/data/hm.py LANGUAGES); "en" first is the plain run.
+    languages: tuple[str, ...] = ("en",)
+    # Other HMOptions fields for the reader (e.g. {"min_group": 6} for a small raw sample).
+    reader_options: dict | None = None
+
+
+def run_key(name: str, language: str) -> str:
+    """A run's name in the table and its folder: `<run>` in English, `<run>-<language>` otherwise."""
+    return name if language == "en" else f"{name}-{language}"
+
+
+def data_dir(out_dir: Path, seed: int, language: str) -> Path:
+    return out_dir / f"split{seed}" / ("data" if language == "en" else f"data-{language}")
 
 
 def run_experiment(plan: ExperimentPlan, echo: Callable[[str], None] = print) -> dict:
@@ -54,27 +73,37 @@ def run_experiment(plan: ExperimentPlan, echo: Callable[[str], None] = print) ->
     unknown = set(plan.runs) - set(RUNS)
     if unknown:
         raise ValueError(f"unknown run(s) {sorted(unknown)}; known: {list(RUNS)}")
+    if plan.build is not None and plan.languages != ("en",):
+        raise ValueError("topic languages come from the H&M reader; a custom build has its own topics")
     for seed in plan.seeds:
-        data = plan.out_dir / f"split{seed}" / "data"
-        if not (data / "exhibitions.jsonl").exists():
+        for language in plan.languages:
+            data = data_dir(plan.out_dir, seed, language)
+            if (data / "exhibitions.jsonl").exists():
+                continue
             if plan.build is not None:
                 dataset = plan.build(seed)
             else:
-                dataset, _ = build_hm_dataset(plan.raw_dir, HMOptions(test_frac=plan.test_frac, seed=seed))
+                options = HMOptions(**{**(plan.reader_options or {}), "test_frac": plan.test_frac,
+                                       "seed": seed, "language": language})
+                dataset, _ = build_hm_dataset(plan.raw_dir, options)
             write_dataset(dataset, data)
+    keys = [run_key(name, language) for name in plan.runs for language in plan.languages]
     for name in plan.runs:  # run by run, so the first runs' table is complete early
-        for seed in plan.seeds:
-            data = plan.out_dir / f"split{seed}" / "data"
-            run_dir = plan.out_dir / f"split{seed}" / name
-            result_path = run_dir / "eval.json"
-            if result_path.exists():
-                continue
-            echo(f"split {seed}: {name}")
-            cfg = load_config(plan.config, list(plan.overrides), **RUNS[name])
-            train(data, cfg, run_dir, progress=False)
-            write_json(evaluate(run_dir, data, bootstrap_samples=0, cache_dir=cfg.cache_dir), result_path)
-    summary = summarise(plan.out_dir, plan.runs, plan.seeds)
-    (plan.out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        for seed in plan.seeds:  # both languages of a split together: an interrupted run leaves pairs
+            for language in plan.languages:
+                key = run_key(name, language)
+                data = data_dir(plan.out_dir, seed, language)
+                run_dir = plan.out_dir / f"split{seed}" / key
+                result_path = run_dir / "eval.json"
+                if result_path.exists():
+                    continue
+                echo(f"split {seed}: {key}")
+                cfg = load_config(plan.config, list(plan.overrides), **RUNS[name])
+                train(data, cfg, run_dir, progress=False)
+                write_json(evaluate(run_dir, data, bootstrap_samples=0, cache_dir=cfg.cache_dir), result_path)
+    summary = summarise(plan.out_dir, keys, plan.seeds)
+    summary["languages"] = list(plan.languages)
+    (plan.out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     (plan.out_dir / "summary.md").write_text(markdown(summary))
     return summary
 
@@ -127,4 +156,18 @@ def markdown(summary: dict) -> str:
              "Scores as the service scores (topic fit included).", "",
              "## Methods (paper Table 2 shape)", ""] + table(TABLE2)
     lines += ["", "## Query variants (paper Table 3 shape)", ""] + table(TABLE3)
+    languages = [lang for lang in summary.get("languages", ["en"]) if lang != "en"]
+    if languages:
+        names = [k for k in summary["runs"] if not any(k.endswith(f"-{lang}") for lang in languages)]
+        lines += ["", "## Topic languages (same exhibitions, topics in " + ", ".join(["en", *languages]) + ")", ""]
+        lines += table([run_key(n, lang) for n in names for lang in ["en", *languages]])
+        for n in names:
+            for lang in languages:
+                other = summary["runs"].get(run_key(n, lang))
+                if other is None:
+                    continue
+                ratio = other["mean"]["MRR"] / max(summary["runs"][n]["mean"]["MRR"], 1e-12)
+                per_seed = ", ".join(f"{o['MRR'] / max(e['MRR'], 1e-12):.3f}"
+                                     for e, o in zip(summary["runs"][n]["per_seed"], other["per_seed"]))
+                lines.append(f"\n{run_key(n, lang)} / {n}: mean MRR ratio {ratio:.3f} (per seed: {per_seed})")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 COLUMNS = ("MRR", "Top1-Top1", "Top3-Top1", "Top5-Top1", "offtopic@1", "offtopic@10")
 FLAG_COLUMNS = ("offtopic_auc", "flag_precision", "flag_recall")
-METHOD_NAMES = {"clik": "CLIK", "triplet": "Triplet", "pairwise": "Pairwise", "pointwise": "Pointwise"}
+METHOD_NAMES = {"clik": "CLIK", "triplet": "Triplet", "pairwise": "Pairwise", "pointwise": "Pointwise", "probe": "Linear probe"}
 QUERY_NAMES = {"group": "Group Query", "virtual": "Virtual Image", "topic": "Topic"}
 
 

@@ -190,6 +190,15 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     """Train on the dataset's train split (less `exclude_groups`), then fit the topic-fit
     calibration the bundle will carry (training/calibrate.py) unless `calibrate` is False."""
     out_dir = Path(out_dir)
+    if cfg.method == "probe":  # fitted in closed form on cached features, not by this loop
+        from .probe import train_probe
+
+        train_probe(data_dir, cfg, out_dir, progress=progress, exclude_groups=exclude_groups)
+        if calibrate:
+            from .calibrate import calibrate_run
+
+            calibrate_run(out_dir, data_dir, cfg)
+        return out_dir
     device = pick_device(cfg.device)
     dist_info = init_distributed(device)
     if cfg.num_threads:

@@ -20,6 +20,8 @@ def hm(
     test_frac: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of topic groups in the test split (1.0: all)."),
     seed: int = typer.Option(0, help="Seed of every random choice; same seed, same dataset."),
     unsold: bool = typer.Option(True, "--unsold/--sold-only", help="Let unsold articles of a group join its exhibitions with sales 0."),
+    language: str = typer.Option("en", help="Topic language: en (the article values) or ko (Korean, from "
+                                 "training/data/hm_korean.py; same exhibitions, only the topic words differ)."),
 ) -> None:
     """Turn the H&M raw layout into a clik dataset (images are referenced, not copied).
 
@@ -30,7 +32,7 @@ def hm(
 
     try:
         options = HMOptions(min_group=min_group, size=size, offtopic=offtopic, test_frac=test_frac,
-                            seed=seed, include_unsold=unsold)
+                            seed=seed, include_unsold=unsold, language=language)
         dataset, summary = build_hm_dataset(raw_dir, options)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -10,7 +10,7 @@ def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory (dataset.json + exhibitions.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoint, logs, config."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML training config (see configs/)."),
-    method: Optional[str] = typer.Option(None, help="clik | triplet | pairwise | pointwise"),
+    method: Optional[str] = typer.Option(None, help="clik | triplet | pairwise | pointwise | probe (linear probe, closed form)"),
     query: Optional[str] = typer.Option(None, help="For clik: group | virtual | topic"),
     mode: Optional[str] = typer.Option(None, help="locked (cached backbone features) | full"),
     epochs: Optional[float] = typer.Option(None),

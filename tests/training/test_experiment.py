@@ -34,3 +34,36 @@ def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
     seen.clear()
     run_experiment(plan, echo=seen.append)  # finished runs are not redone
     assert seen == []
+
+
+def test_topic_languages_run_on_the_same_exhibitions_and_are_compared(tmp_path):
+    """`--languages en,ko`: each split also written with Korean topics, every run on both, one
+    table with both rows and the MRR ratio (the probe: closed form, quick)."""
+    from tests.training.test_hm_reader import _write_raw
+    from training.data.format import load_dataset
+
+    raw = tmp_path / "raw"
+    _write_raw(raw)
+    plan = ExperimentPlan(raw_dir=raw, out_dir=tmp_path / "exp", seeds=(1,), runs=("probe",), test_frac=0.34,
+                          overrides=("model=clik-tiny-test", "calibration_folds=0", f"cache_dir={tmp_path / 'cache'}"),
+                          languages=("en", "ko"), reader_options={"min_group": 6, "size": 10})
+    seen: list[str] = []
+    summary = run_experiment(plan, echo=seen.append)
+    assert seen == ["split 1: probe", "split 1: probe-ko"]
+    english = load_dataset(tmp_path / "exp" / "split1" / "data")
+    korean = load_dataset(tmp_path / "exp" / "split1" / "data-ko")
+    assert [(e.id, e.split, [p.id for p in e.products]) for e in english.exhibitions] == \
+        [(e.id, e.split, [p.id for p in e.products]) for e in korean.exhibitions]
+    assert any(e.topic["name"] == "디바이디드 베이직 바지" for e in korean.exhibitions)
+    assert set(summary["runs"]) == {"probe", "probe-ko"} and summary["languages"] == ["en", "ko"]
+    text = (tmp_path / "exp" / "summary.md").read_text()
+    assert "## Topic languages" in text and "| probe-ko |" in text and "probe-ko / probe: mean MRR ratio" in text
+
+
+def test_languages_need_the_hm_reader(tmp_path):
+    import pytest
+
+    plan = ExperimentPlan(raw_dir=tmp_path, out_dir=tmp_path / "exp", runs=("probe",), languages=("en", "ko"),
+                          build=lambda seed: None)
+    with pytest.raises(ValueError, match="H&M reader"):
+        run_experiment(plan)

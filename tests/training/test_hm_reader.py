@@ -211,3 +211,73 @@ def test_products_carry_their_family_the_product_code(raw, tmp_path):
         writer.writerows({k: v for k, v in r.items() if k != "product_code"} for r in rows)
     ds2, _ = build(bare)
     assert all(p.attrs == {"family": str(int(p.id) // 1000)} for ex in ds2.exhibitions for p in ex.products)
+
+
+def test_korean_topics_are_the_english_template_over_the_tables(raw):
+    from training.data.hm_korean import (DEPARTMENTS, GARMENT_GROUPS, GRAPHICAL_APPEARANCES, INDEX_GROUPS,
+                                         PRODUCT_GROUPS, PRODUCT_TYPES, SECTIONS, korean_colour)
+
+    english, _ = build(raw[0])
+    korean, summary = build(raw[0], language="ko")
+    # Same exhibitions, same products in the same order, same groups: only the topic differs.
+    assert [(e.id, e.group, e.split, [p.id for p in e.products]) for e in korean.exhibitions] == \
+        [(e.id, e.group, e.split, [p.id for p in e.products]) for e in english.exhibitions]
+    assert korean.meta["language"] == "ko" and english.meta["language"] == "en"
+    for en, ko in zip(english.exhibitions, korean.exhibitions):
+        section, ptype = en.group.split("|")
+        assert ko.topic["name"] == f"{SECTIONS.get(section, section)} {PRODUCT_TYPES[ptype]}"
+        for slot, table in (("cat1", INDEX_GROUPS), ("cat2", PRODUCT_GROUPS), ("cat3", GARMENT_GROUPS),
+                            ("cat4", DEPARTMENTS)):
+            assert ko.topic[slot] == table.get(en.topic[slot], en.topic[slot])
+        en_words, ko_words = en.topic["kwds"].split(","), ko.topic["kwds"].split(",")
+        assert len(ko_words) == len(en_words)
+        # the fixture's colours (Black, White, Dark Blue, Light Pink) are no appearance names
+        assert ko_words == [korean_colour(e) or GRAPHICAL_APPEARANCES[e] for e in en_words]
+        assert ko.topic["date"] == en.topic["date"] and ko.topic["desc"] == ""
+    vest = next(e for e in korean.exhibitions if e.group == "Womens Everyday Basics|Vest top")
+    assert vest.topic["name"] == "여성 데일리 베이직 민소매 상의"
+    assert vest.topic["cat1"] == "여성의류" and vest.topic["cat3"] == "베이직 저지"
+    assert vest.topic["kwds"] == "검정,진한 파랑,흰색,무지,스트라이프"  # English: Black,Dark Blue,White,Solid,Stripe
+    # Values the tables lack stay English and are counted, by column.
+    kids = next(e for e in korean.exhibitions if e.group == "Kids Girl|Dress")
+    assert kids.topic["name"] == "Kids Girl 원피스" and kids.topic["cat4"] == "Girls Dress"
+    assert summary.untranslated["section_name: Kids Girl"] >= 1
+    assert "department_name: Girls Dress" in summary.untranslated
+    assert any("kept in English" in line for line in summary.lines())
+    assert not build(raw[0])[1].untranslated  # English keeps every word by definition
+
+
+def test_korean_topics_are_deterministic(raw, tmp_path):
+    for name in ("a", "b"):
+        write_dataset(build(raw[0], language="ko")[0], tmp_path / name)
+    assert (tmp_path / "a" / "exhibitions.jsonl").read_bytes() == (tmp_path / "b" / "exhibitions.jsonl").read_bytes()
+    assert "검정" in (tmp_path / "a" / "exhibitions.jsonl").read_text(encoding="utf-8")
+
+
+def test_colour_names_compose_from_modifier_and_base():
+    from training.data.hm_korean import korean_colour
+
+    assert korean_colour("Dark Blue") == "진한 파랑"
+    assert korean_colour("Light Pink") == "연한 분홍"
+    assert korean_colour("Other Turquoise") == "기타 청록"
+    assert korean_colour("Greenish Khaki") == "카키"  # a whole name wins over the composition
+    assert korean_colour("Dark Mauve") is None and korean_colour("Ultra Blue") is None
+
+
+def test_unknown_language_is_refused():
+    with pytest.raises(ValueError, match="language"):
+        HMOptions(language="fr")
+
+
+def test_cli_writes_korean_topics(raw, tmp_path):
+    from typer.testing import CliRunner
+
+    from clik_cli.main import app
+
+    out = tmp_path / "ko"
+    result = CliRunner().invoke(app, ["data", "hm", str(raw[0]), str(out), "--min-group", "6", "--size", "10",
+                                      "--test-frac", "0", "--language", "ko"])
+    assert result.exit_code == 0, result.output
+    assert "kept in English" in result.output
+    names = {e.topic["name"] for e in load_dataset(out).exhibitions}
+    assert "디바이디드 베이직 바지" in names

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .format import Dataset, Exhibition, Product
+from .hm_korean import korean_word
 from .shape import check_exhibition_shape, on_topic_count, round_half_up
 
 ARTICLES_FILE = "articles.csv"
@@ -38,6 +39,9 @@ SALES_COLUMNS = ("article_id", "week_sales")
 # Optional in the raw files: article_id // 1000 is the product code otherwise (its first 7 digits).
 FAMILY_COLUMN = "product_code"
 CATEGORY_COLUMNS = ("index_group_name", "product_group_name", "garment_group_name", "department_name")
+# Topic languages: "en" writes the article values as they are, "ko" through the tables of
+# training/data/hm_korean.py (same template, same choices: only the words differ).
+LANGUAGES = ("en", "ko")
 # Placeholder values that say nothing about how a product looks.
 _VAGUE = {"", "unknown", "undefined", "other", "nan"}
 
@@ -52,10 +56,13 @@ class HMOptions:
     include_unsold: bool = True  # unsold group members join exhibitions with sales 0
     n_colours: int = 3  # keyword budget: most frequent colours ...
     n_appearances: int = 2  # ... and graphical appearances of the on-topic products
+    language: str = "en"  # topic language, one of LANGUAGES
 
     def __post_init__(self) -> None:
         if self.min_group < 1:
             raise ValueError(f"min_group must be >= 1, got {self.min_group}")
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language must be one of {list(LANGUAGES)}, got {self.language!r}")
         check_exhibition_shape(self.size, self.offtopic, self.test_frac)
 
     @property
@@ -74,6 +81,8 @@ class HMSummary:
     offtopic_products: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
     unsold_on_topic: int = 0
     skipped_exhibitions: int = 0  # chunks with no sold on-topic product or < 2 products
+    # language "ko": "column: value" -> topics that kept the English word (not in the tables)
+    untranslated: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         total = sum(self.products.values())
@@ -92,6 +101,9 @@ class HMSummary:
                    f"off-topic share {off / total if total else 0.0:.1%}, unsold on-topic {self.unsold_on_topic}")
         if self.skipped_exhibitions:
             out.append(f"skipped {self.skipped_exhibitions} exhibitions with no sold on-topic product or < 2 products")
+        if self.untranslated:
+            words = ", ".join(f"{w} ({n})" for w, n in sorted(self.untranslated.items()))
+            out.append(f"kept in English (not in training/data/hm_korean.py): {words}")
         return out
 
 
@@ -177,7 +189,7 @@ def build_hm_dataset(raw_dir: str | Path, options: HMOptions | None = None) -> t
         others = pool[pool["product_type_name"] != ptype]
         rng = _rng(options.seed, key)
         for k, members in enumerate(_chunks(pool[in_group], rng, options), start=1):
-            ex = _exhibition(key, k, members, others, split, rng, options, used_ids)
+            ex = _exhibition(key, k, members, others, split, rng, options, used_ids, summary)
             if ex is None:
                 summary.skipped_exhibitions += 1
                 continue
@@ -213,7 +225,8 @@ def _chunks(members: pd.DataFrame, rng: np.random.Generator, options: HMOptions)
 
 
 def _exhibition(key: str, k: int, members: pd.DataFrame, others: pd.DataFrame, split: str,
-                rng: np.random.Generator, options: HMOptions, used_ids: set[str]) -> Exhibition | None:
+                rng: np.random.Generator, options: HMOptions, used_ids: set[str],
+                summary: HMSummary) -> Exhibition | None:
     n_on = len(members)
     # n_off / (n_on + n_off) = offtopic, capped so the exhibition stays within --size
     n_off = min(round_half_up(n_on * options.offtopic / (1.0 - options.offtopic)), options.size - n_on, len(others))
@@ -225,14 +238,34 @@ def _exhibition(key: str, k: int, members: pd.DataFrame, others: pd.DataFrame, s
     # Shuffled so that position says nothing about the flag or the sales.
     products = [products[i] for i in rng.permutation(len(products))]
     section, ptype = key.split("|", 1)
+    say = _Words(options.language, summary)
     return Exhibition(
         id=_unique_id(f"hm-{_slug(section)}-{_slug(ptype)}-{k:02d}", used_ids),
-        group=key,
+        group=key,  # the key stays English in every language: it names the group, not the topic
         split=split,
-        topic={"name": f"{section} {ptype}", "desc": "", "date": DATE, **_categories(members),
-               "kwds": _keywords(members, options)},
+        topic={"name": f"{say('section_name', section)} {say('product_type_name', ptype)}", "desc": "",
+               "date": DATE, **_categories(members, say), "kwds": _keywords(members, options, say)},
         products=products,
     )
+
+
+class _Words:
+    """Article values in the topic language; a value the Korean tables lack stays English and is
+    counted in the summary."""
+
+    def __init__(self, language: str, summary: HMSummary):
+        self.language = language
+        self.summary = summary
+
+    def __call__(self, column: str, value: str) -> str:
+        if self.language == "en" or not value:
+            return value
+        word = korean_word(column, value)
+        if word is None:
+            name = f"{column}: {value}"
+            self.summary.untranslated[name] = self.summary.untranslated.get(name, 0) + 1
+            return value
+        return word
 
 
 def _product(row, on_topic: bool) -> Product:
@@ -241,18 +274,22 @@ def _product(row, on_topic: bool) -> Product:
                    attrs={"family": family} if family else {})
 
 
-def _categories(members: pd.DataFrame) -> dict[str, str]:
-    return {f"cat{i}": (_most_frequent(members[col], 1) or [""])[0] for i, col in enumerate(CATEGORY_COLUMNS, start=1)}
+def _categories(members: pd.DataFrame, say: _Words) -> dict[str, str]:
+    return {f"cat{i}": say(col, (_most_frequent(members[col], 1) or [""])[0])
+            for i, col in enumerate(CATEGORY_COLUMNS, start=1)}
 
 
-def _keywords(members: pd.DataFrame, options: HMOptions) -> str:
-    words = _most_frequent(members["colour_group_name"], options.n_colours)
-    words += _most_frequent(members["graphical_appearance_name"], options.n_appearances)
-    seen: list[str] = []
-    for w in words:
-        if w.lower() not in {s.lower() for s in seen}:
-            seen.append(w)
-    return ",".join(seen)
+def _keywords(members: pd.DataFrame, options: HMOptions, say: _Words) -> str:
+    # Chosen and de-duplicated on the English values (counts, alphabetical ties), then put into
+    # the topic language, so both languages keep the same keywords.
+    words = [("colour_group_name", w) for w in _most_frequent(members["colour_group_name"], options.n_colours)]
+    words += [("graphical_appearance_name", w)
+              for w in _most_frequent(members["graphical_appearance_name"], options.n_appearances)]
+    seen: list[tuple[str, str]] = []
+    for column, w in words:
+        if w.lower() not in {s.lower() for _, s in seen}:
+            seen.append((column, w))
+    return ",".join(say(column, w) for column, w in seen)
 
 
 def _most_frequent(values: pd.Series, n: int) -> list[str]:
