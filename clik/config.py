@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 QueryVariant = Literal["group", "virtual", "topic"]
 Method = Literal["clik", "triplet", "pairwise", "pointwise", "probe"]
-Pooling = Literal["mean", "cls"]
+Pooling = Literal["mean", "cls", "eos"]
+TextArchitecture = Literal["encoder", "clip"]
 
 
 @dataclass
@@ -22,6 +23,10 @@ class TextTowerConfig:
     # directory.
     name: str = "minilm"
     pretrained: bool = True
+    # "encoder": a BERT-style transformers encoder (MiniLM, e5), pooled here. "clip": the text
+    # half of a CLIP model (transformers CLIPTextModel, pooled at its end-of-text token, pooling
+    # "eos"), whose own text projection initialises the tower's projection.
+    architecture: TextArchitecture = "encoder"
     pooling: Pooling = "mean"
     max_length: int = 128
     # Fine-tuning: keep the word-embedding table fixed. e5-small's is 250k x 384 = 96M of its
@@ -43,6 +48,10 @@ class ImageTowerConfig:
     # Normalisation of the pretrained weights; None means "ask timm's pretrained_cfg".
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    # The projection starts as the backbone's own head (a timm CLIP image tower's head is CLIP's
+    # image projection), so with a CLIP text tower the two start aligned (zero-shot) instead of at
+    # chance. The head must map to embed_dim.
+    init_proj_from_head: bool = False
 
 
 @dataclass
@@ -97,6 +106,9 @@ class LossConfig:
     w_match: float = 1.0
     w_rank: float = 20.0
     triplet_margin: float = 0.2
+    # CLIK's Image Ranking target: "best" (the paper's best of K) or "listwise" (soft targets).
+    ranking_loss: str = "best"
+    listwise_temperature: float = 0.5
 
 
 _CONFIG_DIR = Path(__file__).parent / "model_configs"

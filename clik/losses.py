@@ -42,6 +42,27 @@ class RankingLoss(nn.Module):
         return F.cross_entropy(logits, positive)
 
 
+class ListwiseRankingLoss(nn.Module):
+    """L_ranking with soft targets: for each group, cross-entropy between the softmax of its K
+    images' scores and the softmax of their engagement, log1p(criterion - group minimum) /
+    target_temperature. Every image counts by how well it did, equal values get equal weight
+    (ties need no rule), and the group's worst image (an off-topic one when there is one) weighs
+    least."""
+
+    def __init__(self, temperature: float = 0.07, target_temperature: float = 0.5):
+        super().__init__()
+        self.temperature = temperature
+        self.target_temperature = target_temperature
+
+    def forward(self, query: torch.Tensor, image_emb: torch.Tensor, criterion: torch.Tensor) -> torch.Tensor:
+        query = F.normalize(query, dim=-1)
+        images = F.normalize(image_emb, dim=-1)
+        logits = torch.einsum("nd,nkd->nk", query, images) / self.temperature
+        shifted = criterion - criterion.min(dim=1, keepdim=True).values
+        target = torch.softmax(torch.log1p(shifted.to(logits.dtype)) / self.target_temperature, dim=1)
+        return -(target * torch.log_softmax(logits, dim=1)).sum(1).mean()
+
+
 @dataclass
 class ClikLossOutput:
     total: torch.Tensor
@@ -56,16 +77,22 @@ class ClikLoss(nn.Module):
     Both weights are configurable (LossConfig).
     """
 
-    def __init__(self, temperature: float = 0.07, w_match: float = 1.0, w_rank: float = 20.0):
+    def __init__(self, temperature: float = 0.07, w_match: float = 1.0, w_rank: float = 20.0,
+                 listwise_temperature: float | None = None):
         super().__init__()
         self.matching = MatchingLoss(temperature)
-        self.ranking = RankingLoss(temperature)
+        # None: the paper's best-of-K target; a number: ListwiseRankingLoss with that temperature.
+        self.ranking: nn.Module = (RankingLoss(temperature) if listwise_temperature is None
+                                   else ListwiseRankingLoss(temperature, listwise_temperature))
         self.w_match = w_match
         self.w_rank = w_rank
 
-    def forward(self, topic_emb, image_emb, query, group_image_emb, positive) -> ClikLossOutput:
+    def forward(self, topic_emb, image_emb, query, group_image_emb, positive, criterion=None) -> ClikLossOutput:
         matching = self.matching(topic_emb, image_emb)
-        ranking = self.ranking(query, group_image_emb, positive)
+        if isinstance(self.ranking, ListwiseRankingLoss):
+            ranking = self.ranking(query, group_image_emb, criterion)
+        else:
+            ranking = self.ranking(query, group_image_emb, positive)
         return ClikLossOutput(self.w_match * matching + self.w_rank * ranking, matching, ranking)
 
 

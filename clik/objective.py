@@ -38,7 +38,8 @@ class Objective:
         self.model = model
         self.cfg = loss_cfg or LossConfig()
         self.method = model.cfg.method
-        self.clik = ClikLoss(model.cfg.temperature, self.cfg.w_match, self.cfg.w_rank)
+        listwise = self.cfg.listwise_temperature if self.cfg.ranking_loss == "listwise" else None
+        self.clik = ClikLoss(model.cfg.temperature, self.cfg.w_match, self.cfg.w_rank, listwise)
         self.triplet = TripletLoss(self.cfg.triplet_margin)
         self.pairwise = PairwiseLoss()
         self.pointwise = PointwiseLoss()
@@ -61,7 +62,8 @@ class Objective:
             if topic_tm is None or image_tm is None:
                 raise ValueError("CLIK needs a Topic Matching batch")
             query = self.model.ranking_query(topic_ir)
-            out = self.clik(all_gather_with_grad(topic_tm), all_gather_with_grad(image_tm), query, images_ir, positive)
+            out = self.clik(all_gather_with_grad(topic_tm), all_gather_with_grad(image_tm), query, images_ir, positive,
+                            criterion)
             # After the loss (MoCo order): this step's queries used the bank of earlier steps.
             self.model.topic.query_head.memory_bank.update(image_tm)
             return ObjectiveOutput(out.total, {"matching": out.matching.item(), "ranking": out.ranking.item()})

@@ -25,8 +25,22 @@ class TrainConfig:
     w_rank: float = 20.0
     triplet_margin: float = 0.2
     # "locked": backbones frozen, their features cached once, only projections and heads train
-    # (CPU friendly). "full": everything trains on pixels and tokens (GPUs).
-    mode: Literal["locked", "full"] = "locked"
+    # (CPU friendly). "partial": the backbones' last stages train too, from cached activations
+    # of the stages before them (CPU, minutes more; docs/training.md). "full": everything trains
+    # on pixels and tokens (GPUs).
+    mode: Literal["locked", "partial", "full"] = "locked"
+    # Partial mode: how many of the image backbone's last stages train (besides its head conv or
+    # final norm, which always do), and how many of the text encoder's last layers.
+    image_top_stages: int = 1
+    text_top_layers: int = 1
+    # Partial mode first trains as locked mode does (`epochs`), then the tops unlock for this many
+    # epochs more, from there (docs/training.md: linear probe, then fine-tune).
+    partial_epochs: float = 3.0
+    # Image Ranking target: "best" (the paper: the best of the K sampled images is the one
+    # positive) or "listwise" (soft targets: a softmax of log1p(criterion) / listwise_temperature
+    # over all K images, so every image counts by its engagement and ties share).
+    ranking_loss: Literal["best", "listwise"] = "best"
+    listwise_temperature: float = 0.5
     # Data.
     criterion: str | None = None  # None: the dataset's default criterion
     tm_batch: int = 512  # M: Topic Matching pairs per step (capped at the number of train groups)
@@ -39,6 +53,9 @@ class TrainConfig:
     epochs: float = 20.0
     lr_text: float = 5e-5
     lr: float = 1e-3
+    # Pretrained image-backbone weights that train (partial and full modes): pretrained
+    # convolutions want a far smaller step than freshly initialised projections.
+    lr_image_backbone: float = 1e-4
     weight_decay: float = 0.1
     warmup: float = 0.01
     amp: bool = True  # bf16 autocast where the device supports it
@@ -113,5 +130,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 _CHOICES = {
     "method": ("clik", "triplet", "pairwise", "pointwise", "probe"),
     "query": ("group", "virtual", "topic"),
-    "mode": ("locked", "full"),
+    "mode": ("locked", "partial", "full"),
+    "ranking_loss": ("best", "listwise"),
 }

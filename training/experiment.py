@@ -32,10 +32,18 @@ RUNS: dict[str, dict] = {
     "pairwise": {"method": "pairwise"},
     "pointwise": {"method": "pointwise"},
     "probe": {"method": "probe"},
+    # Deeper than the projections, on a CPU: the last image stage and text layer train too.
+    "clik-partial": {"method": "clik", "query": "group", "mode": "partial"},
+    "clik-partial-virtual": {"method": "clik", "query": "virtual", "mode": "partial"},
+    "clik-partial-topic": {"method": "clik", "query": "topic", "mode": "partial"},
+    # Soft listwise Image Ranking targets instead of the best of K.
+    "clik-listwise": {"method": "clik", "query": "group", "ranking_loss": "listwise"},
 }
 COLUMNS = ("MRR", "Top1-Top1", "Top3-Top1", "offtopic@1", "offtopic@10")
 TABLE2 = ("clik-group", "probe", "triplet", "pairwise", "pointwise")
 TABLE3 = ("clik-group", "clik-virtual", "clik-topic")
+TABLE3_PARTIAL = ("clik-partial", "clik-partial-virtual", "clik-partial-topic")
+TRAINING = ("clik-group", "clik-partial", "clik-listwise")  # locked vs deeper vs soft targets
 
 
 @dataclass(frozen=True)
@@ -170,4 +178,8 @@ def markdown(summary: dict) -> str:
                 per_seed = ", ".join(f"{o['MRR'] / max(e['MRR'], 1e-12):.3f}"
                                      for e, o in zip(summary["runs"][n]["per_seed"], other["per_seed"]))
                 lines.append(f"\n{run_key(n, lang)} / {n}: mean MRR ratio {ratio:.3f} (per seed: {per_seed})")
+    if any(name in summary["runs"] for name in TABLE3_PARTIAL[1:]):
+        lines += ["", "## Query variants, partially unlocked towers", ""] + table(TABLE3_PARTIAL)
+    if any(name in summary["runs"] for name in TRAINING[1:]):
+        lines += ["", "## What trains: locked towers, partially unlocked, listwise targets", ""] + table(TRAINING)
     return "\n".join(lines) + "\n"

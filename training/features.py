@@ -6,6 +6,7 @@ weights) never reads another's features. Text features are keyed by (backbone, t
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
 from clik.model import ClikModel
+from clik.towers import stages
 from clik.tokenize import TopicTokenizer
 from clik.transforms import eval_transform
 
@@ -34,21 +36,40 @@ def module_digest(module: torch.nn.Module) -> str:
 
 
 class FeatureCache:
-    """key → float32 row, persisted as ``features.npy`` + ``keys.json`` (written atomically)."""
+    """key → row, persisted as ``features.npy`` + ``keys.json`` (written atomically).
 
-    def __init__(self, directory: str | Path, dim: int):
+    Several processes may fill one cache at once (the runs of `clik experiment`, a dataset
+    builder): `save` merges what others saved meanwhile, under a file lock, instead of writing
+    over it.
+    """
+
+    def __init__(self, directory: str | Path, dim: int, dtype: type = np.float32):
         self.directory = Path(directory)
         self.dim = dim
+        self.dtype = np.dtype(dtype)
         self.rows: dict[str, int] = {}
-        self.matrix = np.zeros((0, dim), np.float32)
-        keys_path = self.directory / "keys.json"
-        if keys_path.exists():
-            keys = json.loads(keys_path.read_text())
-            matrix = np.load(self.directory / "features.npy")
-            if matrix.shape != (len(keys), dim):
-                raise ValueError(f"feature cache {self.directory} is inconsistent; delete it to rebuild")
+        self._chunks: list[np.ndarray] = [np.zeros((0, dim), self.dtype)]
+        on_disk = self._read()
+        if on_disk is not None:
+            keys, matrix = on_disk
             self.rows = {k: i for i, k in enumerate(keys)}
-            self.matrix = matrix
+            self._chunks = [matrix]
+
+    def _read(self) -> tuple[list[str], np.ndarray] | None:
+        keys_path = self.directory / "keys.json"
+        if not keys_path.exists():
+            return None
+        keys = json.loads(keys_path.read_text())
+        matrix = np.load(self.directory / "features.npy", mmap_mode="r")
+        if matrix.shape != (len(keys), self.dim):
+            raise ValueError(f"feature cache {self.directory} is inconsistent; delete it to rebuild")
+        return keys, np.asarray(matrix, dtype=self.dtype)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        if len(self._chunks) > 1:  # appended batch by batch; joined once, when read
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0]
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows
@@ -67,20 +88,29 @@ class FeatureCache:
         start = len(self.rows)
         for i, key in enumerate(new):
             self.rows[key] = start + i
-        self.matrix = np.concatenate([self.matrix, np.stack(list(new.values())).astype(np.float32)])
+        self._chunks.append(np.stack(list(new.values())).reshape(len(new), self.dim).astype(self.dtype))
 
     def save(self) -> None:
-        """Write both files through temp names + rename, so a crash leaves the old cache whole."""
+        """Merge what other processes saved, then write both files through temp names + rename
+        (a crash leaves the old cache whole); the lock keeps two savers from losing rows."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        keys = sorted(self.rows, key=self.rows.get)
-        fd, tmp_npy = tempfile.mkstemp(dir=self.directory, suffix=".npy")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, self.matrix)
-        fd, tmp_json = tempfile.mkstemp(dir=self.directory, suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(keys, fh)
-        os.replace(tmp_npy, self.directory / "features.npy")
-        os.replace(tmp_json, self.directory / "keys.json")
+        with open(self.directory / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            on_disk = self._read()
+            if on_disk is not None:
+                keys, matrix = on_disk
+                theirs = [i for i, k in enumerate(keys) if k not in self.rows]
+                if theirs:
+                    self.add([keys[i] for i in theirs], matrix[theirs])
+            keys = sorted(self.rows, key=self.rows.__getitem__)
+            fd, tmp_npy = tempfile.mkstemp(dir=self.directory, suffix=".npy")
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, self.matrix)
+            fd, tmp_json = tempfile.mkstemp(dir=self.directory, suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(keys, fh)
+            os.replace(tmp_npy, self.directory / "features.npy")
+            os.replace(tmp_json, self.directory / "keys.json")
 
 
 @dataclass
@@ -93,14 +123,9 @@ class ImageFeatures:
         return self.cache.get([self.hashes[s] for s in sources])
 
 
-@torch.inference_mode()
-def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | Path, batch_size: int = 64,
-                   device: str = "cpu", progress: bool = True) -> ImageFeatures:
-    """Pooled image-backbone features for every source, computing only what the cache lacks."""
-    tower = model.image
-    key = f"image-{tower.cfg.name}-{tower.cfg.image_size}-{module_digest(tower.backbone)}"
-    cache = FeatureCache(Path(cache_root) / key, tower.width)
-    transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
+def _hash_sources(sources: Sequence[str], cache: FeatureCache) -> tuple[dict[str, str], dict[str, str], list[tuple[str, bytes]]]:
+    """Read every source once: its content hash, or why it could not be read, and the ones whose
+    content the cache lacks (each content once)."""
     hashes: dict[str, str] = {}
     errors: dict[str, str] = {}
     todo: list[tuple[str, bytes]] = []
@@ -116,9 +141,15 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
         if digest not in cache and digest not in queued:
             queued.add(digest)
             todo.append((source, data))
-    was_training = tower.training
-    tower.eval()
-    bar = tqdm(total=len(todo), desc="image features", unit="img", disable=not progress or not todo)
+    return hashes, errors, todo
+
+
+def _encode_missing(todo: list[tuple[str, bytes]], hashes: dict[str, str], errors: dict[str, str],
+                    transform, encode: Callable[[torch.Tensor, list[str]], None], save: Callable[[], None],
+                    batch_size: int, desc: str, progress: bool) -> None:
+    """Decode and encode the images the cache lacks, batch by batch; `encode(pixels, keys)` adds
+    their rows. A photo that fails to decode fails alone, with its reason."""
+    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         pixels, keys = [], []
@@ -130,20 +161,134 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
                 errors[source] = exc.reason
                 del hashes[source]
         if pixels:
-            feats = tower.features(torch.stack(pixels).to(device)).float().cpu().numpy()
-            cache.add(keys, feats)
+            encode(torch.stack(pixels), keys)
         bar.update(len(chunk))
         if (start // batch_size) % 64 == 63:
-            cache.save()  # an interrupted extraction resumes from here
+            save()  # an interrupted extraction resumes from here
     bar.close()
-    tower.train(was_training)
     if todo:
-        cache.save()
+        save()
+
+
+def _drop_failed_copies(hashes: dict[str, str], errors: dict[str, str], cache: FeatureCache) -> None:
     # Copies of an image that failed to decode fail with it.
     for source, digest in list(hashes.items()):
         if digest not in cache:
             errors[source] = "unreadable (same content as another image that failed)"
             del hashes[source]
+
+
+def stem_digest(tower, top_stages: int) -> str:
+    """A short hash of the stem's weights (the backbone less its top), so a partially trained
+    backbone, whose top changed, still finds the stem activations it was trained from."""
+    top = stages.top_prefixes(tower.backbone, top_stages)
+    digest = hashlib.sha256()
+    for name, tensor in tower.backbone.state_dict().items():
+        if not name.startswith(top):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _stem_cache_dir(cache_root: str | Path, tower, top_stages: int) -> Path:
+    return Path(cache_root) / f"stem-{tower.cfg.name}-{tower.cfg.image_size}-top{top_stages}-{stem_digest(tower, top_stages)}"
+
+
+@dataclass
+class StemFeatures:
+    """Stem activations of every readable source (partial mode), float16 rows of `shape`."""
+
+    features: ImageFeatures
+    shape: tuple[int, ...]
+
+    def of(self, sources: Sequence[str]) -> np.ndarray:
+        return self.features.of(sources).reshape(len(sources), *self.shape)
+
+
+@torch.inference_mode()
+def image_stem_features(model: ClikModel, sources: Sequence[str], cache_root: str | Path, top_stages: int,
+                        batch_size: int = 16, device: str = "cpu", progress: bool = True) -> StemFeatures:
+    """Activations entering the image backbone's last `top_stages` stages, cached (float16: a
+    Lite0 image cut before its last stage is 192x7x7 = 18.4 KiB). The pooled features of the
+    untrained top are filled in the locked-mode cache in the same pass, so locked runs on the
+    same images find them."""
+    tower = model.image
+    was_training = tower.training
+    tower.eval()
+    probe = tower.stem(torch.zeros(1, 3, tower.cfg.image_size, tower.cfg.image_size, device=device), top_stages)
+    shape = tuple(probe.shape[1:])
+    cache = FeatureCache(_stem_cache_dir(cache_root, tower, top_stages), int(np.prod(shape)), np.float16)
+    pooled = FeatureCache(Path(cache_root) / _pooled_key(tower), tower.width)
+    transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
+    hashes, errors, todo = _hash_sources(sources, cache)
+
+    def encode(pixels: torch.Tensor, keys: list[str]) -> None:
+        acts = tower.stem(pixels.to(device), top_stages)
+        cache.add(keys, acts.half().cpu().numpy())
+        pooled.add(keys, tower.features_from_stem(acts, top_stages).float().cpu().numpy())
+
+    def save() -> None:
+        cache.save()
+        pooled.save()
+
+    _encode_missing(todo, hashes, errors, transform, encode, save, batch_size, "stem features", progress)
+    tower.train(was_training)
+    _drop_failed_copies(hashes, errors, cache)
+    return StemFeatures(ImageFeatures(hashes, errors, cache), shape)
+
+
+def _pooled_key(tower) -> str:
+    return f"image-{tower.cfg.name}-{tower.cfg.image_size}-{module_digest(tower.backbone)}"
+
+
+def _stem_source(tower, cache_root: str | Path) -> tuple[FeatureCache, int] | None:
+    """A stem activation cache this backbone's stem wrote (the largest top first: its top is
+    cheapest to run), if there is one."""
+    try:
+        count = stages.stage_count(tower.backbone)
+    except ValueError:
+        return None
+    for top_stages in range(count - 1, -1, -1):
+        directory = _stem_cache_dir(cache_root, tower, top_stages)
+        if (directory / "keys.json").exists():
+            probe = tower.stem(torch.zeros(1, 3, tower.cfg.image_size, tower.cfg.image_size,
+                                           device=next(tower.parameters()).device), top_stages)
+            return FeatureCache(directory, int(np.prod(probe.shape[1:])), np.float16), top_stages
+    return None
+
+
+@torch.inference_mode()
+def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | Path, batch_size: int = 64,
+                   device: str = "cpu", progress: bool = True) -> ImageFeatures:
+    """Pooled image-backbone features for every source, computing only what the cache lacks.
+    Images whose stem activations are cached (partial mode) are finished from those, which is
+    how a partially trained model is evaluated without decoding a photo."""
+    tower = model.image
+    cache = FeatureCache(Path(cache_root) / _pooled_key(tower), tower.width)
+    transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
+    hashes, errors, todo = _hash_sources(sources, cache)
+    was_training = tower.training
+    tower.eval()
+    stem = _stem_source(tower, cache_root) if todo else None
+    if stem is not None:
+        stem_cache, top_stages = stem
+        from_stem = [(s, d) for s, d in todo if hashes[s] in stem_cache]
+        size = tower.cfg.image_size
+        shape = tower.stem(torch.zeros(1, 3, size, size, device=device), top_stages).shape[1:]
+        for start in range(0, len(from_stem), batch_size):
+            keys = [hashes[s] for s, _ in from_stem[start : start + batch_size]]
+            acts = torch.as_tensor(stem_cache.get(keys).reshape(len(keys), *shape), device=device).float()
+            cache.add(keys, tower.features_from_stem(acts, top_stages).float().cpu().numpy())
+        todo = [(s, d) for s, d in todo if hashes[s] not in stem_cache]
+
+    def encode(pixels: torch.Tensor, keys: list[str]) -> None:
+        cache.add(keys, tower.features(pixels.to(device)).float().cpu().numpy())
+
+    _encode_missing(todo, hashes, errors, transform, encode, cache.save, batch_size, "image features", progress)
+    if stem is not None and not todo:
+        cache.save()
+    tower.train(was_training)
+    _drop_failed_copies(hashes, errors, cache)
     return ImageFeatures(hashes, errors, cache)
 
 

@@ -8,7 +8,7 @@ from clik.model import ClikModel
 from clik.tokenize import TopicTokenizer
 
 from .data.format import Dataset
-from .features import image_features, text_features
+from .features import image_features, image_stem_features, text_features
 from .sampling import PreparedGroup
 
 
@@ -95,3 +95,15 @@ def split_features(model: ClikModel, tokenizer: TopicTokenizer, split: PreparedS
     if readable:
         images[readable] = feats.of([split.images[i] for i in readable])
     return SplitFeatures(drop_unreadable(split, set(readable), feats.errors), images, topic_lookup(split.topic_texts))
+
+
+def split_stems(model: ClikModel, split: PreparedSplit, cache_dir: str, top_stages: int, batch_size: int = 16,
+                device: str = "cpu", progress: bool = True) -> SplitFeatures:
+    """Partial mode: cached stem activations of every image row (float16, (rows, C, H, W));
+    unreadable products dropped. `topics` is left empty: topic states are computed by the caller."""
+    stems = image_stem_features(model, split.images, cache_dir, top_stages, batch_size, device, progress=progress)
+    readable = sorted(i for i, s in enumerate(split.images) if s in stems.features.hashes)
+    images = np.zeros((len(split.images), *stems.shape), np.float16)
+    if readable:
+        images[readable] = stems.of([split.images[i] for i in readable])
+    return SplitFeatures(drop_unreadable(split, set(readable), stems.features.errors), images, np.zeros((0, 0), np.float32))

@@ -9,6 +9,7 @@ Run directory layout::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -28,12 +29,13 @@ from clik.config import LossConfig
 from clik.image_source import ImageLoadError, load_image
 from clik.objective import Objective
 from clik.runtime import pick_device
+from clik.towers import stages
 from clik.transforms import train_transform
 
 from .config import TrainConfig
 from .data.format import load_dataset
 from .distributed import DistInfo, init_distributed
-from .prepare import PreparedSplit, drop_unreadable, prepare_split, split_features, without_groups
+from .prepare import PreparedSplit, drop_unreadable, prepare_split, split_features, split_stems, without_groups
 from .sampling import MatchingSampler, RankingSampler
 from .schedule import warmup_cosine
 
@@ -55,18 +57,29 @@ def signed_log1p(x: torch.Tensor) -> torch.Tensor:
 class TrainStep(nn.Module):
     """What one step computes, as one module, so DDP can wrap it and sync its gradients."""
 
-    def __init__(self, model: clik.ClikModel, objective: Objective, locked: bool):
+    def __init__(self, model: clik.ClikModel, objective: Objective, cfg: TrainConfig):
         super().__init__()
         self.model = model
         self.objective = objective
-        self.locked = locked
+        self.mode = cfg.mode
+        self.image_top_stages = cfg.image_top_stages
+        self.text_top_layers = cfg.text_top_layers
 
     def _topics(self, x):
-        return self.model.topic.text.proj(x) if self.locked else self.model.encode_topics(**x)
+        text = self.model.topic.text
+        if self.mode == "locked":
+            return text.proj(x)
+        if self.mode == "partial":
+            return text.proj(text.features_from_hidden(x["hidden"].float(), x["mask"], self.text_top_layers))
+        return self.model.encode_topics(**x)
 
     def _images(self, x):
-        if self.locked:
-            return self.model.image.proj(x)
+        image = self.model.image
+        if self.mode == "locked":
+            return image.proj(x)
+        if self.mode == "partial":
+            pooled = image.features_from_stem(x.flatten(0, -4).float(), self.image_top_stages)
+            return image.proj(pooled).view(*x.shape[:-3], -1)
         return self.model.encode_images(x.flatten(0, -4)).view(*x.shape[:-3], -1)
 
     def forward(self, batch: dict):
@@ -86,29 +99,46 @@ class TrainStep(nn.Module):
 
 def freeze_for(model: clik.ClikModel, cfg: TrainConfig) -> None:
     """Parameters the configuration does not train get no gradient (DDP requires it)."""
-    if cfg.mode == "locked":
+    if cfg.mode in ("locked", "partial"):
         model.topic.text.backbone.requires_grad_(False)
         model.image.backbone.requires_grad_(False)
+    if cfg.mode == "partial":
+        for module in stages.top_modules(model.image.backbone, cfg.image_top_stages):
+            module.requires_grad_(True)
+        layers = model.topic.text.layers
+        for layer in layers[len(layers) - cfg.text_top_layers:]:
+            layer.requires_grad_(True)
     if cfg.method != "clik" or cfg.query != "group":
         model.topic.query_head.aggregation.requires_grad_(False)
 
 
+def backbones_to_eval(model: clik.ClikModel, cfg: TrainConfig) -> None:
+    """Partial mode trains the image backbone's top with its batch-norm statistics as
+    pretrained (eval mode: affine weights learn, running statistics stay), as fine-tuning on
+    small batches usually does; the stem never runs while training."""
+    if cfg.mode == "partial":
+        model.image.backbone.eval()
+
+
 def param_groups(model: clik.ClikModel, cfg: TrainConfig) -> list[dict]:
     text_backbone = {id(p) for p in model.topic.text.backbone.parameters()}
-    slow = [p for p in model.parameters() if p.requires_grad and id(p) in text_backbone]
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in text_backbone]
-    groups = [{"params": rest, "lr": cfg.lr}]
-    if slow:
-        groups.append({"params": slow, "lr": cfg.lr_text})
-    return groups
+    image_backbone = {id(p) for p in model.image.backbone.parameters()}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trained if id(p) not in text_backbone | image_backbone], "lr": cfg.lr},
+              {"params": [p for p in trained if id(p) in text_backbone], "lr": cfg.lr_text},
+              {"params": [p for p in trained if id(p) in image_backbone], "lr": cfg.lr_image_backbone}]
+    return [g for g in groups if g["params"]]
 
 
 @dataclass
 class Tables:
-    """Locked mode: backbone features of every topic and image row, on the training device."""
+    """Locked mode: backbone features of every topic and image row, on the training device.
+    Partial mode: stem activations of every image row (float16) and the hidden states entering
+    the text encoder's trained layers, with their attention masks, of every topic row."""
 
     topics: torch.Tensor
     images: torch.Tensor
+    topic_masks: torch.Tensor | None = None
 
 
 def augmentation_seed(seed: int, rank: int) -> int:
@@ -136,7 +166,10 @@ class BatchMaker:
 
     def _topics(self, rows: np.ndarray):
         if self.tables is not None:
-            return self.tables.topics[torch.as_tensor(rows, device=self.tables.topics.device)]
+            index = torch.as_tensor(rows, device=self.tables.topics.device)
+            if self.tables.topic_masks is not None:
+                return {"hidden": self.tables.topics[index], "mask": self.tables.topic_masks[index]}
+            return self.tables.topics[index]
         batch = self.tokenizer([self.split.topics[r] for r in rows], rng=self.py_rng)
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -173,6 +206,27 @@ def locked_tables(model, tokenizer, split: PreparedSplit, cfg: TrainConfig, devi
     return Tables(torch.as_tensor(found.topics, device=device), torch.as_tensor(found.images, device=device)), found.split
 
 
+def partial_tables(model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str,
+                   dist_info: DistInfo) -> tuple[Tables, PreparedSplit]:
+    """Stem activations of every image (cached on disk: the costly part, computed once by rank
+    0) and the text hidden states of every topic (few and cheap: computed here)."""
+    if dist_info.world_size > 1:
+        if dist_info.is_main:
+            split_stems(model, split, cfg.cache_dir, cfg.image_top_stages, cfg.feature_batch, device)
+        torch.distributed.barrier()
+    found = split_stems(model, split, cfg.cache_dir, cfg.image_top_stages, cfg.feature_batch, device,
+                        progress=dist_info.is_main)
+    text = model.topic.text
+    was_training = text.training
+    text.eval()
+    with torch.inference_mode():
+        batch = {k: v.to(device) for k, v in tokenizer.encode_texts(found.split.topic_texts).items()}
+        hidden = text.hidden_before(batch["input_ids"], batch["attention_mask"], cfg.text_top_layers)
+    text.train(was_training)
+    images = torch.as_tensor(found.images, device=device)
+    return Tables(hidden.clone(), images, batch["attention_mask"].clone()), found.split
+
+
 def check_images(split: PreparedSplit) -> PreparedSplit:
     """Full mode decodes images every step: find the unreadable ones once, up front."""
     readable, errors = set(), {}
@@ -206,6 +260,20 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     # Same seed on every rank for the model (identical replicas), then per-rank sampling streams.
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
+    epochs = cfg.epochs
+    if cfg.mode == "partial":
+        # Linear probe, then fine-tune: the projections and heads first learn on locked towers
+        # (cheap), then the backbones' tops unlock from there for partial_epochs. Unlocking them
+        # under freshly initialised projections would move pretrained weights by the projections'
+        # early, large and random gradients.
+        warm = out_dir / "warm-start"
+        if not (resume and (out_dir / "train_state.pt").exists()):
+            if not (warm / "checkpoint").is_dir() or not resume:
+                train(data_dir, dataclasses.replace(cfg, mode="locked"), warm, progress=progress,
+                      exclude_groups=exclude_groups, calibrate=False)
+            probed, _, _ = clik.load_checkpoint(warm / "checkpoint", device=device)
+            model.load_state_dict(probed.state_dict())
+        epochs = cfg.partial_epochs
     tokenizer = clik.create_tokenizer(model)
     dataset = load_dataset(data_dir)
     criterion = cfg.criterion or dataset.default_criterion
@@ -215,13 +283,16 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     tables = None
     if cfg.mode == "locked":
         tables, split = locked_tables(model, tokenizer, split, cfg, device, dist_info)
+    elif cfg.mode == "partial":
+        tables, split = partial_tables(model, tokenizer, split, cfg, device, dist_info)
     else:
         split = check_images(split)
     if dist_info.is_main and split.dropped:
         print(f"left out {len(split.dropped)} unreadable images, e.g. {next(iter(split.dropped.items()))}")
 
     rng = np.random.default_rng([cfg.seed, dist_info.rank])
-    objective = Objective(model, LossConfig(cfg.w_match, cfg.w_rank, cfg.triplet_margin))
+    objective = Objective(model, LossConfig(cfg.w_match, cfg.w_rank, cfg.triplet_margin, cfg.ranking_loss,
+                                            cfg.listwise_temperature))
     ranking = RankingSampler(split.groups, cfg.groups_per_batch, cfg.images_per_group, rng)
     matching = MatchingSampler(split.groups, cfg.tm_batch, rng) if objective.uses_topic_matching else None
     make_batch = BatchMaker(split, cfg, tokenizer, model, device, tables, rank=dist_info.rank)
@@ -229,9 +300,9 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     freeze_for(model, cfg)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(len(split.groups) / (ranking.n * dist_info.world_size)))
-    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    total_steps = max(1, math.ceil(epochs * steps_per_epoch))
     scheduler = warmup_cosine(optimizer, total_steps, cfg.warmup)
-    step_module: nn.Module = TrainStep(model, objective, locked=cfg.mode == "locked")
+    step_module: nn.Module = TrainStep(model, objective, cfg)
     if dist_info.world_size > 1:
         # The memory bank is kept equal on every rank by gathering, not by broadcasting.
         step_module = DistributedDataParallel(step_module, broadcast_buffers=False)
@@ -258,6 +329,7 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     checkpoint_every = cfg.checkpoint_every or max(steps_per_epoch, 500)
     bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.method}", unit="step", disable=not (progress and dist_info.is_main))
     model.train()
+    backbones_to_eval(model, cfg)
     started, window_groups = time.perf_counter(), 0
     while step < total_steps:
         batch = make_batch(matching.sample() if matching else None, ranking.sample())

@@ -68,3 +68,22 @@ def test_pairwise_loss():
 
 def test_pointwise_loss():
     assert PointwiseLoss()(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 1.0])).item() == pytest.approx((1 + 4) / 2)
+
+
+
+def test_listwise_loss_weights_every_image_by_engagement_and_ties_alike():
+    from clik.losses import ListwiseRankingLoss
+
+    torch.manual_seed(0)
+    query, images = torch.randn(1, 8), torch.randn(1, 4, 8)
+    # A very sharp target on a group with one best image is the paper's best-of-K loss.
+    sharp = ListwiseRankingLoss(temperature=0.1, target_temperature=0.01)(query, images, torch.tensor([[5.0, 0, 0, 0]]))
+    torch.testing.assert_close(sharp, RankingLoss(0.1)(query, images, torch.tensor([0])))
+    # Two equally good images share the target: a query pointing at either costs the same, and
+    # less than one pointing at an image that did worse.
+    unit_images = torch.eye(4, 8).unsqueeze(0)
+    tied = torch.tensor([[2.0, 2.0, 1.0, 0.0]])
+    loss = ListwiseRankingLoss(temperature=0.5, target_temperature=0.5)
+    at_first, at_second, at_third = (loss(torch.eye(8)[i : i + 1], unit_images, tied) for i in range(3))
+    torch.testing.assert_close(at_first, at_second)
+    assert at_third > at_first

@@ -49,3 +49,15 @@ def test_shared_photos_are_encoded_once_and_bad_ones_reported(tiny_model, shapes
     # A second call computes nothing new and gives the same features.
     again = image_features(tiny_model, sources[:4], tmp_path / "cache", progress=False)
     np.testing.assert_array_equal(again.of(sources[:4]), feats.of(sources[:4]))
+
+
+def test_two_processes_filling_one_cache_keep_each_others_rows(tmp_path):
+    """Runs of one experiment share a cache: a save must not drop what another saved meanwhile."""
+    first = FeatureCache(tmp_path / "c", dim=2)
+    second = FeatureCache(tmp_path / "c", dim=2)  # opened before the first saved anything
+    first.add(["a"], np.array([[1, 0]], np.float32))
+    first.save()
+    second.add(["b"], np.array([[0, 1]], np.float32))
+    second.save()
+    merged = FeatureCache(tmp_path / "c", dim=2)
+    np.testing.assert_array_equal(merged.get(["a", "b"]), [[1, 0], [0, 1]])

@@ -159,3 +159,49 @@ def test_text_tower_option_replaces_the_model_configs_tower(tmp_path):
     backbone_cfg = next(m for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "intermediate_size")).config
     assert (backbone_cfg.hidden_size, backbone_cfg.intermediate_size) == (32, 37)
     assert build_model(load_config(overrides=["model=clik-tiny-test"])).cfg.text.name == "minilm"
+
+
+def test_partial_mode_trains_the_last_stages_from_cached_activations(shapes_dataset, tmp_path):
+    """Partial mode: the image backbone's last stage and head conv and the text encoder's last
+    layer train from cached stem activations; everything before them stays as it was, and the
+    trained model is evaluated from the same cache, as if from pixels."""
+    from training.data.format import load_dataset
+    from training.features import image_features
+
+    cfg = _cfg(tmp_path, mode="partial", model="clik-tiny-test", epochs=2, tm_batch=4, memory_bank_size=8,
+               image_top_stages=1, text_top_layers=1)
+    torch.manual_seed(0)
+    before = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False)
+    run = train(shapes_dataset, cfg, tmp_path / "partial", progress=False)
+    model, _, _ = clik.load_checkpoint(run / "checkpoint")
+    image_now, image_then = model.image.state_dict(), before.image.state_dict()
+    for frozen in ("backbone.conv_stem.weight", "backbone.blocks.5.0.conv_pw.weight", "backbone.bn1.running_mean"):
+        assert torch.equal(image_now[frozen], image_then[frozen]), frozen
+    for trained in ("backbone.blocks.6.0.conv_pw.weight", "backbone.conv_head.weight", "backbone.bn2.weight"):
+        assert not torch.equal(image_now[trained], image_then[trained]), trained
+    # Batch-norm statistics of the trained top stay as pretrained (eval mode while training).
+    assert torch.equal(image_now["backbone.bn2.running_mean"], image_then["backbone.bn2.running_mean"])
+    text_now, text_then = model.topic.text.state_dict(), before.topic.text.state_dict()
+    last = len(model.topic.text.layers) - 1
+    assert torch.equal(text_now["backbone.encoder.layer.0.attention.self.query.weight"],
+                       text_then["backbone.encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(text_now[f"backbone.encoder.layer.{last}.attention.self.query.weight"],
+                           text_then[f"backbone.encoder.layer.{last}.attention.self.query.weight"])
+    assert any(p.name.startswith("stem-") for p in (tmp_path / "cache").iterdir())
+
+    result = evaluate(run, shapes_dataset, split="test", bootstrap_samples=0, cache_dir=str(tmp_path / "cache"))
+    assert result["groups"] == 4 and 0.0 <= result["metrics"]["MRR"] <= 1.0
+    # The features evaluation finished from the stems are those the trained backbone computes
+    # from pixels (float16 stems: within half-precision rounding).
+    dataset = load_dataset(shapes_dataset)
+    sources = sorted({dataset.resolve_image(e, p) for e in dataset.split("test") for p in e.products})
+    from_stems = image_features(model, sources, tmp_path / "cache", progress=False)
+    from_pixels = image_features(model, sources, tmp_path / "fresh", progress=False)
+    torch.testing.assert_close(torch.as_tensor(from_stems.of(sources)), torch.as_tensor(from_pixels.of(sources)),
+                               rtol=2e-2, atol=2e-2)
+
+
+def test_listwise_ranking_loss_trains(shapes_dataset, tmp_path):
+    run = train(shapes_dataset, _cfg(tmp_path, ranking_loss="listwise"), tmp_path / "run", progress=False)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["ranking"] < log[0]["ranking"] and all(r["loss"] == r["loss"] for r in log)
