@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
+from clik.image_pipeline import ImageItem, ImagePipeline, by_digest
 from clik.model import ClikModel
 from clik.tokenize import TopicTokenizer
 from clik.transforms import eval_transform
@@ -101,40 +101,29 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
     key = f"image-{tower.cfg.name}-{tower.cfg.image_size}-{module_digest(tower.backbone)}"
     cache = FeatureCache(Path(cache_root) / key, tower.width)
     transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
-    hashes: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    todo: list[tuple[str, bytes]] = []
-    queued: set[str] = set()
-    for source in dict.fromkeys(sources):
-        try:
-            data = read_source(source)
-        except ImageLoadError as exc:
-            errors[source] = exc.reason
-            continue
-        digest = content_hash(data)
-        hashes[source] = digest
-        if digest not in cache and digest not in queued:
-            queued.add(digest)
-            todo.append((source, data))
+    # Read and hash every source (clik.image_pipeline), then decode, transform and run the
+    # backbone on what the cache lacks, one photo once however many sources show it.
+    pipeline = ImagePipeline()
+    items = pipeline.read([ImageItem(source, source) for source in dict.fromkeys(sources)])
+    hashes: dict[str, str] = {item.key: item.digest for item in items if item.ok and item.digest}
+    errors: dict[str, str] = {item.key: item.reason for item in items if not item.ok}
+    todo = [group[0] for digest, group in by_digest(items).items() if digest not in cache]
     was_training = tower.training
     tower.eval()
     bar = tqdm(total=len(todo), desc="image features", unit="img", disable=not progress or not todo)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        pixels, keys = [], []
-        for source, data in chunk:
-            try:
-                pixels.append(transform(decode_image(data)))
-                keys.append(hashes[source])
-            except ImageLoadError as exc:
-                errors[source] = exc.reason
-                del hashes[source]
-        if pixels:
-            feats = tower.features(torch.stack(pixels).to(device)).float().cpu().numpy()
-            cache.add(keys, feats)
-        bar.update(len(chunk))
-        if (start // batch_size) % 64 == 63:
+
+    def backbone(pixels: torch.Tensor) -> np.ndarray:
+        return tower.features(pixels.to(device)).float().cpu().numpy()
+
+    for n, batch in enumerate(pipeline.encode(todo, transform, backbone, batch_size)):
+        cache.add([hashes[item.key] for item in batch.items], batch.vectors)
+        bar.update(len(batch.items))
+        if n % 64 == 63:
             cache.save()  # an interrupted extraction resumes from here
+    for item in todo:
+        if not item.ok:
+            errors[item.key] = item.reason
+            del hashes[item.key]
     bar.close()
     tower.train(was_training)
     if todo:
