@@ -97,7 +97,8 @@ class ImagePipeline:
 
     limits: FetchLimits = DEFAULT_LIMITS
     # Threads reading (network and disk waits) and decoding + transforming (libjpeg and PIL's
-    # resize release the GIL), besides the thread that runs the tower.
+    # resize release the GIL), besides the thread that runs the tower. 0: everything on the
+    # caller's thread, one stage after the other (the baseline of benchmarks/towers.py --encode).
     threads: int = 1
     read_attempts: int = 1  # tries for a transient read error (timeout, 5xx); 1: report it at once
     retry_backoff_s: float = 0.5  # before the second try; doubles per try
@@ -174,8 +175,9 @@ class ImagePipeline:
         # Decoding runs ahead of the tower by about two batches: enough to keep the tower fed,
         # bounded so that a chunk of thousands does not sit in memory as float tensors.
         ahead = 2 * batch_size + self.threads
-        # Always on a pool, even of one thread: the tower runs on the caller's thread meanwhile.
-        for item in _map_ordered(lambda i: self.prepare(i, transform), items, self.threads, ahead, background=True):
+        # On a pool even of one thread: the tower runs on the caller's thread meanwhile.
+        overlap = self.threads >= 1
+        for item in _map_ordered(lambda i: self.prepare(i, transform), items, self.threads, ahead, background=overlap):
             if item.pixels is None:
                 continue
             batch.append(item)
@@ -186,7 +188,7 @@ class ImagePipeline:
             yield self._forward(batch, tower, pin_memory)
 
     def _forward(self, batch: list[ImageItem], tower: Tower, pin_memory: bool) -> EncodedBatch:
-        pixels = torch.stack([item.pixels for item in batch])  # type: ignore[misc]
+        pixels = torch.stack([item.pixels for item in batch])
         if pin_memory:
             pixels = pixels.pin_memory()
         for item in batch:

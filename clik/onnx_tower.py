@@ -15,6 +15,7 @@ so processes exporting at the same time never read half a file.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -32,11 +33,9 @@ BACKENDS = ("torch", "onnx")
 
 
 def onnx_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """onnxruntime to run an export, onnx and onnxscript to make one (the worker extra); looked
+    up without importing them (seconds on a busy machine)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx", "onnxscript"))
 
 
 def default_cache_dir() -> Path:
