@@ -144,3 +144,14 @@ def test_device_setup_picks_cpu_threads():
         assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) - 1) == device.default_cpu_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_url_urllib_refuses_fails_its_product_not_the_batch(store, encoders, image_root):
+    """urllib raises ValueError for some URLs before any fetch limit applies (an unclosed IPv6
+    bracket): that product fails with the reason, the batch goes on (before: the whole call raised)."""
+    store.put_product("ok", str(image_root / "good3.jpg"))
+    store.put_product("bad-url", "http://[::1/x.jpg")
+    report = encode_products(store, ["ok", "bad-url"], encoders, limits(image_root), decode_threads=2)
+    assert report.encoded == ["ok"]
+    assert "invalid URL" in report.failed["bad-url"]
+    assert store.get_product("bad-url").status is ProductStatus.FAILED
