@@ -70,6 +70,7 @@ def export(tower: nn.Module, path: Path, image_size: int) -> Path:
                 opset_version=OPSET, dynamo=True, verbose=False)
             assert program is not None
             program.save(tmp, external_data=False)  # one file: nothing to keep together
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from workers running as other users
         os.replace(tmp, path)
     finally:
         tower.train(was_training)
