@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 import numpy as np
-import torch
 from PIL import Image
 
 from api.answers import RenderedAnswers
@@ -34,7 +33,8 @@ from api.per_block_cache import PerBlockCache
 from clik.diverse import DiverseOptions
 from indexer.packed_block import ScoringBlock
 from api.topics import TopicQueries, cache_key, clean_topic
-from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
+from clik.image_pipeline import ImageItem, ImagePipeline, by_digest
+from clik.image_source import FetchLimits, ImageLoadError, read_source
 from clik.runtime import ImageEncoder, TopicEncoder
 from clik.topic_fit import DEFAULT_FIT, TopicFit, product_features, score_products
 from indexer.errors import InvalidInput, InvalidVector, StoreError, VectorNotFound
@@ -299,42 +299,38 @@ class ClikService:
         version = self.resolve_version(model_version)
         query, topic_emb = self.query_and_topic(version, topic)
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        datas: list[bytes | None] = list(self.fetchers.map(self._fetch, urls)) + list(uploads)
-        errors: dict[int, str] = {}
+        datas: list[bytes | ImageLoadError] = list(self.fetchers.map(self._fetch, urls)) + list(uploads)
+        errors: dict[int, str] = {i: d.reason for i, d in enumerate(datas) if isinstance(d, ImageLoadError)}
+        # The image pipeline (clik.image_pipeline) from the bytes on: hash, then decode,
+        # transform and encode what the store has no vector for, one image once.
+        pipeline = ImagePipeline(self.limits)
+        items = pipeline.read([ImageItem(i, d) for i, d in enumerate(datas) if not isinstance(d, ImageLoadError)])
         vectors: dict[int, np.ndarray] = {}
         reused: set[int] = set()
         to_encode: dict[str, list[int]] = {}  # content hash -> indices (same image encoded once)
-        pixels: dict[str, torch.Tensor] = {}
-        encoder: ImageEncoder | None = None
-        for i, data in enumerate(datas):
-            if isinstance(data, ImageLoadError):
-                errors[i] = data.reason
-                continue
-            digest = content_hash(data)
-            if digest in to_encode:
-                to_encode[digest].append(i)
-                continue
+        todo: list[ImageItem] = []
+        for digest, group in by_digest(items).items():
             try:
-                vectors[i] = self.store.get_vector(version.name, digest).astype(np.float32)
-                reused.add(i)
-                continue
+                stored = self.store.get_vector(version.name, digest).astype(np.float32)
             except VectorNotFound:
-                pass
-            try:
-                image = decode_image(data, self.limits)
-            except ImageLoadError as exc:
-                errors[i] = exc.reason
+                to_encode[digest] = [item.key for item in group]
+                todo.append(group[0])
                 continue
-            encoder = encoder or self.images.get(version)
-            pixels[digest] = encoder.transform(image)
-            to_encode[digest] = [i]
-        if pixels:
-            assert encoder is not None
-            hashes = list(pixels)
-            encoded = self.cpu.run(encoder.encode_pixels, torch.stack([pixels[h] for h in hashes]))
-            for h, vec in zip(hashes, encoded):
-                for i in to_encode[h]:
-                    vectors[i] = vec
+            for item in group:
+                vectors[item.key] = stored
+                reused.add(item.key)
+        if todo:
+            encoder = self.images.get(version)
+            for batch in pipeline.encode(todo, encoder.transform,
+                                         lambda pixels: self.cpu.run(encoder.encode_pixels, pixels),
+                                         batch_size=len(todo)):
+                for item, vec in zip(batch.items, batch.vectors):
+                    for i in to_encode[item.digest]:  # type: ignore[index]
+                        vectors[i] = vec
+            for item in todo:
+                if not item.ok:
+                    for i in to_encode[item.digest]:  # type: ignore[index]
+                        errors[i] = item.reason
         order = sorted(vectors)
         if not order:
             return RankedSources(version.name, [], errors)

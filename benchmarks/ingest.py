@@ -36,16 +36,22 @@ from indexer.records import ProductStatus  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
 from tests.http_folder import serve_folder  # noqa: E402
 
+EAGER = {"image_backend": "torch"}
 CONFIGS = [  # (label, settings)
-    ("no grouping, batch 1 per event", {"group_pending": "false", "batch_size": "16", "decode_threads": "1"}),
-    ("batch 8, 1 decode thread", {"batch_size": "8", "decode_threads": "1"}),
-    ("batch 16, 1 decode thread", {"batch_size": "16", "decode_threads": "1"}),
-    ("batch 16, 4 decode threads", {"batch_size": "16", "decode_threads": "4"}),
-    ("batch 32, 4 decode threads", {"batch_size": "32", "decode_threads": "4"}),
+    ("no grouping, batch 1 per event", {"group_pending": "false", "batch_size": "16", "decode_threads": "1", **EAGER}),
+    ("batch 8, 1 decode thread", {"batch_size": "8", "decode_threads": "1", **EAGER}),
+    ("batch 16, 1 decode thread", {"batch_size": "16", "decode_threads": "1", **EAGER}),
+    ("batch 16, 4 decode threads", {"batch_size": "16", "decode_threads": "4", **EAGER}),
+    ("batch 32, 4 decode threads", {"batch_size": "32", "decode_threads": "4", **EAGER}),
     # torch's intra-op threads: one per core by default; on a busy shared machine fewer may win.
     ("no grouping, 1 torch thread", {"group_pending": "false", "batch_size": "16", "decode_threads": "1",
-                                     "torch_threads": "1"}),
-    ("batch 16, 1 decode thread, 1 torch thread", {"batch_size": "16", "decode_threads": "1", "torch_threads": "1"}),
+                                     "torch_threads": "1", **EAGER}),
+    ("batch 16, 1 decode thread, 1 torch thread", {"batch_size": "16", "decode_threads": "1", "torch_threads": "1",
+                                                   **EAGER}),
+    # The tower under ONNX Runtime (the CPU default, image_backend auto), side by side with eager (7 vs 2).
+    ("batch 16, 1 decode thread, onnx", {"batch_size": "16", "decode_threads": "1", "image_backend": "onnx"}),
+    ("batch 16, 2 decode threads, onnx", {"batch_size": "16", "decode_threads": "2", "image_backend": "onnx"}),
+    ("batch 32, 2 decode threads, onnx", {"batch_size": "32", "decode_threads": "2", "image_backend": "onnx"}),
 ]
 
 
@@ -97,7 +103,7 @@ def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup
     token = uuid.uuid4().hex[:8]
     queue, prefix = f"clik-bench-{token}", f"clik-bench-{token}:"
     settings = {"broker_url": args.broker, "store_url": args.store, "store_prefix": prefix, "queue": queue,
-                "device": args.device, "allow_private_hosts": "true", **extra}
+                "device": args.device, "allow_private_hosts": "true", "onnx_cache_dir": str(tmp / "onnx"), **extra}
     if args.torch_threads and "torch_threads" not in extra:
         settings["torch_threads"] = str(args.torch_threads)
     store = RedisStore(RedisStoreConfig(url=args.store, prefix=prefix))

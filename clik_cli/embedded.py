@@ -18,7 +18,7 @@ def inprocess_queue(store: VectorStore, batch_size: int = 16, roots: tuple[Path,
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
-    encoders = EncoderCache(settings.device, batch_size, settings.max_encoders)
+    encoders = EncoderCache(settings.device, batch_size, settings.max_encoders, **settings.encoder_options())
     return InProcessEncodeQueue(store, encoders, fetch_limits(store, roots), batch_size=batch_size,
                                 decode_threads=settings.decode_threads, on_report=on_report)
 

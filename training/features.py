@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from clik.image_source import ImageLoadError, content_hash, decode_image, read_source
+from clik.image_pipeline import ImageItem, ImagePipeline, by_digest
 from clik.model import ClikModel
 from clik.towers import stages
 from clik.tokenize import TopicTokenizer
@@ -123,49 +123,33 @@ class ImageFeatures:
         return self.cache.get([self.hashes[s] for s in sources])
 
 
-def _hash_sources(sources: Sequence[str], cache: FeatureCache) -> tuple[dict[str, str], dict[str, str], list[tuple[str, bytes]]]:
-    """Read every source once: its content hash, or why it could not be read, and the ones whose
-    content the cache lacks (each content once)."""
-    hashes: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    todo: list[tuple[str, bytes]] = []
-    queued: set[str] = set()
-    for source in dict.fromkeys(sources):
-        try:
-            data = read_source(source)
-        except ImageLoadError as exc:
-            errors[source] = exc.reason
-            continue
-        digest = content_hash(data)
-        hashes[source] = digest
-        if digest not in cache and digest not in queued:
-            queued.add(digest)
-            todo.append((source, data))
+def _read_sources(sources: Sequence[str], cache: FeatureCache) -> tuple[dict[str, str], dict[str, str], list[ImageItem]]:
+    """Read and hash every source once (clik.image_pipeline): its content hash, or why it could
+    not be read, and one item per content the cache lacks, however many sources show it."""
+    items = ImagePipeline().read([ImageItem(source, source) for source in dict.fromkeys(sources)])
+    hashes: dict[str, str] = {item.key: item.digest for item in items if item.ok and item.digest}
+    errors: dict[str, str] = {item.key: item.reason for item in items if not item.ok}
+    todo = [group[0] for digest, group in by_digest(items).items() if digest not in cache]
     return hashes, errors, todo
 
 
-def _encode_missing(todo: list[tuple[str, bytes]], hashes: dict[str, str], errors: dict[str, str],
-                    transform, encode: Callable[[torch.Tensor, list[str]], None], save: Callable[[], None],
-                    batch_size: int, desc: str, progress: bool) -> None:
-    """Decode and encode the images the cache lacks, batch by batch; `encode(pixels, keys)` adds
-    their rows. A photo that fails to decode fails alone, with its reason."""
+def _encode_missing(todo: list[ImageItem], hashes: dict[str, str], errors: dict[str, str], transform,
+                    tower: Callable[[torch.Tensor], np.ndarray], add: Callable[[list[str], np.ndarray], None],
+                    save: Callable[[], None], batch_size: int, desc: str, progress: bool) -> None:
+    """Decode, transform and encode the images the cache lacks, batch by batch (the pipeline's
+    stages); `add(keys, outputs)` keeps their rows. A photo that fails to decode fails alone,
+    with its reason."""
     bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        pixels, keys = [], []
-        for source, data in chunk:
-            try:
-                pixels.append(transform(decode_image(data)))
-                keys.append(hashes[source])
-            except ImageLoadError as exc:
-                errors[source] = exc.reason
-                del hashes[source]
-        if pixels:
-            encode(torch.stack(pixels), keys)
-        bar.update(len(chunk))
-        if (start // batch_size) % 64 == 63:
+    for n, batch in enumerate(ImagePipeline().encode(todo, transform, tower, batch_size)):
+        add([hashes[item.key] for item in batch.items], batch.vectors)
+        bar.update(len(batch.items))
+        if n % 64 == 63:
             save()  # an interrupted extraction resumes from here
     bar.close()
+    for item in todo:
+        if not item.ok:
+            errors[item.key] = item.reason
+            del hashes[item.key]
     if todo:
         save()
 
@@ -220,18 +204,21 @@ def image_stem_features(model: ClikModel, sources: Sequence[str], cache_root: st
     cache = FeatureCache(_stem_cache_dir(cache_root, tower, top_stages), int(np.prod(shape)), np.float16)
     pooled = FeatureCache(Path(cache_root) / _pooled_key(tower), tower.width)
     transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
-    hashes, errors, todo = _hash_sources(sources, cache)
+    hashes, errors, todo = _read_sources(sources, cache)
 
-    def encode(pixels: torch.Tensor, keys: list[str]) -> None:
-        acts = tower.stem(pixels.to(device), top_stages)
-        cache.add(keys, acts.half().cpu().numpy())
-        pooled.add(keys, tower.features_from_stem(acts, top_stages).float().cpu().numpy())
+    def stem(pixels: torch.Tensor) -> np.ndarray:
+        return tower.stem(pixels.to(device), top_stages).half().cpu().numpy()
+
+    def add(keys: list[str], acts: np.ndarray) -> None:
+        cache.add(keys, acts)
+        top = tower.features_from_stem(torch.as_tensor(acts, device=device).float(), top_stages)
+        pooled.add(keys, top.float().cpu().numpy())
 
     def save() -> None:
         cache.save()
         pooled.save()
 
-    _encode_missing(todo, hashes, errors, transform, encode, save, batch_size, "stem features", progress)
+    _encode_missing(todo, hashes, errors, transform, stem, add, save, batch_size, "stem features", progress)
     tower.train(was_training)
     _drop_failed_copies(hashes, errors, cache)
     return StemFeatures(ImageFeatures(hashes, errors, cache), shape)
@@ -266,25 +253,26 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
     tower = model.image
     cache = FeatureCache(Path(cache_root) / _pooled_key(tower), tower.width)
     transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
-    hashes, errors, todo = _hash_sources(sources, cache)
+    hashes, errors, todo = _read_sources(sources, cache)
     was_training = tower.training
     tower.eval()
     stem = _stem_source(tower, cache_root) if todo else None
     if stem is not None:
         stem_cache, top_stages = stem
-        from_stem = [(s, d) for s, d in todo if hashes[s] in stem_cache]
+        from_stem = [item for item in todo if hashes[item.key] in stem_cache]
         size = tower.cfg.image_size
         shape = tower.stem(torch.zeros(1, 3, size, size, device=device), top_stages).shape[1:]
         for start in range(0, len(from_stem), batch_size):
-            keys = [hashes[s] for s, _ in from_stem[start : start + batch_size]]
+            keys = [hashes[item.key] for item in from_stem[start : start + batch_size]]
             acts = torch.as_tensor(stem_cache.get(keys).reshape(len(keys), *shape), device=device).float()
             cache.add(keys, tower.features_from_stem(acts, top_stages).float().cpu().numpy())
-        todo = [(s, d) for s, d in todo if hashes[s] not in stem_cache]
+        todo = [item for item in todo if hashes[item.key] not in stem_cache]
 
-    def encode(pixels: torch.Tensor, keys: list[str]) -> None:
-        cache.add(keys, tower.features(pixels.to(device)).float().cpu().numpy())
+    def backbone(pixels: torch.Tensor) -> np.ndarray:
+        return tower.features(pixels.to(device)).float().cpu().numpy()
 
-    _encode_missing(todo, hashes, errors, transform, encode, cache.save, batch_size, "image features", progress)
+    _encode_missing(todo, hashes, errors, transform, backbone, cache.add, cache.save, batch_size, "image features",
+                    progress)
     if stem is not None and not todo:
         cache.save()
     tower.train(was_training)

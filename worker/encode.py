@@ -1,24 +1,24 @@
 """Encoding products' images for the active model version: pure logic, no Celery.
 
-``encode_products(store, product_ids, encoders, limits)`` reads each product's image source
-under the fetch limits, hashes the bytes, skips images whose vector already exists for the
-active version, decodes and preprocesses the rest, encodes them in batches, writes the vectors
-and marks the products. A broken or forbidden image marks only its product failed; a transient
-fetch error (timeout, 5xx, DNS) leaves the product pending and is reported for a retry.
+``encode_products(store, product_ids, encoders, limits)`` runs the image pipeline
+(clik/image_pipeline.py) over the products: read each image source under the fetch limits and
+hash the bytes; skip images whose vector already exists for the active version; decode,
+transform and encode the rest in batches (decoding on ``decode_threads`` threads while the
+tower runs); write the vectors and mark the products. A broken or forbidden image marks only
+its product failed; a transient fetch error (timeout, 5xx, DNS) leaves the product pending and
+is reported for a retry.
 """
 from __future__ import annotations
 
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
-
-from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
+from clik.image_pipeline import ImageItem, ImagePipeline, by_digest
+from clik.image_source import FetchLimits
 from clik.runtime import ImageEncoder
 from indexer.errors import NoActiveVersion, ProductNotFound
 from indexer.records import ModelVersion
@@ -48,11 +48,15 @@ class EncoderCache:
     """Image encoders loaded per model version in this process (a few, least recently used out)."""
 
     def __init__(self, device: str | None = None, batch_size: int = 32, max_versions: int = 2,
-                 loader: Callable[..., ImageEncoder] = ImageEncoder.load):
+                 loader: Callable[..., ImageEncoder] = ImageEncoder.load, backend: str = "torch",
+                 onnx_cache_dir: str | None = None, jpeg_draft: bool = False):
         self.device = device
         self.batch_size = batch_size
         self.max_versions = max_versions
         self.loader = loader
+        self.backend = backend  # clik.runtime.pick_backend: torch, onnx or auto
+        self.onnx_cache_dir = onnx_cache_dir
+        self.jpeg_draft = jpeg_draft  # JPEGs decoded at reduced size by libjpeg (clik.image_pipeline)
         self._encoders: OrderedDict[str, ImageEncoder] = OrderedDict()
         self._lock = threading.Lock()
         self.loads = 0
@@ -66,7 +70,8 @@ class EncoderCache:
             if not version.bundle_uri:
                 raise ValueError(f"model version {version.name} has no bundle location")
             bundle = Path(version.bundle_uri.removeprefix("file://"))
-            encoder = self.loader(bundle, device=self.device, batch_size=self.batch_size)
+            encoder = self.loader(bundle, device=self.device, batch_size=self.batch_size,
+                                  backend=self.backend, onnx_cache_dir=self.onnx_cache_dir)
             if encoder.version != version.name:
                 raise ValueError(f"bundle at {bundle} is version {encoder.version}, "
                                  f"the store expects {version.name}")
@@ -77,28 +82,11 @@ class EncoderCache:
             return encoder
 
 
-def parallel_map(fn: Callable, items: Sequence, threads: int) -> list:
-    """fn over items, on `threads` threads when > 1 (fetching and JPEG decoding release the GIL)."""
-    if threads <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="clik-decode") as pool:
-        return list(pool.map(fn, items))
-
-
-def _try(fn: Callable, *args):
-    """(result, None) or (None, ImageLoadError): lets parallel_map carry failures per item."""
-    try:
-        return fn(*args), None
-    except ImageLoadError as exc:
-        return None, exc
-
-
-def stack_for(encoder: ImageEncoder, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """One CPU batch; pinned on CUDA so encode_pixels' non_blocking copy overlaps compute."""
-    batch = torch.stack(list(tensors))
-    if str(encoder.device).startswith("cuda"):
-        batch = batch.pin_memory()
-    return batch
+def pipeline_for(encoders: EncoderCache, limits: FetchLimits, threads: int, read_attempts: int = 1,
+                 retry_backoff_s: float = 0.5) -> ImagePipeline:
+    """The image pipeline of one encode call, with the draft-mode setting of the encoders."""
+    return ImagePipeline(limits, threads=threads, read_attempts=read_attempts, retry_backoff_s=retry_backoff_s,
+                         jpeg_draft=encoders.jpeg_draft)
 
 
 def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: EncoderCache,
@@ -106,8 +94,8 @@ def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: En
                     decode_threads: int = 1) -> EncodeReport:
     """Encode the given products for ``version`` (default: the active one). Idempotent.
 
-    Fetching and decoding run on ``decode_threads`` threads; the forward pass is one batched
-    call (the encoder splits it by its batch size).
+    Reading and decoding run on ``decode_threads`` threads; the forward passes (batches of the
+    encoder's batch size) on this one, while the threads decode the next batch.
     """
     version = version or store.active_version()
     if version is None:
@@ -120,53 +108,44 @@ def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: En
             products.append(store.get_product(pid))
         except ProductNotFound:
             report.missing.append(pid)
-    fetched = parallel_map(lambda p: _try(read_source, p.image_source, limits), products, decode_threads)
+    pipeline = pipeline_for(encoders, limits, decode_threads)
+    items = pipeline.read([ImageItem(p.product_id, p.image_source) for p in products])
+    for item in items:
+        if item.error is not None and item.error.transient:
+            report.retry[item.key] = item.reason
+        elif item.error is not None:
+            _fail(store, report, item.key, item.reason)
 
-    # hash -> products showing that image / its bytes (one decode and one encode per image)
-    owners: dict[str, list[str]] = {}
-    to_decode: dict[str, bytes] = {}
-    for product, (data, error) in zip(products, fetched):
-        pid = product.product_id
-        if error is not None:
-            if error.transient:
-                report.retry[pid] = error.reason
-            else:
-                _fail(store, report, pid, error.reason)
-            continue
-        digest = content_hash(data)
-        if digest in owners:
-            owners[digest].append(pid)
-            continue
+    # One decode and one encode per image, however many products show it.
+    owners: dict[str, list[str]] = {}  # content hash -> products showing that image
+    to_encode: dict[str, ImageItem] = {}
+    for digest, group in by_digest(items).items():
+        pids = [item.key for item in group]
         if store.has_vector(version.name, digest):
-            store.mark_encoded(pid, digest)
-            report.encoded.append(pid)
-            report.reused += 1
+            for pid in pids:
+                store.mark_encoded(pid, digest)
+                report.encoded.append(pid)
+            report.reused += len(pids)
             continue
-        owners[digest] = [pid]
-        to_decode[digest] = data
-    if not to_decode:
+        owners[digest] = pids
+        to_encode[digest] = group[0]
+    if not to_encode:
         return report
 
     encoder = encoders.get(version)
-    hashes = list(to_decode)
-    decoded = parallel_map(lambda h: _try(lambda d: encoder.transform(decode_image(d, limits)), to_decode[h]),
-                           hashes, decode_threads)
-    pixels: dict[str, torch.Tensor] = {}
-    for digest, (tensor, error) in zip(hashes, decoded):
-        if error is not None:
-            for pid in owners.pop(digest):
-                _fail(store, report, pid, error.reason)
-        else:
-            pixels[digest] = tensor
-    if pixels:
-        hashes = list(pixels)
-        vectors = encoder.encode_pixels(stack_for(encoder, [pixels[h] for h in hashes]))
-        store.put_vectors(version.name, list(zip(hashes, vectors)))
+    for batch in pipeline.encode(list(to_encode.values()), encoder.transform, encoder.encode_pixels, encoder.batch_size,
+                                 encoder.pins_memory):
+        hashes = [digest for item in batch.items if (digest := item.digest)]
+        store.put_vectors(version.name, list(zip(hashes, batch.vectors)))
         report.new_vectors += len(hashes)
         for digest in hashes:
             for pid in owners[digest]:
                 store.mark_encoded(pid, digest)
                 report.encoded.append(pid)
+    for digest, item in to_encode.items():
+        if not item.ok:  # decoding failed: every product showing that image fails with it
+            for pid in owners[digest]:
+                _fail(store, report, pid, item.reason)
     return report
 
 

@@ -37,14 +37,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
-import torch
-
-from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
+from clik.image_pipeline import ImageItem
+from clik.image_source import FetchLimits
 from indexer.errors import VersionInUse, VersionNotFound
 from indexer.records import VersionState
 from indexer.store import VectorStore
 from worker import canary
-from worker.encode import EncoderCache, parallel_map, stack_for
+from worker.encode import EncoderCache, pipeline_for
 from worker.rollout import REFUSE, SWITCH as SWITCH_NOW, Decision, RolloutPolicy, coverage_gate, decide
 
 log = logging.getLogger(__name__)
@@ -208,34 +207,23 @@ def encode_chunk(store: VectorStore, version: str, items: Sequence[tuple[str, st
                  options: ReindexOptions = ReindexOptions()) -> tuple[int, dict[str, str]]:
     """Encode (hash, source) items for `version`: (vectors written, {hash: reason skipped})."""
     encoder = encoders.get(store.get_version(version))
-    skipped: dict[str, str] = {}
-
-    def load(item: tuple[str, str]) -> torch.Tensor | None:
-        digest, source = item
-        for attempt in range(options.transient_attempts):
-            try:
-                data = read_source(source, limits)
-                break
-            except ImageLoadError as exc:
-                if not exc.transient or attempt + 1 == options.transient_attempts:
-                    skipped[digest] = exc.reason
-                    return None
-                time.sleep(options.transient_backoff_s * 2**attempt)
-        if content_hash(data) != digest:
-            skipped[digest] = f"image at {source} changed since it was encoded"
-            return None
-        try:
-            return encoder.transform(decode_image(data, limits))
-        except ImageLoadError as exc:
-            skipped[digest] = exc.reason
-            return None
-
-    tensors = parallel_map(load, list(items), options.decode_threads)
-    ready = [(item[0], t) for item, t in zip(items, tensors) if t is not None]
-    if ready:
-        vectors = encoder.encode_pixels(stack_for(encoder, [t for _, t in ready]))
-        store.put_vectors(version, [(digest, vec) for (digest, _), vec in zip(ready, vectors)])
-    return len(ready), skipped
+    pipeline = pipeline_for(encoders, limits, options.decode_threads, read_attempts=options.transient_attempts,
+                            retry_backoff_s=options.transient_backoff_s)
+    read = pipeline.read([ImageItem(digest, source) for digest, source in items])
+    skipped = {item.key: item.reason for item in read if not item.ok}
+    ready = []
+    for item in read:
+        if item.ok and item.digest != item.key:
+            skipped[item.key] = f"image at {item.source} changed since it was encoded"
+        elif item.ok:
+            ready.append(item)
+    written = 0
+    for batch in pipeline.encode(ready, encoder.transform, encoder.encode_pixels, encoder.batch_size,
+                                 encoder.pins_memory):
+        store.put_vectors(version, [(item.key, vec) for item, vec in zip(batch.items, batch.vectors)])
+        written += len(batch.items)
+    skipped.update({item.key: item.reason for item in ready if not item.ok})
+    return written, skipped
 
 
 def fill(store: VectorStore, progress: ReindexProgress, encoders: EncoderCache, limits: FetchLimits,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,8 +35,20 @@ class WorkerSettings(FetchSettings, BaseSettings):
     max_encoders: int = Field(2, ge=1)  # loaded model versions kept per process (rollover)
     # Threads fetching and decoding images (I/O and libjpeg release the GIL).
     decode_threads: int = Field(4, ge=1)
-    # torch intra-op threads on CPU; None: cores - 1 (worker.device.default_cpu_threads).
+    # torch intra-op threads on CPU; None: cores - 1 (worker.device.default_cpu_threads). Also
+    # ONNX Runtime's intra-op threads when the tower runs there.
     torch_threads: int | None = Field(None, ge=1)
+    # What runs the image tower: "onnx" (exported once per model version, run by ONNX Runtime),
+    # "torch" (eager), or "auto": ONNX Runtime on CPU, eager torch on CUDA. Auto because on the
+    # 2-core dev box ONNX Runtime encodes 1.5-2x faster than eager channels-last fp32 with the
+    # same vectors (docs/worker.md, benchmarks/towers.py --encode); on CUDA eager bf16 stays.
+    image_backend: Literal["auto", "torch", "onnx"] = "auto"
+    # Where the ONNX exports are kept (keyed by model version); None: $XDG_CACHE_HOME/clik/onnx.
+    onnx_cache_dir: str | None = None
+    # Decode JPEGs at reduced size (libjpeg's 1/2, 1/4, 1/8 scaling) when they are at least twice
+    # the tower's input: several times less decode work for large photos, pixels slightly
+    # different from a full decode. Off: catalogue photos here are already small (no gain).
+    jpeg_draft: bool = False
     # Ingestion: a task also takes other products waiting in the pending set (Redis store only)
     # so many one-product events make few full forward passes.
     group_pending: bool = True
@@ -79,6 +92,10 @@ class WorkerSettings(FetchSettings, BaseSettings):
     max_retries: int = Field(5, ge=0)
     retry_backoff_s: float = Field(2.0, ge=0)  # first delay; doubles per retry
     retry_backoff_max_s: float = 300.0
+
+    def encoder_options(self) -> dict:
+        """The EncoderCache keyword arguments these settings choose (backend, ONNX cache, draft)."""
+        return {"backend": self.image_backend, "onnx_cache_dir": self.onnx_cache_dir, "jpeg_draft": self.jpeg_draft}
 
     def rollout_policy(self) -> RolloutPolicy:
         return RolloutPolicy(min_coverage=self.rollout_min_coverage,

@@ -46,7 +46,7 @@ def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
                                       lease_s=settings.pending_lease_s)
         if _encoders is None:
             name = device.configure(settings.device, settings.torch_threads)
-            _encoders = EncoderCache(name, settings.batch_size, settings.max_encoders)
+            _encoders = EncoderCache(name, settings.batch_size, settings.max_encoders, **settings.encoder_options())
         return _store, _encoders, _pending
 
 

@@ -190,7 +190,7 @@ def _encode_here(store, settings, version, cat: Catalogue, batch_size: int, deco
 
     # The catalogue's own folder (recorded in the store) is readable, whatever CLIK_FILE_ROOTS says.
     limits = settings.fetch_limits(stored_file_roots(store))
-    encoders = EncoderCache(devices.configure(device, settings.torch_threads), batch_size)
+    encoders = EncoderCache(devices.configure(device, settings.torch_threads), batch_size, **settings.encoder_options())
     ids = list(cat.products)
     encoded, new_vectors, failed = 0, 0, dict(cat.errors)
     retry: dict[str, str] = {}

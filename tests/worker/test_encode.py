@@ -11,7 +11,7 @@ from indexer.config import EmbeddedStoreConfig
 from indexer.embedded_store import EmbeddedStore
 from indexer.errors import NoActiveVersion
 from indexer.records import ProductStatus
-from worker import encode as enc
+from clik import image_pipeline
 from clik.image_source import content_hash
 from worker.encode import EncoderCache, encode_products
 from worker.settings import WorkerSettings
@@ -27,12 +27,16 @@ def limits(root) -> FetchLimits:
 
 
 def test_content_hash_is_the_training_hash():
+    from clik import image_pipeline
     from training import features
     from worker import encode
 
-    # One function keys images in the feature cache and in the vector store.
-    assert features.content_hash is encode.content_hash is content_hash
+    # One pipeline reads images for the feature cache and for the vector store, one function keys them.
+    assert features.ImagePipeline is encode.ImagePipeline is image_pipeline.ImagePipeline
+    assert image_pipeline.content_hash is content_hash
     assert content_hash(b"abc") == hashlib.sha256(b"abc").hexdigest()
+    (item,) = image_pipeline.ImagePipeline().read([image_pipeline.ImageItem("k", b"abc")])
+    assert item.digest == content_hash(b"abc")
 
 
 def test_good_images_shared_image_and_every_bad_kind(store, encoders, image_root, outside_file, tiny_bundle):
@@ -83,14 +87,14 @@ def test_good_images_shared_image_and_every_bad_kind(store, encoders, image_root
 def test_transient_errors_are_reported_for_retry_not_failed(store, encoders, image_root, monkeypatch):
     store.put_product("ok", str(image_root / "good2.jpg"))
     store.put_product("flaky", "https://images.example.com/a.jpg")
-    real = enc.read_source
+    real = image_pipeline.read_source
 
     def fake_read(source, lim):
         if source.startswith("https://"):
             raise ImageLoadError("cannot fetch: timed out", transient=True)
         return real(source, lim)
 
-    monkeypatch.setattr(enc, "read_source", fake_read)
+    monkeypatch.setattr(image_pipeline, "read_source", fake_read)
     report = encode_products(store, ["ok", "flaky"], encoders, limits(image_root))
     assert report.encoded == ["ok"] and report.retry == {"flaky": "cannot fetch: timed out"}
     assert store.get_product("flaky").status is ProductStatus.PENDING
@@ -140,3 +144,14 @@ def test_device_setup_picks_cpu_threads():
         assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) - 1) == device.default_cpu_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_url_urllib_refuses_fails_its_product_not_the_batch(store, encoders, image_root):
+    """urllib raises ValueError for some URLs before any fetch limit applies (an unclosed IPv6
+    bracket): that product fails with the reason, the batch goes on (before: the whole call raised)."""
+    store.put_product("ok", str(image_root / "good3.jpg"))
+    store.put_product("bad-url", "http://[::1/x.jpg")
+    report = encode_products(store, ["ok", "bad-url"], encoders, limits(image_root), decode_threads=2)
+    assert report.encoded == ["ok"]
+    assert "invalid URL" in report.failed["bad-url"]
+    assert store.get_product("bad-url").status is ProductStatus.FAILED
