@@ -20,6 +20,10 @@ class ApiMetrics:
         self.topic_cache = Counter("clik_api_topic_cache_total",
                                    "Topic query lookups: memory (LRU), store (shared cache), miss (encoded)",
                                    ["result"], registry=self.registry)
+        self.answers = Counter("clik_api_answers_total",
+                               "Ranking answers sent by where their body came from: memory (this process), "
+                               "store (rendered by another process), computed", ["source"],
+                               registry=self.registry)
         self.errors = Counter("clik_api_errors_total", "Requests answered with an error, by kind",
                               ["kind", "status"], registry=self.registry)
         self.encodes_submitted = Counter("clik_api_encodes_submitted_total",
