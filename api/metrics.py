@@ -24,6 +24,10 @@ class ApiMetrics:
                                "Ranking answers sent by where their body came from: memory (this process), "
                                "store (rendered by another process), computed", ["source"],
                                registry=self.registry)
+        self.precompute = Counter("clik_api_precompute_total",
+                                  "Exhibition writes followed by a precompute: sent (to a worker), not_sent "
+                                  "(broker down), warmed (this process), skipped", ["result"],
+                                  registry=self.registry)
         self.errors = Counter("clik_api_errors_total", "Requests answered with an error, by kind",
                               ["kind", "status"], registry=self.registry)
         self.encodes_submitted = Counter("clik_api_encodes_submitted_total",

@@ -56,7 +56,7 @@ class Request:
         body = ranking_body(r)
         if self.kind == PAGE:
             body = {**body, "offset": self.offset, "limit": self.limit}
-        return SafeJSONResponse(body).body
+        return bytes(SafeJSONResponse(body).body)
 
 
 class RankingAnswers:

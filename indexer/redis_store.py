@@ -452,7 +452,8 @@ class RedisStore(VectorStore):
 
     def get_answer(self, key: str) -> bytes | None:
         with _translated_errors():
-            return self.r.get(self._k("ans", key))
+            raw = self.r.get(self._k("ans", key))
+        return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
 
     def _fetch_block(self, exhibition_id: str, version: str | None,
                      cached: CachedBlock | None) -> tuple[str, str, bytes | None]:

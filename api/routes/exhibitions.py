@@ -26,7 +26,7 @@ def _out(e: Exhibition) -> ExhibitionOut:
 
 @router.put("/exhibitions/{exhibition_id}", response_model=ExhibitionOut,
             responses={401: {}, 403: {}, 503: {}})
-def put_exhibition(body: ExhibitionIn, exhibition_id: str = ExhibitionId,
+def put_exhibition(request: Request, body: ExhibitionIn, exhibition_id: str = ExhibitionId,
                    svc: ClikService = Depends(service), who: str = Depends(writer_name)):
     """Create or replace an exhibition (products may be registered later, in any order).
     Pins and blocks of products no longer listed are dropped from its overrides."""
@@ -35,6 +35,7 @@ def put_exhibition(body: ExhibitionIn, exhibition_id: str = ExhibitionId,
         raise unprocessable(["body", "product_ids"], f"at most {limit} products per exhibition")
     exhibition = svc.store.put_exhibition(exhibition_id, body.topic.attrs(), body.product_ids)
     svc.merch.prune(exhibition_id, set(exhibition.product_ids), who)
+    request.app.state.precompute.exhibition_written(exhibition_id)  # topic and block before a read
     return _out(exhibition)
 
 
