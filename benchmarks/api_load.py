@@ -238,7 +238,8 @@ def start_api(port: int, workers: int, prefix: str, store_url: str, log_path: Pa
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+         "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
+         "--timeout-worker-healthcheck", "300"],  # see clik_cli/commands/serve.py
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     import httpx
 
