@@ -243,7 +243,7 @@ def start_api(port: int, workers: int, prefix: str, store_url: str, log_path: Pa
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     import httpx
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a busy box: start-up took minutes
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
@@ -251,6 +251,7 @@ def start_api(port: int, workers: int, prefix: str, store_url: str, log_path: Pa
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
             raise RuntimeError(f"API did not become ready:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.5)
 
