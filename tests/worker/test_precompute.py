@@ -31,7 +31,7 @@ def test_precompute_writes_the_entry_the_api_reads_and_stores_each_block(store, 
     # a and c share one topic: encoded once; the deleted exhibition is counted, not fatal
     assert (report.exhibitions, report.topics_encoded, report.topics_cached, report.gone) == (3, 2, 0, 1)
     encoder = TopicEncoder.load(tiny_bundle.path, device="cpu")
-    for eid, topic in TOPICS.items():
+    for topic in TOPICS.values():
         entry = store.get_topic_embedding(tiny_bundle.version, topic_cache.entry_key(topic))
         query, emb = topic_cache.split_entry(entry)
         want_emb, want_query = encoder.embeddings_and_queries([topic_cache.clean_topic(topic)])
