@@ -14,11 +14,10 @@ from collections.abc import Callable
 
 from fastapi import Request, Response
 
-from api.error_bodies import SafeJSONResponse
 
 
 class RenderedAnswers:
-    """ETag -> rendered JSON bytes, an LRU bounded by bytes."""
+    """Rendered JSON bytes by (kind, ETag), an LRU bounded by bytes (this process's copy)."""
 
     def __init__(self, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
@@ -26,21 +25,21 @@ class RenderedAnswers:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, etag: str, render: Callable[[], bytes]) -> bytes:
+    def peek(self, key: str) -> bytes | None:
         with self._lock:
-            body = self._items.get(etag)
+            body = self._items.get(key)
             if body is not None:
-                self._items.move_to_end(etag)
-                return body
-        body = render()
+                self._items.move_to_end(key)
+            return body
+
+    def put(self, key: str, body: bytes) -> None:
         with self._lock:
-            if etag not in self._items:
-                self._items[etag] = body
+            if key not in self._items:
+                self._items[key] = body
                 self._bytes += len(body)
             while self._bytes > self.max_bytes and len(self._items) > 1:
                 _, dropped = self._items.popitem(last=False)
                 self._bytes -= len(dropped)
-        return body
 
 
 def _matches(request: Request, etag: str) -> bool:
@@ -53,11 +52,12 @@ def _matches(request: Request, etag: str) -> bool:
     return etag in tags
 
 
-def conditional(request: Request, etag: str, max_age_s: int, answers: RenderedAnswers,
-                content: Callable[[], dict]) -> Response:
-    """304 when the client holds this tag, else the answer (rendered once per tag)."""
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age_s}"}
+def conditional(request: Request, etag: str, max_age_s: int,
+                content: Callable[[str], tuple[str, bytes]]) -> Response:
+    """304 when the client holds the current tag, else the answer: content() gives its bytes
+    and its own tag (api.ranked_answers: from a cache, or computed now)."""
+    cache = f"public, max-age={max_age_s}"
     if _matches(request, etag):
-        return Response(status_code=304, headers=headers)
-    body = answers.get(etag, lambda: SafeJSONResponse(content()).body)
-    return Response(content=body, media_type="application/json", headers=headers)
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+    etag, body = content(etag)
+    return Response(content=body, media_type="application/json", headers={"ETag": etag, "Cache-Control": cache})

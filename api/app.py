@@ -18,6 +18,8 @@ from api.errors import install_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api import events
 from api.routes import exhibitions, health, overrides, products, rank, search
+from api.precompute import Precompute
+from api.ranked_answers import RankingAnswers
 from api.service import ClikService
 from api.settings import ApiSettings
 from api.ui import mount_ui
@@ -61,6 +63,7 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                 log.warning("cannot preload the active model: %s", exc)
         svc.freeze_heap()
         yield
+        app.state.precompute.close()
         svc.close()
         if own_queue and hasattr(queue, "close"):
             queue.close()
@@ -77,6 +80,10 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     )
     app.state.settings = settings
     app.state.service = svc
+    app.state.answers = RankingAnswers(svc, svc.answers, settings.result_cache_ttl_s,
+                                       lambda source: metrics.answers.labels(source).inc())
+    app.state.precompute = Precompute(app.state.answers, getattr(queue, "precompute", None),
+                                      lambda result: metrics.precompute.labels(result).inc())
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     app.state.events = _event_log(store)
     for module in (products, exhibitions, overrides, rank, search, health, events):

@@ -3,11 +3,16 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Query, Request
 
+from api.ranked_answers import RankingAnswers
 from api.service import ClikService
 
 
 async def service(request: Request) -> ClikService:  # async: no threadpool hop
     return request.app.state.service
+
+
+async def answers(request: Request) -> RankingAnswers:
+    return request.app.state.answers
 
 
 def unprocessable(loc: list, message: str) -> HTTPException:

@@ -1,4 +1,5 @@
-"""Where PUT /products sends work: a small protocol and its Celery implementation.
+"""Where PUT /products sends work (and PUT /exhibitions its precompute): a small protocol and
+its Celery implementation.
 
 The API must not import worker/, so it sends the task by name over the worker's broker.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from api.errors import QueueUnavailable
-from indexer.contracts import DEFAULT_QUEUE, ENCODE_PRODUCTS as ENCODE_TASK, is_redis_url
+from indexer.contracts import DEFAULT_QUEUE, ENCODE_PRODUCTS as ENCODE_TASK, PRECOMPUTE_EXHIBITIONS, is_redis_url
 
 
 @runtime_checkable
@@ -42,6 +43,14 @@ class CeleryEncodeQueue:
                                    queue=self.queue, retry=True, retry_policy=self._retry_policy)
             except Exception as exc:  # kombu raises transport-specific errors
                 raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc  # shown without it
+
+    def precompute(self, exhibition_ids: list[str]) -> None:
+        """Ask a worker for these exhibitions' topic entries and packed blocks (api/precompute.py)."""
+        try:
+            self.app.send_task(PRECOMPUTE_EXHIBITIONS, args=[list(exhibition_ids)], queue=self.queue,
+                               retry=True, retry_policy=self._retry_policy, ignore_result=True)
+        except Exception as exc:  # kombu raises transport-specific errors
+            raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc
 
     def depth(self) -> int | None:
         """Messages waiting in the queue (None when the broker cannot say)."""

@@ -129,7 +129,11 @@ class MerchState:
         cached = self._overrides.get(exhibition_id)
         if cached is not None and time.monotonic() - cached.read_at < self.ttl_s:
             return cached.value
-        value = Overrides.from_json(exhibition_id, self.store.get_job(OVERRIDES_RECORD + exhibition_id))
+        return self.remember(exhibition_id, self.store.get_job(OVERRIDES_RECORD + exhibition_id))
+
+    def remember(self, exhibition_id: str, record: Mapping | None) -> Overrides:
+        """The overrides of a record read just now (with another read, in one round trip)."""
+        value = Overrides.from_json(exhibition_id, record)
         if len(self._overrides) > 10_000:  # bounded: exhibitions come and go
             self._overrides.clear()
         self._overrides[exhibition_id] = _Timed(value, time.monotonic())

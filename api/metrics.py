@@ -1,10 +1,13 @@
-"""Prometheus metrics of one app (own registry, so several apps can live in one process)."""
+"""Prometheus metrics of one app (own registry, so several apps can live in one process), summed
+over the uvicorn worker processes when PROMETHEUS_MULTIPROC_DIR is set (`clik serve --workers N`
+sets it: clik_cli/commands/serve.py)."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 # Representative rankings take ~1 ms warm; a cold model load or /rank takes seconds.
@@ -20,6 +23,14 @@ class ApiMetrics:
         self.topic_cache = Counter("clik_api_topic_cache_total",
                                    "Topic query lookups: memory (LRU), store (shared cache), miss (encoded)",
                                    ["result"], registry=self.registry)
+        self.answers = Counter("clik_api_answers_total",
+                               "Ranking answers sent by where their body came from: memory (this process), "
+                               "store (rendered by another process), computed", ["source"],
+                               registry=self.registry)
+        self.precompute = Counter("clik_api_precompute_total",
+                                  "Exhibition writes followed by a precompute: sent (to a worker), not_sent "
+                                  "(broker down), warmed (this process), skipped", ["result"],
+                                  registry=self.registry)
         self.errors = Counter("clik_api_errors_total", "Requests answered with an error, by kind",
                               ["kind", "status"], registry=self.registry)
         self.encodes_submitted = Counter("clik_api_encodes_submitted_total",
@@ -32,7 +43,18 @@ class ApiMetrics:
         self._gauges.append((name, doc, read))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """This process's metrics; under `clik serve --workers N` (PROMETHEUS_MULTIPROC_DIR set)
+        the counters and histograms of every worker process, summed (prometheus_client's
+        multiprocess mode: each process writes its values to files in that folder, and the one
+        answering the scrape adds them up). The gauges read at scrape time are this process's
+        reads of shared state (the broker, the store), or its own (loaded models)."""
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not folder:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()  # a fresh one: the app's own would be counted twice
+        multiprocess.MultiProcessCollector(registry, path=folder)
+        registry.register(_CallbackCollector(self._gauges))
+        return generate_latest(registry)
 
 
 class _CallbackCollector:

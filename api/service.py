@@ -30,6 +30,7 @@ from api.explained import ExplainedRanking, explain
 from api.merch import MerchState, Overrides, facet_of
 from api.merch_rank import Aligned, Rules, align
 from api.per_block_cache import PerBlockCache
+from clik import topic_cache
 from clik.diverse import DiverseOptions
 from indexer.packed_block import ScoringBlock
 from api.topics import TopicQueries, cache_key, clean_topic
@@ -92,8 +93,8 @@ class ClikService:
         self.fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="clik-fetch")
         self.image_proxy = ImageProxy(settings.image_proxy_concurrency, settings.image_proxy_queue,
                                       settings.image_proxy_wait_s)
-        # Cached entries hold the ranking query and the topic embedding ("qt" namespace).
-        self.topics = TopicQueries(store, settings.topic_cache_size, namespace="qt",
+        # Cached entries hold the ranking query and the topic embedding (clik.topic_cache).
+        self.topics = TopicQueries(store, settings.topic_cache_size, namespace=topic_cache.NAMESPACE,
                                    on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
         self.fits = PerBlockCache(64 * 1024 * 1024)  # each block scored for a topic
         self.merch = MerchState(store, settings.merch_cache_s)
@@ -163,6 +164,16 @@ class ClikService:
             raise VersionMismatch(f"model version {requested!r} is not the active one ({active.name})")
         return active
 
+    def version_named(self, name: str) -> ModelVersion:
+        """The record of a version the store just named as active (the one seen last, or read)."""
+        guess = self._active_guess
+        if guess is not None and guess.name == name:
+            return guess
+        version = self.store.get_version(name)
+        if version.active:
+            self._active_guess = version
+        return version
+
     def query(self, version: ModelVersion, topic: Mapping[str, object]) -> np.ndarray:
         """The topic's ranking query for `version`."""
         return self.query_and_topic(version, topic)[0]
@@ -173,12 +184,9 @@ class ClikService:
         encoder = self.text.get(version)
 
         def encode(attrs: dict) -> np.ndarray:
-            emb, query = encoder.embeddings_and_queries([attrs])
-            return np.concatenate([query[0], emb[0]])
+            return topic_cache.encode_entries(encoder, [attrs])[0]
 
-        both = self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encode, attrs))
-        half = both.shape[0] // 2
-        return both[:half], both[half:]
+        return topic_cache.split_entry(self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encode, attrs)))
 
     def topic_fit_model(self, version: ModelVersion) -> tuple[TopicFit, float]:
         """The version's calibrated topic-fit model (from its bundle; the prior when the bundle

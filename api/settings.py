@@ -86,6 +86,9 @@ class ApiSettings(FetchSettings, BaseSettings):
     # Ranking answers carry an ETag and `Cache-Control: public, max-age=` this (a CDN may serve
     # one this long without asking; after that it revalidates with If-None-Match).
     result_max_age_s: int = Field(5, ge=0)
+    # Rendered answers are kept in the store (shared by API processes) under their ETag this
+    # long. Never stale (a change makes a new tag); the TTL only lets old tags' entries go.
+    result_cache_ttl_s: int = Field(600, ge=1)
 
     # Shopper events (POST /events; Redis store only).
     events_batch_max: int = Field(1000, ge=1)

@@ -2,28 +2,14 @@
 of the store's topic cache (shared by API replicas) in front of the text tower."""
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from typing import Callable, Mapping
 
 import numpy as np
 
-from clik.topic import TOPIC_KEYS, topic_key
+from clik.topic_cache import cache_key, clean_topic
 from indexer.store import VectorStore
-
-
-def clean_topic(topic: Mapping[str, object]) -> dict[str, str]:
-    """Known keys only (a stored topic written by another tool may carry extras)."""
-    return {k: str(topic[k]) for k in TOPIC_KEYS if topic.get(k) not in (None, "")}
-
-
-def cache_key(attrs: Mapping[str, str]) -> str:
-    """clik's topic key, hashed when it could not be a store id (long, or odd characters)."""
-    key = topic_key(attrs)
-    if len(key) > 256 or "\n" in key or "\0" in key:
-        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return key
 
 
 class TopicQueries:
@@ -31,9 +17,8 @@ class TopicQueries:
                  on_lookup: Callable[[str], None] = lambda result: None) -> None:
         self.store = store
         self.size = size
-        # Prefix of the store's cache keys: entries of another shape (a query alone, written by
-        # an older release) are never read back as this one.
-        self.namespace = namespace + ":" if namespace else ""
+        # Prefix of the store's cache keys (clik.topic_cache.NAMESPACE for the API's entries).
+        self.namespace = namespace
         self.on_lookup = on_lookup  # "memory" | "store" | "miss" (metrics)
         self._lru: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()

@@ -15,7 +15,10 @@ ENCODE_PENDING = "clik.encode_pending"  # the pending-set drain (Redis store onl
 REINDEX = "clik.reindex"  # args: [version, bundle_uri?]; kwargs retry_skipped, token, wait_s: the coordinator
 REINDEX_CHUNK = "clik.reindex_chunk"  # args: [version, chunk_id, [[hash, source], ...]]
 DROP_PREVIOUS_VERSION = "clik.drop_previous_version"  # args: [version]
-TASK_NAMES = (ENCODE_PRODUCTS, ENCODE_PENDING, REINDEX, REINDEX_CHUNK, DROP_PREVIOUS_VERSION)
+# args: [exhibition_ids], kwargs version: their topic entries and packed blocks, before a read
+PRECOMPUTE_EXHIBITIONS = "clik.precompute_exhibitions"
+TASK_NAMES = (ENCODE_PRODUCTS, ENCODE_PENDING, REINDEX, REINDEX_CHUNK, DROP_PREVIOUS_VERSION,
+              PRECOMPUTE_EXHIBITIONS)
 
 DEFAULT_QUEUE = "clik"  # CLIK_QUEUE: the queue every task is routed to
 DEFAULT_STORE_PREFIX = "clik:"  # CLIK_STORE_PREFIX: every store key starts with it

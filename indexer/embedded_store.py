@@ -12,6 +12,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +53,8 @@ CREATE TABLE IF NOT EXISTS topics(
     vid INTEGER NOT NULL, key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY(vid, key)) WITHOUT ROWID;
 """
 
+_ANSWER_BYTES = 32 * 1024 * 1024  # rendered ranking answers kept (a few KB each)
+
 # Exhibitions whose block for a version depends on an image hash (via its products).
 _EXHIBITIONS_OF_HASH = (
     "SELECT DISTINCT m.eid FROM members m JOIN products p ON p.pid = m.pid WHERE p.hash = ?")
@@ -62,6 +65,9 @@ class EmbeddedStore(VectorStore):
         self.config = config or EmbeddedStoreConfig()
         super().__init__(self.config.cache_bytes)
         self._lock = threading.RLock()
+        self._answers: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._answer_bytes = 0
+        self._answers_lock = threading.Lock()
         try:
             self.config.path.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -432,11 +438,7 @@ class EmbeddedStore(VectorStore):
             if name is None:
                 raise NoActiveVersion("no model version has been activated")
             v = self._version(db, name)
-            row = db.execute("SELECT gen FROM exhibitions WHERE eid = ?", (exhibition_id,)).fetchone()
-            if row is None:
-                raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
-            vg = db.execute("SELECT gen FROM vgen WHERE vid = ? AND eid = ?", (v.id, exhibition_id)).fetchone()
-            stamp = f"{v.id}:{row[0]}:{vg[0] if vg else 0}"
+            stamp = self._stamp(db, v, exhibition_id)
             if cached is not None and cached.version == name and cached.stamp == stamp:
                 return name, stamp, None
             stored = db.execute("SELECT stamp, data FROM blocks WHERE vid = ? AND eid = ?",
@@ -449,6 +451,48 @@ class EmbeddedStore(VectorStore):
                 tx.execute("INSERT OR REPLACE INTO blocks(vid, eid, stamp, data) VALUES (?, ?, ?, ?)",
                            (v.id, exhibition_id, stamp, data))
             return name, stamp, data
+
+    @staticmethod
+    def _stamp(db: sqlite3.Connection, v: ModelVersion, exhibition_id: str) -> str:
+        row = db.execute("SELECT gen FROM exhibitions WHERE eid = ?", (exhibition_id,)).fetchone()
+        if row is None:
+            raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
+        vg = db.execute("SELECT gen FROM vgen WHERE vid = ? AND eid = ?", (v.id, exhibition_id)).fetchone()
+        return f"{v.id}:{row[0]}:{vg[0] if vg else 0}"
+
+    def block_stamp(self, exhibition_id: str, job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
+        with self._reading() as db:
+            name = self._active_name(db)
+            if name is None:
+                raise NoActiveVersion("no model version has been activated")
+            stamp = self._stamp(db, self._version(db, name), exhibition_id)
+            jobs = [db.execute("SELECT v FROM meta WHERE k = ?", ("job:" + j,)).fetchone() for j in job_ids]
+        return name, stamp, [json.loads(row[0]) if row else None for row in jobs]
+
+    # Answers: one process uses this store, so its memory is where they are shared (nothing to
+    # gain from writing them to disk); bounded by bytes, oldest first out.
+    def put_answer(self, key: str, body: bytes, ttl_s: int) -> None:
+        with self._answers_lock:
+            old = self._answers.pop(key, None)
+            if old is not None:
+                self._answer_bytes -= len(old[1])
+            self._answers[key] = (time.monotonic() + ttl_s, bytes(body))
+            self._answer_bytes += len(body)
+            while self._answer_bytes > _ANSWER_BYTES and len(self._answers) > 1:
+                _, (_, dropped) = self._answers.popitem(last=False)
+                self._answer_bytes -= len(dropped)
+
+    def get_answer(self, key: str) -> bytes | None:
+        with self._answers_lock:
+            hit = self._answers.get(key)
+            if hit is None:
+                return None
+            if hit[0] < time.monotonic():
+                del self._answers[key]
+                self._answer_bytes -= len(hit[1])
+                return None
+            self._answers.move_to_end(key)
+            return hit[1]
 
     @staticmethod
     def _build_block(db: sqlite3.Connection, v: ModelVersion, exhibition_id: str) -> bytes:

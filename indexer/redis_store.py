@@ -464,6 +464,49 @@ class RedisStore(VectorStore):
         return None if raw is None else np.frombuffer(raw, dtype=np.float32).copy()
 
     # -- ranking --------------------------------------------------------------------------------
+    def block_stamp(self, exhibition_id: str, job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
+        # One pipelined round trip: the stamp check and the records (an exhibition's overrides).
+        # EVALSHA by hand: a Script object in a pipeline makes redis-py send SCRIPT EXISTS first,
+        # a second round trip on every call (seen in a profile of the warm path).
+        script = self._scripts["CHECK_BLOCK"]
+        with _translated_errors():
+            for attempt in (0, 1):
+                pipe = self.r.pipeline(transaction=False)
+                pipe.evalsha(script.sha, 0, self.prefix, exhibition_id, "")
+                for job_id in job_ids:
+                    pipe.get(self._k("job", job_id))
+                try:
+                    found = pipe.execute()
+                    break
+                except redis.exceptions.NoScriptError:  # a restarted or flushed server
+                    if attempt:
+                        raise
+                    self.r.script_load(script.script)
+        name, _, stamp = (x.decode() for x in found[0])
+        return name, stamp, [json.loads(raw) if raw else None for raw in found[1:]]
+
+    def prepare_block(self, exhibition_id: str, version: str) -> str:
+        name, vid, stamp = (x.decode() for x in self._run("CHECK_BLOCK", exhibition_id, version))
+        bk = self._k("b", vid, exhibition_id)
+        with _translated_errors():
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hget(bk, "s")
+            pipe.expire(bk, self.config.block_ttl_s)
+            stored, _ = pipe.execute()
+        if stored is not None and stored.decode() == stamp:
+            return stamp
+        return self._run("BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s)[1].decode()
+
+    # Answers: plain string keys "<prefix>ans:<etag>" with a TTL, outside every Lua script.
+    def put_answer(self, key: str, body: bytes, ttl_s: int) -> None:
+        with _translated_errors():
+            self.r.set(self._k("ans", key), body, ex=max(1, int(ttl_s)))
+
+    def get_answer(self, key: str) -> bytes | None:
+        with _translated_errors():
+            raw = self.r.get(self._k("ans", key))
+        return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
+
     def _fetch_block(self, exhibition_id: str, version: str | None,
                      cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
         name, vid, stamp = (x.decode() for x in self._run("CHECK_BLOCK", exhibition_id, version or ""))

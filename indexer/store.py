@@ -235,6 +235,28 @@ class VectorStore(abc.ABC):
         VersionNotFound or NoActiveVersion.
         """
 
+    @abc.abstractmethod
+    def block_stamp(self, exhibition_id: str, job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
+        """(active version, the exhibition's block stamp in it, the job records `job_ids`) in one
+        read: what a ranking answer cached under its stamp needs before anything else (the
+        stamp as stamped_block would return it). Raises ExhibitionNotFound, NoActiveVersion."""
+
+    def prepare_block(self, exhibition_id: str, version: str) -> str:
+        """Make sure the store holds the exhibition's packed block for `version` at its current
+        stamp (built now if not), without decoding it here; returns the stamp. Workers call it
+        ahead of the first read (worker/precompute.py)."""
+        return self._fetch_block(exhibition_id, version, None)[1]
+
+    # -- ranking answers cache (shared by API processes) ------------------------------------------
+    @abc.abstractmethod
+    def put_answer(self, key: str, body: bytes, ttl_s: int) -> None:
+        """Keep a rendered answer under `key` (an ETag: a pure function of what the answer depends
+        on, so it is never invalidated, only left to expire after ttl_s)."""
+
+    @abc.abstractmethod
+    def get_answer(self, key: str) -> bytes | None:
+        """The answer put under `key`, or None (never put, or expired)."""
+
     def scoring_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, ScoringBlock]:
         """The exhibition's decoded block for `version` (default: the active one)."""
         name, _, block = self.stamped_block(exhibition_id, version)

@@ -10,7 +10,8 @@ version, so a run killed at any point and started again does only the rest. Step
 2. gate (worker/rollout.py): the new version must cover the catalogue as well as the active
    one, and pass the canary / confirmation the policy asks for; otherwise the job ends
    ``refused`` (or waits in ``awaiting_confirmation``) and the active version is untouched.
-3. switch: ``activate(version)`` (atomic: rankings move to the new version at once), then one
+3. switch: every exhibition's topic query and packed block for the new version are computed
+   (worker/precompute.py), then ``activate(version)`` (atomic: rankings move to the new version at once), then one
    more fill pass for images ingested with the old version while the last chunks ran.
 4. the previous version and its vectors stay (``switched``: ``clik models rollback`` is an
    instant switch back) until they are dropped: by ``clik models drop``, by an activation with
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 from clik.image_pipeline import ImageItem
 from clik.image_source import FetchLimits
-from indexer.errors import VersionInUse, VersionNotFound
+from indexer.errors import StoreError, VersionInUse, VersionNotFound
 from indexer.records import VersionState
 from indexer.store import VectorStore
 from worker import canary
@@ -275,8 +276,17 @@ def gate(store: VectorStore, progress: ReindexProgress, policy: RolloutPolicy,
     return decision
 
 
-def switch(store: VectorStore, progress: ReindexProgress) -> None:
-    """Make the new version the active one (atomic in the store)."""
+def switch(store: VectorStore, progress: ReindexProgress,
+           prepare: Callable[[str], object] | None = None) -> None:
+    """Make the new version the active one (atomic in the store). `prepare(version)` runs just
+    before (worker.precompute.precompute_all: every exhibition's topic query and block for the
+    new version, so the first reads after the switch do not pay for them); a failure there is
+    logged and does not hold the switch back (reads then compute what is missing)."""
+    if prepare is not None:
+        try:
+            prepare(progress.version)
+        except (StoreError, OSError, ValueError, RuntimeError) as exc:
+            log.warning("re-index %s: precompute before the switch failed: %s", progress.version, exc)
     store.activate(progress.version)
     progress.state = SWITCHED
     progress.switched_at = time.time()
@@ -329,7 +339,8 @@ def run(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchL
         drop_previous_version: bool = False,
         on_progress: Callable[[ReindexProgress], None] | None = None,
         retry_skipped: bool = False, topic_sides: Callable[[str], object] | None = None,
-        confirm: Callable[[Decision], bool] | None = None) -> ReindexProgress:
+        confirm: Callable[[Decision], bool] | None = None,
+        prepare: Callable[[str], object] | None = None) -> ReindexProgress:
     """The whole job synchronously (in-process / CLI): fill, gate, switch. The previous version
     is kept for a rollback unless ``drop_previous_version``. Idempotent: a finished job only
     re-checks that nothing is missing. Returns the job (state refused / awaiting_confirmation
@@ -343,7 +354,7 @@ def run(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchL
             fill(store, progress, encoders, limits, options, on_progress)
         if gate(store, progress, policy, topic_sides, confirm).action != SWITCH_NOW:
             return progress
-        switch(store, progress)
+        switch(store, progress, prepare)
     fill(store, progress, encoders, limits, options, on_progress)  # stragglers of the old version
     if progress.state == SWITCHED and drop_previous_version:
         drop_if_healthy(store, progress, policy)

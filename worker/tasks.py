@@ -13,6 +13,7 @@ from indexer.contracts import (
     DROP_PREVIOUS_VERSION,
     ENCODE_PENDING,
     ENCODE_PRODUCTS,
+    PRECOMPUTE_EXHIBITIONS,
     REINDEX,
     REINDEX_CHUNK,
     is_redis_url,
@@ -21,7 +22,7 @@ from indexer.errors import NoActiveVersion, VersionNotFound
 from indexer.redis_client import redis_client
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
-from worker import canary, device, reindex, rollout
+from worker import canary, device, precompute, reindex, rollout
 from worker.app import app, settings
 from worker.encode import EncoderCache, encode_products as _encode
 from worker.ingest import DrainOptions, drain
@@ -33,6 +34,7 @@ _lock = threading.Lock()
 _store: VectorStore | None = None
 _encoders: EncoderCache | None = None
 _pending: PendingSet | None = None
+_topic_sides: precompute.TopicSides | None = None
 
 
 def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
@@ -48,6 +50,16 @@ def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
             name = device.configure(settings.device, settings.torch_threads)
             _encoders = EncoderCache(name, settings.batch_size, settings.max_encoders, **settings.encoder_options())
         return _store, _encoders, _pending
+
+
+def _sides(store: VectorStore) -> precompute.TopicSides:
+    """The text sides this worker process loaded for precomputing (one per version, kept)."""
+    global _topic_sides
+    with _lock:
+        if _topic_sides is None:
+            _topic_sides = precompute.TopicSides(store, device=settings.device or "cpu",
+                                                 size=settings.max_encoders)
+        return _topic_sides
 
 
 _roots_cache: tuple[float, tuple[str, ...]] = (0.0, ())
@@ -202,7 +214,7 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
     if progress.state == reindex.AWAITING:  # confirmed (clik models confirm): gate again, switch
         if not _gate(store, progress):
             return {"version": version, "state": progress.state, "decision": progress.decision}
-        reindex.switch(store, progress)
+        reindex.switch(store, progress, _prepare(store))
     if progress.state == reindex.FILLING:
         fanout = reindex.FanoutOptions(chunk_size=settings.reindex_chunk_size,
                                        max_in_flight=settings.reindex_chunks_in_flight,
@@ -218,7 +230,7 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
                     "planned": len(chunks), "in_flight": progress.in_flight, "continued": True}
         if not _gate(store, progress):
             return {"version": version, "state": progress.state, "decision": progress.decision}
-        reindex.switch(store, progress)
+        reindex.switch(store, progress, _prepare(store))
     options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size,
                                      decode_threads=settings.decode_threads)
     deadline = time.monotonic() + settings.reindex_task_s
@@ -232,6 +244,26 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
                       countdown=settings.reindex_drop_grace_s)
     return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
             "skipped": progress.skipped, "continued": False}
+
+
+def _prepare(store: VectorStore):
+    """What the switch runs first: every exhibition's topic and block for the new version."""
+    return lambda version: precompute.precompute_all(store, version, _sides(store))
+
+
+@app.task(name=PRECOMPUTE_EXHIBITIONS, ignore_result=True)
+def precompute_exhibitions(exhibition_ids: list[str], version: str | None = None) -> dict:
+    """Topic entries and packed blocks of these exhibitions (sent by the API after a PUT), so
+    their first read pays for neither (worker/precompute.py). Idempotent."""
+    if not isinstance(exhibition_ids, list) or not all(isinstance(e, str) and e for e in exhibition_ids):
+        raise ValueError(f"clik.precompute_exhibitions takes a list of exhibition ids, got {exhibition_ids!r:.200}")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise ValueError(f"clik.precompute_exhibitions version must be a name, got {version!r:.100}")
+    store, _, _ = _resources()
+    try:
+        return precompute.precompute(store, exhibition_ids, _sides(store), version).as_dict()
+    except (NoActiveVersion, VersionNotFound) as exc:
+        return {"skipped": str(exc)}  # nothing to rank with (yet): the first read computes
 
 
 def _gate(store: VectorStore, progress: reindex.ReindexProgress) -> bool:

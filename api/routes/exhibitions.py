@@ -5,10 +5,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api.answers import conditional
 from api.auth import require_reader, writer_name
-from api.deps import ModelVersionParam, service, unprocessable
+from api.deps import ModelVersionParam, answers, service, unprocessable
 from api.schemas import ID_ALPHABET, ID_PATTERN, ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
 from api.service import ClikService
-from api.explained import ExplainedRanking
+from api.ranked_answers import PAGE, REPRESENTATIVE, RankingAnswers, Request as AnswerRequest
 from indexer.records import Exhibition
 
 router = APIRouter(tags=["exhibitions"])
@@ -24,20 +24,9 @@ def _out(e: Exhibition) -> ExhibitionOut:
                          updated_at=e.updated_at)
 
 
-def _ranking(r: ExplainedRanking) -> dict:
-    return {"exhibition_id": r.exhibition_id, "model_version": r.model_version,
-            "items": [{"product_id": i.product_id, "score": i.score, "appeal": i.appeal,
-                       "topic_fit": i.topic_fit, "off_topic": i.off_topic, "rank": i.rank,
-                       "boosts": i.boosts, "pinned": i.pinned} for i in r.items],
-            "total_scored": r.total_scored, "pending": r.pending, "failed": r.failed,
-            "unknown": r.unknown, "off_topic": r.off_topic, "all_off_topic": r.all_off_topic,
-            "topic_fit_threshold": r.threshold, "blocked": r.blocked, "unavailable": r.unavailable,
-            "diverse": r.diverse}
-
-
 @router.put("/exhibitions/{exhibition_id}", response_model=ExhibitionOut,
             responses={401: {}, 403: {}, 503: {}})
-def put_exhibition(body: ExhibitionIn, exhibition_id: str = ExhibitionId,
+def put_exhibition(request: Request, body: ExhibitionIn, exhibition_id: str = ExhibitionId,
                    svc: ClikService = Depends(service), who: str = Depends(writer_name)):
     """Create or replace an exhibition (products may be registered later, in any order).
     Pins and blocks of products no longer listed are dropped from its overrides."""
@@ -46,6 +35,7 @@ def put_exhibition(body: ExhibitionIn, exhibition_id: str = ExhibitionId,
         raise unprocessable(["body", "product_ids"], f"at most {limit} products per exhibition")
     exhibition = svc.store.put_exhibition(exhibition_id, body.topic.attrs(), body.product_ids)
     svc.merch.prune(exhibition_id, set(exhibition.product_ids), who)
+    request.app.state.precompute.exhibition_written(exhibition_id)  # topic and block before a read
     return _out(exhibition)
 
 
@@ -80,7 +70,8 @@ def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depe
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
 def representative(request: Request, exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
                    diverse: bool = DiverseParam,
-                   model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
+                   model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service),
+                   found: RankingAnswers = Depends(answers)):
     """The top `topk` products: the most appealing among those that fit the topic. Each item
     carries `appeal` (CLIK's ranking score), `topic_fit` (calibrated probability of belonging
     to the topic), `off_topic` and the final `score`; a flagged product comes first only when
@@ -89,23 +80,25 @@ def representative(request: Request, exhibition_id: str = ExhibitionId, topk: in
     The answer carries an ETag (304 for a client that holds it) and Cache-Control."""
     if topk > svc.settings.representative_max_topk:
         raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
-    # the hot path: the rendered answer skips re-validating our own output (response_model
-    # still documents it) and is reused while its ETag is current
-    r = svc.representative(exhibition_id, topk, model_version, diverse)
-    return conditional(request, r.etag, svc.settings.result_max_age_s, svc.answers, lambda: _ranking(r))
+    # the hot path: one round trip for the tag, then the answer's bytes from this process or
+    # the store (api/ranked_answers.py); response_model still documents the body
+    req = AnswerRequest(REPRESENTATIVE, exhibition_id, 0, topk, model_version, diverse)
+    return conditional(request, found.current_tag(req), svc.settings.result_max_age_s,
+                       lambda etag: found.body(req, etag))
 
 
 @router.get("/exhibitions/{exhibition_id}/ranking", response_model=RankingPage,
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
 def ranking(request: Request, exhibition_id: str = ExhibitionId, offset: int = Query(0, ge=0, le=10**9),
             limit: int = Query(50, ge=1), diverse: bool = DiverseParam,
-            model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
+            model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service),
+            found: RankingAnswers = Depends(answers)):
     """The whole ranking, paged (diverse: the first representative_max_topk positions only)."""
     if limit > svc.settings.page_max:
         raise unprocessable(["query", "limit"], f"at most {svc.settings.page_max}")
     if diverse and offset + limit > svc.settings.representative_max_topk:
         raise unprocessable(["query", "diverse"], "a diverse ranking covers the first "
                             f"{svc.settings.representative_max_topk} positions: offset + limit must not exceed it")
-    r = svc.ranking_page(exhibition_id, offset, limit, model_version, diverse)
-    return conditional(request, r.etag, svc.settings.result_max_age_s, svc.answers,
-                       lambda: {**_ranking(r), "offset": offset, "limit": limit})
+    req = AnswerRequest(PAGE, exhibition_id, offset, limit, model_version, diverse)
+    return conditional(request, found.current_tag(req), svc.settings.result_max_age_s,
+                       lambda etag: found.body(req, etag))

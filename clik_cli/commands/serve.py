@@ -36,7 +36,12 @@ def serve(
         import os
 
         os.environ["CLIK_STORE_URL"] = url
-        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+        metrics_folder(os.environ)  # before the workers start: they inherit it
+        # uvicorn restarts a worker that does not answer its health check within 5 s by default;
+        # one that imports torch and loads the text tower on a busy machine takes longer than
+        # that (80 s seen on 2 shared cores) and was restarted for ever, never serving.
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    timeout_worker_healthcheck=300)
         return
 
     from api.app import create_app
@@ -61,3 +66,22 @@ def serve(
         if queue is not None:
             queue.close()
         store.close()
+
+
+def metrics_folder(env) -> str:
+    """The folder where the worker processes write their metrics (prometheus_client multiprocess
+    mode, so /metrics sums them all): PROMETHEUS_MULTIPROC_DIR when set, emptied of the files of
+    an earlier run (their counts would be added in), else a new temporary folder."""
+    import glob
+    import os
+    import tempfile
+
+    folder = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for old in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(old)
+    else:
+        folder = tempfile.mkdtemp(prefix="clik-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder

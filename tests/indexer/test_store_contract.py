@@ -472,3 +472,56 @@ def test_coverage_stays_exact_through_every_kind_of_change(store):
         if step % 25 == 0 or step == 299:
             cov = store.coverage(versions)
             assert (cov.products, cov.encoded, cov.failed, cov.covered) == recount(), step
+
+
+# -- what a cached ranking answer needs first, and the answers themselves ----------------------------
+def test_block_stamp_is_the_stamp_of_the_block_with_the_records_asked_for(store_factory):
+    store, other = store_factory.open(), store_factory.open()
+    filled(store, 4)
+    store.put_job("merch:overrides:e", {"pinned": {"p1": 1}})
+    name, stamp, (record, missing) = other.block_stamp("e", ["merch:overrides:e", "nothing:here"])
+    assert (name, record, missing) == ("v1", {"pinned": {"p1": 1}}, None)
+    assert other.stamped_block("e")[1] == stamp
+    assert other.block_stamp("e")[2] == []
+    for change in (lambda: store.put_vector("v1", "h1", np.ones(DIM)),
+                   lambda: store.put_exhibition("e", {"name": "winter"}, ["p0", "p1"]),
+                   lambda: store.put_product("p0", "https://img/0.jpg", {"sold_out": True})):
+        change()
+        now = other.block_stamp("e")[1]
+        assert now != stamp and now == store.stamped_block("e")[1]
+        stamp = now
+    with pytest.raises(ExhibitionNotFound):
+        other.block_stamp("nope")
+
+
+def test_block_stamp_needs_an_active_version(store):
+    store.put_exhibition("e", {"name": "x"}, [])
+    with pytest.raises(NoActiveVersion):
+        store.block_stamp("e")
+
+
+def test_prepare_block_stores_the_block_at_its_stamp_for_any_version(store_factory):
+    store, reader = store_factory.open(), store_factory.open()
+    filled(store, 5)
+    store.register_version("v2", DIM)
+    store.put_vectors("v2", [(f"h{i}", np.eye(DIM)[i]) for i in range(3)])
+    stamp = store.prepare_block("e", "v2")  # not the active version: ahead of its switch
+    assert store.prepare_block("e", "v2") == stamp
+    name, stamp_read, block = reader.stamped_block("e", "v2")
+    assert (name, stamp_read, len(block.product_ids), len(block.pending)) == ("v2", stamp, 3, 2)
+    with pytest.raises(ExhibitionNotFound):
+        store.prepare_block("nope", "v2")
+
+
+def test_answers_are_shared_by_key(store_factory):
+    store, other = store_factory.open(), store_factory.open()
+    assert store.get_answer("representative:abc") is None
+    store.put_answer("representative:abc", b'{"items": []}', ttl_s=60)
+    assert store.get_answer("representative:abc") == b'{"items": []}'
+    if store_factory.kind == "redis":  # the embedded store is one process: its memory is shared
+        assert other.get_answer("representative:abc") == b'{"items": []}'
+    store.put_answer("representative:short", b"x", ttl_s=1)
+    import time
+
+    time.sleep(1.2)
+    assert store.get_answer("representative:short") is None
