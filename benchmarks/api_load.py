@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.http_folder import serve_folder  # noqa: E402
+from tests.support.http_folder import serve_folder  # noqa: E402
 
 SIZES = (50, 1_000, 10_000)
 NAIVE_SIZES = (50, 1_000)

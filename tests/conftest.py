@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.photos import photo
+from tests.support.photos import photo
 
 # The default towers load from wheels; make sure nothing tries a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -81,7 +81,8 @@ def test_rank_refuses_private_hosts_by_default(api_bundle):
     import uuid
 
     from api.app import create_app
-    from tests.api.conftest import STORE_URL, ApiServer, api_settings, delete_keys, redis_or_skip
+    from tests.support.api_server import ApiServer, api_settings
+    from tests.support.services import STORE_URL, delete_keys, redis_or_skip
     from indexer.config import open_store
 
     redis_or_skip()

@@ -11,7 +11,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 import clik
 from clik.topic_fit import DEFAULT_FIT, TopicFit, context, fit, product_features, score_products
-from tests.photos import photo
+from tests.support.photos import photo
 
 
 def _cat_exhibition() -> list[np.ndarray]:
