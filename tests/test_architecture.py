@@ -19,6 +19,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "training": frozenset({"indexer", "worker", "api", "clik_cli"}),
     "indexer": frozenset({"torch", "torchvision", "transformers", "timm", "clik", "training", "worker",
                           "api", "clik_cli"}),
+    "service_config": frozenset({"training", "worker", "api", "clik_cli", "torch"}),
     "worker": frozenset({"api", "training", "clik_cli"}),
     "api": frozenset({"worker", "training", "clik_cli"}),
 }
