@@ -25,7 +25,7 @@ from api.encode_queue import EncodeQueue
 from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
 from api.image_proxy import ImageProxy
 from api.metrics import ApiMetrics
-from api.models import CpuPool, ModelCache
+from api.loaded_models import CpuPool, ModelCache
 from api.settings import ApiSettings
 from api.explained import ExplainedRanking, explain
 from api.merch import MerchState, Overrides, facet_of

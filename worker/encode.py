@@ -9,16 +9,14 @@ fetch error (timeout, 5xx, DNS) leaves the product pending and is reported for a
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from clik.image_source import FetchLimits, ImageLoadError, content_hash, decode_image, read_source
+from clik.model_cache import ModelCache
 from clik.runtime import ImageEncoder
 from indexer.errors import NoActiveVersion, ProductNotFound
 from indexer.records import ModelVersion
@@ -44,37 +42,16 @@ class EncodeReport:
         }
 
 
-class EncoderCache:
-    """Image encoders loaded per model version in this process (a few, least recently used out)."""
+class EncoderCache(ModelCache[ImageEncoder]):
+    """Image encoders loaded per model version in this process (clik.model_cache: a few, least
+    recently used out; a failed load raises ModelLoadError, a ValueError)."""
 
     def __init__(self, device: str | None = None, batch_size: int = 32, max_versions: int = 2,
                  loader: Callable[..., ImageEncoder] = ImageEncoder.load):
         self.device = device
         self.batch_size = batch_size
-        self.max_versions = max_versions
-        self.loader = loader
-        self._encoders: OrderedDict[str, ImageEncoder] = OrderedDict()
-        self._lock = threading.Lock()
-        self.loads = 0
-
-    def get(self, version: ModelVersion) -> ImageEncoder:
-        with self._lock:
-            encoder = self._encoders.get(version.name)
-            if encoder is not None:
-                self._encoders.move_to_end(version.name)
-                return encoder
-            if not version.bundle_uri:
-                raise ValueError(f"model version {version.name} has no bundle location")
-            bundle = Path(version.bundle_uri.removeprefix("file://"))
-            encoder = self.loader(bundle, device=self.device, batch_size=self.batch_size)
-            if encoder.version != version.name:
-                raise ValueError(f"bundle at {bundle} is version {encoder.version}, "
-                                 f"the store expects {version.name}")
-            self.loads += 1
-            self._encoders[version.name] = encoder
-            while len(self._encoders) > self.max_versions:
-                self._encoders.popitem(last=False)
-            return encoder
+        super().__init__(lambda bundle: loader(bundle, device=device, batch_size=batch_size), max_versions,
+                         "image encoder")
 
 
 def parallel_map(fn: Callable, items: Sequence, threads: int) -> list:
