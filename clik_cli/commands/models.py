@@ -220,6 +220,7 @@ def _activate_with_workers(store, version, settings, keep_previous: bool, yes: b
     from tqdm import tqdm
 
     from worker import reindex
+    from indexer.contracts import REINDEX
     from worker.reindex import AWAITING, DONE, REFUSED, SWITCHED, ReindexProgress
 
     sender = Celery(broker=settings.broker_url)
@@ -227,7 +228,7 @@ def _activate_with_workers(store, version, settings, keep_previous: bool, yes: b
     progress.keep_previous = keep_previous
     progress.confirmed = progress.confirmed or yes
     progress.save(store)
-    sender.send_task("clik.reindex", args=[version.name], queue=settings.queue)
+    sender.send_task(REINDEX, args=[version.name], queue=settings.queue)
     typer.echo(f"sent clik.reindex for {version.name} to queue {settings.queue!r}; following its progress")
     bar = tqdm(desc=f"re-index {version.name[:12]}", unit="img")
     start = time.monotonic()
@@ -319,6 +320,7 @@ def confirm(
     """
     from celery import Celery
 
+    from indexer.contracts import REINDEX
     from worker.reindex import AWAITING, load_record
     from worker.settings import WorkerSettings
 
@@ -331,7 +333,7 @@ def confirm(
     job.confirmed = True
     job.save(store)
     settings = WorkerSettings()
-    Celery(broker=settings.broker_url).send_task("clik.reindex", args=[version.name], queue=settings.queue)
+    Celery(broker=settings.broker_url).send_task(REINDEX, args=[version.name], queue=settings.queue)
     typer.echo(f"confirmed; sent clik.reindex for {version.name} (follow it with `clik models list`)")
 
 
