@@ -16,7 +16,7 @@ version, so a run killed at any point and started again does only the rest. Step
    instant switch back) until they are dropped: by ``clik models drop``, by an activation with
    ``drop_previous``, or in a Celery deployment after the grace period if the new version is
    still active and covers what the previous one did (state ``done``). A FAISS catalogue index,
-   where one is kept, is per version (indexer/catalogue.py).
+   where one is kept, is per version (indexer/search_index.py).
 
 States: filling -> switched -> done, or filling -> refused, or filling -> awaiting_confirmation
 -> switched. A new activation of a version whose last job ended (refused, or switched away

@@ -41,7 +41,7 @@ def serve(
 
     from api.app import create_app
     from api.settings import ApiSettings
-    from clik_cli.embedded import inprocess_queue
+    from clik_cli.single_machine import inprocess_queue
     from clik_cli.settings import open_cli_store
     from indexer.errors import StoreError
 

@@ -114,7 +114,7 @@ def test_search_finds_products_and_follows_the_catalogue(env, uid, image_server)
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True) and [i["rank"] for i in body["items"]][:2] == [1, 2]
     # scores are cosines of the stored vectors with the text query
-    from clik.runtime import TopicEncoder
+    from clik.encoders import TopicEncoder
 
     q = TopicEncoder.load(env.bundle.path, device="cpu").query({"name": "colourful blocks"})
     q = q / np.linalg.norm(q)

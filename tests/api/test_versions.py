@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
-from clik.runtime import TopicEncoder
+from clik.encoders import TopicEncoder
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.bundles import tiny_bundle
 from tests.support.services import STORE_URL, delete_keys, redis_or_skip

@@ -314,7 +314,7 @@ def test_api_representative_for_korean_exhibitions(e5_bundle, photo_files):
 
     from api.app import create_app
     from api.settings import ApiSettings
-    from clik_cli.embedded import fetch_limits, inprocess_queue, serve_in_thread
+    from clik_cli.single_machine import fetch_limits, inprocess_queue, serve_in_thread
     from indexer.config import open_store
     from tests.support.api_server import free_port
     from worker.encode import EncoderCache, encode_products

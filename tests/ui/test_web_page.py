@@ -9,7 +9,7 @@ import shutil
 import httpx
 import pytest
 
-from clik_cli.embedded import fetch_limits, inprocess_queue, serve_in_thread
+from clik_cli.single_machine import fetch_limits, inprocess_queue, serve_in_thread
 from tests.support.api_server import free_port
 from tests.support.bundles import tiny_bundle
 from tests.support.images import jpeg_bytes
