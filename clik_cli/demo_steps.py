@@ -78,7 +78,7 @@ def export_model(run_dir: Path, workdir: Path):
 def activate(store, info, roots: tuple[Path, ...], echo: Echo) -> None:
     """Register the bundle and make it the active version (re-indexing what an earlier run left)."""
     from worker.encode import EncoderCache
-    from worker.inprocess import run_reindex
+    from worker.reindex import run_reindex
 
     from clik_cli.single_machine import fetch_limits
     from indexer.store_settings import remember_file_roots

@@ -178,7 +178,7 @@ def _activate_here(store, version, settings, policy, keep_previous: bool, batch_
     from indexer.store_settings import stored_file_roots
     from worker.canary import bundle_topic_sides
     from worker.encode import EncoderCache
-    from worker.inprocess import run_reindex
+    from worker.reindex import run_reindex
     from worker.reindex import AWAITING, REFUSED
 
     encoders = EncoderCache(settings.device, batch_size, max_versions=1)
