@@ -36,7 +36,11 @@ def serve(
         import os
 
         os.environ["CLIK_STORE_URL"] = url
-        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+        # uvicorn's supervisor kills a worker that misses its 5 s health ping; a worker importing
+        # torch on a busy host missed it here in the compose stack, and every restart did again
+        # ("Child process died" in a loop). A minute covers that start-up.
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    timeout_worker_healthcheck=60)
         return
 
     from api.app import create_app
