@@ -38,9 +38,13 @@ def serve(
         os.environ["CLIK_STORE_URL"] = url
         # uvicorn's supervisor kills a worker that misses its 5 s health ping; a worker importing
         # torch on a busy host missed it here in the compose stack, and every restart did again
-        # ("Child process died" in a loop). A minute covers that start-up.
-        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    timeout_worker_healthcheck=60)
+        # ("Child process died" in a loop). A minute covers that start-up. (Older uvicorn releases
+        # that pyproject.toml still allows have neither the ping nor the setting.)
+        import inspect
+
+        patience = ({"timeout_worker_healthcheck": 60}
+                    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters else {})
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers, **patience)
         return
 
     from api.app import create_app
