@@ -1,4 +1,4 @@
-"""Catalogue search over the active version's product vectors (indexer.catalogue).
+"""Catalogue search over the active version's product vectors (indexer.search_index).
 
 The index lives in this process and is rebuilt from the store when the active version or the
 store's catalogue generation (any product or vector change) differs from the one it was built
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.catalogue import CatalogueIndex
+from indexer.search_index import SearchIndex
 from indexer.records import ModelVersion
 from indexer.store import VectorStore
 
@@ -24,8 +24,8 @@ class CatalogueSearch:
         # the index is never saved: a restarted process rebuilds from the store of record
         self.directory = directory or Path(tempfile.mkdtemp(prefix="clik-catalogue-"))
         self.min_rebuild_s = min_rebuild_s
-        self._lock = threading.Lock()  # CatalogueIndex is not thread-safe
-        self._index: CatalogueIndex | None = None
+        self._lock = threading.Lock()  # SearchIndex is not thread-safe
+        self._index: SearchIndex | None = None
         self._stamp: tuple[str, int] | None = None
         self._built_at = float("-inf")
         self.rebuilds = 0
@@ -36,7 +36,7 @@ class CatalogueSearch:
             index = self._index
             if (index is None or index.version != version.name
                     or (self._stamp != stamp and time.monotonic() - self._built_at >= self.min_rebuild_s)):
-                index = CatalogueIndex(self.directory, version.name, version.dim)
+                index = SearchIndex(self.directory, version.name, version.dim)
                 index.rebuild(self.store.iter_product_vectors(version.name))
                 self._index, self._stamp, self._built_at = index, stamp, time.monotonic()
                 self.rebuilds += 1

@@ -24,7 +24,7 @@ from api.encode_queue import EncodeQueue
 from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
 from api.image_proxy import ImageProxy
 from api.metrics import ApiMetrics
-from api.models import CpuPool, ModelCache
+from api.loaded_models import CpuPool, ModelCache
 from api.settings import ApiSettings
 from api.explained import ExplainedRanking, explain
 from api.merch import MerchState, Overrides, facet_of
@@ -36,7 +36,7 @@ from indexer.packed_block import ScoringBlock
 from api.topics import TopicQueries, cache_key, clean_topic
 from clik.image_pipeline import ImageItem, ImagePipeline, by_digest
 from clik.image_source import FetchLimits, ImageLoadError, read_source
-from clik.runtime import ImageEncoder, TopicEncoder
+from clik.encoders import ImageEncoder, TopicEncoder
 from clik.topic_fit import DEFAULT_FIT, TopicFit, product_features, score_products
 from indexer.errors import InvalidInput, InvalidVector, StoreError, VectorNotFound
 from indexer.records import ModelVersion, Product, ProductStatus

@@ -6,17 +6,17 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clik.fetch_settings import FetchSettings
-from indexer.contracts import DEFAULT_QUEUE, DEFAULT_STORE_PREFIX
+from indexer.contracts import DEFAULT_QUEUE
+from service_config.fetch import FetchSettings
+from service_config.store import StoreSettings
 
 
-class ApiSettings(FetchSettings, BaseSettings):
+class ApiSettings(StoreSettings, FetchSettings, BaseSettings):
     """Every field can be set as ``CLIK_<NAME>``; lists as JSON (``CLIK_API_KEYS='["k1"]'``)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
 
-    store_url: str = "redis://127.0.0.1:6379/0"
-    store_prefix: str = DEFAULT_STORE_PREFIX
+    # store_url, store_prefix: StoreSettings (default: the shared Redis)
     broker_url: str = "redis://127.0.0.1:6379/1"  # where encode tasks are sent (worker's broker)
     queue: str = DEFAULT_QUEUE  # the worker's queue
     encode_chunk: int = Field(64, ge=1)  # product ids per encode task

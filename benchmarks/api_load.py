@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.support import delete_prefix  # noqa: E402
-from tests.http_folder import serve_folder  # noqa: E402
+from tests.support.http_folder import serve_folder  # noqa: E402
 
 SIZES = (50, 1_000, 10_000)
 NAIVE_SIZES = (50, 1_000)

@@ -298,7 +298,7 @@ def main() -> None:
     import contextlib
     from types import SimpleNamespace
 
-    from tests.redis_servers import redis_server
+    from tests.support.redis_servers import redis_server
 
     if args.encode == "tower":
         import torch

@@ -123,7 +123,7 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="a redis:// or redis+cluster:// URL (default: a local cluster)")
     ap.add_argument("--json", default="benchmarks/results/cluster_sizing.json")
     args = ap.parse_args()
-    from tests.redis_servers import redis_cluster
+    from tests.support.redis_servers import redis_cluster
 
     with tempfile.TemporaryDirectory() as tmp, \
             (contextlib.nullcontext(args.store) if args.store else redis_cluster(Path(tmp))) as url:

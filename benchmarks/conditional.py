@@ -37,7 +37,7 @@ def main() -> None:
     import clik
     from api.app import create_app
     from api.settings import ApiSettings
-    from clik_cli.embedded import serve_in_thread
+    from clik_cli.single_machine import serve_in_thread
     from indexer.config import open_store
     import socket
     import tempfile

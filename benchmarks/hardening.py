@@ -30,8 +30,10 @@ sys.path.insert(0, str(Path.cwd()))
 import httpx  # noqa: E402
 import redis  # noqa: E402
 
-from tests.api.conftest import ApiServer, delete_keys, jpeg_bytes  # noqa: E402
-from tests.hostile_server import HostileServer  # noqa: E402
+from tests.support.api_server import ApiServer  # noqa: E402
+from tests.support.images import jpeg_bytes  # noqa: E402
+from tests.support.services import delete_keys  # noqa: E402
+from tests.support.hostile_server import HostileServer  # noqa: E402
 
 STORE_URL = "redis://127.0.0.1:6379/14"
 KEY = "bench-key"

@@ -34,7 +34,7 @@ import redis  # noqa: E402
 from indexer.config import RedisStoreConfig  # noqa: E402
 from indexer.records import ProductStatus  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
-from tests.http_folder import serve_folder  # noqa: E402
+from tests.support.http_folder import serve_folder  # noqa: E402
 
 EAGER = {"image_backend": "torch"}
 CONFIGS = [  # (label, settings)

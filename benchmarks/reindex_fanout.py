@@ -29,8 +29,8 @@ import redis  # noqa: E402
 from clik.image_source import content_hash  # noqa: E402
 from indexer.config import RedisStoreConfig  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
-from tests.http_folder import serve_folder  # noqa: E402
-from tests.worker.harness import CeleryWorker  # noqa: E402
+from tests.support.http_folder import serve_folder  # noqa: E402
+from tests.support.worker_harness import CeleryWorker  # noqa: E402
 from worker.reindex import ReindexProgress  # noqa: E402
 
 STORE_URL, BROKER_URL = "redis://127.0.0.1:6379/15", "redis://127.0.0.1:6379/13"

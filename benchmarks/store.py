@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.catalogue import CatalogueConfig, CatalogueIndex  # noqa: E402
+from indexer.search_index import SearchIndexConfig, SearchIndex  # noqa: E402
 from indexer.config import EmbeddedStoreConfig, RedisStoreConfig  # noqa: E402
 from indexer.embedded_store import EmbeddedStore  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
@@ -139,7 +139,7 @@ def bench_faiss(rng: np.random.Generator, quick: bool, tmp: Path) -> dict:
     queries = x[rng.integers(0, n_big, 200)] + 0.05 * rng.standard_normal((200, DIM), dtype=np.float32)
     ids = [f"p{i}" for i in range(n_big)]
     for n in (100_000, n_big):
-        exact = CatalogueIndex(tmp / f"exact{n}", "v", DIM, CatalogueConfig(exact_threshold=10**9))
+        exact = SearchIndex(tmp / f"exact{n}", "v", DIM, SearchIndexConfig(exact_threshold=10**9))
         t = time.perf_counter()
         exact.add(ids[:n], x[:n])
         row: dict = {"exact_build_s": time.perf_counter() - t}
@@ -149,7 +149,7 @@ def bench_faiss(rng: np.random.Generator, quick: bool, tmp: Path) -> dict:
             truth = [[p for p, _ in exact.search(q, K)] for q in queries[:50]]
             del exact
             t = time.perf_counter()
-            ivf = CatalogueIndex(tmp / f"ivf{n}", "v", DIM, CatalogueConfig(exact_threshold=1))
+            ivf = SearchIndex(tmp / f"ivf{n}", "v", DIM, SearchIndexConfig(exact_threshold=1))
             ivf.rebuild([(ids[:n], x[:n])])
             row["ivf_build_s"] = time.perf_counter() - t
             row["ivf_nlist"] = int(ivf._index.nlist)

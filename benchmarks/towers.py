@@ -70,7 +70,7 @@ def encode_benchmark(args) -> None:
     from PIL import Image
 
     from clik.image_pipeline import ImageItem, ImagePipeline
-    from clik.runtime import ImageEncoder
+    from clik.encoders import ImageEncoder
 
     folder = args.data / "images"
     files = sorted(folder.glob("*.jpg"))[: args.images]

@@ -15,14 +15,14 @@ from .checkpoint import (
 from .config import LossConfig, ModelConfig, get_model_config, list_model_configs
 from .image_source import FetchLimits, ImageLoadError, load_image
 from .model import ClikModel, TopicSide, create_model
-from .predictor import Predictor, Ranking
-from .runtime import ImageEncoder, TopicEncoder
+from .encoders import ImageEncoder, TopicEncoder
+from .predictor import ImageRanking, Predictor
 from .tokenize import TopicTokenizer
 from .topic import normalize_topic, topic_key
 
 __all__ = [
     "BundleInfo", "ClikModel", "FetchLimits", "ImageEncoder", "ImageLoadError", "LossConfig",
-    "ModelConfig", "Predictor", "Ranking", "TopicEncoder", "TopicSide", "TopicTokenizer",
+    "ModelConfig", "ImageRanking", "Predictor", "TopicEncoder", "TopicSide", "TopicTokenizer",
     "create_model", "create_tokenizer", "export_bundle", "get_model_config", "list_model_configs",
     "load_checkpoint", "load_image", "load_image_side", "load_text_side", "normalize_topic",
     "read_bundle_info", "save_checkpoint", "topic_key",

@@ -15,12 +15,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .image_source import DEFAULT_LIMITS, FetchLimits, ImageInput
-from .runtime import ImageEncoder, TopicEncoder
+from .encoders import ImageEncoder, TopicEncoder
 from .topic_fit import DEFAULT_FIT, TopicFit, product_features, score_products
 
 
 @dataclass
-class Ranking:
+class ImageRanking:
     """Images ranked best first; ``indices`` point into the caller's list. ``scores`` order the
     ranking (clik.topic_fit.score_products); ``appeal`` is CLIK's ranking score, ``topic_fit``
     the calibrated probability of belonging to the topic, ``off_topic`` the flag."""
@@ -59,7 +59,7 @@ class Predictor:
     def version(self) -> str:
         return self.topic_encoder.version
 
-    def __call__(self, topic: Mapping[str, Any], images: Sequence[ImageInput], topk: int | None = None) -> Ranking:
+    def __call__(self, topic: Mapping[str, Any], images: Sequence[ImageInput], topk: int | None = None) -> ImageRanking:
         if topk is not None and topk < 1:
             raise ValueError("topk must be at least 1")
         topic_emb, query = (x[0] for x in self.topic_encoder.embeddings_and_queries([topic]))
@@ -67,7 +67,7 @@ class Predictor:
         scored = score_products(encoded.vectors @ query, product_features(encoded.vectors, topic_emb),
                                 self.topic_fit)
         order = np.argsort(-scored.score, kind="stable")[: topk or len(scored.score)]
-        return Ranking(
+        return ImageRanking(
             indices=[encoded.indices[i] for i in order],
             scores=[float(scored.score[i]) for i in order],
             errors=encoded.errors,

@@ -13,13 +13,15 @@ Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class Catalogue:
+class DemoCatalogue:
+    """The demo's catalogue on disk: its dataset folder and where its images may be read from."""
+
     data_dir: Path
     image_roots: tuple[Path, ...]  # where product images live: the only folders workers may read
     synthetic: bool
 
 
-def build_catalogue(workdir: Path, raw_dir: Path | None, echo: Echo, small: bool = False) -> Catalogue:
+def build_catalogue(workdir: Path, raw_dir: Path | None, echo: Echo, small: bool = False) -> DemoCatalogue:
     from training.data.format import write_dataset
 
     data_dir = workdir / "data"
@@ -39,10 +41,10 @@ def build_catalogue(workdir: Path, raw_dir: Path | None, echo: Echo, small: bool
             echo(f"   {line}")
         roots = (raw_dir.resolve(), data_dir.resolve())
     write_dataset(dataset, data_dir)
-    return Catalogue(data_dir, roots, raw_dir is None)
+    return DemoCatalogue(data_dir, roots, raw_dir is None)
 
 
-def train_model(catalogue: Catalogue, workdir: Path, epochs: float, echo: Echo) -> Path:
+def train_model(catalogue: DemoCatalogue, workdir: Path, epochs: float, echo: Echo) -> Path:
     """Locked-tower CLIK (backbones frozen, their features cached; projections and heads trained):
     minutes on a CPU. The settings are those of configs/hm-locked.yaml."""
     from training.config import TrainConfig
@@ -76,9 +78,9 @@ def export_model(run_dir: Path, workdir: Path):
 def activate(store, info, roots: tuple[Path, ...], echo: Echo) -> None:
     """Register the bundle and make it the active version (re-indexing what an earlier run left)."""
     from worker.encode import EncoderCache
-    from worker.inprocess import run_reindex
+    from worker.reindex import run_reindex
 
-    from clik_cli.embedded import fetch_limits
+    from clik_cli.single_machine import fetch_limits
     from indexer.store_settings import remember_file_roots
 
     # Recorded in the store: later commands on it (`clik models activate`, `clik serve`) read
@@ -92,7 +94,7 @@ def activate(store, info, roots: tuple[Path, ...], echo: Echo) -> None:
     echo(f"   active model version {info.version[:16]} ({progress.done} images re-encoded)")
 
 
-def load_catalogue(base_url: str, api_key: str, catalogue: Catalogue, queue, counter, echo: Echo) -> dict[str, dict]:
+def load_catalogue(base_url: str, api_key: str, catalogue: DemoCatalogue, queue, counter, echo: Echo) -> dict[str, dict]:
     """PUT every product and exhibition through the API, then wait for the encodes.
     Returns {exhibition id: {"topic", "best"}} of the test split (held-out topics)."""
     import httpx

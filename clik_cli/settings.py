@@ -5,15 +5,15 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from indexer.contracts import DEFAULT_STORE_PREFIX
+from service_config.store import CLI_STORE_URL, StoreSettings
 
 
-class CliSettings(BaseSettings):
+class CliSettings(StoreSettings, BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
 
-    # None: the embedded store in ./.clik/store (no Redis needed); redis://... for a deployment.
-    store_url: str | None = None
-    store_prefix: str = DEFAULT_STORE_PREFIX
+    # The CLI's default store is the embedded one in ./.clik/store (no Redis needed); redis://...
+    # for a deployment. Each role's default: service_config/store.py.
+    store_url: str | None = CLI_STORE_URL
     # Where `clik models watch` looks for new bundles (one folder per bundle).
     models_dir: Path = Path("models")
     # `clik events`: an event pending this long on a consumer (killed, or stuck) is claimed by another.
@@ -22,7 +22,4 @@ class CliSettings(BaseSettings):
 
 def open_cli_store(store_url: str | None = None):
     """The store a command works on: --store flag, else CLIK_STORE_URL, else the embedded one."""
-    from indexer.config import open_store
-
-    settings = CliSettings()
-    return open_store(store_url or settings.store_url, prefix=settings.store_prefix)
+    return CliSettings().open_store(store_url)

@@ -81,7 +81,9 @@ class RankedProduct:
 
 
 @dataclass(frozen=True)
-class Ranking:
+class ExhibitionRanking:
+    """An exhibition's products ranked by the store for one model version (store.rank)."""
+
     exhibition_id: str
     model_version: str
     items: list[RankedProduct]

@@ -16,7 +16,7 @@ from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
 from indexer.ranking import cosine_scores, ranked_slice
-from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, Ranking, VersionState
+from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
 from indexer.vectors import normalised_query
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
@@ -285,14 +285,14 @@ class VectorStore(abc.ABC):
         return self._blocks.get(exhibition_id, name) if name else None
 
     def rank(self, exhibition_id: str, query: object, k: int = 10,
-             version: str | None = None) -> Ranking:
+             version: str | None = None) -> ExhibitionRanking:
         """Top k products of the exhibition by cosine to the group query."""
         if k < 1:
             raise InvalidInput("k must be >= 1")
         return self.rank_page(exhibition_id, query, offset=0, limit=k, version=version)
 
     def rank_page(self, exhibition_id: str, query: object, offset: int = 0, limit: int = 50,
-                  version: str | None = None) -> Ranking:
+                  version: str | None = None) -> ExhibitionRanking:
         """Ranks [offset, offset+limit) of the full ranking (for paging)."""
         name, block = self.scoring_block(exhibition_id, version)
         q = normalised_query(query, block.dim)
@@ -302,7 +302,7 @@ class VectorStore(abc.ABC):
             RankedProduct(product_id=str(block.product_ids[i]), score=float(scores[i]), rank=offset + j + 1)
             for j, i in enumerate(idx)
         ]
-        return Ranking(
+        return ExhibitionRanking(
             exhibition_id=exhibition_id, model_version=name, items=items,
             total_scored=len(block.product_ids), pending=list(block.pending),
             failed=list(block.failed), unknown=list(block.unknown),

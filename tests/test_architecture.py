@@ -19,6 +19,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "training": frozenset({"indexer", "worker", "api", "clik_cli"}),
     "indexer": frozenset({"torch", "torchvision", "transformers", "timm", "clik", "training", "worker",
                           "api", "clik_cli"}),
+    "service_config": frozenset({"training", "worker", "api", "clik_cli", "torch"}),
     "worker": frozenset({"api", "training", "clik_cli"}),
     "api": frozenset({"worker", "training", "clik_cli"}),
 }
@@ -83,3 +84,29 @@ def test_checker_sees_lazy_and_relative_imports(tmp_path):
                                                "indexer/bad.py:4 imports clik.topic"]
     # `from ...worker` in api/routes/x.py climbs above api/ to the top-level worker package.
     assert violations("api", tmp_path) == ["api/routes/x.py:1 imports worker"]
+
+
+def shared_helper_violations(root: Path = ROOT) -> list[str]:
+    """Imports by tests (and benchmarks) of another test module or a conftest: helpers they share
+    live in tests/support/ (a conftest may be loaded under another module name than an import
+    gives it, and a test module imported for its helpers runs its own imports and fixtures)."""
+    bad = []
+    for top in ("tests", "benchmarks"):
+        for path in sorted((root / top).rglob("*.py")):
+            rel = path.relative_to(root)
+            for line, name in imported_modules(path.read_text(encoding="utf-8"), ".".join(rel.with_suffix("").parts)):
+                last = name.split(".")[-1]
+                if name.startswith("tests.") and (last == "conftest" or last.startswith("test_")):
+                    bad.append(f"{rel}:{line} imports {name}")
+    return bad
+
+
+def test_tests_share_helpers_only_through_tests_support(tmp_path):
+    assert shared_helper_violations() == [], "move the helper into tests/support/"
+    (tmp_path / "tests" / "api").mkdir(parents=True)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "tests" / "api" / "test_a.py").write_text(
+        "from tests.api.conftest import API_KEY\nfrom tests.support.images import jpeg_bytes\n")
+    (tmp_path / "benchmarks" / "b.py").write_text("def f():\n    from tests.worker.test_tasks import STORE_URL\n")
+    assert shared_helper_violations(tmp_path) == ["tests/api/test_a.py:1 imports tests.api.conftest",
+                                                  "benchmarks/b.py:2 imports tests.worker.test_tasks"]

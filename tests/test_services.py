@@ -1,6 +1,6 @@
 import pytest
 
-from tests.services import REQUIRE_ENV, service_missing
+from tests.support.services import REQUIRE_ENV, service_missing
 
 
 @pytest.mark.parametrize("value", ["", "0"])

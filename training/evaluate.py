@@ -128,7 +128,7 @@ def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", 
     (cached backbone features), groups larger than k sampled down with a fixed seed so every
     model sees the same images."""
     run_dir = Path(run_dir)
-    device = clik.runtime.pick_device(device)
+    device = clik.encoders.pick_device(device)
     ckpt = run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
     model, tokenizer, meta = clik.load_checkpoint(ckpt, device=device)
     dataset = load_dataset(data_dir)

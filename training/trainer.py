@@ -28,7 +28,7 @@ import clik
 from clik.config import LossConfig
 from clik.image_source import ImageLoadError, load_image
 from clik.objective import Objective
-from clik.runtime import pick_device
+from clik.encoders import pick_device
 from clik.towers import stages
 from clik.transforms import train_transform
 

@@ -110,7 +110,7 @@ def bundle_topic_sides(store: VectorStore, device: str | None = "cpu") -> Callab
     """version -> its text side loaded from the version's bundle (each loaded once per call site)."""
     from pathlib import Path
 
-    from clik.runtime import TopicEncoder
+    from clik.encoders import TopicEncoder
 
     loaded: dict[str, TopicEncoder] = {}
 

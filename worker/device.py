@@ -1,7 +1,7 @@
 """Per-process device setup: one code path, the device found decides.
 
 CUDA: batches are pinned (worker.encode.stack_for) and copied non_blocking, the tower runs under
-bf16 autocast (clik.runtime.ImageEncoder). CPU: torch's intra-op threads from the settings, by
+bf16 autocast (clik.encoders.ImageEncoder). CPU: torch's intra-op threads from the settings, by
 default one less than the cores: fetching/decoding threads, Celery and Redis need a core, and
 torch's OpenMP threads collapse when one of theirs is taken away (benchmarks/ingest.py on the
 2-core dev box: 1 thread 22-24 images/s, 2 threads 2-9 images/s, same run).
@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from clik.runtime import pick_device
+from clik.encoders import pick_device
 
 
 def configure(device: str | None, torch_threads: int | None) -> str:

@@ -11,15 +11,13 @@ is reported for a retry.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 from clik.image_pipeline import ImageItem, ImagePipeline, by_digest
+from clik.encoders import ImageEncoder
 from clik.image_source import FetchLimits
-from clik.runtime import ImageEncoder
+from clik.model_cache import ModelCache
 from indexer.errors import NoActiveVersion, ProductNotFound
 from indexer.records import ModelVersion
 from indexer.store import VectorStore
@@ -44,42 +42,20 @@ class EncodeReport:
         }
 
 
-class EncoderCache:
-    """Image encoders loaded per model version in this process (a few, least recently used out)."""
+class EncoderCache(ModelCache[ImageEncoder]):
+    """Image encoders loaded per model version in this process (clik.model_cache: a few, least
+    recently used out; a failed load raises ModelLoadError, a ValueError)."""
 
     def __init__(self, device: str | None = None, batch_size: int = 32, max_versions: int = 2,
                  loader: Callable[..., ImageEncoder] = ImageEncoder.load, backend: str = "torch",
                  onnx_cache_dir: str | None = None, jpeg_draft: bool = False):
         self.device = device
         self.batch_size = batch_size
-        self.max_versions = max_versions
-        self.loader = loader
-        self.backend = backend  # clik.runtime.pick_backend: torch, onnx or auto
+        self.backend = backend  # clik.encoders.pick_backend: torch, onnx or auto
         self.onnx_cache_dir = onnx_cache_dir
         self.jpeg_draft = jpeg_draft  # JPEGs decoded at reduced size by libjpeg (clik.image_pipeline)
-        self._encoders: OrderedDict[str, ImageEncoder] = OrderedDict()
-        self._lock = threading.Lock()
-        self.loads = 0
-
-    def get(self, version: ModelVersion) -> ImageEncoder:
-        with self._lock:
-            encoder = self._encoders.get(version.name)
-            if encoder is not None:
-                self._encoders.move_to_end(version.name)
-                return encoder
-            if not version.bundle_uri:
-                raise ValueError(f"model version {version.name} has no bundle location")
-            bundle = Path(version.bundle_uri.removeprefix("file://"))
-            encoder = self.loader(bundle, device=self.device, batch_size=self.batch_size,
-                                  backend=self.backend, onnx_cache_dir=self.onnx_cache_dir)
-            if encoder.version != version.name:
-                raise ValueError(f"bundle at {bundle} is version {encoder.version}, "
-                                 f"the store expects {version.name}")
-            self.loads += 1
-            self._encoders[version.name] = encoder
-            while len(self._encoders) > self.max_versions:
-                self._encoders.popitem(last=False)
-            return encoder
+        super().__init__(lambda bundle: loader(bundle, device=device, batch_size=batch_size, backend=backend,
+                                               onnx_cache_dir=onnx_cache_dir), max_versions, "image encoder")
 
 
 def pipeline_for(encoders: EncoderCache, limits: FetchLimits, threads: int, read_attempts: int = 1,

@@ -113,23 +113,3 @@ class InProcessEncodeQueue:
             for pid in report.encoded:
                 self._attempts.pop(pid, None)
         return requeue
-
-
-def run_reindex(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchLimits,
-                on_progress: Callable | None = None, chunk_size: int = 256, decode_threads: int = 2,
-                policy=None, drop_previous: bool = False, retry_skipped: bool = False,
-                topic_sides=None, confirm=None):
-    """Re-index synchronously for `version` (registered with its bundle): fill, gate, precompute
-    every exhibition's topic and block for it (worker/precompute.py), switch;
-    the previous version is kept for a rollback unless ``drop_previous``.
-    ``on_progress(ReindexProgress)`` after each chunk (a tqdm bar in the CLI). Returns the job:
-    check ``state`` (``refused`` / ``awaiting_confirmation``: nothing was switched)."""
-    from worker import precompute, reindex
-    from worker.rollout import RolloutPolicy
-
-    options = reindex.ReindexOptions(chunk_size=chunk_size, decode_threads=decode_threads)
-    sides = precompute.TopicSides(store, device=encoders.device)
-    return reindex.run(store, version, encoders, limits, options, policy=policy or RolloutPolicy(),
-                       drop_previous_version=drop_previous, on_progress=on_progress,
-                       retry_skipped=retry_skipped, topic_sides=topic_sides, confirm=confirm,
-                       prepare=lambda v: precompute.precompute_all(store, v, sides))

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clik import topic_cache
-from clik.runtime import TopicEncoder
+from clik.encoders import TopicEncoder
 from indexer.errors import ExhibitionNotFound, NoActiveVersion
 from indexer.store import VectorStore
 

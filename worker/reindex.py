@@ -17,10 +17,10 @@ version, so a run killed at any point and started again does only the rest. Step
    instant switch back) until they are dropped: by ``clik models drop``, by an activation with
    ``drop_previous``, or in a Celery deployment after the grace period if the new version is
    still active and covers what the previous one did (state ``done``). A FAISS catalogue index,
-   where one is kept, is per version (indexer/catalogue.py).
+   where one is kept, is per version (indexer/search_index.py).
 
-States: filling -> switched -> done, or filling -> refused, or filling -> awaiting_confirmation
--> switched. A new activation of a version whose last job ended (refused, or switched away
+States (``ReindexState``): filling -> switched -> done, or filling -> refused, or filling ->
+awaiting_confirmation -> switched. A new activation of a version whose last job ended (refused, or switched away
 from) starts a new job.
 
 An image that cannot be re-encoded (source gone, content changed since it was encoded, corrupt)
@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from clik.image_pipeline import ImageItem
 from clik.image_source import FetchLimits
@@ -49,8 +50,33 @@ from worker.rollout import REFUSE, SWITCH as SWITCH_NOW, Decision, RolloutPolicy
 
 log = logging.getLogger(__name__)
 
-FILLING, SWITCHED, DONE = "filling", "switched", "done"
-REFUSED, AWAITING = "refused", "awaiting_confirmation"
+
+
+class ReindexState(StrEnum):
+    """The states of a re-index job (its record's ``state``; strings in the stored JSON).
+
+    FILLING -> SWITCHED -> DONE; FILLING -> REFUSED; FILLING -> AWAITING_CONFIRMATION -> SWITCHED.
+    """
+
+    FILLING = "filling"  # encoding the images with the new version; the active one is untouched
+    SWITCHED = "switched"  # the new version is active; the previous one is kept for a rollback
+    DONE = "done"  # the previous version and its vectors were dropped
+    REFUSED = "refused"  # the gate said no: nothing was switched (the decision says why)
+    AWAITING_CONFIRMATION = "awaiting_confirmation"  # the gate passed; a person must confirm
+
+
+class ChunkState(StrEnum):
+    """A fan-out chunk's states: QUEUED -> RUNNING -> DONE."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+
+
+# The short names the drivers (tasks.py, the CLI) use.
+FILLING, SWITCHED, DONE = ReindexState.FILLING, ReindexState.SWITCHED, ReindexState.DONE
+REFUSED, AWAITING = ReindexState.REFUSED, ReindexState.AWAITING_CONFIRMATION
+CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = ChunkState.QUEUED, ChunkState.RUNNING, ChunkState.DONE
 
 
 def job_id(version: str) -> str:
@@ -65,7 +91,7 @@ def chunk_job_id(version: str, chunk_id: str) -> str:
 class ReindexProgress:
     version: str
     previous: str | None = None  # the version active when the job started (kept for a rollback)
-    state: str = FILLING  # filling -> switched -> done; or refused / awaiting_confirmation
+    state: str = FILLING  # a ReindexState
     total: int = 0  # images to encode when the job (or its resumption) started, plus done
     done: int = 0  # vectors written by this job
     skipped: dict[str, str] = field(default_factory=dict)  # image hash -> reason
@@ -118,10 +144,12 @@ class ReindexProgress:
 def load_record(store: VectorStore, version: str) -> ReindexProgress | None:
     """The stored job record as it is (what the coordinator reads, updates and saves)."""
     record = store.get_job(job_id(version))
-    return ReindexProgress(**record) if record else None
+    if not record:
+        return None
+    progress = ReindexProgress(**record)
+    progress.state = ReindexState(progress.state)  # an unknown state fails here, not later
+    return progress
 
-
-CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = "queued", "running", "done"
 
 
 @dataclass
@@ -133,7 +161,7 @@ class ChunkRecord:
     chunk_id: str
     hashes: list[str] = field(default_factory=list)  # dropped once done (only needed in flight)
     planned_at: float = field(default_factory=time.time)
-    state: str = CHUNK_QUEUED  # queued -> running -> done
+    state: str = CHUNK_QUEUED  # a ChunkState
     worker: str = ""
     started_at: float | None = None
     finished_at: float | None = None
@@ -457,3 +485,23 @@ def run_chunk(store: VectorStore, version: str, chunk_id: str, items: Sequence[t
     chunk.done, chunk.skipped, chunk.hashes = written, skipped, []
     chunk.save(store)
     return chunk
+
+
+def run_reindex(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchLimits,
+                on_progress: Callable | None = None, chunk_size: int = 256, decode_threads: int = 2,
+                policy: RolloutPolicy | None = None, drop_previous: bool = False, retry_skipped: bool = False,
+                topic_sides=None, confirm=None) -> ReindexProgress:
+    """Re-index synchronously for `version` (registered with its bundle): fill, gate, precompute
+    every exhibition's topic and block for it (worker/precompute.py), switch; the previous
+    version is kept for a rollback unless ``drop_previous``. ``run`` with its options spelled as
+    arguments, for the CLI and the single-machine stack.
+    ``on_progress(ReindexProgress)`` after each chunk (a tqdm bar in the CLI). Returns the job:
+    check ``state`` (``refused`` / ``awaiting_confirmation``: nothing was switched)."""
+    from worker import precompute  # it reads bundles' text sides: loaded only when a job runs
+
+    options = ReindexOptions(chunk_size=chunk_size, decode_threads=decode_threads)
+    sides = precompute.TopicSides(store, device=encoders.device)
+    return run(store, version, encoders, limits, options, policy=policy or RolloutPolicy(),
+               drop_previous_version=drop_previous, on_progress=on_progress,
+               retry_skipped=retry_skipped, topic_sides=topic_sides, confirm=confirm,
+               prepare=lambda v: precompute.precompute_all(store, v, sides))

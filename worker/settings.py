@@ -7,12 +7,13 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clik.fetch_settings import FetchSettings
-from indexer.contracts import DEFAULT_QUEUE, DEFAULT_STORE_PREFIX
+from indexer.contracts import DEFAULT_QUEUE
+from service_config.fetch import FetchSettings
+from service_config.store import StoreSettings
 from worker.rollout import RolloutPolicy
 
 
-class WorkerSettings(FetchSettings, BaseSettings):
+class WorkerSettings(StoreSettings, FetchSettings, BaseSettings):
     """Every field can be set as ``CLIK_<NAME>``; lists as JSON (``CLIK_FILE_ROOTS='["/data"]'``)."""
 
     model_config = SettingsConfigDict(env_prefix="CLIK_", extra="ignore")
@@ -27,8 +28,7 @@ class WorkerSettings(FetchSettings, BaseSettings):
     # not wait for it (pending leases, below); a killed re-index run does.
     visibility_timeout_s: int | None = Field(None, ge=1)
 
-    store_url: str = "redis://127.0.0.1:6379/0"
-    store_prefix: str = DEFAULT_STORE_PREFIX
+    # store_url, store_prefix: StoreSettings (default: the shared Redis)
 
     batch_size: int = Field(32, ge=1)  # images per forward pass
     device: str | None = None  # None: cuda when available, else cpu

@@ -30,7 +30,7 @@ def demo(
     from api.app import create_app
     from api.settings import ApiSettings
     from clik_cli import demo_steps as steps
-    from clik_cli.embedded import EncodeCounter, inprocess_queue, serve_in_thread
+    from clik_cli.single_machine import EncodeCounter, inprocess_queue, serve_in_thread
     from indexer.config import open_store
 
     if data is not None and not (data / "articles.csv").is_file():

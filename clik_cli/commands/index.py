@@ -15,7 +15,7 @@ STORE_HELP = "Store URL (redis://...) or folder; default CLIK_STORE_URL, else th
 
 
 @dataclass
-class Catalogue:
+class ProductSource:
     """Products read from SOURCE, and the lines that could not be read."""
 
     products: dict[str, str] = field(default_factory=dict)  # product id -> image source
@@ -23,10 +23,10 @@ class Catalogue:
     roots: list[str] = field(default_factory=list)  # local folders its images may be read from
 
 
-def read_catalogue(source: Path) -> Catalogue:
+def read_product_source(source: Path) -> ProductSource:
     """A folder of images (id = relative path without extension) or a CSV / JSONL file with
     ``product_id`` and ``image_url`` (a URL, or a path; relative paths from the file's folder)."""
-    cat = Catalogue()
+    cat = ProductSource()
     if source.is_dir():
         cat.roots.append(str(source.resolve()))
         for path in sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
@@ -63,7 +63,7 @@ def _csv_rows(path: Path):
             yield f"{path.name}:{n}", row
 
 
-def _jsonl_rows(path: Path, cat: Catalogue):
+def _jsonl_rows(path: Path, cat: ProductSource):
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -102,7 +102,7 @@ def index(
     from worker.settings import WorkerSettings
 
     settings = WorkerSettings()
-    cat = read_catalogue(source)
+    cat = read_product_source(source)
     if not cat.products:
         typer.echo(f"error: no products in {source}" + _first_errors(cat.errors), err=True)
         raise typer.Exit(2)
@@ -179,7 +179,7 @@ def _enqueue(settings, product_ids: list[str], chunk: int) -> None:
         app.close()
 
 
-def _encode_here(store, settings, version, cat: Catalogue, batch_size: int, decode_threads: int,
+def _encode_here(store, settings, version, cat: ProductSource, batch_size: int, decode_threads: int,
                  device: Optional[str]) -> int:
     """Encode in this process with a progress bar; prints the summary; returns failures."""
     from tqdm import tqdm

@@ -178,7 +178,7 @@ def _activate_here(store, version, settings, policy, keep_previous: bool, batch_
     from indexer.store_settings import stored_file_roots
     from worker.canary import bundle_topic_sides
     from worker.encode import EncoderCache
-    from worker.inprocess import run_reindex
+    from worker.reindex import run_reindex
     from worker.reindex import AWAITING, REFUSED
 
     encoders = EncoderCache(settings.device, batch_size, max_versions=1)
@@ -220,6 +220,7 @@ def _activate_with_workers(store, version, settings, keep_previous: bool, yes: b
     from tqdm import tqdm
 
     from worker import reindex
+    from indexer.contracts import REINDEX
     from worker.reindex import AWAITING, DONE, REFUSED, SWITCHED, ReindexProgress
 
     sender = Celery(broker=settings.broker_url)
@@ -227,7 +228,7 @@ def _activate_with_workers(store, version, settings, keep_previous: bool, yes: b
     progress.keep_previous = keep_previous
     progress.confirmed = progress.confirmed or yes
     progress.save(store)
-    sender.send_task("clik.reindex", args=[version.name], queue=settings.queue)
+    sender.send_task(REINDEX, args=[version.name], queue=settings.queue)
     typer.echo(f"sent clik.reindex for {version.name} to queue {settings.queue!r}; following its progress")
     bar = tqdm(desc=f"re-index {version.name[:12]}", unit="img")
     start = time.monotonic()
@@ -319,6 +320,7 @@ def confirm(
     """
     from celery import Celery
 
+    from indexer.contracts import REINDEX
     from worker.reindex import AWAITING, load_record
     from worker.settings import WorkerSettings
 
@@ -331,7 +333,7 @@ def confirm(
     job.confirmed = True
     job.save(store)
     settings = WorkerSettings()
-    Celery(broker=settings.broker_url).send_task("clik.reindex", args=[version.name], queue=settings.queue)
+    Celery(broker=settings.broker_url).send_task(REINDEX, args=[version.name], queue=settings.queue)
     typer.echo(f"confirmed; sent clik.reindex for {version.name} (follow it with `clik models list`)")
 
 

@@ -37,16 +37,20 @@ def serve(
 
         os.environ["CLIK_STORE_URL"] = url
         metrics_folder(os.environ)  # before the workers start: they inherit it
-        # uvicorn restarts a worker that does not answer its health check within 5 s by default;
-        # one that imports torch and loads the text tower on a busy machine takes longer than
-        # that (80 s seen on 2 shared cores) and was restarted for ever, never serving.
-        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                    timeout_worker_healthcheck=300)
+        # uvicorn's supervisor kills a worker that misses its health ping (5 s by default); one that
+        # imports torch and loads the text tower on a busy machine takes longer (80 s seen on 2
+        # shared cores, and in the compose stack) and was restarted for ever, never serving.
+        # (Older uvicorn releases that pyproject.toml still allows have neither ping nor setting.)
+        import inspect
+
+        patience = ({"timeout_worker_healthcheck": 300}
+                    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters else {})
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers, **patience)
         return
 
     from api.app import create_app
     from api.settings import ApiSettings
-    from clik_cli.embedded import inprocess_queue
+    from clik_cli.single_machine import inprocess_queue
     from clik_cli.settings import open_cli_store
     from indexer.errors import StoreError
 

@@ -4,86 +4,34 @@ Celery worker process, and the API served by uvicorn on a free port, called over
 """
 from __future__ import annotations
 
-import io
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
-import redis
 
-from tests.http_folder import serve_folder
-from tests.services import service_missing
+from tests.support.api_server import ApiServer, api_settings
+from tests.support.bundles import tiny_bundle
+from tests.support.http_folder import serve_folder
+from tests.support.images import jpeg_bytes
+from tests.support.services import BROKER_URL, STORE_URL, delete_keys, redis_or_skip
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE_URL = "redis://127.0.0.1:6379/15"
-BROKER_URL = "redis://127.0.0.1:6379/13"
-API_KEY = "test-key-" + uuid.uuid4().hex[:8]
-
-
-def redis_or_skip() -> None:
-    try:
-        redis.Redis.from_url(STORE_URL, socket_connect_timeout=1).ping()
-    except redis.RedisError as exc:
-        service_missing(f"Redis unreachable ({exc})")
-
-
-def delete_keys(url: str, pattern: str) -> None:
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=pattern, count=1000))
-    for i in range(0, len(keys), 1000):
-        client.delete(*keys[i:i + 1000])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def jpeg_bytes(seed: int, size=(64, 48)) -> bytes:
-    """A small real JPEG with random coloured rectangles (different seeds, different images)."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    image = Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 255, 3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(5):
-        x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
-        draw.rectangle([int(x0), int(y0), int(x0 + 20), int(y0 + 16)],
-                       fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def make_bundle(directory: Path, seed: int):
-    import torch
-
-    import clik
-
-    torch.manual_seed(seed)
-    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
-    return clik.export_bundle(model, clik.create_tokenizer(model), directory)
 
 
 @pytest.fixture(scope="session")
 def api_bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("apibundle") / "tiny", seed=0)
+    return tiny_bundle(tmp_path_factory.mktemp("apibundle") / "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def api_bundle2(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("apibundle2") / "tiny2", seed=1)
+    return tiny_bundle(tmp_path_factory.mktemp("apibundle2") / "tiny2", seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -98,46 +46,6 @@ def image_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", root
     server.shutdown()
     server.server_close()
-
-
-class ApiServer:
-    """uvicorn serving one app in a thread of the test process."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> "ApiServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def client(self, key: str | None = API_KEY, timeout: float = 60) -> httpx.Client:
-        headers = {"X-API-Key": key} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
-def api_settings(prefix: str, **overrides):
-    from api.settings import ApiSettings
-
-    values = dict(store_url=STORE_URL, store_prefix=prefix, broker_url=BROKER_URL,
-                  queue=f"clik-api-test-{prefix.strip(':')}", api_keys=[API_KEY],
-                  allow_private_hosts=True, device="cpu", catalogue_min_rebuild_s=0.0)
-    values.update(overrides)
-    return ApiSettings(_env_file=None, **values)
 
 
 class Env:

@@ -8,7 +8,8 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.api.conftest import STORE_URL, ApiServer, api_settings, delete_keys, redis_or_skip
+from tests.support.api_server import ApiServer, api_settings
+from tests.support.services import STORE_URL, delete_keys, redis_or_skip
 
 pytestmark = pytest.mark.redis
 

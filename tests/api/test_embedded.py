@@ -2,27 +2,9 @@
 runs it: the queue hands ids to the real encoding code (worker.encode) in this process."""
 from __future__ import annotations
 
-from clik.image_source import FetchLimits
 from indexer.config import EmbeddedStoreConfig
 from indexer.embedded_store import EmbeddedStore
-from tests.api.conftest import API_KEY, ApiServer
-
-
-class InlineEncodeQueue:
-    """Encodes at once, in the caller's thread (an EncodeQueue needs only submit)."""
-
-    def __init__(self, store, root) -> None:
-        from worker.encode import EncoderCache
-
-        self.store, self.encoders = store, EncoderCache(device="cpu")
-        self.limits = FetchLimits(file_roots=(str(root),))
-        self.submitted: list[list[str]] = []
-
-    def submit(self, product_ids: list[str]) -> None:
-        from worker.encode import encode_products
-
-        self.submitted.append(list(product_ids))
-        encode_products(self.store, product_ids, self.encoders, self.limits)
+from tests.support.api_server import API_KEY, ApiServer, InlineEncodeQueue
 
 
 def test_embedded_store_and_injected_queue(api_bundle, image_server, tmp_path):

@@ -10,7 +10,8 @@ import pytest
 
 from api.encode_queue import CeleryEncodeQueue, EncodeQueue
 from api.errors import QueueUnavailable
-from tests.api.conftest import BROKER_URL, delete_keys, free_port, redis_or_skip
+from tests.support.api_server import free_port
+from tests.support.services import BROKER_URL, delete_keys, redis_or_skip
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 

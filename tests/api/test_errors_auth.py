@@ -5,7 +5,8 @@ import uuid
 
 import pytest
 
-from tests.api.conftest import API_KEY, STORE_URL, ApiServer, api_settings, delete_keys, free_port, redis_or_skip
+from tests.support.api_server import API_KEY, ApiServer, api_settings, free_port
+from tests.support.services import STORE_URL, delete_keys, redis_or_skip
 
 pytestmark = pytest.mark.redis
 

@@ -9,11 +9,15 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from indexer.events import RedisEventLog, consume
-from tests.api.conftest import ROOT, STORE_URL, ApiServer, api_settings, delete_keys, redis_or_skip
+from tests.support.api_server import ApiServer, api_settings
+from tests.support.services import STORE_URL, delete_keys, redis_or_skip
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.redis
 
@@ -100,8 +104,7 @@ def test_the_embedded_store_counts_events_as_they_arrive(api_bundle, tmp_path):
     from indexer.config import EmbeddedStoreConfig
     from indexer.embedded_store import EmbeddedStore
     from indexer.events import EmbeddedEventLog
-    from tests.api.conftest import API_KEY
-    from tests.api.test_embedded import InlineEncodeQueue
+    from tests.support.api_server import API_KEY, InlineEncodeQueue
 
     store = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
     settings = ApiSettings(_env_file=None, store_url=str(tmp_path / "store"), api_keys=[API_KEY], device="cpu",

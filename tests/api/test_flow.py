@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clik.runtime import TopicEncoder
+from clik.encoders import TopicEncoder
 
 pytestmark = pytest.mark.redis
 

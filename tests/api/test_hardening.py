@@ -14,9 +14,10 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.api.conftest import (API_KEY, STORE_URL, ApiServer, api_settings, delete_keys, free_port, jpeg_bytes,
-                                redis_or_skip)
-from tests.hostile_server import HostileServer
+from tests.support.api_server import API_KEY, ApiServer, api_settings, free_port
+from tests.support.images import jpeg_bytes
+from tests.support.services import STORE_URL, delete_keys, redis_or_skip
+from tests.support.hostile_server import HostileServer
 
 pytestmark = pytest.mark.redis
 

@@ -13,8 +13,8 @@ import pytest
 from clik.image_source import FetchLimits
 from indexer.config import EmbeddedStoreConfig
 from indexer.embedded_store import EmbeddedStore
-from tests.api.conftest import API_KEY, ApiServer
-from tests.api.test_embedded import InlineEncodeQueue
+from tests.support.api_server import API_KEY, ApiServer
+from tests.support.api_server import InlineEncodeQueue
 
 # The H&M development set lives beside the checkout (../shared/data/hm), never in the repository;
 # CLIK_HM_DATA points elsewhere. Tests that need it skip on a machine without it.

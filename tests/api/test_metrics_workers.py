@@ -14,7 +14,9 @@ import uuid
 import httpx
 import pytest
 
-from tests.api.conftest import BROKER_URL, ROOT, STORE_URL, delete_keys, free_port, redis_or_skip
+from tests.support.api_server import free_port
+from tests.support.services import BROKER_URL, STORE_URL, delete_keys, redis_or_skip
+from tests.support.worker_harness import ROOT
 
 pytestmark = pytest.mark.redis
 

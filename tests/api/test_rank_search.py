@@ -81,7 +81,8 @@ def test_rank_refuses_private_hosts_by_default(api_bundle):
     import uuid
 
     from api.app import create_app
-    from tests.api.conftest import STORE_URL, ApiServer, api_settings, delete_keys, redis_or_skip
+    from tests.support.api_server import ApiServer, api_settings
+    from tests.support.services import STORE_URL, delete_keys, redis_or_skip
     from indexer.config import open_store
 
     redis_or_skip()
@@ -113,7 +114,7 @@ def test_search_finds_products_and_follows_the_catalogue(env, uid, image_server)
     scores = [i["score"] for i in body["items"]]
     assert scores == sorted(scores, reverse=True) and [i["rank"] for i in body["items"]][:2] == [1, 2]
     # scores are cosines of the stored vectors with the text query
-    from clik.runtime import TopicEncoder
+    from clik.encoders import TopicEncoder
 
     q = TopicEncoder.load(env.bundle.path, device="cpu").query({"name": "colourful blocks"})
     q = q / np.linalg.norm(q)

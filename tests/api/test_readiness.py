@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from tests.api.conftest import API_KEY, ApiServer, make_bundle
-from tests.api.test_embedded import InlineEncodeQueue
-from tests.worker.harness import wait_for
+from tests.support.api_server import API_KEY, ApiServer
+from tests.support.bundles import tiny_bundle
+from tests.support.api_server import InlineEncodeQueue
+from tests.support.worker_harness import wait_for
 
 
 def test_readyz_reports_coverage_and_fails_below_the_share(api_bundle, image_server, tmp_path):
@@ -41,7 +42,7 @@ def test_readyz_reports_coverage_and_fails_below_the_share(api_bundle, image_ser
         assert "clik_active_version_coverage_ratio 1.0" in http.get("/metrics").text
 
         # A version switched to without its vectors (what a bad rollout did): not ready, and why.
-        other = make_bundle(tmp_path / "other", seed=7)
+        other = tiny_bundle(tmp_path / "other", seed=7)
         store.register_version(other.version, other.embed_dim, bundle_uri=str(other.path))
         store.activate(other.version)
         ready = http.get("/readyz")

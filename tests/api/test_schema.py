@@ -9,7 +9,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from tests.api.conftest import API_KEY, BROKER_URL, STORE_URL, ApiServer, api_settings, delete_keys, redis_or_skip
+from tests.support.api_server import API_KEY, ApiServer, api_settings
+from tests.support.services import BROKER_URL, STORE_URL, delete_keys, redis_or_skip
 
 pytestmark = pytest.mark.redis
 

@@ -7,8 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from clik.runtime import TopicEncoder
-from tests.api.conftest import STORE_URL, ApiServer, api_settings, delete_keys, make_bundle, redis_or_skip
+from clik.encoders import TopicEncoder
+from tests.support.api_server import ApiServer, api_settings
+from tests.support.bundles import tiny_bundle
+from tests.support.services import STORE_URL, delete_keys, redis_or_skip
 
 pytestmark = pytest.mark.redis
 TOPIC = {"name": "Garden furniture", "cat1": "Home", "date": "2022-04-01"}
@@ -34,7 +36,7 @@ def test_active_version_switch_is_followed(api_bundle, api_bundle2, tmp_path):
     from api.app import create_app
     from indexer.config import open_store
 
-    third = make_bundle(tmp_path / "third", seed=2)
+    third = tiny_bundle(tmp_path / "third", seed=2)
     prefix = f"clik-apitest-{uuid.uuid4().hex[:10]}:"
     store = open_store(STORE_URL, prefix=prefix)
     try:

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clik_cli.main import app
-from tests.api.conftest import free_port
+from tests.support.api_server import free_port
 
 
 @pytest.mark.slow

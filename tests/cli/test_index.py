@@ -22,9 +22,10 @@ from clik_cli.commands import index as index_cmd
 from clik_cli.commands import worker as worker_cmd
 from indexer.config import open_store
 from indexer.records import ProductStatus
-from tests.photos import photo
-from tests.services import service_missing
-from tests.worker.conftest import jpeg_bytes
+from tests.support.photos import photo
+from tests.support.services import service_missing
+from tests.support.bundles import tiny_bundle
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,13 +34,7 @@ BROKER_URL = "redis://127.0.0.1:6379/13"
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    import torch
-
-    import clik
-
-    torch.manual_seed(0)
-    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
-    return clik.export_bundle(model, clik.create_tokenizer(model), tmp_path_factory.mktemp("ibundle") / "b")
+    return tiny_bundle(tmp_path_factory.mktemp("ibundle") / "b")
 
 
 @pytest.fixture()

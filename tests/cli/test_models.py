@@ -9,21 +9,12 @@ from typer.testing import CliRunner
 
 from clik_cli.main import app
 from indexer.config import open_store
-from tests.worker.conftest import jpeg_bytes
+from tests.support.bundles import tiny_bundle
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
 from worker.encode import EncoderCache, encode_products
 from worker.settings import WorkerSettings
 
 runner = CliRunner()
-
-
-def _bundle(path, seed: int):
-    import torch
-
-    import clik
-
-    torch.manual_seed(seed)
-    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
-    return clik.export_bundle(model, clik.create_tokenizer(model), path)
 
 
 @pytest.fixture()
@@ -55,7 +46,7 @@ def _run(*args: str):
 
 def test_activate_reindexes_switches_and_keeps_the_old_version(env):
     tmp, images = env
-    v1, v2 = _bundle(tmp / "models" / "v1", 1), _bundle(tmp / "models" / "v2", 2)
+    v1, v2 = tiny_bundle(tmp / "models" / "v1", 1), tiny_bundle(tmp / "models" / "v2", 2)
     assert v1.version != v2.version
 
     result = _run("models", "activate", str(v1.path))
@@ -92,7 +83,7 @@ def test_activate_reindexes_switches_and_keeps_the_old_version(env):
 
 def test_drop_refuses_the_active_version_and_unknown_names(env):
     tmp, _ = env
-    v1 = _bundle(tmp / "models" / "v1", 1)
+    v1 = tiny_bundle(tmp / "models" / "v1", 1)
     assert _run("models", "activate", str(v1.path)).exit_code == 0
     result = _run("models", "drop", v1.version)
     assert result.exit_code == 1 and "active version" in result.output
@@ -105,13 +96,13 @@ def test_drop_refuses_the_active_version_and_unknown_names(env):
 def test_watch_rolls_out_the_newest_new_bundle(env):
     tmp, _ = env
     models = tmp / "models"
-    v1 = _bundle(models / "a", 1)
+    v1 = tiny_bundle(models / "a", 1)
     result = _run("models", "watch", str(models), "--once")
     assert result.exit_code == 0, result.output
     assert open_store(str(tmp / "store")).active_version().name == v1.version
     assert "new bundle" not in _run("models", "watch", str(models), "--once").output  # nothing new
     (models / "half-written").mkdir()  # not a bundle: ignored
-    v2 = _bundle(models / "b", 2)
+    v2 = tiny_bundle(models / "b", 2)
     result = _run("models", "watch", str(models), "--once")
     assert result.exit_code == 0, result.output
     store = open_store(str(tmp / "store"))
@@ -148,7 +139,7 @@ def test_export_registers_the_bundle_then_activate_switches(env):
 
 def test_drop_previous_drops_the_old_version_and_its_vectors(env):
     tmp, images = env
-    v1, v2 = _bundle(tmp / "models" / "v1", 1), _bundle(tmp / "models" / "v2", 2)
+    v1, v2 = tiny_bundle(tmp / "models" / "v1", 1), tiny_bundle(tmp / "models" / "v2", 2)
     assert _run("models", "activate", str(v1.path)).exit_code == 0
     store = open_store(str(tmp / "store"))
     store.put_product("p0", str(images / "p0.jpg"))

@@ -13,26 +13,17 @@ from typer.testing import CliRunner
 
 from clik_cli.main import app
 from indexer.config import open_store
-from tests.worker.conftest import jpeg_bytes
+from tests.support.bundles import tiny_bundle
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
 
 runner = CliRunner()
 N = 6
 
 
-def _bundle(path, seed: int):
-    import torch
-
-    import clik
-
-    torch.manual_seed(seed)
-    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
-    return clik.export_bundle(model, clik.create_tokenizer(model), path)
-
-
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("rollout-models")
-    return [_bundle(root / f"v{i}", i) for i in (1, 2, 3)]
+    return [tiny_bundle(root / f"v{i}", i) for i in (1, 2, 3)]
 
 
 @pytest.fixture()

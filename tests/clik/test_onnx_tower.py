@@ -15,7 +15,7 @@ import torch
 import clik
 from clik.image_source import FetchLimits
 from clik.onnx_tower import export_key
-from clik.runtime import ImageEncoder, pick_backend
+from clik.encoders import ImageEncoder, pick_backend
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("onnxruntime")

@@ -6,7 +6,7 @@ from PIL import Image
 from clik.config import ImageTowerConfig
 from clik.towers.image import create_backbone
 from clik.transforms import eval_transform
-from tests.photos import SAMPLE_PHOTOS, photo
+from tests.support.photos import SAMPLE_PHOTOS, photo
 
 
 def test_efficientnet_lite0_mapping_classifies_real_photos():

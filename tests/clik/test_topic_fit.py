@@ -11,7 +11,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 import clik
 from clik.topic_fit import DEFAULT_FIT, TopicFit, context, fit, product_features, score_products
-from tests.photos import photo
+from tests.support.photos import photo
 
 
 def _cat_exhibition() -> list[np.ndarray]:
@@ -71,7 +71,7 @@ def test_calibration_is_fitted_saved_in_the_bundle_and_versioned(pretrained_mode
     reread = clik.checkpoint.read_bundle_info(tmp_path / "fitted")
     assert TopicFit.from_dict(reread.topic_fit) == calibration
     assert json.loads((tmp_path / "fitted" / "text" / "topic_fit.json").read_text())["threshold"] == 0.5
-    side = clik.runtime.TopicEncoder.load(tmp_path / "fitted", device="cpu")
+    side = clik.encoders.TopicEncoder.load(tmp_path / "fitted", device="cpu")
     assert TopicFit.from_dict(side.info.topic_fit).weights == pytest.approx(calibration.weights)
     with pytest.raises(ValueError, match="features"):
         TopicFit.from_dict({**calibration.to_dict(), "features": ["other"]})

@@ -5,7 +5,7 @@ from PIL import Image
 import clik
 from clik.objective import Objective
 from clik.transforms import train_transform
-from tests.photos import photo
+from tests.support.photos import photo
 
 TOPICS = {
     "chelsea": {"name": "Cats", "cat1": "Pets", "kwds": "cat,kitten,tabby"},

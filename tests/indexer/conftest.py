@@ -14,7 +14,7 @@ from indexer.embedded_store import EmbeddedStore
 from indexer.redis_client import redis_client
 from indexer.redis_store import RedisStore
 from indexer.store import VectorStore
-from tests.services import service_missing
+from tests.support.services import service_missing
 
 REDIS_URL = "redis://127.0.0.1:6379/15"  # a database of its own, keys also under a unique prefix
 

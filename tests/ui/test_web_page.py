@@ -9,8 +9,10 @@ import shutil
 import httpx
 import pytest
 
-from clik_cli.embedded import fetch_limits, inprocess_queue, serve_in_thread
-from tests.api.conftest import free_port, jpeg_bytes, make_bundle
+from clik_cli.single_machine import fetch_limits, inprocess_queue, serve_in_thread
+from tests.support.api_server import free_port
+from tests.support.bundles import tiny_bundle
+from tests.support.images import jpeg_bytes
 from worker.encode import EncoderCache, encode_products
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -32,7 +34,7 @@ def site(tmp_path_factory):
     for i in range(6):
         (images / f"p{i}.jpg").write_bytes(jpeg_bytes(300 + i))
     (images / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    info = make_bundle(tmp / "bundle", seed=3)
+    info = tiny_bundle(tmp / "bundle", seed=3)
     store = open_store(str(tmp / "store"))
     store.register_version(info.version, info.embed_dim, bundle_uri=str(info.path))
     store.activate(info.version)

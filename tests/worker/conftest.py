@@ -1,58 +1,28 @@
 """Fixtures: a tiny exported bundle (random weights), image files on disk, stores."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tests.support.bundles import tiny_bundle as export_tiny_bundle
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
 
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    import torch
-
-    import clik
-
-    torch.manual_seed(0)
-    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
-    return clik.export_bundle(model, clik.create_tokenizer(model), tmp_path_factory.mktemp("wbundle") / "tiny")
-
-
-def _bundle(tmp_path_factory, seed: int):
-    import torch
-
-    import clik
-
-    torch.manual_seed(seed)
-    model = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False).eval()
-    return clik.export_bundle(model, clik.create_tokenizer(model), tmp_path_factory.mktemp("wbundle") / f"tiny{seed}")
+    return export_tiny_bundle(tmp_path_factory.mktemp("wbundle") / "tiny")
 
 
 @pytest.fixture(scope="session")
 def second_bundle(tmp_path_factory):
     """Another version of the tiny model (other random weights): a re-index target."""
-    return _bundle(tmp_path_factory, 1)
+    return export_tiny_bundle(tmp_path_factory.mktemp("wbundle") / "tiny1", seed=1)
 
 
 @pytest.fixture(scope="session")
 def third_bundle(tmp_path_factory):
-    return _bundle(tmp_path_factory, 2)
-
-
-def jpeg_bytes(seed: int, size=(48, 40)) -> bytes:
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    image = Image.new("RGB", size, tuple(int(c) for c in rng.integers(0, 255, 3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(4):
-        x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
-        draw.rectangle([int(x0), int(y0), int(x0 + 15), int(y0 + 12)],
-                       fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+    return export_tiny_bundle(tmp_path_factory.mktemp("wbundle") / "tiny2", seed=2)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """A real worker on Redis under stress: every bad URL kind, SIGKILL mid-batch, re-index (and a
-re-index killed halfway). HTTP images come from tests.worker.harness.Internet through a proxy,
+re-index killed halfway). HTTP images come from tests.support.worker_harness.Internet through a proxy,
 so the worker's address checks run as in production (no private-host exemption)."""
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from indexer.config import RedisStoreConfig
 from indexer.errors import VersionNotFound
 from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
-from tests.services import service_missing
-from tests.worker.conftest import jpeg_bytes
-from tests.worker.harness import CeleryWorker, Internet, wait_for
-from tests.worker.test_tasks import BROKER_URL, STORE_URL, cleanup_broker, delete_keys
+from tests.support.services import service_missing
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
+from tests.support.worker_harness import CeleryWorker, Internet, wait_for
+from tests.support.services import BROKER_URL, STORE_URL, delete_keys
+from tests.support.worker_harness import cleanup_broker
 from worker.pending import PendingSet
 from worker.reindex import ReindexProgress
 

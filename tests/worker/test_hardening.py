@@ -12,11 +12,12 @@ import redis
 from indexer.config import RedisStoreConfig
 from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
-from tests.hostile_server import HostileServer
-from tests.services import service_missing
-from tests.worker.conftest import jpeg_bytes
-from tests.worker.harness import CeleryWorker, Internet, wait_for
-from tests.worker.test_tasks import BROKER_URL, STORE_URL, cleanup_broker, delete_keys
+from tests.support.hostile_server import HostileServer
+from tests.support.services import service_missing
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
+from tests.support.worker_harness import CeleryWorker, Internet, wait_for
+from tests.support.services import BROKER_URL, STORE_URL, delete_keys
+from tests.support.worker_harness import cleanup_broker
 from worker.pending import PendingSet
 
 pytestmark = pytest.mark.redis

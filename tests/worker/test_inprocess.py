@@ -10,8 +10,8 @@ from clik.image_source import FetchLimits, content_hash
 from indexer.errors import VersionNotFound
 from indexer.records import ProductStatus
 from worker.encode import EncoderCache, encode_products
-from worker.inprocess import InProcessEncodeQueue, run_reindex
-from worker.reindex import ReindexProgress
+from worker.inprocess import InProcessEncodeQueue
+from worker.reindex import ReindexProgress, run_reindex
 from worker.rollout import RolloutPolicy
 
 

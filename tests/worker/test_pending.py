@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from indexer.redis_client import redis_client
-from tests.services import service_missing
+from tests.support.services import service_missing
 from worker.pending import PendingSet
 
 REDIS_URL = "redis://127.0.0.1:6379/15"

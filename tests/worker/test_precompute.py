@@ -6,7 +6,7 @@ import numpy as np
 
 from clik import topic_cache
 from clik.image_source import FetchLimits
-from clik.runtime import TopicEncoder
+from clik.encoders import TopicEncoder
 from worker.encode import EncoderCache, encode_products
 from worker.inprocess import run_reindex
 from worker.precompute import TopicSides, precompute, precompute_all

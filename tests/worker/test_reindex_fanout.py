@@ -1,6 +1,6 @@
 """Re-index fan-out with real Celery workers on the real Redis: two solo workers on one queue
 share the chunks of one re-index; a worker SIGKILLed mid-chunk leaves its chunk to the other
-after the lease. Images are HTTP through tests.worker.harness.Internet (a small delay per image,
+after the lease. Images are HTTP through tests.support.worker_harness.Internet (a small delay per image,
 so chunks take long enough for both workers to take some and for a kill to land mid-chunk)."""
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from clik.image_source import content_hash
 from indexer.config import RedisStoreConfig
 from indexer.errors import VersionNotFound
 from indexer.redis_store import RedisStore
-from tests.services import service_missing
-from tests.worker.conftest import jpeg_bytes
-from tests.worker.harness import CeleryWorker, Internet, wait_for
-from tests.worker.test_tasks import BROKER_URL, STORE_URL, cleanup_broker, delete_keys
+from tests.support.services import service_missing
+from tests.support.images import small_jpeg_bytes as jpeg_bytes
+from tests.support.worker_harness import CeleryWorker, Internet, wait_for
+from tests.support.services import BROKER_URL, STORE_URL, delete_keys
+from tests.support.worker_harness import cleanup_broker
 from worker.reindex import CHUNK_RUNNING, ChunkRecord, ReindexProgress, load_record
 
 pytestmark = pytest.mark.redis

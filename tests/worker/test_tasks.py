@@ -6,7 +6,6 @@ the store in db 15 under a unique prefix. Everything is deleted and the worker s
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from pathlib import Path
 
@@ -17,56 +16,11 @@ from clik.image_source import content_hash
 from indexer.config import RedisStoreConfig
 from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
-from tests.services import service_missing
-from tests.worker.harness import CeleryWorker, wait_for
+from tests.support.services import AMQP_URL, BROKER_URL, STORE_URL, amqp_unreachable, delete_keys, service_missing
+from tests.support.worker_harness import CeleryWorker, cleanup_broker, wait_for
 from worker.pending import PendingSet
 
 pytestmark = pytest.mark.redis
-
-BROKER_URL = "redis://127.0.0.1:6379/13"  # also the result backend
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-STORE_URL = "redis://127.0.0.1:6379/15"
-
-
-def delete_keys(client: redis.Redis, pattern: str) -> None:
-    keys = list(client.scan_iter(match=pattern, count=1000))
-    for i in range(0, len(keys), 1000):
-        client.delete(*keys[i:i + 1000])
-
-
-def amqp_unreachable() -> str | None:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
-    except OSError as exc:
-        return f"RabbitMQ unreachable ({exc})"
-    return None
-
-
-def cleanup_broker(client, queue: str, amqp: bool) -> None:
-    if amqp:
-        with client.connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue)
-    client.close()
-    broker = redis.Redis.from_url(BROKER_URL)
-    # kombu's Redis transport keeps unacknowledged messages of every queue in one hash, and any
-    # worker on this database puts visible ones back on their queue: drop this queue's first.
-    for tag, raw in broker.hscan_iter("unacked"):
-        try:
-            _, exchange, routing_key = json.loads(raw)
-        except (ValueError, TypeError):
-            continue
-        if queue in (exchange, routing_key):
-            broker.hdel("unacked", tag)
-            broker.zrem("unacked_index", tag)
-    delete_keys(broker, f"*{queue}*")
-    # Results are kept under celery-task-meta-<id>; the client tracked none, the worker wrote
-    # some for tasks it queued itself: they expire (result_expires), and we drop what we know.
-    # kombu's own bookkeeping keys; dropped when nothing else uses this database
-    if set(broker.scan_iter(count=1000)) <= {b"_kombu.binding_deadlines", b"unacked", b"unacked_index",
-                                              b"unacked_mutex"}:
-        for key in (b"_kombu.binding_deadlines", b"unacked", b"unacked_index", b"unacked_mutex"):
-            broker.delete(key)
-
 
 @pytest.fixture(scope="module", params=["redis", "amqp"])
 def env(request, tmp_path_factory, tiny_bundle, image_root):

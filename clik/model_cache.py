@@ -1,26 +1,40 @@
-"""Loaded model sides per model version: the text side for every ranking, the image side only
-for POST /rank (loaded on its first use). At most a few versions stay loaded (old + new during a
-rollout); a version's bundle must hash to the version name or it is refused.
+"""Model sides loaded per model version in one process, for every role: the API's text sides
+(every ranking) and image sides (POST /rank), the workers' image encoders.
+
+A few versions stay loaded (the old and the new one during a rollout), the least recently used
+goes first. A version loads once even when many threads ask for it at the same moment, without
+holding up requests for versions already loaded; a bundle must hash to the version name the
+store gave, or it is refused.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
-
-from api.errors import ModelUnavailable
-from indexer.records import ModelVersion
+from typing import Callable, ClassVar, Generic, Protocol, TypeVar
 
 M = TypeVar("M")
 
 
+class ModelLoadError(ValueError):
+    """A version's model side cannot be loaded: no bundle location, unreadable, or another version."""
+
+
+class VersionRef(Protocol):
+    """What the cache needs of a model version (indexer.records.ModelVersion has it)."""
+
+    name: str
+    bundle_uri: str
+
+
 class ModelCache(Generic[M]):
+    # What a failed load raises; the API raises its ModelUnavailable (HTTP 503) instead.
+    unavailable: ClassVar[type[Exception]] = ModelLoadError
+
     def __init__(self, loader: Callable[[Path], M], max_versions: int, what: str) -> None:
-        self.loader = loader
+        self.loader = loader  # bundle folder -> model side
         self.max_versions = max_versions
-        self.what = what
+        self.what = what  # "text side", "image encoder": for messages
         self._models: OrderedDict[str, M] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}  # one load per version at a time
@@ -34,7 +48,7 @@ class ModelCache(Generic[M]):
         with self._lock:
             return self._models.get(name)
 
-    def get(self, version: ModelVersion) -> M:
+    def get(self, version: VersionRef) -> M:
         with self._lock:
             model = self._models.get(version.name)
             if model is not None:
@@ -54,29 +68,15 @@ class ModelCache(Generic[M]):
                 self.loads += 1
             return model
 
-    def _load(self, version: ModelVersion) -> M:
+    def _load(self, version: VersionRef) -> M:
         if not version.bundle_uri:
-            raise ModelUnavailable(f"model version {version.name} has no bundle location")
+            raise self.unavailable(f"model version {version.name} has no bundle location")
         bundle = Path(version.bundle_uri.removeprefix("file://"))
         try:
             model = self.loader(bundle)
-        except Exception as exc:  # missing files, bad config: the service cannot rank
-            raise ModelUnavailable(f"cannot load the {self.what} of {version.name} from {bundle}: {exc}") from exc
+        except Exception as exc:  # missing files, bad config: this version cannot be used
+            raise self.unavailable(f"cannot load the {self.what} of {version.name} from {bundle}: {exc}") from exc
         if getattr(model, "version", version.name) != version.name:
-            raise ModelUnavailable(f"bundle at {bundle} is version {model.version}, "
+            raise self.unavailable(f"bundle at {bundle} is version {model.version}, "
                                    f"the store expects {version.name}")
         return model
-
-
-class CpuPool:
-    """Model computations run here, a few at a time, never on the event loop: concurrent
-    requests queue for the cores instead of oversubscribing them."""
-
-    def __init__(self, workers: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clik-cpu")
-
-    def run(self, fn: Callable[..., M], *args) -> M:
-        return self._pool.submit(fn, *args).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

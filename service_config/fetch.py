@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
-from .image_source import FetchLimits
+from clik.image_source import FetchLimits
 
 
 class FetchSettings(BaseModel):

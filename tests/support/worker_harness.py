@@ -9,6 +9,7 @@ bodies and redirects to private addresses, and counts hits per path.
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,10 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import redis
+
+from tests.support.services import BROKER_URL, delete_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = "93.184.215.14"  # a public address literal: no DNS needed, never contacted (proxied)
@@ -157,3 +162,31 @@ def wait_for(predicate, timeout: float, what: str, on_fail=lambda: "") -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}\n{on_fail()}")
         time.sleep(0.1)
+
+
+def cleanup_broker(client, queue: str, amqp: bool) -> None:
+    """Drop what a test's Celery client and worker left on the broker: the queue, its
+    unacknowledged messages, and kombu's bookkeeping once nothing else uses the database."""
+    if amqp:
+        with client.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+    client.close()
+    broker = redis.Redis.from_url(BROKER_URL)
+    # kombu's Redis transport keeps unacknowledged messages of every queue in one hash, and any
+    # worker on this database puts visible ones back on their queue: drop this queue's first.
+    for tag, raw in broker.hscan_iter("unacked"):
+        try:
+            _, exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if queue in (exchange, routing_key):
+            broker.hdel("unacked", tag)
+            broker.zrem("unacked_index", tag)
+    delete_keys(broker, f"*{queue}*")
+    # Results are kept under celery-task-meta-<id>; the client tracked none, the worker wrote
+    # some for tasks it queued itself: they expire (result_expires), and we drop what we know.
+    # kombu's own bookkeeping keys; dropped when nothing else uses this database
+    if set(broker.scan_iter(count=1000)) <= {b"_kombu.binding_deadlines", b"unacked", b"unacked_index",
+                                              b"unacked_mutex"}:
+        for key in (b"_kombu.binding_deadlines", b"unacked", b"unacked_index", b"unacked_mutex"):
+            broker.delete(key)

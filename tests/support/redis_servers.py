@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from tests.services import service_missing
+from tests.support.services import service_missing
 
 MASTERS = 3
 

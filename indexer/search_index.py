@@ -27,7 +27,7 @@ from indexer.vectors import normalised_query
 
 
 @dataclass(frozen=True)
-class CatalogueConfig:
+class SearchIndexConfig:
     # Exact search scans every vector: 200k x 128 float32 = 100 MB per query, ~15 ms here.
     # Past that an approximate index keeps queries near 1 ms (see docs/indexer.md).
     exact_threshold: int = 200_000
@@ -38,14 +38,14 @@ class CatalogueConfig:
     search_threads: int = 1
 
 
-class CatalogueIndex:
+class SearchIndex:
     """One version's catalogue index. Not thread-safe: one writer (the index job) at a time."""
 
     def __init__(self, directory: Path | str, version: str, dim: int,
-                 config: CatalogueConfig | None = None) -> None:
+                 config: SearchIndexConfig | None = None) -> None:
         self.dim = dim
         self.version = version
-        self.config = config or CatalogueConfig()
+        self.config = config or SearchIndexConfig()
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", version)
         self.directory = Path(directory) / safe
         self._index: faiss.Index = self._new_exact()

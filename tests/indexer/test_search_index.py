@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from indexer.catalogue import CatalogueConfig, CatalogueIndex
+from indexer.search_index import SearchIndexConfig, SearchIndex
 from indexer.errors import InvalidVector
 
 DIM = 16
@@ -22,7 +22,7 @@ def ids(n: int, start: int = 0) -> list[str]:
 
 def test_exact_search_equals_brute_force(tmp_path):
     x = unit(1000)
-    cat = CatalogueIndex(tmp_path, "v1", DIM)
+    cat = SearchIndex(tmp_path, "v1", DIM)
     cat.add(ids(1000), x)
     q = unit(1, seed=5)[0]
     expect = np.argsort(-(x @ q))[:10]
@@ -34,7 +34,7 @@ def test_exact_search_equals_brute_force(tmp_path):
 
 def test_growth_past_threshold_switches_to_ivf_and_keeps_finding_items(tmp_path):
     x = unit(6000)
-    cat = CatalogueIndex(tmp_path, "v1", DIM, CatalogueConfig(exact_threshold=4000, nprobe=64))
+    cat = SearchIndex(tmp_path, "v1", DIM, SearchIndexConfig(exact_threshold=4000, nprobe=64))
     cat.add(ids(3000), x[:3000])
     assert cat.kind == "exact"
     cat.add(ids(3000, 3000), x[3000:])
@@ -46,7 +46,7 @@ def test_growth_past_threshold_switches_to_ivf_and_keeps_finding_items(tmp_path)
 
 def test_replacing_a_product_and_removing(tmp_path):
     x = unit(100)
-    cat = CatalogueIndex(tmp_path, "v1", DIM)
+    cat = SearchIndex(tmp_path, "v1", DIM)
     cat.add(ids(100), x)
     cat.add(["p0"], x[50:51])  # p0 now shows p50's image
     assert len(cat) == 100
@@ -58,7 +58,7 @@ def test_replacing_a_product_and_removing(tmp_path):
 
 def test_persistence_and_atomic_generations(tmp_path):
     x = unit(500)
-    cat = CatalogueIndex(tmp_path, "model:abc", DIM)
+    cat = SearchIndex(tmp_path, "model:abc", DIM)
     cat.add(ids(500), x)
     cat.save()
     cat.add(ids(10, 500), unit(10, seed=3))
@@ -66,14 +66,14 @@ def test_persistence_and_atomic_generations(tmp_path):
     folder = tmp_path / "model_abc"
     assert (folder / "CURRENT").read_text() == "2"
     assert sorted(p.name for p in folder.iterdir()) == ["CURRENT", "ids-2.json", "index-2.faiss"]
-    again = CatalogueIndex(tmp_path, "model:abc", DIM)
+    again = SearchIndex(tmp_path, "model:abc", DIM)
     assert len(again) == 510 and again.search(x[7], 1)[0][0] == "p7"
     # the other version's index is separate
-    assert len(CatalogueIndex(tmp_path, "model:def", DIM)) == 0
+    assert len(SearchIndex(tmp_path, "model:def", DIM)) == 0
 
 
 def test_rebuild_chooses_kind_by_size(tmp_path):
-    cat = CatalogueIndex(tmp_path, "v1", DIM, CatalogueConfig(exact_threshold=2000))
+    cat = SearchIndex(tmp_path, "v1", DIM, SearchIndexConfig(exact_threshold=2000))
     x = unit(3000)
     cat.rebuild([(ids(1500), x[:1500]), (ids(1500, 1500), x[1500:])])
     assert cat.kind == "ivf" and len(cat) == 3000
@@ -93,7 +93,7 @@ def test_rebuild_from_store(tmp_path):
         store.put_product(f"p{i}", f"src{i}")
         store.mark_encoded(f"p{i}", f"h{i}")
     store.put_vectors("v1", [(f"h{i}", x[i]) for i in range(50)])
-    cat = CatalogueIndex(tmp_path / "cat", "v1", DIM)
+    cat = SearchIndex(tmp_path / "cat", "v1", DIM)
     cat.rebuild(store.iter_product_vectors("v1", batch_size=16))
     assert len(cat) == 50 and cat.search(x[42], 1)[0][0] == "p42"
     store.close()
@@ -101,7 +101,7 @@ def test_rebuild_from_store(tmp_path):
 
 @pytest.mark.parametrize("bad", [np.ones((2, DIM + 1)), np.full((2, DIM), np.nan), np.zeros((2, DIM))])
 def test_bad_vectors_rejected(tmp_path, bad):
-    cat = CatalogueIndex(tmp_path, "v1", DIM)
+    cat = SearchIndex(tmp_path, "v1", DIM)
     with pytest.raises(InvalidVector):
         cat.add(["a", "b"], bad)
     with pytest.raises(InvalidVector):
