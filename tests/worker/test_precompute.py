@@ -8,7 +8,7 @@ from clik import topic_cache
 from clik.image_source import FetchLimits
 from clik.encoders import TopicEncoder
 from worker.encode import EncoderCache, encode_products
-from worker.inprocess import run_reindex
+from worker.reindex import run_reindex
 from worker.precompute import TopicSides, precompute, precompute_all
 
 TOPICS = {"a": {"name": "linen shirts", "cat1": "Men"}, "b": {"name": "wool coats"}, "c": {"name": "linen shirts", "cat1": "Men"}}
