@@ -17,7 +17,8 @@ from api.error_bodies import SafeJSONResponse, clip_text, validation_detail
 from api.errors import install_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api import events
-from api.routes import exhibitions, health, overrides, products, rank, search
+from api.experiment_serve import ExperimentServing
+from api.routes import exhibitions, experiments, health, overrides, products, rank, search
 from api.service import ClikService
 from api.settings import ApiSettings
 from api.ui import mount_ui
@@ -79,7 +80,9 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     app.state.service = svc
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     app.state.events = _event_log(store)
-    for module in (products, exhibitions, overrides, rank, search, health, events):
+    app.state.experiments = ExperimentServing(svc, app.state.events, settings.experiments_cache_s,
+                                              settings.experiment_control_pool)
+    for module in (products, exhibitions, overrides, rank, search, health, events, experiments):
         app.include_router(module.router)
     mount_ui(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
