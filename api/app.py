@@ -95,17 +95,9 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
 
 
 def _event_log(store: VectorStore):
-    """The shopper-event log beside the store: a Redis Stream on its Redis, or for the embedded
-    store a sqlite file in its folder (counted as appended: no consumer needed)."""
-    from indexer.embedded_store import EmbeddedStore
-    from indexer.events import EmbeddedEventLog, RedisEventLog
-    from indexer.redis_store import RedisStore
+    from indexer.events import event_log_for
 
-    if isinstance(store, RedisStore):
-        return RedisEventLog(store.r, store.prefix)
-    if isinstance(store, EmbeddedStore):
-        return EmbeddedEventLog(store.config.path)
-    return None
+    return event_log_for(store)
 
 
 def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:

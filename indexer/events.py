@@ -229,3 +229,17 @@ class EmbeddedEventLog:
 
     def close(self) -> None:
         self._db.close()
+
+
+def event_log_for(store):
+    """The shopper-event log beside a store: a Redis Stream on its Redis, or for the embedded
+    store a sqlite file in its folder (counted as appended: no consumer needed); None for a
+    store of another kind."""
+    from indexer.embedded_store import EmbeddedStore
+    from indexer.redis_store import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisEventLog(store.r, store.prefix)
+    if isinstance(store, EmbeddedStore):
+        return EmbeddedEventLog(store.config.path)
+    return None
