@@ -80,7 +80,8 @@ def train(data_dir: Path, run_dir: Path, cache: Path, epochs: float) -> Path:
 def mrr(run_dir: Path, data_dir: Path, cache: Path) -> float:
     from training.evaluate import evaluate
 
-    return float(evaluate(run_dir, data_dir, bootstrap_samples=0, cache_dir=str(cache))["metrics"]["MRR"])
+    return float(evaluate(run_dir, data_dir, bootstrap_samples=0, cache_dir=str(cache),
+                          criterion="ctr")["metrics"]["MRR"])
 
 
 def subset(dataset, keep, criterion: str | None = None, labels=None):
@@ -158,7 +159,7 @@ def main() -> None:
     rounds = args.rounds or (8 if args.quick else 16)
     visitors = args.visitors or (800 if args.quick else 1500)
     burst = args.burst or (30_000 if args.quick else 100_000)
-    epochs_seed, epochs_retrain = (3.0, 12.0) if args.quick else (4.0, 20.0)
+    epochs_seed, epochs_retrain = (6.0, 12.0) if args.quick else (8.0, 20.0)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clik-loop-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -178,7 +179,7 @@ def main() -> None:
     ctr = hidden_ctr(dataset)
     train_ids = [ex.id for ex in dataset.split("train")]
     test_ids = {ex.id for ex in dataset.split("test")}
-    seed_ids = set(train_ids[:: max(1, len(train_ids) // 4)][:4])  # the few exhibitions the first model saw
+    seed_ids = set(train_ids[::3])  # the few exhibitions the first model saw (a third)
     seed_dir, eval_dir, cache = work / "seed-data", work / "eval-data", work / "features"
     write_dataset(subset(dataset, lambda ex: ex.id in seed_ids), seed_dir)
     write_dataset(subset(dataset, lambda ex: ex.id in test_ids, "ctr", ctr), eval_dir)
