@@ -100,17 +100,21 @@ def subset(dataset, keep, criterion: str | None = None, labels=None):
     return Dataset(dataset.name, [name], name, dataset.source, exhibitions, dict(dataset.meta))
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 900) -> None:
+    """Until /readyz says ready (both uvicorn workers loading torch and the model can take
+    minutes on a busy 2-core box)."""
+    deadline, last = time.monotonic() + timeout, ""
     while True:
         try:
-            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+            r = httpx.get(url + "/readyz", timeout=5)
+            if r.status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
+            last = r.text
+        except httpx.HTTPError as exc:
+            last = str(exc)
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the API did not become ready")
-        time.sleep(0.3)
+            raise RuntimeError(f"the API did not become ready: {last}")
+        time.sleep(0.5)
 
 
 def counted(r: redis.Redis, prefix: str) -> int:
@@ -155,9 +159,11 @@ def main() -> None:
     ap.add_argument("--burst", type=int, help="events posted in the throughput phase")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="keep the workdir's first model and the store's encoded "
+                    "vectors between runs (events and experiments are cleared at the start)")
     args = ap.parse_args()
-    rounds = args.rounds or (8 if args.quick else 16)
-    visitors = args.visitors or (800 if args.quick else 1500)
+    rounds = args.rounds or (6 if args.quick else 16)
+    visitors = args.visitors or (600 if args.quick else 1500)
     burst = args.burst or (30_000 if args.quick else 100_000)
     epochs_seed, epochs_retrain = (6.0, 12.0) if args.quick else (8.0, 20.0)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="clik-loop-"))
@@ -185,7 +191,9 @@ def main() -> None:
     write_dataset(subset(dataset, lambda ex: ex.id in test_ids, "ctr", ctr), eval_dir)
     print(f"catalogue: {len(dataset.exhibitions)} exhibitions ({len(test_ids)} held-out), first model trained on "
           f"{len(seed_ids)}", flush=True)
-    served_run = train(seed_dir, work / "run-served", cache, epochs_seed)
+    served_run = work / "run-served"
+    if not (args.reuse and (served_run / "checkpoint").exists()):
+        train(seed_dir, served_run, cache, epochs_seed)
     out["mrr_served"] = mrr(served_run, eval_dir, cache)
 
     from clik_cli.demo_steps import export_model
@@ -195,19 +203,25 @@ def main() -> None:
     from worker.encode import EncoderCache, encode_products
 
     info = export_model(served_run, work / "served")
-    prefix = f"clik-bench-loop-{uuid.uuid4().hex[:8]}:"
+    prefix = f"clik-bench-loop-{info.version[:8]}:" if args.reuse else f"clik-bench-loop-{uuid.uuid4().hex[:8]}:"
     r = redis.Redis.from_url(args.redis)
     store = open_store(args.redis, prefix=prefix)
     procs: list[subprocess.Popen] = []
     try:
-        remember_file_roots(store, [data_dir.resolve()])
-        store.register_version(info.version, info.embed_dim, bundle_uri=str(info.path.resolve()))
-        store.activate(info.version)
-        for ex in dataset.exhibitions:
-            for p in ex.products:
-                store.put_product(p.id, str(Path(ex.resolve_image(p, data_dir)).resolve()))
         products = sorted({p.id for ex in dataset.exhibitions for p in ex.products})
-        encode_products(store, products, EncoderCache("cpu", 32, 1), fetch_limits(store, [data_dir.resolve()]))
+        active = store.active_version()
+        if args.reuse and active is not None and active.name == info.version \
+                and store.coverage([info.version]).covered[info.version] == len(products):
+            for pattern in ("ev:*", "job:experiment*"):
+                delete_prefix(r, prefix + pattern.removesuffix("*"))
+        else:
+            remember_file_roots(store, [data_dir.resolve()])
+            store.register_version(info.version, info.embed_dim, bundle_uri=str(info.path.resolve()))
+            store.activate(info.version)
+            for ex in dataset.exhibitions:
+                for p in ex.products:
+                    store.put_product(p.id, str(Path(ex.resolve_image(p, data_dir)).resolve()))
+            encode_products(store, products, EncoderCache("cpu", 32, 1), fetch_limits(store, [data_dir.resolve()]))
         for ex in dataset.exhibitions:
             store.put_exhibition(ex.id, {k: v for k, v in ex.topic.items() if v}, [p.id for p in ex.products])
         print(f"served model {info.version[:12]} active, {len(products)} images encoded "
@@ -383,7 +397,8 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
         store.close()
-        delete_prefix(r, prefix)
+        if not args.reuse:
+            delete_prefix(r, prefix)
     out["elapsed_s"] = time.monotonic() - started
     print(json.dumps({k: out[k] for k in ("events_per_s", "ctr", "lift_ci95", "lost_events", "double_counted",
                                           "mrr_served", "mrr_retrained")}, indent=1))

@@ -125,7 +125,12 @@ def test_bad_definitions_are_refused_and_exhibitions_bound_once(redis_api):
     assert http.put("/experiments/x2", json=THREE_ARMS).status_code == 200  # released by stopping x1
     r = http.get("/exhibitions/e/representative", params={"unit": "u"}).json()
     assert r["experiment"] == "x2"
-    assert {e["experiment_id"] for e in http.get("/experiments").json()["items"]} == {"x1", "x2"}
+    everywhere = {"arms": [{"name": "clik", "share": 1, "policy": "model"}]}  # every exhibition
+    assert http.put("/experiments/x3", json=everywhere).status_code == 200
+    assert http.put("/experiments/x4", json=everywhere).status_code == 409
+    assert http.get("/exhibitions/other/representative", params={"unit": "u"}).json()["experiment"] == "x3"
+    assert http.get("/exhibitions/e/representative", params={"unit": "u"}).json()["experiment"] == "x2"  # its own
+    assert {e["experiment_id"] for e in http.get("/experiments").json()["items"]} == {"x1", "x2", "x3"}
 
 
 @pytest.mark.redis
