@@ -96,8 +96,10 @@ def subset(dataset, keep, criterion: str | None = None, labels=None):
                             {criterion: labels[(ex.id, p.id)]} if labels else dict(p.criteria), p.on_topic)
                     for p in ex.products]
         exhibitions.append(Exhibition(ex.id, ex.group, ex.split, dict(ex.topic), products))
-    name = criterion or dataset.default_criterion
-    return Dataset(dataset.name, [name], name, dataset.source, exhibitions, dict(dataset.meta))
+    if criterion is None:  # the same labels: every declared criterion stays
+        return Dataset(dataset.name, list(dataset.criteria), dataset.default_criterion, dataset.source, exhibitions,
+                       dict(dataset.meta))
+    return Dataset(dataset.name, [criterion], criterion, dataset.source, exhibitions, dict(dataset.meta))
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 900) -> None:
@@ -301,6 +303,7 @@ def main() -> None:
             print(f"round {round_ + 1}: {len(events)} events; explore showed the new exhibition's best product "
                   f"{best_hits}/{explore_new}", flush=True)
         report = http.get("/experiments/loop").json()
+        print(json.dumps(report["arms"]), flush=True)
         arms = {a["arm"]: a for a in report["arms"]}
         out["ctr"] = {name: a["ctr"] for name, a in arms.items()}
         out["ctr_ci95"] = {name: a["ctr_ci95"] for name, a in arms.items()}
