@@ -17,9 +17,10 @@ from api.error_bodies import SafeJSONResponse, clip_text, validation_detail
 from api.errors import install_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api import events
-from api.routes import exhibitions, health, overrides, products, rank, search
+from api.experiment_serve import ExperimentServing
 from api.precompute import Precompute
 from api.ranked_answers import RankingAnswers
+from api.routes import exhibitions, experiments, health, overrides, products, rank, search
 from api.service import ClikService
 from api.settings import ApiSettings
 from api.ui import mount_ui
@@ -86,7 +87,9 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                                       lambda result: metrics.precompute.labels(result).inc())
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     app.state.events = _event_log(store)
-    for module in (products, exhibitions, overrides, rank, search, health, events):
+    app.state.experiments = ExperimentServing(svc, app.state.events, settings.experiments_cache_s,
+                                              settings.experiment_control_pool)
+    for module in (products, exhibitions, overrides, rank, search, health, events, experiments):
         app.include_router(module.router)
     mount_ui(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -99,17 +102,9 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
 
 
 def _event_log(store: VectorStore):
-    """The shopper-event log beside the store: a Redis Stream on its Redis, or for the embedded
-    store a sqlite file in its folder (counted as appended: no consumer needed)."""
-    from indexer.embedded_store import EmbeddedStore
-    from indexer.events import EmbeddedEventLog, RedisEventLog
-    from indexer.redis_store import RedisStore
+    from indexer.events import event_log_for
 
-    if isinstance(store, RedisStore):
-        return RedisEventLog(store.r, store.prefix)
-    if isinstance(store, EmbeddedStore):
-        return EmbeddedEventLog(store.config.path)
-    return None
+    return event_log_for(store)
 
 
 def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:

@@ -30,7 +30,9 @@ class EventIn(BaseModel):
     position: int | None = Field(None, ge=1, le=100_000)
     request_id: Id | None = None
     unit: str | None = Field(None, min_length=1, max_length=256, description="visitor or session key; stored hashed")
-    arm: Id | None = Field(None, description="experiment arm that served the product")
+    arm: Id | None = Field(None, description="experiment arm that served the product (`arm` of the answer)")
+    propensity: float | None = Field(None, gt=0, le=1, description="`propensity` of the answer that showed it "
+                                     "(kept in the log for off-policy estimates)")
     timestamp: float | None = Field(None, ge=0, description="seconds since the epoch; default: when received")
 
 

@@ -250,23 +250,34 @@ class ClikService:
         availability and boosts applied; `diverse`: the greedy MMR selection (clik.diverse)."""
         if offset < 0 or limit < 1:
             raise InvalidInput("offset must be >= 0 and limit >= 1")
-
-        def rank(version: ModelVersion, requested: str | None) -> ExplainedRanking:
-            query, topic_emb = self.query_and_topic(version, topic)
-            name, stamp, block = self.store.stamped_block(exhibition_id, requested)
-            if name != version.name:  # the store resolved another active version
-                return ExplainedRanking(exhibition_id, name, [], 0)
-            calibration, threshold = self.topic_fit_model(version)
-            # read once: the rules applied and the ETag must describe the same overrides
-            overrides = self.merch.overrides(exhibition_id)
-            rules, aligned = self.rules(overrides, block, diverse)
-            ranked = explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
-                             offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
-            return replace(ranked, etag=answer_etag(exhibition_id, name, stamp, overrides.updated_at, threshold,
-                                                    offset, limit, diverse, self.settings_digest))
-
         topic = self.store.get_exhibition_topic(exhibition_id)
-        return self._ranked(model_version, rank)
+        return self._ranked(model_version, lambda version, requested: self._rank_with(
+            exhibition_id, topic, version, requested, offset, limit, diverse))
+
+    def ranking_page_of(self, exhibition_id: str, offset: int, limit: int, version_name: str,
+                        diverse: bool = False) -> ExplainedRanking:
+        """The same ranking by a registered version that need not be the active one (an
+        experiment's arm; the offline replay of a candidate). Raises VersionNotFound."""
+        if offset < 0 or limit < 1:
+            raise InvalidInput("offset must be >= 0 and limit >= 1")
+        topic = self.store.get_exhibition_topic(exhibition_id)
+        version = self.store.get_version(version_name)
+        return self._rank_with(exhibition_id, topic, version, version.name, offset, limit, diverse)
+
+    def _rank_with(self, exhibition_id: str, topic: Mapping[str, object], version: ModelVersion,
+                   requested: str | None, offset: int, limit: int, diverse: bool) -> ExplainedRanking:
+        query, topic_emb = self.query_and_topic(version, topic)
+        name, stamp, block = self.store.stamped_block(exhibition_id, requested)
+        if name != version.name:  # the store resolved another active version
+            return ExplainedRanking(exhibition_id, name, [], 0)
+        calibration, threshold = self.topic_fit_model(version)
+        # read once: the rules applied and the ETag must describe the same overrides
+        overrides = self.merch.overrides(exhibition_id)
+        rules, aligned = self.rules(overrides, block, diverse)
+        ranked = explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
+                         offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
+        return replace(ranked, etag=answer_etag(exhibition_id, name, stamp, overrides.updated_at, threshold,
+                                                offset, limit, diverse, self.settings_digest))
 
     @property
     def settings_digest(self) -> str:

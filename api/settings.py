@@ -94,6 +94,14 @@ class ApiSettings(StoreSettings, FetchSettings, BaseSettings):
     events_batch_max: int = Field(1000, ge=1)
     events_unit_salt: str = ""  # key of the hash that replaces visitor/session keys (set it per deployment)
 
+    # Experiments (docs/experiments.md). Definitions, bindings and the event counters the
+    # exploring arm learns from are cached per process this long: a request in an experiment
+    # then costs no store read more than a plain one; the sampler sees clicks within it.
+    experiments_cache_s: float = Field(1.0, ge=0)
+    # control=random draws among the first this many shown products of the ranking (all of
+    # them for any exhibition of the paper's size; bounded so one request stays cheap).
+    experiment_control_pool: int = Field(1000, ge=1)
+
     # Readiness: the active version must have vectors for at least this share of the products
     # that are not failed (a rollout that left the catalogue unencoded is not "ready").
     ready_min_coverage: float = Field(0.5, ge=0, le=1)

@@ -8,8 +8,8 @@ from typing import Optional
 
 import typer
 
-from .commands import (config, data, demo, evaluate, events, experiment, export, index, models, rank, report, serve,
-                       train, worker)
+from .commands import (config, data, demo, evaluate, events, experiment, experiments, export, index, models, rank, report,
+                       serve, train, worker)
 from .config_file import ConfigFileError, apply_config_file
 
 # The default towers load from wheels; a stray hub lookup would only hang on an offline box.
@@ -55,6 +55,7 @@ app.command("worker")(worker.worker)
 app.command("config")(config.config)
 app.command("events")(events.events)
 app.command("experiment")(experiment.experiment)
+app.add_typer(experiments.app, name="experiments")
 
 if __name__ == "__main__":
     app()

@@ -122,6 +122,11 @@ class RedisEventLog:
             out[(version, arm, product, kind)] = int(n)
         return out
 
+    def exhibitions(self) -> list[str]:
+        """Exhibitions that have counters (an experiment over every exhibition sums these)."""
+        start = len(self.p) + len("ev:c:")
+        return sorted(k.decode()[start:] for k in self.r.scan_iter(match=self.p + "ev:c:*", count=1000))
+
     def stats(self) -> dict[str, int]:
         pending = 0
         try:
@@ -134,13 +139,17 @@ class RedisEventLog:
 
 
 def consume(log: RedisEventLog, consumer: str, batch: int = 500, block_ms: int = 1000,
-            stop_after_idle: float | None = None, on_batch=None) -> int:
+            stop_after_idle: float | None = None, on_batch=None, before_commit=None) -> int:
     """Count events until interrupted (or until nothing arrived for stop_after_idle seconds);
-    returns the events counted."""
+    returns the events counted. `before_commit(entries)` runs before a batch is counted and
+    acknowledged (the day files: written first, so a kill can repeat a line there, never lose
+    one; readers drop repeats by event_id)."""
     total, idle_since = 0, time.monotonic()
     while True:
         entries = log.read(consumer, batch, block_ms)
         if entries:
+            if before_commit:
+                before_commit(entries)
             total += log.commit(entries)
             idle_since = time.monotonic()
             if on_batch:
@@ -199,6 +208,25 @@ class EmbeddedEventLog:
             rows = self._db.execute("SELECT field, n FROM counters WHERE exhibition_id = ?", (exhibition_id,)).fetchall()
         return {tuple(field.split("|")): n for field, n in rows}  # ids never hold "|"
 
+    def exhibitions(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT DISTINCT exhibition_id FROM counters ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    def iter_events(self, since: float = 0.0, batch: int = 10_000):
+        """Every logged event (each event_id once, in event_id order): what `clik data events` reads
+        on the embedded store, where the log itself is the day files' equivalent."""
+        last = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute("SELECT event_id, doc FROM events WHERE received >= ? AND event_id > ? "
+                                        "ORDER BY event_id LIMIT ?", (since, last, batch)).fetchall()
+            if not rows:
+                return
+            for _event_id, doc in rows:
+                yield json.loads(doc)
+            last = rows[-1][0]
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             stats = dict(self._db.execute("SELECT k, n FROM stats").fetchall())
@@ -207,3 +235,17 @@ class EmbeddedEventLog:
 
     def close(self) -> None:
         self._db.close()
+
+
+def event_log_for(store):
+    """The shopper-event log beside a store: a Redis Stream on its Redis, or for the embedded
+    store a sqlite file in its folder (counted as appended: no consumer needed); None for a
+    store of another kind."""
+    from indexer.embedded_store import EmbeddedStore
+    from indexer.redis_store import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisEventLog(store.r, store.prefix)
+    if isinstance(store, EmbeddedStore):
+        return EmbeddedEventLog(store.config.path)
+    return None

@@ -4,17 +4,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api.answers import conditional
+from api.error_bodies import SafeJSONResponse
+from api.experiment_serve import prefixed
 from api.auth import require_reader, writer_name
 from api.deps import ModelVersionParam, answers, service, unprocessable
 from api.schemas import ID_ALPHABET, ID_PATTERN, ExhibitionIn, ExhibitionList, ExhibitionOut, ExhibitionSummary, RankingOut, RankingPage
 from api.service import ClikService
-from api.ranked_answers import PAGE, REPRESENTATIVE, RankingAnswers, Request as AnswerRequest
+from api.ranked_answers import PAGE, REPRESENTATIVE, RankingAnswers, Request as AnswerRequest, ranking_body
 from indexer.records import Exhibition
 
 router = APIRouter(tags=["exhibitions"])
 ExhibitionId = Path(min_length=1, max_length=512, pattern=ID_PATTERN, description=ID_ALPHABET)
 DiverseParam = Query(False, description="greedy MMR selection: varied images, at most one per family "
                      "(attrs.family), never two near-duplicates (docs/merchandising.md)")
+UNIT_DOC = ("a visitor or session key: serve the arm of the running experiment it is assigned to "
+            "(deterministically), with request_id, arm and propensity to log in its events")
 _READ_ERRORS = {404: {}, 409: {"description": "model_version is not the active one"},
                 503: {"description": "store down or no model active/loadable"}}
 
@@ -70,21 +74,50 @@ def delete_exhibition(exhibition_id: str = ExhibitionId, svc: ClikService = Depe
             dependencies=[Depends(require_reader)], responses=_READ_ERRORS)
 def representative(request: Request, exhibition_id: str = ExhibitionId, topk: int = Query(1, ge=1),
                    diverse: bool = DiverseParam,
-                   model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service),
-                   found: RankingAnswers = Depends(answers)):
+                   model_version: str | None = ModelVersionParam,
+                   unit: str | None = Query(None, min_length=1, max_length=256, description=UNIT_DOC),
+                   experiment: str | None = Query(None, min_length=1, max_length=200, pattern=ID_PATTERN,
+                                                  description="the experiment to serve (default: the running "
+                                                  "one bound to this exhibition); needs unit"),
+                   svc: ClikService = Depends(service), found: RankingAnswers = Depends(answers)):
     """The top `topk` products: the most appealing among those that fit the topic. Each item
     carries `appeal` (CLIK's ranking score), `topic_fit` (calibrated probability of belonging
     to the topic), `off_topic` and the final `score`; a flagged product comes first only when
     every product is flagged (`all_off_topic`). Blocked, sold-out and hidden products are
     never shown; pinned ones keep their positions; `boosts` shows each score modifier.
-    The answer carries an ETag (304 for a client that holds it) and Cache-Control."""
+    The answer carries an ETag (304 for a client that holds it) and Cache-Control.
+
+    With `unit` (a visitor or session key): the answer of the unit's experiment arm, with
+    `request_id`, `experiment`, `arm`, `policy`, `share` and the `propensity` of the first item
+    (docs/experiments.md); such answers are per request (`Cache-Control: private, no-store`)."""
     if topk > svc.settings.representative_max_topk:
         raise unprocessable(["query", "topk"], f"at most {svc.settings.representative_max_topk}")
+    if unit is not None:
+        if model_version is not None:
+            raise unprocessable(["query", "model_version"], "an experiment's arm picks the model version: "
+                                "leave model_version out with unit")
+        return _in_experiment(request, found, exhibition_id, unit, experiment, topk, diverse)
+    if experiment is not None:
+        raise unprocessable(["query", "unit"], "experiment needs the unit to assign to an arm")
     # the hot path: one round trip for the tag, then the answer's bytes from this process or
     # the store (api/ranked_answers.py); response_model still documents the body
     req = AnswerRequest(REPRESENTATIVE, exhibition_id, 0, topk, model_version, diverse)
     return conditional(request, found.current_tag(req), svc.settings.result_max_age_s,
                        lambda etag: found.body(req, etag))
+
+
+def _in_experiment(request: Request, found: RankingAnswers, exhibition_id: str, unit: str, experiment: str | None,
+                   topk: int, diverse: bool) -> Response:
+    served = request.app.state.experiments.serve(exhibition_id, unit, experiment, topk, diverse)
+    r = served.ranking
+    if served.plain:
+        # the plain answer's bytes (this process's, the store's or computed), the experiment's
+        # fields in front
+        req = AnswerRequest(REPRESENTATIVE, exhibition_id, 0, topk, None, diverse)
+        body = prefixed(served.extras, found.body(req, found.current_tag(req))[1])
+    else:
+        body = SafeJSONResponse({**served.extras, **ranking_body(r)}).body
+    return Response(content=body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
 
 
 @router.get("/exhibitions/{exhibition_id}/ranking", response_model=RankingPage,

@@ -220,3 +220,29 @@ def test_pin_and_block_from_the_grid_and_the_diverse_collage(site, browser):
 def saved(page, n: int) -> None:
     """Wait until the page has finished its n-th override change (ranking, lists, collage redrawn)."""
     page.wait_for_function(f"document.body.dataset.saved === '{n}'")
+
+
+def test_experiment_page_shows_the_report_table_and_plot(site, browser):
+    url, _ = site
+    http = httpx.Client(base_url=url, headers={"X-API-Key": "k"})
+    assert http.put("/experiments/ui-ab", json={"exhibitions": ["knit"], "arms": [
+        {"name": "control", "share": 1, "policy": "control"}, {"name": "clik", "share": 1, "policy": "model"}]}
+    ).status_code == 200
+    events = [{"event_id": f"ui-{arm}-{i}", "type": "impression", "exhibition_id": "knit", "product_id": "p3",
+               "arm": f"ui-ab:{arm}"} for arm, n in (("control", 200), ("clik", 100)) for i in range(n)]
+    events += [{"event_id": f"ui-{arm}-c{i}", "type": "click", "exhibition_id": "knit", "product_id": "p3",
+                "arm": f"ui-ab:{arm}"} for arm, n in (("control", 10), ("clik", 12)) for i in range(n)]
+    assert http.post("/events", json={"events": events}).status_code == 202  # embedded: counted at once
+    expected = http.get("/experiments/ui-ab").json()
+
+    page = browser.new_page()
+    page.goto(f"{url}/ui")
+    page.locator("[data-testid=experiments-link]").click()
+    page.locator("[data-testid=experiments] a", has_text="ui-ab").click()
+    page.wait_for_selector("[data-testid=experiment-report] tr[data-arm=clik]")
+    row = page.locator("[data-testid=experiment-report] tr[data-arm=clik] td").all_inner_texts()
+    clik = next(a for a in expected["arms"] if a["arm"] == "clik")
+    assert row[:5] == ["clik", "model", "100", "12", "12.00%"]
+    assert row[6] == f"{clik['p_beats_control']:.3f}" and row[7] == "140.00%"  # 12% over 5%
+    assert page.locator("[data-testid=experiment-plot] circle").count() == 2
+    page.close()

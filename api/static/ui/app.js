@@ -238,11 +238,90 @@ function fillList(name, ids, withReason) {
   }
 }
 
+const VIEWS = ["list-view", "detail-view", "experiments-view", "experiment-view"];
+function only(view) { for (const v of VIEWS) $(v).hidden = v !== view; }
+
+async function showExperiments() {
+  only("experiments-view");
+  const list = await api("/experiments");
+  const box = $("experiments");
+  box.replaceChildren();
+  if (!list.items.length) box.append(el("li", { class: "meta" }, "no experiments yet (PUT /experiments/{id})"));
+  for (const e of list.items) {
+    const arms = e.arms.map((a) => `${a.name} (${a.policy}, ${a.share})`).join(", ");
+    box.append(el("li", {}, el("a", { href: `#/experiments/${encodeURIComponent(e.experiment_id)}` }, e.experiment_id),
+                  ` — ${e.status}; ${arms}`));
+  }
+}
+
+const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(2)}%`);
+const interval = (ci) => (ci ? `[${pct(ci[0])}, ${pct(ci[1])}]` : "–");
+
+// A plain SVG: one row per arm, the CTR as a dot, its 95% interval as a bar, control's CTR dashed.
+function ctrPlot(doc) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svgEl = (tag, attrs) => {
+    const n = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    return n;
+  };
+  const rowH = 28, left = 130, width = 420, height = doc.arms.length * rowH + 30;
+  const top = Math.max(0.01, ...doc.arms.map((a) => (a.ctr_ci95 ? a.ctr_ci95[1] : 0))) * 1.1;
+  const x = (v) => left + (v / top) * width;
+  const svg = svgEl("svg", { width: left + width + 20, height, role: "img", "aria-label": "CTR per arm" });
+  const control = doc.arms.find((a) => a.control);
+  doc.arms.forEach((a, i) => {
+    const y = 15 + i * rowH + rowH / 2;
+    const label = svgEl("text", { x: 0, y: y + 4, "font-size": 13 });
+    label.textContent = a.arm;
+    svg.append(label);
+    if (a.ctr_ci95) svg.append(svgEl("line", { x1: x(a.ctr_ci95[0]), x2: x(a.ctr_ci95[1]), y1: y, y2: y,
+                                               stroke: a.control ? "#6e6e73" : "#b3261e", "stroke-width": 4 }));
+    if (a.ctr !== null) svg.append(svgEl("circle", { cx: x(a.ctr), cy: y, r: 5, fill: "#1d1d1f", "data-arm": a.arm }));
+  });
+  if (control && control.ctr !== null) {
+    svg.append(svgEl("line", { x1: x(control.ctr), x2: x(control.ctr), y1: 5, y2: height - 20, stroke: "#6e6e73",
+                               "stroke-dasharray": "4 3" }));
+  }
+  const axis = svgEl("text", { x: left, y: height - 4, "font-size": 11, fill: "#6e6e73" });
+  axis.textContent = `0 … ${pct(top)} CTR`;
+  svg.append(axis);
+  return svg;
+}
+
+async function showExperiment(id) {
+  only("experiment-view");
+  const doc = await api(`/experiments/${encodeURIComponent(id)}`);
+  $("experiment-name").textContent = `Experiment ${doc.experiment_id}`;
+  const d = doc.definition;
+  $("experiment-meta").textContent = `${d.status}; exhibitions: ${d.exhibitions ? d.exhibitions.join(", ") : "all"}; ` +
+    `control: ${doc.control_arm}`;
+  const head = el("tr", {}, ...["arm", "policy", "impressions", "clicks", "CTR", "CTR 95%", "P(> control)", "lift",
+                                "lift 95%"].map((h) => el("th", {}, h)));
+  const rows = doc.arms.map((a) => el("tr", { "data-arm": a.arm },
+    ...[a.arm, a.policy, String(a.impressions), String(a.clicks), pct(a.ctr), interval(a.ctr_ci95),
+        a.p_beats_control === null ? "–" : a.p_beats_control.toFixed(3), pct(a.lift), interval(a.lift_ci95)]
+      .map((c) => el("td", {}, c))));
+  $("experiment-table").replaceChildren(head, ...rows);
+  $("experiment-plot").replaceChildren(ctrPlot(doc));
+}
+
 async function route() {
   $("error").hidden = true;
   const match = location.hash.match(/^#\/exhibitions\/(.+)$/);
+  const experiment = location.hash.match(/^#\/experiments\/(.+)$/);
   try {
-    if (match) await showExhibition(decodeURIComponent(match[1])); else await showList();
+    if (match) {
+      only("detail-view");
+      await showExhibition(decodeURIComponent(match[1]));
+    } else if (experiment) {
+      await showExperiment(decodeURIComponent(experiment[1]));
+    } else if (location.hash === "#/experiments") {
+      await showExperiments();
+    } else {
+      only("list-view");
+      await showList();
+    }
   } catch (err) {
     showError(err);
   }
