@@ -8,16 +8,16 @@ import pytest
 
 from indexer.events import RedisEventLog
 from indexer.redis_client import redis_client
-from tests.indexer.conftest import REDIS_KINDS, _cleanup, _redis_params
+from tests.support.redis_stores import REDIS_KINDS, cleanup_prefix, redis_url_for
 
 
 @pytest.fixture(params=REDIS_KINDS)
 def log(request):
-    url = _redis_params(request.param, request)
+    url = redis_url_for(request.param, request)
     prefix = f"clik-test-{uuid.uuid4().hex[:12]}:"
     client = redis_client(url)
     yield RedisEventLog(client, prefix)
-    _cleanup(client, prefix)
+    cleanup_prefix(client, prefix)
     client.close()
 
 

@@ -39,11 +39,11 @@ def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
 def test_topic_languages_run_on_the_same_exhibitions_and_are_compared(tmp_path):
     """`--languages en,ko`: each split also written with Korean topics, every run on both, one
     table with both rows and the MRR ratio (the probe: closed form, quick)."""
-    from tests.training.test_hm_reader import _write_raw
+    from tests.support.hm_raw import write_hm_raw
     from training.data.format import load_dataset
 
     raw = tmp_path / "raw"
-    _write_raw(raw)
+    write_hm_raw(raw)
     plan = ExperimentPlan(raw_dir=raw, out_dir=tmp_path / "exp", seeds=(1,), runs=("probe",), test_frac=0.34,
                           overrides=("model=clik-tiny-test", "calibration_folds=0", f"cache_dir={tmp_path / 'cache'}"),
                           languages=("en", "ko"), reader_options={"min_group": 6, "size": 10})
