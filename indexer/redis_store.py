@@ -465,37 +465,36 @@ class RedisStore(VectorStore):
 
     # -- ranking --------------------------------------------------------------------------------
     def block_stamp(self, exhibition_id: str, job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
-        # One pipelined round trip: the stamp check and the records (an exhibition's overrides).
-        # EVALSHA by hand: a Script object in a pipeline makes redis-py send SCRIPT EXISTS first,
-        # a second round trip on every call (seen in a profile of the warm path).
+        # One pipelined round trip on one Redis: the stamp check and the records (an exhibition's
+        # overrides). EVALSHA by hand: a Script object in a pipeline makes redis-py send SCRIPT
+        # EXISTS first, a second round trip on every call (seen in a profile of the warm path).
+        # On a cluster the script goes to its slot's master (redis-py's cluster pipeline refuses
+        # EVALSHA) and the job records, untagged, are read where they live: a second round trip.
         script = self._scripts["CHECK_BLOCK"]
+        cluster = isinstance(self.r, RedisCluster)
+        client = self.r.get_redis_connection(self.r.get_node_from_key(self._route[0])) if cluster else self.r
         with _translated_errors():
             for attempt in (0, 1):
-                pipe = self.r.pipeline(transaction=False)
-                pipe.evalsha(script.sha, 0, self.prefix, exhibition_id, "")
-                for job_id in job_ids:
-                    pipe.get(self._k("job", job_id))
+                pipe = client.pipeline(transaction=False)
+                pipe.evalsha(script.sha, len(self._route), *self._route, self.core, exhibition_id, "")
+                if not cluster:
+                    for job_id in job_ids:
+                        pipe.get(self._job_key(job_id))
                 try:
                     found = pipe.execute()
                     break
                 except redis.exceptions.NoScriptError:  # a restarted or flushed server
                     if attempt:
                         raise
-                    self.r.script_load(script.script)
+                    client.script_load(script.script)
+            records = found[1:] if not cluster else [self.r.get(self._job_key(j)) for j in job_ids]
         name, _, stamp = (x.decode() for x in found[0])
-        return name, stamp, [json.loads(raw) if raw else None for raw in found[1:]]
+        return name, stamp, [json.loads(raw) if raw else None for raw in records]
 
     def prepare_block(self, exhibition_id: str, version: str) -> str:
-        name, vid, stamp = (x.decode() for x in self._run("CHECK_BLOCK", exhibition_id, version))
-        bk = self._k("b", vid, exhibition_id)
-        with _translated_errors():
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hget(bk, "s")
-            pipe.expire(bk, self.config.block_ttl_s)
-            stored, _ = pipe.execute()
-        if stored is not None and stored.decode() == stamp:
-            return stamp
-        return self._run("BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s)[1].decode()
+        # the read path's own fetch: on a cluster the block is built by the script and stored
+        # here, in its own slot (reading the bytes back once is the price of one code path)
+        return self._fetch_block(exhibition_id, version, None)[1]
 
     # Answers: plain string keys "<prefix>ans:<etag>" with a TTL, outside every Lua script.
     def put_answer(self, key: str, body: bytes, ttl_s: int) -> None:
