@@ -199,7 +199,7 @@ def main() -> None:
     out["mrr_served"] = mrr(served_run, eval_dir, cache)
 
     from clik_cli.demo_steps import export_model
-    from clik_cli.embedded import fetch_limits
+    from clik_cli.single_machine import fetch_limits
     from indexer.config import open_store
     from indexer.store_settings import remember_file_roots
     from worker.encode import EncoderCache, encode_products
