@@ -81,9 +81,8 @@ class _Ttl:
 
 @dataclass(frozen=True)
 class Served:
-    ranking: ExplainedRanking
+    ranking: ExplainedRanking | None  # None: the active version's plain answer, sent as cached bytes
     extras: dict  # request_id, experiment, arm, policy, propensity, share
-    plain: bool  # the active version's answer (no experiment, or a model arm of the active version): the plain bytes apply
 
 
 class ExperimentServing:
@@ -116,24 +115,23 @@ class ExperimentServing:
         request_id = uuid.uuid4().hex
         experiment = self.experiment(experiment_id, exhibition_id)
         if experiment is None or not experiment.serves(exhibition_id):
-            r = self.svc.representative(exhibition_id, topk, None, diverse)
-            return Served(r, {"request_id": request_id, "experiment": None, "arm": None, "policy": None,
-                              "propensity": 1.0 if r.items else None, "share": None}, True)
+            # the plain answer: the route sends its cached bytes (ranking None), propensity 1
+            return Served(None, {"request_id": request_id, "experiment": None, "arm": None, "policy": None,
+                                 "propensity": 1.0, "share": None})
         arm, share = assign(experiment, unit)
         extras = {"request_id": request_id, "experiment": experiment.experiment_id,
                   "arm": arm.label(experiment.experiment_id), "policy": arm.policy, "share": share}
         if arm.policy == "model":
-            if arm.model_version is None:
-                r = self.svc.representative(exhibition_id, topk, None, diverse)
-            else:
-                r = self.svc.ranking_page_of(exhibition_id, 0, topk, arm.model_version, diverse)
-            return Served(r, {**extras, "propensity": 1.0 if r.items else None}, arm.model_version is None)
+            if arm.model_version is None:  # the active version: the plain answer's cached bytes
+                return Served(None, {**extras, "propensity": 1.0})
+            r = self.svc.ranking_page_of(exhibition_id, 0, topk, arm.model_version, diverse)
+            return Served(r, {**extras, "propensity": 1.0 if r.items else None})
         rng = np.random.default_rng(int(request_id[:16], 16))  # the request id replays the choice
         if arm.policy == "control":
             ranking, chosen, propensity = self._control(exhibition_id, arm, rng, diverse)
         else:
             ranking, chosen, propensity = self._explore(experiment, exhibition_id, arm, rng, diverse)
-        return Served(_first(ranking, chosen, topk), {**extras, "propensity": propensity}, False)
+        return Served(_first(ranking, chosen, topk), {**extras, "propensity": propensity})
 
     def _pool(self, exhibition_id: str, n: int, diverse: bool) -> ExplainedRanking:
         return self.svc.representative(exhibition_id, n, None, diverse)

@@ -1,6 +1,8 @@
 """Exhibitions: topic + product list; their representative image and full ranking."""
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api.answers import conditional
@@ -109,14 +111,15 @@ def representative(request: Request, exhibition_id: str = ExhibitionId, topk: in
 def _in_experiment(request: Request, found: RankingAnswers, exhibition_id: str, unit: str, experiment: str | None,
                    topk: int, diverse: bool) -> Response:
     served = request.app.state.experiments.serve(exhibition_id, unit, experiment, topk, diverse)
-    r = served.ranking
-    if served.plain:
+    if served.ranking is None:
         # the plain answer's bytes (this process's, the store's or computed), the experiment's
-        # fields in front
+        # fields in front; a propensity only where something was served
         req = AnswerRequest(REPRESENTATIVE, exhibition_id, 0, topk, None, diverse)
-        body = prefixed(served.extras, found.body(req, found.current_tag(req))[1])
+        plain = found.body(req, found.current_tag(req))[1]
+        extras = served.extras if json.loads(plain)["items"] else {**served.extras, "propensity": None}
+        body = prefixed(extras, plain)
     else:
-        body = SafeJSONResponse({**served.extras, **ranking_body(r)}).body
+        body = SafeJSONResponse({**served.extras, **ranking_body(served.ranking)}).body
     return Response(content=body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
 
 
