@@ -3,6 +3,8 @@
 Image features are keyed by (backbone, image content hash): the same photo used by several
 products or datasets is encoded once, and a different backbone (architecture, input size or
 weights) never reads another's features. Text features are keyed by (backbone, topic text).
+Partial mode also caches each image's stem activations (the backbone before its trained top),
+keyed by the stem's own weights, so a partially trained model still finds them.
 """
 from __future__ import annotations
 
