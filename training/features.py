@@ -201,8 +201,7 @@ def image_stem_features(model: ClikModel, sources: Sequence[str], cache_root: st
     tower = model.image
     was_training = tower.training
     tower.eval()
-    probe = tower.stem(torch.zeros(1, 3, tower.cfg.image_size, tower.cfg.image_size, device=device), top_stages)
-    shape = tuple(probe.shape[1:])
+    shape = _stem_shape(tower, top_stages)
     cache = FeatureCache(_stem_cache_dir(cache_root, tower, top_stages), int(np.prod(shape)), np.float16)
     pooled = FeatureCache(Path(cache_root) / _pooled_key(tower), tower.width)
     transform = eval_transform(tower.cfg.image_size, tower.cfg.mean, tower.cfg.std)
@@ -230,7 +229,14 @@ def _pooled_key(tower) -> str:
     return f"image-{tower.cfg.name}-{tower.cfg.image_size}-{module_digest(tower.backbone)}"
 
 
-def _stem_source(tower, cache_root: str | Path) -> tuple[FeatureCache, int] | None:
+def _stem_shape(tower, top_stages: int) -> tuple[int, ...]:
+    """The shape of one image's stem activations (one blank image through the stem)."""
+    size = tower.cfg.image_size
+    device = next(tower.parameters()).device
+    return tuple(tower.stem(torch.zeros(1, 3, size, size, device=device), top_stages).shape[1:])
+
+
+def _stem_source(tower, cache_root: str | Path) -> tuple[FeatureCache, int, tuple[int, ...]] | None:
     """A stem activation cache this backbone's stem wrote (the largest top first: its top is
     cheapest to run), if there is one."""
     try:
@@ -240,9 +246,8 @@ def _stem_source(tower, cache_root: str | Path) -> tuple[FeatureCache, int] | No
     for top_stages in range(count - 1, -1, -1):
         directory = _stem_cache_dir(cache_root, tower, top_stages)
         if (directory / "keys.json").exists():
-            probe = tower.stem(torch.zeros(1, 3, tower.cfg.image_size, tower.cfg.image_size,
-                                           device=next(tower.parameters()).device), top_stages)
-            return FeatureCache(directory, int(np.prod(probe.shape[1:])), np.float16), top_stages
+            shape = _stem_shape(tower, top_stages)
+            return FeatureCache(directory, int(np.prod(shape)), np.float16), top_stages, shape
     return None
 
 
@@ -260,10 +265,8 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
     tower.eval()
     stem = _stem_source(tower, cache_root) if todo else None
     if stem is not None:
-        stem_cache, top_stages = stem
+        stem_cache, top_stages, shape = stem
         from_stem = [item for item in todo if hashes[item.key] in stem_cache]
-        size = tower.cfg.image_size
-        shape = tower.stem(torch.zeros(1, 3, size, size, device=device), top_stages).shape[1:]
         for start in range(0, len(from_stem), batch_size):
             keys = [hashes[item.key] for item in from_stem[start : start + batch_size]]
             acts = torch.as_tensor(stem_cache.get(keys).reshape(len(keys), *shape), device=device).float()
