@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.support.api_server import ApiServer, api_settings
+from tests.support.bundles import store_with_linen_shirts
 from tests.support.services import STORE_URL, delete_keys, redis_or_skip
 
 pytestmark = pytest.mark.redis
@@ -18,16 +19,9 @@ pytestmark = pytest.mark.redis
 def two_apis(api_bundle):
     redis_or_skip()
     from api.app import create_app
-    from indexer.config import open_store
 
     prefix = f"clik-condtest-{uuid.uuid4().hex[:10]}:"
-    store = open_store(STORE_URL, prefix=prefix)
-    store.register_version(api_bundle.version, api_bundle.embed_dim, bundle_uri=str(api_bundle.path))
-    store.activate(api_bundle.version)
-    rng = np.random.default_rng(0)
-    store.import_products([(f"p{i}", f"https://img.example/{i}.jpg", f"h{i}") for i in range(8)])
-    store.put_vectors(api_bundle.version, [(f"h{i}", rng.standard_normal(api_bundle.embed_dim)) for i in range(8)])
-    store.put_exhibition("e", {"name": "linen shirts"}, [f"p{i}" for i in range(8)])
+    store = store_with_linen_shirts(api_bundle, STORE_URL, prefix)
     settings = api_settings(prefix, result_max_age_s=7, merch_cache_s=0)
     with ApiServer(create_app(settings)) as a, ApiServer(create_app(settings)) as b:
         yield a.client(), b.client(), store, api_bundle
