@@ -17,14 +17,19 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.config import DEFAULT_EMBEDDED_PATH
+from indexer.contracts import is_redis_url
 from indexer.records import ModelVersion
 from indexer.shared_search_index import SharedSearchIndex
 from indexer.store import VectorStore
 
 
 def default_catalogue_dir(store_url: str | None, store_prefix: str) -> Path:
-    """The same folder for every process of this host serving the same store."""
-    digest = hashlib.blake2b(f"{store_url}|{store_prefix}".encode(), digest_size=8).hexdigest()
+    """The same folder for every process of this host serving the same store (an embedded
+    store by its absolute path: two working folders' default stores are different stores)."""
+    where = store_url if is_redis_url(store_url) else str(
+        (Path(store_url.removeprefix("file://")) if store_url else DEFAULT_EMBEDDED_PATH).resolve())
+    digest = hashlib.blake2b(f"{where}|{store_prefix}".encode(), digest_size=8).hexdigest()
     return Path(tempfile.gettempdir()) / "clik-catalogue" / digest
 
 

@@ -121,3 +121,4 @@ def test_processes_starting_together_build_the_index_once(redis_store, tmp_path)
     outs = [json.loads(p.communicate("go\n", timeout=120)[0]) for p in procs]
     assert sorted(o["rebuilds"] for o in outs) == [0, 0, 1]
     assert {o["size"] for o in outs} == {2000}
+
