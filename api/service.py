@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from api.answers import RenderedAnswers
-from api.catalogue import CatalogueSearch
+from api.catalogue import CatalogueSearch, default_catalogue_dir
 from api.coverage import CoverageMonitor
 from api.encode_queue import EncodeQueue
 from api.errors import ImageUnavailable, ModelUnavailable, VersionMismatch
@@ -108,7 +108,9 @@ class ClikService:
         self.answers = RenderedAnswers()
         self._background: set[str] = set()
         self._background_lock = threading.Lock()
-        self.catalogue = CatalogueSearch(store, settings.catalogue_dir, settings.catalogue_min_rebuild_s)
+        self.catalogue = CatalogueSearch(
+            store, settings.catalogue_dir or default_catalogue_dir(settings.store_url, settings.store_prefix),
+            settings.catalogue_min_rebuild_s)
 
     def load_in_background(self, version: ModelVersion) -> None:
         """Start loading a version's text side (readiness, start-up) without waiting for it."""

@@ -16,7 +16,7 @@ from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
 from indexer.ranking import cosine_scores, ranked_slice
-from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
+from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
 from indexer.vectors import normalised_query
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
@@ -192,6 +192,18 @@ class VectorStore(abc.ABC):
     def catalogue_generation(self) -> int:
         """A counter that moves whenever a product or a vector changes: a catalogue index built
         at generation g is current while this still returns g."""
+
+    @abc.abstractmethod
+    def catalogue_changes(self, since: int) -> CatalogueChanges | None:
+        """The products changed after catalogue generation `since` (product, status, image or
+        vector in any version), with the generation that brings an index built at `since` up
+        to date; None when the change log no longer reaches back that far (or `since` is not
+        this store's): the caller rebuilds from iter_product_vectors."""
+
+    @abc.abstractmethod
+    def product_vectors(self, version: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The products among `product_ids` that are encoded and have a vector for `version`,
+        and their fp16 vectors (rows in that order): an incremental catalogue update's input."""
 
     # -- topic-embedding cache ----------------------------------------------------------------
     @abc.abstractmethod

@@ -405,6 +405,47 @@ def test_catalogue_generation_moves_with_products_and_vectors(store):
     assert moved()
 
 
+def test_catalogue_changes_name_what_changed_since_a_generation(store):
+    store.register_version("v1", DIM)
+    for i in range(3):
+        store.put_product(f"p{i}", f"src{i}")
+        store.mark_encoded(f"p{i}", "shared" if i < 2 else "h2")
+    start = store.catalogue_generation()
+    assert store.catalogue_changes(start).product_ids == ()
+    store.put_vector("v1", "shared", np.ones(DIM))  # the image of p0 and p1
+    changes = store.catalogue_changes(start)
+    assert sorted(changes.product_ids) == ["p0", "p1"]
+    assert changes.generation == store.catalogue_generation()
+    mid = changes.generation
+    store.delete_product("p0")
+    store.put_product("p3", "src3")
+    assert sorted(store.catalogue_changes(mid).product_ids) == ["p0", "p3"]
+    assert sorted(store.catalogue_changes(start).product_ids) == ["p0", "p1", "p3"]  # one entry each
+    assert store.catalogue_changes(store.catalogue_generation() + 5) is None  # not this store's
+
+
+def test_catalogue_changes_of_one_large_bulk_write_are_all_logged(store):
+    store.register_version("v1", DIM)
+    n = 9000  # more than one Lua unpack() takes at once
+    store.import_products([(f"p{i}", f"s{i}", f"h{i}") for i in range(n)])
+    start = store.catalogue_generation()
+    store.put_vectors("v1", [(f"h{i}", np.ones(DIM)) for i in range(n)])
+    assert len(store.catalogue_changes(start).product_ids) == n
+
+
+def test_product_vectors_are_those_of_encoded_products_with_a_vector(store):
+    vecs = filled(store, 4)
+    store.put_product("p9", "pending-src")  # no image yet
+    store.mark_failed("p3", "gone")
+    ids, mat = store.product_vectors("v1", ["p2", "p0", "p3", "p9", "nope", "p0"])
+    got = dict(zip(ids, mat.astype(np.float32)))
+    assert sorted(got) == ["p0", "p2"] and mat.dtype == np.float16
+    np.testing.assert_allclose(got["p2"], vecs[2], atol=2e-3)
+    assert store.product_vectors("v1", [])[0] == []
+    with pytest.raises(VersionNotFound):
+        store.product_vectors("nope", ["p0"])
+
+
 def test_coverage_counts_products_with_a_vector_per_version(store):
     filled(store, 6)  # p0..p5 encoded with vectors in v1
     store.put_product("p-pending", "https://img/pending.jpg")
