@@ -3,6 +3,7 @@
 The index lives in this process and is rebuilt from the store when the active version or the
 store's catalogue generation (any product or vector change) differs from the one it was built
 at; at most once per `min_rebuild_s`, so a busy catalogue is searched at most that stale.
+A free-text search (GET /search, `TextSearch`) is the text's query by the active version against it.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from api.queries import RankingQueries
+from api.versions import ActiveVersions
 from indexer.search_index import SearchIndex
 from indexer.records import ModelVersion
 from indexer.store import VectorStore
@@ -43,3 +46,16 @@ class CatalogueSearch:
             if len(index) == 0:
                 return []
             return index.search(query, k)
+
+
+class TextSearch:
+    def __init__(self, index: CatalogueSearch, versions: ActiveVersions, queries: RankingQueries) -> None:
+        self.index = index
+        self.versions = versions
+        self.queries = queries
+
+    def search(self, text: str, k: int, model_version: str | None) -> tuple[str, list[tuple[str, float]]]:
+        """(the version searched with, the k best (product id, score)) for a free-text topic."""
+        version = self.versions.resolve(model_version)
+        query = self.queries.query(version, {"name": text})
+        return version.name, self.index.search(version, query, k)
