@@ -15,17 +15,15 @@ from indexer.contracts import (
     PRECOMPUTE_EXHIBITIONS,
     REINDEX,
     REINDEX_CHUNK,
-    is_redis_url,
 )
 from indexer.errors import NoActiveVersion, VersionNotFound
-from indexer.redis_client import redis_client
+from indexer.pending import PendingSet
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
 from worker import canary, device, precompute, reindex
 from worker.app import app, settings
 from worker.encode import EncoderCache, encode_products as _encode
 from worker.ingest import DrainOptions, drain
-from worker.pending import PendingSet
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +35,14 @@ _topic_sides: precompute.TopicSides | None = None
 
 
 def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
-    """One store client, one encoder cache (and the pending set on Redis) per worker process."""
+    """One store client, one encoder cache (and the store's pending set, where it keeps one:
+    indexer.pending) per worker process."""
     global _store, _encoders, _pending
     with _lock:
         if _store is None:
             _store = open_store(settings.store_url, prefix=settings.store_prefix)
-            if settings.group_pending and is_redis_url(settings.store_url):
-                _pending = PendingSet(redis_client(settings.store_url), settings.store_prefix,
-                                      lease_s=settings.pending_lease_s)
+            if settings.group_pending:
+                _pending = _store.pending_set(lease_s=settings.pending_lease_s)
         if _encoders is None:
             name = device.configure(settings.device, settings.torch_threads)
             _encoders = EncoderCache(name, settings.batch_size, settings.max_encoders, **settings.encoder_options())
@@ -79,7 +77,7 @@ def _limits(store: VectorStore):
 def encode_products(self, product_ids: list[str]) -> dict:
     """Encode these products' images with the active model version (idempotent).
 
-    On a Redis store the products are recorded in the pending set and one drain
+    On a store with a pending set (Redis) the products are recorded in it and one drain
     (``clik.encode_pending``) encodes everything waiting in batches; this returns at once.
     Otherwise they are encoded here.
     """
