@@ -6,6 +6,7 @@ When the store's catalogue generation moved, at most once per `min_refresh_s` a 
 it up to date with the products changed since (whichever process takes the folder's lock; the
 others keep searching what is saved meanwhile), so a busy catalogue is searched at most about
 that stale, and nothing is rebuilt per process.
+A free-text search (GET /search, `TextSearch`) is the text's query by the active version against it.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from api.queries import RankingQueries
+from api.versions import ActiveVersions
 from indexer.config import DEFAULT_EMBEDDED_PATH
 from indexer.contracts import is_redis_url
 from indexer.records import ModelVersion
@@ -60,3 +63,16 @@ class CatalogueSearch:
             if index is None or len(index) == 0:
                 return []
             return index.search(query, k)
+
+
+class TextSearch:
+    def __init__(self, index: CatalogueSearch, versions: ActiveVersions, queries: RankingQueries) -> None:
+        self.index = index
+        self.versions = versions
+        self.queries = queries
+
+    def search(self, text: str, k: int, model_version: str | None) -> tuple[str, list[tuple[str, float]]]:
+        """(the version searched with, the k best (product id, score)) for a free-text topic."""
+        version = self.versions.resolve(model_version)
+        query = self.queries.query(version, {"name": text})
+        return version.name, self.index.search(version, query, k)

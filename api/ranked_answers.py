@@ -1,6 +1,6 @@
 """Ranking answers found by their ETag before anything is computed.
 
-An answer is a pure function of its ETag's parts (api.service.answer_etag): the exhibition's
+An answer is a pure function of its ETag's parts (api.rankings.answer_etag): the exhibition's
 block stamp, the model version, the overrides' last change, the threshold, the page and the
 settings. So a request first reads the stamp and the overrides in one round trip
 (store.block_stamp), builds the tag, and then:
@@ -26,7 +26,8 @@ from api.error_bodies import SafeJSONResponse
 from api.errors import VersionMismatch
 from api.explained import ExplainedRanking
 from api.merch import OVERRIDES_RECORD
-from api.service import ClikService, answer_etag
+from api.rankings import answer_etag
+from api.service import ClikService
 
 REPRESENTATIVE = "representative"
 PAGE = "page"
@@ -72,9 +73,9 @@ class RankingAnswers:
         if req.model_version is not None and req.model_version != name:
             raise VersionMismatch(f"model version {req.model_version!r} is not the active one ({name})")
         overrides = svc.merch.remember(req.exhibition_id, record)
-        _, threshold = svc.topic_fit_model(svc.version_named(name))
+        _, threshold = svc.queries.topic_fit_model(svc.versions.named(name))
         return answer_etag(req.exhibition_id, name, stamp, overrides.updated_at, threshold, req.offset,
-                           req.limit, req.diverse, svc.settings_digest)
+                           req.limit, req.diverse, svc.rankings.settings_digest)
 
     def body(self, req: Request, etag: str) -> tuple[str, bytes]:
         """(tag, bytes) of the answer: from this process, the store, or computed now (then the
@@ -91,7 +92,7 @@ class RankingAnswers:
             self.memory.put(key, found)
             return etag, found
         self.on_lookup("computed")
-        r = self.svc.ranking_page(req.exhibition_id, req.offset, req.limit, req.model_version, req.diverse)
+        r = self.svc.rankings.page(req.exhibition_id, req.offset, req.limit, req.model_version, req.diverse)
         content = req.render(r)
         key = f"{req.kind}:{r.etag.strip(chr(34))}"
         self.memory.put(key, content)

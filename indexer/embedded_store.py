@@ -24,6 +24,7 @@ from indexer.errors import (
     VersionConflict, VersionInUse, VersionNotFound,
 )
 from indexer.packed_block import encode_block
+from indexer.pending import DEFAULT_LEASE_S
 from indexer.records import (
     CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState,
 )
@@ -116,6 +117,11 @@ class EmbeddedStore(VectorStore):
     def close(self) -> None:
         with self._reading():
             self._db.close()
+
+    def pending_set(self, lease_s: float = DEFAULT_LEASE_S) -> None:
+        # None on purpose: one process on one machine encodes each event as it arrives (inline in
+        # the task, or the single-machine stack's in-process queue); see indexer/pending.py.
+        return None
 
     # -- job records --------------------------------------------------------------------------
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:

@@ -30,7 +30,9 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
     StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
+from indexer.pending import DEFAULT_LEASE_S
 from indexer.redis_client import RedisClient, is_cluster, key_group, redis_client
+from indexer.redis_pending import RedisPendingSet
 from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
@@ -145,6 +147,11 @@ class RedisStore(VectorStore):
     def ping(self) -> None:
         with _translated_errors():
             self.r.ping()
+
+    def pending_set(self, lease_s: float = DEFAULT_LEASE_S) -> RedisPendingSet:
+        # On this store's client, under its prefix: the keys `<prefix>ingest:*` (one hash slot of
+        # their own on a cluster, apart from the store's records: indexer.redis_client.key_group).
+        return RedisPendingSet(self.r, self.prefix, lease_s=lease_s)
 
     # -- job records --------------------------------------------------------------------------
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
+from indexer.pending import DEFAULT_LEASE_S, PendingSet
 from indexer.ranking import cosine_scores, ranked_slice
 from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
 from indexer.vectors import normalised_query
@@ -224,6 +225,13 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def get_job(self, job_id: str) -> dict | None:
         """The last record written by put_job, or None."""
+
+    # -- the workers' pending set ------------------------------------------------------------
+    @abc.abstractmethod
+    def pending_set(self, lease_s: float = DEFAULT_LEASE_S) -> PendingSet | None:
+        """The products waiting to be encoded, shared by the workers (indexer.pending), in this
+        store's key space; None when the backend keeps none (its products are encoded as their
+        events arrive). Claims hold an entry for `lease_s` unless renewed."""
 
     # -- housekeeping -------------------------------------------------------------------------
     @abc.abstractmethod

@@ -9,6 +9,7 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidId, InvalidInput, InvalidVector, NoActiveVersion, ProductNotFound,
     VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
+from indexer.pending import PendingSet
 from indexer.records import ProductStatus, VersionState
 from indexer.store import VectorStore
 
@@ -566,3 +567,56 @@ def test_answers_are_shared_by_key(store_factory):
 
     time.sleep(1.2)
     assert store.get_answer("representative:short") is None
+
+
+# -- the workers' pending set (indexer/pending.py) ------------------------------------------------
+# Backends that keep none, and why: their products are encoded as their events arrive.
+WITHOUT_PENDING_SET = {"EmbeddedStore": "one process on one machine: events are encoded inline"}
+
+
+def test_pending_set_is_shared_by_every_process_on_the_store(store_factory):
+    store = store_factory.open()
+    pending = store.pending_set(lease_s=0.4)
+    if type(store).__name__ in WITHOUT_PENDING_SET:
+        assert pending is None
+        return
+    assert isinstance(pending, PendingSet) and pending.lease_s == 0.4
+    other = store_factory.open().pending_set(lease_s=0.4)  # a second worker process
+    assert other is not None
+    assert len(other) == 0 and other.next_due() is None
+    pending.add(["a", "b", "a"])
+    assert len(other) == 2 and other.next_due() == 0
+    claimed = pending.claim("drain-1", 10)
+    assert set(claimed) == {"a", "b"} and other.waiting(["a", "b", "c"]) == claimed
+    assert other.claim("drain-2", 10) == {}  # leased to drain-1
+    assert 0 < other.next_due() <= 0.4
+    assert pending.renew("drain-1", ["a", "b"]) == 2 and other.renew("drain-2", ["a"]) == 0
+    pending.add(["b"])  # a new event while drain-1 works: b keeps its entry after completion
+    assert pending.complete(claimed) == 1
+    assert set(other.waiting(["a", "b"])) == {"b"}
+    assert set(other.claim("drain-2", 10)) == {"b"}
+
+
+def test_pending_set_postpones_releases_and_counts(store_factory):
+    store = store_factory.open()
+    pending = store.pending_set()
+    if type(store).__name__ in WITHOUT_PENDING_SET:
+        assert pending is None
+        return
+    assert pending is not None
+    pending.add(["a", "b"])
+    batch = pending.claim("drain-1", 10)
+    assert pending.count_failure("a") == 1 and pending.count_failure("a") == 2
+    pending.postpone("a", 60.0)
+    pending.release(["b"])
+    assert pending.claim("drain-2", 10) == {"b": batch["b"]}  # a waits for its delay
+    assert 14 < pending.next_due() <= 15  # b's lease (15 s) runs out first
+    assert pending.complete({"b": batch["b"]}) == 1
+    assert 59 < pending.next_due() <= 60  # then only a waits, for its delay
+    pending.count_batch(images=2, vectors=1)
+    pending.count_batch(images=1, vectors=1)
+    assert pending.stats() == {"batches": 2, "images": 3, "vectors": 2}
+    assert pending.claim_schedule(ttl_s=60) is True and pending.claim_schedule(ttl_s=60) is False
+    pending.drain_started()
+    assert pending.claim_schedule(ttl_s=60) is True
+    assert len(pending) == 1
