@@ -87,8 +87,9 @@ $COMPOSE run --rm --no-deps -u root -v "$CACHE/demo:/demo" api \
   clik demo --small --no-serve --workdir /demo --port 8765
 
 say "bundle into the models volume, images into the images volume; activate on the stack's Redis"
-$COMPOSE run --rm --no-deps -u root -v "$CACHE/demo:/demo:ro" -v clik_images:/images api \
-  sh -c 'rm -rf /models/demo /images/demo && cp -r /demo/models/demo /models/demo && cp -r /demo/data /images/demo'
+$COMPOSE run --rm --no-deps -u root -v "$CACHE/demo:/demo:ro" -v images:/images api \
+  sh -c 'rm -rf /models/demo /images/demo && cp -r /demo/models/demo /models/demo && cp -r /demo/data /images/demo \
+         && chown -R clik /models/demo /images/demo'  # copied as root; the services run as clik
 $COMPOSE run --rm api clik models activate /models/demo --yes
 
 say "smoke test over HTTP (both API replicas, the CPU worker, Flower)"
