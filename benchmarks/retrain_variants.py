@@ -12,8 +12,9 @@ probabilities of the simulation. Variants:
     scratch      fresh projections, CTR labels only (what closed_loop.py measured first)
     warm         the served model fine-tuned on the CTR labels (init_from)
     warm-lr3e-4  the same with a third of the step size
-    mixed        fresh, CTR labels plus the sales the first model learnt from (its exhibitions)
-    warm-mixed   warm start and mixed labels
+    mixed        fresh, CTR labels plus the sales the first model learnt from (its exhibitions):
+                 `clik data events --with-labels`
+    warm-mixed   warm start and mixed labels (the retraining cycle, docs/experiments.md)
 """
 from __future__ import annotations
 
@@ -30,26 +31,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.closed_loop import _random_mrr, hidden_ctr, mrr, subset, train  # noqa: E402
 
-MIXED = "label"  # the criterion of a mixed dataset: sales on the seed exhibitions, ctr elsewhere
-
-
-def mixed_dataset(seed, logged, test_ids: set[str]):
-    """The first model's sales (its exhibitions) and the logged CTR (every other train exhibition):
-    the ranking loss compares products within an exhibition only, so the two scales never meet."""
-    from training.data.format import Dataset, Exhibition, Product
-
-    exhibitions, seen = [], set()
-    for source, criterion in ((seed, seed.default_criterion), (logged, "ctr")):
-        for ex in source.exhibitions:
-            if ex.id in test_ids or ex.id in seen or ex.id == "bench":
-                continue
-            seen.add(ex.id)
-            products = [Product(p.id, ex.resolve_image(p, source.data_dir), {MIXED: float(p.criteria[criterion])},
-                                p.on_topic) for p in ex.products]
-            exhibitions.append(Exhibition(ex.id, ex.group, "train", dict(ex.topic), products))
-    return Dataset("mixed", [MIXED], MIXED, "seed sales + logged ctr", exhibitions, {})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workdir", type=Path, help="a closed_loop.py --workdir after its run")
@@ -58,6 +39,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    from training.data.events import with_original_labels
     from training.data.format import load_dataset, write_dataset
 
     work = args.workdir
@@ -67,8 +49,9 @@ def main() -> None:
     cache, eval_dir, served = work / "features", work / "eval-data", work / "run-served"
     out_dir = work / "variants"
     ctr_dir, mixed_dir = out_dir / "ctr-train", out_dir / "mixed-train"
-    write_dataset(subset(logged, lambda ex: ex.id not in test_ids and ex.id != "bench"), ctr_dir)
-    write_dataset(mixed_dataset(seed_data, logged, test_ids), mixed_dir)
+    kept = subset(logged, lambda ex: ex.id not in test_ids and ex.id != "bench")
+    write_dataset(kept, ctr_dir)
+    write_dataset(with_original_labels(kept, seed_data), mixed_dir)  # what `clik data events --with-labels` writes
     variants = {"scratch": (ctr_dir, {}), "warm": (ctr_dir, {"init_from": str(served)}),
                 "warm-lr3e-4": (ctr_dir, {"init_from": str(served), "lr": 3e-4}), "mixed": (mixed_dir, {}),
                 "warm-mixed": (mixed_dir, {"init_from": str(served)})}
