@@ -241,3 +241,29 @@ def test_init_from_starts_training_from_a_run_or_its_bundle(shapes_dataset, tmp_
     distance = {name: sum(float((s[k] - reference[k]).norm()) for k in moved) for name, s in
                 (("tuned", after), ("fresh", fresh))}
     assert distance["tuned"] < distance["fresh"], distance
+
+
+def test_a_warm_start_on_ctr_labels_keeps_its_sources_topic_fit(shapes_dataset, tmp_path):
+    """CTR labels from events flag no product off-topic, so no calibration can be fitted on them:
+    a warm-started run keeps the calibration of the model it started from (the prior otherwise)."""
+    from dataclasses import replace
+
+    from clik.topic_fit import DEFAULT_FIT, TopicFit
+    from training.data.format import load_dataset, write_dataset
+
+    source = load_dataset(shapes_dataset)
+    for ex in source.exhibitions:
+        ex.products[:] = [replace(p, image=ex.resolve_image(p, shapes_dataset), on_topic=True) for p in ex.products]
+    ctr_only = tmp_path / "ctr-only"
+    write_dataset(source, ctr_only)
+    served = train(shapes_dataset, _cfg(tmp_path, epochs=1), tmp_path / "served", progress=False, calibrate=False)
+    fitted = replace(DEFAULT_FIT, weights=(0.5, 1.0, 0.2, 0.1, 0.3, 1.2), bias=2.5, context_weight=1.5,
+                     fitted_on={"exhibitions": 8})
+    (served / "checkpoint" / "topic_fit.json").write_text(json.dumps(fitted.to_dict()))
+    warm = train(ctr_only, _cfg(tmp_path, epochs=1, init_from=str(served)), tmp_path / "warm", progress=False)
+    kept = TopicFit.from_dict(json.loads((warm / "checkpoint" / "topic_fit.json").read_text()))
+    assert (tuple(kept.weights), kept.bias, kept.context_weight) == (fitted.weights, fitted.bias, fitted.context_weight)
+    assert kept.fitted_on["inherited_from"] == str(served)
+    fresh = train(ctr_only, _cfg(tmp_path, epochs=1), tmp_path / "fresh", progress=False)
+    prior = TopicFit.from_dict(json.loads((fresh / "checkpoint" / "topic_fit.json").read_text()))
+    assert (tuple(prior.weights), prior.bias) == (DEFAULT_FIT.weights, DEFAULT_FIT.bias)
