@@ -230,6 +230,9 @@ def test_init_from_starts_training_from_a_run_or_its_bundle(shapes_dataset, tmp_
         load_initial_weights(build_model(_cfg(tmp_path, memory_bank_size=32)), served)
     with pytest.raises(FileNotFoundError):
         load_initial_weights(build_model(_cfg(tmp_path)), tmp_path)
+    missing = CliRunner().invoke(app, ["train", "--data", str(shapes_dataset), "--out", str(tmp_path / "x"),
+                                       "--init-from", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
     # one epoch from the bundle: fine-tuned, so near the source but not equal to it
     tuned = train(shapes_dataset, _cfg(tmp_path, epochs=1, seed=4, lr=1e-4, init_from=str(tmp_path / "bundle")),
                   tmp_path / "tuned", progress=False, calibrate=False)
