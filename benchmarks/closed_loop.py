@@ -21,9 +21,12 @@
    randomised arms' logs, against its observed CTR; `representative?unit=` latency next to the
    plain route's, side by side; events/s through POST /events, with the consumer SIGKILLed
    mid-burst and a second one finishing (lost / double-counted events checked on the counters).
-5. One retrain: `clik data events` turns the day files into a `ctr` dataset, CLIK is trained on
-   it (the held-out topics left out), and both models' MRR is measured on the held-out
-   exhibitions against the hidden click probabilities.
+5. One retrain: `clik data events --with-labels` turns the day files into CTR labels beside the
+   first model's sales, the served model is fine-tuned on them (the retraining cycle; the
+   held-out topics left out), a model
+   from fresh projections too for comparison, and each model's MRR is measured on the held-out
+   exhibitions against the hidden click probabilities. benchmarks/retrain_variants.py compares
+   more ways to retrain on one run's logs, over several seeds.
 """
 from __future__ import annotations
 
@@ -66,13 +69,15 @@ def hidden_ctr(dataset) -> dict[tuple[str, str], float]:
     return out
 
 
-def train(data_dir: Path, run_dir: Path, cache: Path, epochs: float) -> Path:
+def train(data_dir: Path, run_dir: Path, cache: Path, epochs: float, **overrides) -> Path:
+    """Locked-tower CLIK as the first model is trained; `overrides`: TrainConfig fields (seed,
+    init_from, lr) the retraining variants change."""
     from training.config import TrainConfig
     from training.trainer import train as run
 
-    cfg = TrainConfig(model="clik-minilm-lite0", method="clik", query="group", mode="locked", tm_batch=512,
-                      memory_bank_size=512, groups_per_batch=12, images_per_group=20, epochs=epochs, lr=1e-3,
-                      cache_dir=str(cache))
+    cfg = TrainConfig(**{**dict(model="clik-minilm-lite0", method="clik", query="group", mode="locked", tm_batch=512,
+                                memory_bank_size=512, groups_per_batch=12, images_per_group=20, epochs=epochs,
+                                lr=1e-3, cache_dir=str(cache)), **overrides})
     run(data_dir, cfg, run_dir)
     return run_dir
 
@@ -376,7 +381,8 @@ def main() -> None:
         # 5. one retrain on the logged events
         ctr_dir = work / "ctr-data"
         cli = subprocess.run([sys.executable, "-m", "clik_cli.main", "data", "events", str(ctr_dir), "--days", str(days),
-                              "--min-impressions", "3", "--smoothing", "10", "--test-frac", "0"], cwd=ROOT,
+                              "--min-impressions", "3", "--smoothing", "10", "--test-frac", "0",
+                              "--with-labels", str(seed_dir)], cwd=ROOT,
                              env={**env, "CLIK_STORE_URL": args.redis}, capture_output=True, text=True)
         if cli.returncode != 0:
             raise RuntimeError(cli.stderr)
@@ -386,11 +392,17 @@ def main() -> None:
         kept = subset(logged, lambda ex: ex.id not in test_ids and ex.id != "bench")
         out["retrain_exhibitions"] = len(kept.exhibitions)
         write_dataset(kept, train_dir)
-        retrained = train(train_dir, work / "run-retrained", cache, epochs_retrain)
+        # the retraining cycle (docs/experiments.md): the served model fine-tuned on the CTR
+        # labels beside the sales it learnt from; from fresh projections too, for comparison
+        retrained = train(train_dir, work / "run-retrained", cache, epochs_retrain, init_from=str(served_run),
+                          seed=args.seed)
         out["mrr_retrained"] = mrr(retrained, eval_dir, cache)
+        scratch = train(train_dir, work / "run-retrained-scratch", cache, epochs_retrain, seed=args.seed)
+        out["mrr_retrained_scratch"] = mrr(scratch, eval_dir, cache)
         out["mrr_random"] = float(np.mean([_random_mrr(ex, ctr) for ex in dataset.exhibitions if ex.id in test_ids]))
         print(f"held-out MRR (hidden CTR): served {out['mrr_served']:.3f}, retrained on logged events "
-              f"{out['mrr_retrained']:.3f}, random {out['mrr_random']:.3f}", flush=True)
+              f"(warm start) {out['mrr_retrained']:.3f}, from scratch {out['mrr_retrained_scratch']:.3f}, random "
+              f"{out['mrr_random']:.3f}", flush=True)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -28,7 +28,9 @@ from indexer.pending import DEFAULT_LEASE_S
 from indexer.records import (
     CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState,
 )
-from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
+from indexer.store import (
+    DEFAULT_EXPECTED_VECTORS, JobChange, VectorStore, check_page, checked_writes, encode_attrs,
+)
 from indexer.vectors import check_id, finite_float32, normalised_fp16
 
 _SCHEMA = """
@@ -134,6 +136,20 @@ class EmbeddedStore(VectorStore):
         with self._reading():
             row = self._db.execute("SELECT v FROM meta WHERE k = ?", ("job:" + job_id,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def update_jobs(self, job_ids: Sequence[str], change: JobChange) -> None:
+        for job_id in job_ids:
+            check_id(job_id, "job_id")
+        ids = list(dict.fromkeys(job_ids))
+        # BEGIN IMMEDIATE takes the file's write lock before the reads: another process's
+        # transaction waits, so what `change` checked still holds when it commits
+        with self._tx() as db:
+            current = {}
+            for job_id in ids:
+                row = db.execute("SELECT v FROM meta WHERE k = ?", ("job:" + job_id,)).fetchone()
+                current[job_id] = json.loads(row[0]) if row else None
+            for job_id, doc in checked_writes(ids, change(current)).items():
+                db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES (?, ?)", ("job:" + job_id, doc))
 
     @staticmethod
     def _bump_catalogue(db: sqlite3.Connection, product_ids: Iterable[str]) -> None:

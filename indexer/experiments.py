@@ -19,10 +19,12 @@ Redis and the embedded backends both keep them and every process reads the same 
     experiments:index            {"ids": [...]} every experiment ever written
 
 One running experiment per exhibition: a unit's arm must not depend on which of two experiments
-a request happened to find. Nothing here imports the API or torch.
+a request happened to find. The check and the write are one step of the store (update_jobs),
+so two PUTs racing for an exhibition cannot both win. Nothing here imports the API or torch.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -37,8 +39,15 @@ ALL_EXHIBITIONS = "*"
 ARM_SEPARATOR = ":"  # events carry arm "<experiment>:<arm>" (the API's id alphabet allows ":")
 
 
+INDEX_RECORD = "experiments:index"
+
+
 class ExperimentConflict(Exception):
     """Another running experiment already serves one of these exhibitions."""
+
+
+class _Replaced(Exception):
+    """The experiment's own record changed between reading it and the write: start again."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ class ExperimentRecords:
         return Experiment.from_json(doc) if doc else None
 
     def ids(self) -> list[str]:
-        return list((self.store.get_job("experiments:index") or {}).get("ids", []))
+        return list((self.store.get_job(INDEX_RECORD) or {}).get("ids", []))
 
     def bound(self, exhibition_id: str) -> str | None:
         """The running experiment serving this exhibition (its own binding first, then the one
@@ -163,30 +172,52 @@ class ExperimentRecords:
         return None
 
     def put(self, experiment: Experiment) -> Experiment:
-        """Write it and move its bindings. Raises ExperimentConflict when a running experiment
-        already serves one of its exhibitions (nothing is written then). Writers of experiments
-        are operators; two PUTs racing on overlapping exhibitions are not serialised."""
-        old = self.get(experiment.experiment_id)
-        now = time.time()
-        experiment = Experiment(**{**experiment.__dict__, "created_at": old.created_at if old else now,
+        """Write it and move its bindings, checked and written as one step of the store
+        (update_jobs): of two PUTs racing for an exhibition exactly one wins. Raises
+        ExperimentConflict when a running experiment already serves one of its exhibitions
+        (nothing is written then)."""
+        record = f"experiment:{experiment.experiment_id}"
+        while True:
+            # which bindings the old definition holds decides which records to read; if another
+            # PUT of this experiment replaces it meanwhile, read again
+            old_doc = self.store.get_job(record)
+            old = Experiment.from_json(old_doc) if old_doc else None
+            now = time.time()
+            stored = Experiment(**{**experiment.__dict__, "created_at": old.created_at if old else now,
                                    "updated_at": now})
-        wanted = self._keys(experiment) if experiment.status == "running" else set()
-        for key in wanted:
-            holder = (self.store.get_job(key) or {}).get("experiment")
-            if holder and holder != experiment.experiment_id:
+            wanted = self._keys(stored) if stored.status == "running" else set()
+            released = (self._keys(old) if old else set()) - wanted
+            try:
+                self.store.update_jobs([record, INDEX_RECORD, *sorted(wanted | released)],
+                                       functools.partial(self._writes, experiment=stored, old_doc=old_doc,
+                                                         wanted=wanted, released=released))
+            except _Replaced:
+                continue
+            return stored
+
+    @staticmethod
+    def _writes(current: Mapping[str, dict | None], experiment: Experiment, old_doc: dict | None,
+                wanted: set[str], released: set[str]) -> dict[str, dict]:
+        """The records a PUT replaces, given what the store holds now."""
+        experiment_id = experiment.experiment_id
+        if current[f"experiment:{experiment_id}"] != old_doc:
+            raise _Replaced
+        for key in sorted(wanted):
+            holder = (current[key] or {}).get("experiment")
+            if holder and holder != experiment_id:
                 where = key.removeprefix("experiment:bind:")
                 raise ExperimentConflict(f"experiment {holder!r} already serves "
                                          f"{'every exhibition' if where == ALL_EXHIBITIONS else repr(where)}")
-        self.store.put_job(f"experiment:{experiment.experiment_id}", experiment.to_json())
-        for key in (self._keys(old) if old else set()) - wanted:
-            if (self.store.get_job(key) or {}).get("experiment") == experiment.experiment_id:
-                self.store.put_job(key, {})  # records are replaced, never deleted: empty = unbound
+        writes: dict[str, dict] = {f"experiment:{experiment_id}": experiment.to_json()}
+        for key in released:
+            if (current[key] or {}).get("experiment") == experiment_id:
+                writes[key] = {}  # records are replaced, never deleted: empty = unbound
         for key in wanted:
-            self.store.put_job(key, {"experiment": experiment.experiment_id})
-        ids = self.ids()
-        if experiment.experiment_id not in ids:
-            self.store.put_job("experiments:index", {"ids": ids + [experiment.experiment_id]})
-        return experiment
+            writes[key] = {"experiment": experiment_id}
+        ids = list((current[INDEX_RECORD] or {}).get("ids", []))
+        if experiment_id not in ids:
+            writes[INDEX_RECORD] = {"ids": ids + [experiment_id]}
+        return writes
 
     @staticmethod
     def _keys(experiment: Experiment) -> set[str]:

@@ -426,3 +426,10 @@ local a = redis.call('GET', p .. 'reg:active')
 if not a then return false end
 return {a, redis.call('HGET', p .. 'reg', a)}
 """
+
+# KEYS[1] the lock record of update_jobs on a cluster, ARGV[1] the holder's token: deleted only
+# by its holder (after an expiry another writer may hold it, and must keep it)
+RELEASE_LOCK = r"""
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -34,7 +35,9 @@ from indexer.pending import DEFAULT_LEASE_S
 from indexer.redis_client import RedisClient, is_cluster, key_group, redis_client
 from indexer.redis_pending import RedisPendingSet
 from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
-from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
+from indexer.store import (
+    DEFAULT_EXPECTED_VECTORS, JobChange, VectorStore, check_page, checked_writes, encode_attrs,
+)
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
 
 # Error codes raised by the Lua scripts -> exceptions.
@@ -74,6 +77,10 @@ def _translated_errors() -> Iterator[None]:
         raise StoreError(f"Redis error: {message}") from exc
 
 
+_UPDATE_JOBS_ATTEMPTS = 100  # optimistic retries: some writer wins each round, so this is rarely reached
+_JOBS_LOCK_MS = 5000
+
+
 class _StaleVersion(StoreError):
     """The cached version id no longer matches the registry (dropped and re-registered)."""
 
@@ -97,7 +104,8 @@ class RedisStore(VectorStore):
             for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
                          "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
                          "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "HAS_VECTORS", "PUT_TOPIC",
-                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION", "CATALOGUE_CHANGES")
+                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION", "CATALOGUE_CHANGES",
+                         "RELEASE_LOCK")
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
         if self.config.catalogue_log_cap is not None:  # a store-wide setting: the scripts read it
@@ -163,6 +171,54 @@ class RedisStore(VectorStore):
         with _translated_errors():
             raw = self.r.get(self._job_key(job_id))
         return json.loads(raw) if raw else None
+
+    def update_jobs(self, job_ids: Sequence[str], change: JobChange) -> None:
+        for job_id in job_ids:
+            check_id(job_id, "job_id")
+        ids = list(dict.fromkeys(job_ids))
+        with _translated_errors():
+            if self.cluster:
+                self._update_jobs_locked(ids, change)
+            else:
+                self._update_jobs_watched(ids, change)
+
+    def _update_jobs_watched(self, ids: list[str], change: JobChange) -> None:
+        """WATCH the records, read them, write in MULTI/EXEC: EXEC fails (WatchError) when any
+        of them was written meanwhile, and the whole read-check-write starts again."""
+        keys = [self._job_key(j) for j in ids]
+        with self.r.pipeline(transaction=True) as pipe:
+            for _ in range(_UPDATE_JOBS_ATTEMPTS):
+                try:
+                    pipe.watch(*keys)
+                    raws = pipe.mget(keys)
+                    writes = checked_writes(ids, change({j: json.loads(v) if v else None
+                                                         for j, v in zip(ids, raws)}))
+                    pipe.multi()
+                    for job_id, doc in writes.items():
+                        pipe.set(self._job_key(job_id), doc)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
+        raise StoreUnavailable(f"update_jobs: records rewritten by others {_UPDATE_JOBS_ATTEMPTS} times in a row")
+
+    def _update_jobs_locked(self, ids: list[str], change: JobChange) -> None:
+        """On a cluster the records lie in several slots, where no WATCH or script reaches them
+        all: writers of update_jobs take turns on a lock record instead (in `core`'s slot). It
+        expires after _JOBS_LOCK_MS, so a writer killed while holding it stalls the others for
+        that long at most; a read-check-write takes milliseconds."""
+        lock, token = self.core + "jobs:lock", uuid.uuid4().hex
+        deadline = time.monotonic() + 2 * _JOBS_LOCK_MS / 1000
+        while not self.r.set(lock, token, nx=True, px=_JOBS_LOCK_MS):
+            if time.monotonic() > deadline:
+                raise StoreUnavailable("update_jobs: the records' lock is held by another writer")
+            time.sleep(0.002)
+        try:
+            current = {j: (json.loads(raw) if (raw := self.r.get(self._job_key(j))) else None) for j in ids}
+            for job_id, doc in checked_writes(ids, change(current)).items():
+                self.r.set(self._job_key(job_id), doc)
+        finally:
+            self._scripts["RELEASE_LOCK"](keys=[lock], args=[token])
 
     # -- products -----------------------------------------------------------------------------
     def put_product(self, product_id: str, image_source: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,10 @@ DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 DEFAULT_EXPECTED_VECTORS = 1_000_000
 MAX_ATTRS_BYTES = 64 * 1024  # product attributes are a label for people, not a document store
 
+# update_jobs: what `change` receives (every id asked for, None where no record) and returns
+JobRecords = dict[str, dict | None]
+JobChange = Callable[[JobRecords], Mapping[str, Mapping[str, object]]]
+
 
 def encode_attrs(attrs: Mapping[str, object] | None) -> str | None:
     """Product attributes as canonical JSON (None stays None: keep the stored ones)."""
@@ -38,6 +42,15 @@ def encode_attrs(attrs: Mapping[str, object] | None) -> str | None:
     if len(text.encode()) > MAX_ATTRS_BYTES:
         raise InvalidInput(f"attrs larger than {MAX_ATTRS_BYTES} bytes as JSON")
     return text
+
+
+def checked_writes(job_ids: Sequence[str], writes: Mapping[str, Mapping[str, object]]) -> dict[str, str]:
+    """update_jobs' writes as JSON documents, refused when one was not read first (its
+    atomicity would mean nothing)."""
+    unread = sorted(set(writes) - set(job_ids))
+    if unread:
+        raise InvalidInput(f"update_jobs: records written but not read: {', '.join(unread)}")
+    return {job_id: json.dumps(dict(record), sort_keys=True) for job_id, record in writes.items()}
 
 
 def check_page(offset: int, limit: int) -> None:
@@ -225,6 +238,16 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def get_job(self, job_id: str) -> dict | None:
         """The last record written by put_job, or None."""
+
+    @abc.abstractmethod
+    def update_jobs(self, job_ids: Sequence[str], change: JobChange) -> None:
+        """Read-check-write of several records as one step: `change` gets the current records
+        of `job_ids` and returns the ones to replace (a subset of `job_ids`; raising writes
+        nothing and the exception comes out of here). No other update_jobs lands between the
+        read and the write (a check such as "nobody holds this binding" stays true until the
+        write), so `change` may be called more than once and must only compute. Redis:
+        WATCH/MULTI, retried when a watched record moved; a Redis Cluster: a lock record (the
+        records lie in several slots); embedded: one write transaction."""
 
     # -- the workers' pending set ------------------------------------------------------------
     @abc.abstractmethod

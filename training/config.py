@@ -41,6 +41,10 @@ class TrainConfig:
     # over all K images, so every image counts by its engagement and ties share).
     ranking_loss: Literal["best", "listwise"] = "best"
     listwise_temperature: float = 0.5
+    # Warm start (training/warm_start.py): a run, checkpoint or bundle whose weights training
+    # starts from. The retraining cycle fine-tunes the served model on its CTR labels; None
+    # starts from the pretrained backbones and fresh projections.
+    init_from: str | None = None
     # Data.
     criterion: str | None = None  # None: the dataset's default criterion
     tm_batch: int = 512  # M: Topic Matching pairs per step (capped at the number of train groups)
@@ -82,7 +86,7 @@ _FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Types of the options whose default is None.
 _OPTIONAL_KINDS = {"embed_dim": int, "temperature": float, "attention_temperature": float,
                    "memory_bank_size": int, "num_threads": int, "device": str, "criterion": str,
-                   "text_tower": str}
+                   "text_tower": str, "init_from": str}
 
 
 def _coerce(name: str, raw: Any) -> Any:

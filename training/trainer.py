@@ -259,7 +259,12 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
         torch.set_num_threads(cfg.num_threads)
     # Same seed on every rank for the model (identical replicas), then per-rank sampling streams.
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    if cfg.init_from:
+        from .warm_start import load_initial_weights
+
+        load_initial_weights(model, cfg.init_from)
+    model = model.to(device)
     epochs = cfg.epochs
     if cfg.mode == "partial":
         # Linear probe, then fine-tune: the projections and heads first learn on locked towers

@@ -94,6 +94,9 @@ def events(
     test_frac: float = typer.Option(0.2, min=0.0, max=1.0, help="Share of exhibitions in the test split."),
     seed: int = typer.Option(0, help="Seed of the split."),
     name: str = typer.Option("events", help="Dataset name (shows up in reports)."),
+    with_labels: Optional[Path] = typer.Option(None, "--with-labels", help="The dataset the served model was "
+                                               "trained on: its train exhibitions are added with their own labels "
+                                               "(default criterion `engagement`; the retraining cycle)."),
 ) -> None:
     """Turn logged shopper events into a clik dataset with a smoothed `ctr` criterion, for `clik train`.
 
@@ -103,12 +106,13 @@ def events(
     from indexer.day_files import read_days
     from indexer.errors import NotFound
     from indexer.events import EmbeddedEventLog, event_log_for
-    from training.data.events import CtrOptions, ListedExhibition, count_events, ctr_dataset
-    from training.data.format import write_dataset
+    from training.data.events import CtrOptions, ListedExhibition, count_events, ctr_dataset, with_original_labels
+    from training.data.format import load_dataset, write_dataset
 
     try:
         options = CtrOptions(min_impressions=min_impressions, smoothing=smoothing, test_frac=test_frac, seed=seed)
-    except ValueError as exc:
+        original = load_dataset(with_labels) if with_labels is not None else None
+    except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     store = open_cli_store(store_url)
@@ -151,8 +155,11 @@ def events(
     if not dataset.exhibitions:
         typer.echo(f"error: no exhibition has two products with {min_impressions} impressions", err=True)
         raise typer.Exit(1)
+    if original is not None:
+        dataset = with_original_labels(dataset, original)
     write_dataset(dataset, out_dir)
     meta = dataset.meta
-    typer.echo(f"wrote {out_dir}: {len(dataset.exhibitions)} exhibitions ({len(dataset.split('test'))} test), "
+    added = f" ({meta['original_exhibitions']} with the labels of {meta['original']})" if original is not None else ""
+    typer.echo(f"wrote {out_dir}: {len(dataset.exhibitions)} exhibitions{added} ({len(dataset.split('test'))} test), "
                f"{sum(len(e.products) for e in dataset.exhibitions)} labelled products; "
                f"{meta['impressions']} impressions, {meta['clicks']} clicks, catalogue CTR {meta['global_ctr']:.4f}")

@@ -16,6 +16,8 @@ def train(
     epochs: Optional[float] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)"),
     resume: bool = typer.Option(False, help="Continue from OUT's last checkpoint."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's or bundle's weights "
+                                             "(the retraining cycle: the served bundle, fine-tuned on CTR labels)."),
     set_: List[str] = typer.Option([], "--set", help="Any option as key=value, e.g. --set w_rank=20"),
 ) -> None:
     """Train CLIK or a baseline on a dataset's train split.
@@ -28,12 +30,16 @@ def train(
     from training.trainer import train as run_training
 
     try:
-        cfg = load_config(config, set_, method=method, query=query, mode=mode, epochs=epochs, device=device)
+        cfg = load_config(config, set_, method=method, query=query, mode=mode, epochs=epochs, device=device,
+                          init_from=str(init_from) if init_from else None)
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     if not (data / "exhibitions.jsonl").exists():
         typer.echo(f"error: no dataset in {data} (expected exhibitions.jsonl)", err=True)
+        raise typer.Exit(2)
+    if init_from is not None and not init_from.exists():
+        typer.echo(f"error: --init-from {init_from} does not exist", err=True)
         raise typer.Exit(2)
     run_training(data, cfg, out, resume=resume)
     typer.echo(f"trained {cfg.method}{'/' + cfg.query if cfg.method == 'clik' else ''}: {out}")

@@ -4,13 +4,16 @@ the plain path untouched, the report's intervals on a known case, Thompson sampl
 clearly best product of a new exhibition from clicks counted by the real consumer."""
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from indexer.events import RedisEventLog, consume
+from indexer.experiments import ExperimentRecords
 from tests.support.api_server import ApiServer, api_settings
 from tests.support.services import STORE_URL, delete_keys, redis_or_skip
 
@@ -223,3 +226,49 @@ def test_thompson_converges_on_the_clearly_best_product_of_a_new_exhibition(redi
         _post(http, events)
         consume(log, "t", stop_after_idle=0.2)
     assert last_round.count(best) >= 0.75 * len(last_round), Counter(last_round)
+
+
+def _race_overlapping_puts(server, store, trials: int) -> None:
+    """Two experiments over the same exhibition PUT at the same moment by two clients: exactly one
+    is accepted, the other gets a 409 naming the winner, and only the winner serves."""
+    clients = [server.client(), server.client()]
+    for c in clients:  # connections open before the race, so both requests leave together
+        assert c.get("/experiments").status_code == 200
+    outcomes: Counter = Counter()
+    for trial in range(trials):
+        exhibition = f"race-{trial}"
+        names = [f"race{trial}-a", f"race{trial}-b"]
+        body = {"exhibitions": [exhibition], "arms": [{"name": "clik", "share": 1, "policy": "model"}]}
+        barrier = threading.Barrier(2)
+
+        def put(i: int, barrier=barrier, names=names, body=body):
+            barrier.wait()
+            return clients[i].put(f"/experiments/{names[i]}", json=body)
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(put, (0, 1)))
+        codes = sorted(a.status_code for a in answers)
+        outcomes[tuple(codes)] += 1
+        if codes != [200, 409]:
+            continue
+        winner = names[[a.status_code for a in answers].index(200)]
+        loser = names[1 - names.index(winner)]
+        refused = answers[names.index(loser)]
+        assert winner in refused.json()["detail"]
+        assert clients[0].get(f"/experiments/{loser}").status_code == 404  # nothing of it was written
+        assert ExperimentRecords(store).bound(exhibition) == winner
+    assert outcomes == {(200, 409): trials}, outcomes
+
+
+@pytest.mark.redis
+def test_concurrent_overlapping_puts_accept_exactly_one(redis_api):
+    server, _, store = redis_api
+    _race_overlapping_puts(server, store, 40)
+    ids = set(ExperimentRecords(store).ids())
+    assert len([i for i in ids if i.startswith("race")]) == 40  # no lost update of the index either
+
+
+def test_concurrent_overlapping_puts_accept_exactly_one_embedded(embedded_api):
+    server, store = embedded_api
+    _race_overlapping_puts(server, store, 40)
+    assert len([i for i in ExperimentRecords(store).ids() if i.startswith("race")]) == 40

@@ -121,3 +121,51 @@ def test_the_embedded_log_becomes_a_ctr_dataset(tmp_path):
     store.close()
     _data_events({**os.environ, "CLIK_STORE_URL": str(path)}, tmp_path / "ds")
     _check(tmp_path / "ds")
+
+
+def test_with_labels_adds_the_original_train_exhibitions_beside_the_ctr_labels(tmp_path):
+    """The retraining cycle's dataset: the logged CTR labels plus the train exhibitions of the
+    dataset the served model learnt from, under one `engagement` criterion; an exhibition in both
+    keeps its original labels, the original's test exhibitions and off-topic flags as they were."""
+    from api.app import create_app
+    from indexer.config import open_store
+    from training.data.format import Dataset, Exhibition, Product, write_dataset
+
+    original = tmp_path / "sales"
+    (original / "images").mkdir(parents=True)
+    write_dataset(Dataset("sales-v1", ["sales"], "sales", "test", [
+        Exhibition("e1", "shirts", "train", {"name": "Linen shirts"},
+                   [Product("a", "images/a.jpg", {"sales": 3.0}), Product("b", "images/b.jpg", {"sales": 9.0}),
+                    Product("z", "images/z.jpg", {"sales": 1.0}, on_topic=False)]),
+        Exhibition("orig", "coats", "train", {"name": "Wool coats"},
+                   [Product("c", "images/c.jpg", {"sales": 5.0}), Product("d", "images/d.jpg", {"sales": 2.0})]),
+        Exhibition("kept-for-eval", "bags", "test", {"name": "Bags"},
+                   [Product("x", "images/x.jpg", {"sales": 1.0}), Product("y", "images/y.jpg", {"sales": 4.0})]),
+    ]), original)
+    path = tmp_path / "store"
+    store = open_store(str(path))
+    _store(store)
+    store.put_exhibition("e3", {"name": "Summer hats"}, ["a", "b"])
+    events = _events() + [{**e, "exhibition_id": "e3", "event_id": "e3-" + e["event_id"]} for e in _events()
+                          if e["exhibition_id"] == "e1" and e["product_id"] in "ab"]
+    with ApiServer(create_app(api_settings("clik:", store_url=str(path)), store=store)) as server:
+        assert server.client().post("/events", json={"events": events}).status_code == 202
+    store.close()
+    env = {**os.environ, "CLIK_STORE_URL": str(path)}
+    cmd = [sys.executable, "-m", "clik_cli.main", "data", "events", str(tmp_path / "ds"), "--min-impressions", "5",
+           "--smoothing", "10", "--test-frac", "0", "--with-labels", str(original)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr
+    assert "3 exhibitions (2 with the labels of sales-v1)" in done.stdout, done.stdout
+    dataset = load_dataset(tmp_path / "ds")
+    assert dataset.default_criterion == "engagement" and dataset.criteria[0] == "engagement"
+    by_id = {ex.id: ex for ex in dataset.exhibitions}
+    assert sorted(by_id) == ["e1", "e3", "orig"]  # the original's test exhibition stays its evaluation
+    e1 = {p.id: p for p in by_id["e1"].products}
+    assert {k: p.criteria["engagement"] for k, p in e1.items()} == {"a": 3.0, "b": 9.0, "z": 1.0}  # its sales
+    assert not e1["z"].on_topic and e1["a"].image == str(original / "images" / "a.jpg")
+    e3 = {p.id: p.criteria for p in by_id["e3"].products}
+    assert e3["a"]["engagement"] == e3["a"]["ctr"] and e3["a"]["impressions"] == 40  # the logged CTR
+    bad = subprocess.run(cmd[:-1] + [str(tmp_path / "nowhere")], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=400)
+    assert bad.returncode == 2 and "error" in bad.stderr

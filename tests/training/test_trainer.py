@@ -205,3 +205,68 @@ def test_listwise_ranking_loss_trains(shapes_dataset, tmp_path):
     run = train(shapes_dataset, _cfg(tmp_path, ranking_loss="listwise"), tmp_path / "run", progress=False)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["ranking"] < log[0]["ranking"] and all(r["loss"] == r["loss"] for r in log)
+
+
+def test_init_from_starts_training_from_a_run_or_its_bundle(shapes_dataset, tmp_path):
+    """The retraining cycle's warm start: the weights of a run, or of the bundle exported from it,
+    are where training starts (before any step they are the source's exactly); a source of
+    another model shape is refused by name."""
+    from typer.testing import CliRunner
+
+    from clik_cli.main import app
+    from training.trainer import build_model
+    from training.warm_start import load_initial_weights
+
+    served = train(shapes_dataset, _cfg(tmp_path, seed=3), tmp_path / "served", progress=False, calibrate=False)
+    exported = CliRunner().invoke(app, ["export", str(served), "--out", str(tmp_path / "bundle")])
+    assert exported.exit_code == 0, exported.output
+    reference = clik.load_checkpoint(served / "checkpoint")[0].state_dict()
+    for source in (served, tmp_path / "bundle"):
+        model = build_model(_cfg(tmp_path, seed=4))
+        assert not all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
+        load_initial_weights(model, source)
+        assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items()), source
+    with pytest.raises(ValueError, match="memory_bank_size"):
+        load_initial_weights(build_model(_cfg(tmp_path, memory_bank_size=32)), served)
+    with pytest.raises(FileNotFoundError):
+        load_initial_weights(build_model(_cfg(tmp_path)), tmp_path)
+    missing = CliRunner().invoke(app, ["train", "--data", str(shapes_dataset), "--out", str(tmp_path / "x"),
+                                       "--init-from", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    # one epoch from the bundle: fine-tuned, so near the source but not equal to it
+    tuned = train(shapes_dataset, _cfg(tmp_path, epochs=1, seed=4, lr=1e-4, init_from=str(tmp_path / "bundle")),
+                  tmp_path / "tuned", progress=False, calibrate=False)
+    after = clik.load_checkpoint(tuned / "checkpoint")[0].state_dict()
+    moved = [k for k, v in after.items() if v.is_floating_point() and not torch.equal(v, reference[k])]
+    assert moved
+    fresh = clik.load_checkpoint(train(shapes_dataset, _cfg(tmp_path, epochs=1, seed=4, lr=1e-4),
+                                       tmp_path / "fresh", progress=False, calibrate=False) / "checkpoint")[0].state_dict()
+    distance = {name: sum(float((s[k] - reference[k]).norm()) for k in moved) for name, s in
+                (("tuned", after), ("fresh", fresh))}
+    assert distance["tuned"] < distance["fresh"], distance
+
+
+def test_a_warm_start_on_ctr_labels_keeps_its_sources_topic_fit(shapes_dataset, tmp_path):
+    """CTR labels from events flag no product off-topic, so no calibration can be fitted on them:
+    a warm-started run keeps the calibration of the model it started from (the prior otherwise)."""
+    from dataclasses import replace
+
+    from clik.topic_fit import DEFAULT_FIT, TopicFit
+    from training.data.format import load_dataset, write_dataset
+
+    source = load_dataset(shapes_dataset)
+    for ex in source.exhibitions:
+        ex.products[:] = [replace(p, image=ex.resolve_image(p, shapes_dataset), on_topic=True) for p in ex.products]
+    ctr_only = tmp_path / "ctr-only"
+    write_dataset(source, ctr_only)
+    served = train(shapes_dataset, _cfg(tmp_path, epochs=1), tmp_path / "served", progress=False, calibrate=False)
+    fitted = replace(DEFAULT_FIT, weights=(0.5, 1.0, 0.2, 0.1, 0.3, 1.2), bias=2.5, context_weight=1.5,
+                     fitted_on={"exhibitions": 8})
+    (served / "checkpoint" / "topic_fit.json").write_text(json.dumps(fitted.to_dict()))
+    warm = train(ctr_only, _cfg(tmp_path, epochs=1, init_from=str(served)), tmp_path / "warm", progress=False)
+    kept = TopicFit.from_dict(json.loads((warm / "checkpoint" / "topic_fit.json").read_text()))
+    assert (tuple(kept.weights), kept.bias, kept.context_weight) == (fitted.weights, fitted.bias, fitted.context_weight)
+    assert kept.fitted_on["inherited_from"] == str(served)
+    fresh = train(ctr_only, _cfg(tmp_path, epochs=1), tmp_path / "fresh", progress=False)
+    prior = TopicFit.from_dict(json.loads((fresh / "checkpoint" / "topic_fit.json").read_text()))
+    assert (tuple(prior.weights), prior.bias) == (DEFAULT_FIT.weights, DEFAULT_FIT.bias)

@@ -85,3 +85,39 @@ def ctr_dataset(counts: Mapping[tuple[str, str], Sequence[int]], exhibitions: It
             "impressions": total_n, "clicks": total_c, "test_frac": options.test_frac, "seed": options.seed}
     return Dataset(name, ["ctr", "clicks", "impressions"], "ctr", source or "clik data events: logged shopper events",
                    out, meta)
+
+
+ENGAGEMENT = "engagement"  # the criterion of a dataset with the original labels added
+
+
+def with_original_labels(logged: Dataset, original: Dataset) -> Dataset:
+    """The CTR dataset plus the train exhibitions of the dataset the served model learnt from.
+
+    A dozen clicks per exhibition, concentrated on what the policies showed, are too few labels
+    to learn the ranking from; kept beside the exact labels the first model had (sales, with
+    their off-topic flags, which the topic-fit calibration needs), they add the shoppers' view of
+    new exhibitions without losing the old. The label both share is `engagement`: the original's
+    default criterion on its exhibitions, the smoothed CTR elsewhere. The ranking loss compares
+    products within an exhibition only, so the two scales never meet. An exhibition in both keeps
+    its original labels; the original's test exhibitions stay out (they are its evaluation)."""
+    if original.data_dir is None:
+        raise ValueError("the original dataset must be loaded from its folder (its images are relative to it)")
+    criterion = original.default_criterion
+    out, taken = [], set()
+    for ex in original.split("train"):
+        taken.add(ex.id)
+        products = [Product(p.id, ex.resolve_image(p, original.data_dir), {ENGAGEMENT: float(p.criteria[criterion])},
+                            p.on_topic, dict(p.attrs)) for p in ex.products]
+        out.append(Exhibition(ex.id, ex.group, "train", dict(ex.topic), products))
+    logged_kept = 0
+    for ex in logged.exhibitions:
+        if ex.id in taken:
+            continue
+        logged_kept += 1
+        products = [Product(p.id, p.image, {**p.criteria, ENGAGEMENT: p.criteria["ctr"]}, p.on_topic, dict(p.attrs))
+                    for p in ex.products]
+        out.append(Exhibition(ex.id, ex.group, ex.split, dict(ex.topic), products))
+    meta = {**logged.meta, "original": original.name, "original_criterion": criterion,
+            "original_exhibitions": len(taken), "logged_exhibitions": logged_kept}
+    return Dataset(logged.name, [ENGAGEMENT, *logged.criteria], ENGAGEMENT,
+                   f"{logged.source} + the train labels of {original.name} ({criterion})", out, meta)
