@@ -52,6 +52,10 @@ CONFIGS = [  # (label, settings)
     ("batch 16, 1 decode thread, onnx", {"batch_size": "16", "decode_threads": "1", "image_backend": "onnx"}),
     ("batch 16, 2 decode threads, onnx", {"batch_size": "16", "decode_threads": "2", "image_backend": "onnx"}),
     ("batch 32, 2 decode threads, onnx", {"batch_size": "32", "decode_threads": "2", "image_backend": "onnx"}),
+    # ONNX Runtime on both cores (decoding overlaps the tower's waits), and the worker's defaults.
+    ("batch 16, 2 decode threads, onnx on 2 threads", {"batch_size": "16", "decode_threads": "2",
+                                                       "image_backend": "onnx", "torch_threads": "2"}),
+    ("worker defaults (auto: onnx)", {}),
 ]
 
 
