@@ -19,7 +19,8 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api import events
 from api.experiment_serve import ExperimentServing
 from api.precompute import Precompute
-from api.ranked_answers import RankingAnswers
+from api.hot_answers import HotAnswers
+from api.ranked_answers import PAGE, REPRESENTATIVE, RankingAnswers
 from api.routes import exhibitions, experiments, health, overrides, products, rank, search
 from api.service import ClikService
 from api.settings import ApiSettings
@@ -63,7 +64,10 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
             except Exception as exc:  # the store may come up later: /readyz says so meanwhile
                 log.warning("cannot preload the active model: %s", exc)
         svc.freeze_heap()
+        app.state.async_reads = store.async_reads()  # on this loop: the hot path's store reads
         yield
+        reads, app.state.async_reads = app.state.async_reads, None
+        await reads.aclose()
         app.state.precompute.close()
         svc.close()
         if own_queue and hasattr(queue, "close"):
@@ -92,6 +96,10 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     for module in (products, exhibitions, overrides, rank, search, health, events, experiments):
         app.include_router(module.router)
     mount_ui(app)
+    app.state.async_reads = None
+    # innermost of the three: warm answers leave here, still timed by the metrics middleware
+    app.add_middleware(HotAnswers, answers=app.state.answers, settings=settings,
+                       reads=lambda: app.state.async_reads, routes=_answer_routes())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # outermost: a refused body is never read, whatever route it was sent to
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
@@ -99,6 +107,12 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                        api_keys=lambda: settings.api_keys)
     _count_http_errors(app, metrics)
     return app
+
+
+def _answer_routes() -> dict[str, object]:
+    """The routes the hot path answers for, by kind of answer (their templates label metrics)."""
+    paths = {"/exhibitions/{exhibition_id}/representative": REPRESENTATIVE, "/exhibitions/{exhibition_id}/ranking": PAGE}
+    return {paths[r.path]: r for r in exhibitions.router.routes if getattr(r, "path", None) in paths}
 
 
 def _event_log(store: VectorStore):

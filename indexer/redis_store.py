@@ -24,6 +24,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from indexer import redis_scripts as lua
+from indexer.async_reads import ThreadedReads
 from indexer.block_cache import CachedBlock
 from indexer.config import RedisStoreConfig
 from indexer.errors import (
@@ -135,6 +136,13 @@ class RedisStore(VectorStore):
 
     def _job_key(self, job_id: str) -> str:
         return self.prefix + f"job:{job_id}"
+
+    def async_reads(self) -> ThreadedReads:
+        if self.cluster:  # records and scripts on several nodes: the blocking client's routing
+            return ThreadedReads(self)
+        from indexer.redis_async import RedisAsyncReads  # it imports this module
+
+        return RedisAsyncReads(self)
 
     def close(self) -> None:
         self.r.close()

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from indexer.async_reads import ThreadedReads
 from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
@@ -256,6 +257,12 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def get_answer(self, key: str) -> bytes | None:
         """The answer put under `key`, or None (never put, or expired)."""
+
+    def async_reads(self) -> ThreadedReads:
+        """block_stamp and get_answer for an event loop (indexer/async_reads.py): this store's
+        own methods in a thread, unless the backend has a non-blocking client (Redis). The
+        caller closes it (`await reads.aclose()`) on the loop that used it."""
+        return ThreadedReads(self)
 
     def scoring_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, ScoringBlock]:
         """The exhibition's decoded block for `version` (default: the active one)."""
