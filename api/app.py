@@ -11,6 +11,7 @@ import torch
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from api.announced import AnnouncedRenders
 from api.body_limit import BodyLimitMiddleware
 from api.encode_queue import CeleryEncodeQueue, EncodeQueue
 from api.error_bodies import SafeJSONResponse, clip_text, validation_detail
@@ -65,9 +66,12 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                 log.warning("cannot preload the active model: %s", exc)
         svc.freeze_heap()
         app.state.async_reads = store.async_reads()  # on this loop: the hot path's store reads
+        if settings.render_precomputed:
+            app.state.announced.start()
         yield
         reads, app.state.async_reads = app.state.async_reads, None
         await reads.aclose()
+        app.state.announced.close()
         app.state.precompute.close()
         svc.close()
         if own_queue and hasattr(queue, "close"):
@@ -89,6 +93,8 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                                        lambda source: metrics.answers.labels(source).inc())
     app.state.precompute = Precompute(app.state.answers, getattr(queue, "precompute", None),
                                       lambda result: metrics.precompute.labels(result).inc())
+    app.state.announced = AnnouncedRenders(app.state.answers, store,
+                                           lambda result: metrics.precompute.labels(result).inc())
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     app.state.events = _event_log(store)
     app.state.experiments = ExperimentServing(svc, app.state.events, settings.experiments_cache_s,

@@ -97,21 +97,25 @@ class RankingAnswers:
     def body(self, req: Request, etag: str) -> tuple[str, bytes]:
         """(tag, bytes) of the answer: from this process, the store, or computed now (then the
         tag is the computed answer's own, which differs from `etag` when the store changed
-        in between)."""
+        in between). Counted by where it came from (on_lookup)."""
+        source, tag, content = self.lookup(req, etag)
+        self.on_lookup(source)
+        return tag, content
+
+    def lookup(self, req: Request, etag: str) -> tuple[str, str, bytes]:
+        """(where it came from, tag, bytes), uncounted: `body` for an answer nobody asked for yet
+        (api/precompute.py renders announced exhibitions ahead of their first read)."""
         key = self.memory_key(req, etag)
         found = self.memory.peek(key)
         if found is not None:
-            self.on_lookup("memory")
-            return etag, found
+            return "memory", etag, found
         found = self.svc.store.get_answer(key)
         if found is not None:
-            self.on_lookup("store")
             self.memory.put(key, found)
-            return etag, found
-        self.on_lookup("computed")
+            return "store", etag, found
         r = self.svc.ranking_page(req.exhibition_id, req.offset, req.limit, req.model_version, req.diverse)
         content = req.render(r)
         key = self.memory_key(req, r.etag)
         self.memory.put(key, content)
         self.svc.store.put_answer(key, content, self.ttl_s)
-        return r.etag, content
+        return "computed", r.etag, content

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ from indexer.redis_client import RedisClient, is_cluster, key_group, redis_clien
 from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
+
+log = logging.getLogger(__name__)
 
 # Error codes raised by the Lua scripts -> exceptions.
 _LUA_ERRORS: dict[str, type[StoreError]] = {
@@ -513,6 +516,46 @@ class RedisStore(VectorStore):
         with _translated_errors():
             raw = self.r.get(self._k("ans", key))
         return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        with _translated_errors():
+            return bool(self.r.set(self._k("claim", key), b"1", nx=True, ex=max(1, int(ttl_s))))
+
+    # Precompute notices: Redis pub/sub on one channel of the prefix; a message is JSON
+    # {"version", "exhibitions"}. Pub/sub, not a stream: a notice only matters to the API
+    # processes running now (a process started later computes on its first read, as before).
+    def announce_precomputed(self, version: str, exhibition_ids: Sequence[str]) -> None:
+        if exhibition_ids:
+            with _translated_errors():
+                self.r.publish(self.prefix + "precomputed",
+                               json.dumps({"version": version, "exhibitions": list(exhibition_ids)}))
+
+    def on_precomputed(self, listener: Callable[[str, list[str]], None]) -> Callable[[], None]:
+        def handle(message: dict) -> None:
+            try:
+                notice = json.loads(message["data"])
+                version, ids = notice["version"], notice["exhibitions"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("malformed precompute notice ignored: %.200r", message.get("data"))
+                return
+            listener(str(version), [str(e) for e in ids])
+
+        def on_error(exc: BaseException, pubsub: Any, thread: Any) -> None:
+            # redis-py subscribes again when it reconnects; notices sent meanwhile are lost
+            log.warning("precompute notices: %s (retrying)", exc)
+            time.sleep(1.0)
+
+        with _translated_errors():
+            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(**{self.prefix + "precomputed": handle})
+            thread = pubsub.run_in_thread(sleep_time=1.0, daemon=True, exception_handler=on_error)
+
+        def stop() -> None:
+            thread.stop()
+            thread.join(5)
+            pubsub.close()
+
+        return stop
 
     def _fetch_block(self, exhibition_id: str, version: str | None,
                      cached: CachedBlock | None) -> tuple[str, str, bytes | None]:

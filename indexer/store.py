@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -263,6 +263,23 @@ class VectorStore(abc.ABC):
         own methods in a thread, unless the backend has a non-blocking client (Redis). The
         caller closes it (`await reads.aclose()`) on the loop that used it."""
         return ThreadedReads(self)
+
+    @abc.abstractmethod
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """True for the first caller to claim `key`, False for every other until ttl_s passed:
+        of the API processes told about the same work, one does it (api/answer_warmer.py)."""
+
+    # -- precompute notices (worker -> every API process) -------------------------------------------
+    @abc.abstractmethod
+    def announce_precomputed(self, version: str, exhibition_ids: Sequence[str]) -> None:
+        """Tell every listener (on_precomputed) that these exhibitions' topic entries and blocks
+        for `version` are in the store now. Best effort: a listener that is not there misses it."""
+
+    @abc.abstractmethod
+    def on_precomputed(self, listener: Callable[[str, list[str]], None]) -> Callable[[], None]:
+        """Call listener(version, exhibition_ids) for each announcement from now on (Redis: in
+        a thread of the subscription; embedded: in the announcer's); returns the function that
+        stops it. The listener should be quick: hand the work to a thread of its own."""
 
     def scoring_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, ScoringBlock]:
         """The exhibition's decoded block for `version` (default: the active one)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from clik import topic_cache
 from clik.encoders import TopicEncoder
-from indexer.errors import ExhibitionNotFound, NoActiveVersion
+from indexer.errors import ExhibitionNotFound, NoActiveVersion, StoreError
 from indexer.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -109,12 +109,18 @@ def precompute(store: VectorStore, exhibition_ids: Sequence[str], topic_side: Ca
             for key, entry in zip(keys, entries):
                 store.put_topic_embedding(version, key, entry)
             report.topics_encoded += len(keys)
+    done = []
     for eid in present:
         try:
             store.prepare_block(eid, version)
-            report.exhibitions += 1
+            done.append(eid)
         except ExhibitionNotFound:
             report.gone += 1
+    report.exhibitions += len(done)
+    try:  # the API processes render the answers now (api/announced.py); best effort
+        store.announce_precomputed(version, done)
+    except StoreError as exc:
+        log.warning("precompute of %d exhibitions not announced: %s", len(done), exc)
     return report
 
 
