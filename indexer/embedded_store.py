@@ -484,6 +484,17 @@ class EmbeddedStore(VectorStore):
                 _, (_, dropped) = self._answers.popitem(last=False)
                 self._answer_bytes -= len(dropped)
 
+    def exhibitions_of(self, product_ids: Sequence[str]) -> list[str]:
+        ids = list(dict.fromkeys(product_ids))
+        found: set[str] = set()
+        with self._reading() as db:
+            for start in range(0, len(ids), 500):  # sqlite's bound-parameter limit
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(row[0] for row in db.execute(
+                    f"SELECT DISTINCT eid FROM members WHERE pid IN ({marks})", chunk))
+        return sorted(found)
+
     # One process uses this store: claims and precompute notices stay in its memory.
     def claim(self, key: str, ttl_s: int) -> bool:
         now = time.monotonic()

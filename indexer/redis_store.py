@@ -517,6 +517,14 @@ class RedisStore(VectorStore):
             raw = self.r.get(self._k("ans", key))
         return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
 
+    def exhibitions_of(self, product_ids: Sequence[str]) -> list[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(product_ids))
+        with _translated_errors():
+            for start in range(0, len(ids), 1000):  # the reverse sets pe:{pid} share the store's slot
+                found.update(e.decode() for e in self.r.sunion([self._k("pe", p) for p in ids[start:start + 1000]]))
+        return sorted(found)
+
     def claim(self, key: str, ttl_s: int) -> bool:
         with _translated_errors():
             return bool(self.r.set(self._k("claim", key), b"1", nx=True, ex=max(1, int(ttl_s))))

@@ -113,6 +113,10 @@ class VectorStore(abc.ABC):
     def delete_exhibition(self, exhibition_id: str) -> None:
         """Raises ExhibitionNotFound."""
 
+    @abc.abstractmethod
+    def exhibitions_of(self, product_ids: Sequence[str]) -> list[str]:
+        """The exhibitions listing any of these products, sorted (unknown products: none)."""
+
     def get_exhibition_topic(self, exhibition_id: str) -> dict[str, str]:
         """Only the topic (rankings need it, not the possibly long product list)."""
         return self.get_exhibition(exhibition_id).topic

@@ -10,9 +10,14 @@ done once, here, by whoever has the time:
   (the Redis deployment);
 - the re-index, for every exhibition and the new version, after the rollout gate and before
   the switch (``precompute_all``), so the first reads after an activation find the new
-  version's topics and blocks ready.
+  version's topics and blocks ready;
+- again after the vectors of an exhibition's products arrive (worker/refresh.py): the new
+  vectors moved its stamp, so the block made before no longer serves.
 
-(The embedded stack warms its single API process directly instead: api/precompute.py.)
+Each run ends by announcing the exhibitions it did (store.announce_precomputed): one API process
+then renders each one's default answer (api/announced.py), which the worker cannot do (the
+answer's rules, shape and tag are the API's). (The embedded stack warms its single API process
+directly instead: api/precompute.py.)
 """
 from __future__ import annotations
 

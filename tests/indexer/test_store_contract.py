@@ -591,3 +591,15 @@ def test_async_reads_read_what_the_blocking_ones_do(store_factory):
     stamp, answers = asyncio.run(read())
     assert stamp == store.block_stamp("e", ["merch:e", "nope"]) and stamp[2] == [{"x": 1}, None]
     assert answers == (b"{}", None)
+
+
+def test_exhibitions_of_products_follow_their_member_lists(store):
+    filled(store, 4)
+    store.put_exhibition("f", {"name": "winter"}, ["p1", "p3"])
+    assert store.exhibitions_of(["p1"]) == ["e", "f"]
+    assert store.exhibitions_of(["p0", "p0", "nope"]) == ["e"]
+    assert store.exhibitions_of([]) == []
+    store.put_exhibition("f", {"name": "winter"}, ["p2"])  # replaced: p1 and p3 left it
+    assert store.exhibitions_of(["p3"]) == ["e"] and store.exhibitions_of(["p2"]) == ["e", "f"]
+    store.delete_exhibition("e")
+    assert store.exhibitions_of(["p0", "p1", "p2", "p3"]) == ["f"]
