@@ -10,8 +10,9 @@ announces what it precomputed (store.announce_precomputed) and each API process 
 - the default answer (`representative?topk=1`, plain) is what product pages ask for, so that
   is the one rendered;
 - of the API processes that hear the notice, the one that claims it first renders it
-  (store.claim on the answer's key) and keeps it in its memory and the store; the others read
-  the store's copy on their first read (one more round trip, not a computation);
+  (store.claim on the answer's key) and keeps it in its memory and the store; the others copy
+  the store's bytes into their memory once it is there (looked for after 0.5, 1, 2, ... 16 s:
+  the winner may have a long queue of notices), so every process's first read is a memory hit;
 - one background thread per process, so a burst of notices (a bulk load, a re-index) queues
   here instead of competing with requests for the cores.
 
@@ -21,7 +22,9 @@ switch) renders nothing: the answer of the active version would not change.
 from __future__ import annotations
 
 import logging
+import sched
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,6 +36,7 @@ from indexer.store import VectorStore
 log = logging.getLogger(__name__)
 
 CLAIM_TTL_S = 60  # longer than a render takes; a process that died holding it only delays one answer
+COPY_AFTER_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # a lost claim: when to look for the winner's bytes
 
 
 class AnnouncedRenders:
@@ -41,8 +45,11 @@ class AnnouncedRenders:
         self.answers, self.store, self.on_result = answers, store, on_result
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clik-announced")
         self._stop: Callable[[], None] | None = None
-        self._queued = 0
-        self._lock = threading.Lock()
+        # copies of answers other processes render: a scheduler, so that a copy waiting 16 s
+        # does not hold up one due now
+        self._copies = sched.scheduler(time.monotonic, time.sleep)
+        self._wake = threading.Event()
+        self._closed = False
 
     def start(self) -> None:
         """Listen to the store's notices (a store that cannot subscribe now: the first reads
@@ -51,17 +58,12 @@ class AnnouncedRenders:
             self._stop = self.store.on_precomputed(self.heard)
         except StoreError as exc:
             log.warning("not listening to precompute notices: %s", exc)
+            return
+        threading.Thread(target=self._copy_loop, name="clik-announced-copies", daemon=True).start()
 
     def heard(self, version: str, exhibition_ids: list[str]) -> None:
-        with self._lock:
-            self._queued += len(exhibition_ids)
         for eid in exhibition_ids:
             self._pool.submit(self._render, version, eid)
-
-    def idle(self) -> bool:
-        """Nothing heard is still waiting to be rendered (tests, benchmarks)."""
-        with self._lock:
-            return self._queued == 0
 
     def _render(self, version: str, exhibition_id: str) -> None:
         try:
@@ -69,9 +71,6 @@ class AnnouncedRenders:
         except (StoreError, ModelUnavailable, RuntimeError, ValueError) as exc:  # deleted, store down...
             log.info("announced exhibition %s not rendered: %s", exhibition_id, exc)
             self.on_result("skipped")
-        finally:
-            with self._lock:
-                self._queued -= 1
 
     def _render_one(self, version: str, exhibition_id: str) -> str:
         # naming the version: a notice about another version than the active one is refused
@@ -84,11 +83,39 @@ class AnnouncedRenders:
         if self.answers.memory.peek(key) is not None:
             return "cached"
         if not self.store.claim("render:" + key, CLAIM_TTL_S):
+            self._copy_later(key, 0)
             return "claimed_elsewhere"
         source, _, _ = self.answers.lookup(req, tag)
         return "rendered" if source == "computed" else "cached"
 
+    def _copy_later(self, key: str, attempt: int) -> None:
+        if attempt < len(COPY_AFTER_S) and not self._closed:
+            self._copies.enter(COPY_AFTER_S[attempt], 0, self._copy, (key, attempt))
+            self._wake.set()
+
+    def _copy(self, key: str, attempt: int) -> None:
+        if self._closed:
+            return
+        try:
+            body = self.store.get_answer(key)
+        except StoreError as exc:
+            log.info("rendered answer %s not copied: %s", key, exc)
+            return
+        if body is None:
+            self._copy_later(key, attempt + 1)  # not rendered yet (or never: the first read will)
+            return
+        self.answers.memory.put(key, body)
+        self.on_result("copied")
+
+    def _copy_loop(self) -> None:
+        while not self._closed:
+            self._copies.run()  # until none is left; copies entered meanwhile are run too
+            self._wake.wait(1.0)
+            self._wake.clear()
+
     def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         if self._stop is not None:
             self._stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
