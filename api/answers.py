@@ -1,7 +1,7 @@
 """Conditional answers for rankings: ETag, If-None-Match -> 304, Cache-Control, and the
 rendered JSON of recent answers kept per process.
 
-A ranking answer is a pure function of its ETag's parts (api.service.answer_etag), so an
+A ranking answer is a pure function of its ETag's parts (api.rankings.answer_etag), so an
 answer rendered once can be sent again as bytes while its tag is current, and a client or CDN
 holding the tag gets a 304 without a body. `Cache-Control: public, max-age=N` (N =
 CLIK_RESULT_MAX_AGE_S) lets a CDN serve it alone for a few seconds; after that it revalidates.

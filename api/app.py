@@ -61,10 +61,10 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
             try:
                 active = store.active_version()
                 if active is not None:
-                    svc.load_in_background(active)
+                    svc.loader.load(active)
             except Exception as exc:  # the store may come up later: /readyz says so meanwhile
                 log.warning("cannot preload the active model: %s", exc)
-        svc.freeze_heap()
+        svc.loader.freeze_heap()
         app.state.async_reads = store.async_reads()  # on this loop: the hot path's store reads
         if settings.render_precomputed:
             app.state.announced.start()

@@ -67,7 +67,7 @@ def install_handlers(app: FastAPI, on_error) -> None:
         return SafeJSONResponse({"detail": clip_text(message, 2000)}, status_code=status)
 
     # StoreError covers StoreUnavailable (503), NotFound (404), InvalidInput (422); a version
-    # the client asks for that is not the active one is 409 (ClikService.resolve_version)
+    # the client asks for that is not the active one is 409 (api.versions.ActiveVersions.resolve)
     for cls in (StoreError, VersionMismatch, ModelUnavailable, QueueUnavailable, ImageUnavailable,
                 redis.RedisError, ConnectionError, UnicodeError):
         app.add_exception_handler(cls, handler)

@@ -124,7 +124,7 @@ class ExperimentServing:
         if arm.policy == "model":
             if arm.model_version is None:  # the active version: the plain answer's cached bytes
                 return Served(None, {**extras, "propensity": 1.0})
-            r = self.svc.ranking_page_of(exhibition_id, 0, topk, arm.model_version, diverse)
+            r = self.svc.rankings.page_of(exhibition_id, 0, topk, arm.model_version, diverse)
             return Served(r, {**extras, "propensity": 1.0 if r.items else None})
         rng = np.random.default_rng(int(request_id[:16], 16))  # the request id replays the choice
         if arm.policy == "control":
@@ -134,7 +134,7 @@ class ExperimentServing:
         return Served(_first(ranking, chosen, topk), {**extras, "propensity": propensity})
 
     def _pool(self, exhibition_id: str, n: int, diverse: bool) -> ExplainedRanking:
-        return self.svc.representative(exhibition_id, n, None, diverse)
+        return self.svc.rankings.representative(exhibition_id, n, None, diverse)
 
     def _control(self, exhibition_id: str, arm: Arm, rng: np.random.Generator,
                  diverse: bool) -> tuple[ExplainedRanking, int | None, float | None]:

@@ -48,7 +48,7 @@ class ExplainedRanking:
     blocked: list[str] = field(default_factory=list)  # scored products the overrides block
     unavailable: list[str] = field(default_factory=list)  # scored products sold out or hidden
     diverse: bool = False
-    etag: str = ""  # a strong validator of this answer (api/service.py ranking_page)
+    etag: str = ""  # a strong validator of this answer (api/rankings.py Rankings.page)
 
 
 @dataclass(frozen=True)

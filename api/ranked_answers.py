@@ -1,6 +1,6 @@
 """Ranking answers found by their ETag before anything is computed.
 
-An answer is a pure function of its ETag's parts (api.service.answer_etag): the exhibition's
+An answer is a pure function of its ETag's parts (api.rankings.answer_etag): the exhibition's
 block stamp, the model version, the overrides' last change, the threshold, the page and the
 settings. So a request first reads the stamp and the overrides in one round trip
 (store.block_stamp), builds the tag, and then:
@@ -26,7 +26,8 @@ from api.error_bodies import SafeJSONResponse
 from api.errors import VersionMismatch
 from api.explained import ExplainedRanking
 from api.merch import OVERRIDES_RECORD
-from api.service import ClikService, answer_etag
+from api.rankings import answer_etag
+from api.service import ClikService
 
 REPRESENTATIVE = "representative"
 PAGE = "page"
@@ -72,7 +73,7 @@ class RankingAnswers:
         name, stamp, (record,) = svc.store.block_stamp(req.exhibition_id, [OVERRIDES_RECORD + req.exhibition_id])
         if req.model_version is not None and req.model_version != name:
             raise VersionMismatch(f"model version {req.model_version!r} is not the active one ({name})")
-        _, threshold = svc.topic_fit_model(svc.version_named(name))
+        _, threshold = svc.queries.topic_fit_model(svc.versions.named(name))
         self._thresholds[name] = threshold
         return self.tag_for(req, name, stamp, record, threshold)
 
@@ -80,7 +81,7 @@ class RankingAnswers:
         """The tag from what block_stamp read (version, stamp, overrides record) and the threshold."""
         overrides = self.svc.merch.remember(req.exhibition_id, overrides_record)
         return answer_etag(req.exhibition_id, name, stamp, overrides.updated_at, threshold, req.offset,
-                           req.limit, req.diverse, self.svc.settings_digest)
+                           req.limit, req.diverse, self.svc.rankings.settings_digest)
 
     def known_threshold(self, name: str) -> float | None:
         """The topic-fit threshold of version `name` if a request through current_tag saw it
@@ -113,7 +114,7 @@ class RankingAnswers:
         if found is not None:
             self.memory.put(key, found)
             return "store", etag, found
-        r = self.svc.ranking_page(req.exhibition_id, req.offset, req.limit, req.model_version, req.diverse)
+        r = self.svc.rankings.page(req.exhibition_id, req.offset, req.limit, req.model_version, req.diverse)
         content = req.render(r)
         key = self.memory_key(req, r.etag)
         self.memory.put(key, content)

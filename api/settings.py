@@ -77,11 +77,12 @@ class ApiSettings(StoreSettings, FetchSettings, BaseSettings):
     max_exhibition_products: int = Field(100_000, ge=1)
     batch_max_products: int = Field(1000, ge=1)
     search_max_k: int = Field(100, ge=1)
-    # A catalogue index is rebuilt when the active version or the product set changed, at most
-    # once per this many seconds (a busy catalogue would otherwise rebuild on every search).
+    # The catalogue index catches up with product and vector changes at most once per this many
+    # seconds (a busy catalogue would otherwise be updated on every search).
     catalogue_min_rebuild_s: float = Field(5.0, ge=0)
-
-    catalogue_dir: Path | None = None  # None: a temporary folder per process
+    # Where the catalogue index files live, shared by the API processes of a host (api.catalogue).
+    # None: one folder per store under the system's temporary folder.
+    catalogue_dir: Path | None = None
 
     # Ranking answers carry an ETag and `Cache-Control: public, max-age=` this (a CDN may serve
     # one this long without asking; after that it revalidates with If-None-Match).

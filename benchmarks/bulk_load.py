@@ -5,7 +5,7 @@
 
 What runs is the real queue mechanics of a Redis store: products imported into the store
 (``import_products``), one event per 1,000 products recorded in the pending set
-(``PendingSet.add``, what each ``clik.encode_products`` task does), then ``--drains`` worker
+(``RedisStore.pending_set().add``, what each ``clik.encode_products`` task does), then ``--drains`` worker
 processes running ``worker.ingest.drain`` (claims with leases, renewals, fetch, content hash,
 encode, vectors and statuses written, compare-and-delete). The image tower is **clik-tiny-test**
 (random weights, a few thousand parameters), named so in the output: this measures the queue,
@@ -55,9 +55,9 @@ def _pending_class(kind: str):
         from benchmarks.pending_scan_baseline import PendingSet as Scan
 
         return Scan
-    from worker.pending import PendingSet
+    from indexer.redis_pending import RedisPendingSet
 
-    return PendingSet
+    return RedisPendingSet  # what RedisStore.pending_set() opens
 
 
 def _timed(cls, log: list):

@@ -34,7 +34,6 @@ from indexer.config import RedisStoreConfig  # noqa: E402
 from indexer.events import RedisEventLog  # noqa: E402
 from indexer.redis_client import is_cluster  # noqa: E402
 from indexer.redis_store import RedisStore  # noqa: E402
-from worker.pending import PendingSet  # noqa: E402
 
 # What each key family is counted against: per product, per exhibition, or the store as a whole.
 PER_PRODUCT = {"p", "pe", "hp", "vi", "vs", "pending", "due"}
@@ -71,7 +70,7 @@ def fill(store: RedisStore, args) -> None:
         members = [ids[int(i)] for i in rng.choice(len(ids), args.per_exhibition, replace=False)]
         store.put_exhibition(f"exh-{e:05d}", {"name": f"exhibition {e}", "cat1": "clothes"}, members)
         store.rank(f"exh-{e:05d}", rng.standard_normal(args.dim).astype(np.float32))
-    pending = PendingSet(store.r, store.prefix)
+    pending = store.pending_set()
     for start in range(0, len(ids), 1000):
         pending.add(ids[start:start + 1000])
     events = RedisEventLog(store.r, store.prefix)

@@ -1,7 +1,7 @@
 """The image-encoding pipeline, one for every path: source → bytes → content hash → decode →
 transform → image tower → vector.
 
-Ingestion (worker/encode.py), re-index (worker/reindex.py), ``POST /rank`` (api/service.py),
+Ingestion (worker/encode.py), re-index (worker/reindex.py), ``POST /rank`` (api/rank_sources.py),
 the training feature cache (training/features.py) and ``ImageEncoder.encode`` all run these
 stages; what differs between them is what they do *between* the stages (which images they
 already have) and where the vectors go. The split follows a reader → mapper → writer design:

@@ -21,10 +21,14 @@ class ModelLoadError(ValueError):
 
 
 class VersionRef(Protocol):
-    """What the cache needs of a model version (indexer.records.ModelVersion has it)."""
+    """What the cache needs of a model version (indexer.records.ModelVersion has it). Read-only
+    properties: a frozen dataclass's fields are, and the cache never writes them."""
 
-    name: str
-    bundle_uri: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def bundle_uri(self) -> str: ...
 
 
 class ModelCache(Generic[M]):

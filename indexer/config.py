@@ -25,6 +25,9 @@ class RedisStoreConfig:
     block_ttl_s: int = 7 * 24 * 3600  # packed blocks are a cache; unread ones expire
     socket_timeout_s: float = 5.0
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    # How many products the catalogue change log keeps (the newest changes; an index further
+    # behind rebuilds). None leaves the store's setting (100,000 unless set before).
+    catalogue_log_cap: int | None = None
 
 
 def open_store(url: str | None = None, prefix: str = DEFAULT_STORE_PREFIX) -> VectorStore:

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -24,7 +24,10 @@ from indexer.errors import (
     VersionConflict, VersionInUse, VersionNotFound,
 )
 from indexer.packed_block import encode_block
-from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.pending import DEFAULT_LEASE_S
+from indexer.records import (
+    CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState,
+)
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, normalised_fp16
 
@@ -49,6 +52,8 @@ CREATE TABLE IF NOT EXISTS vectors(
 CREATE TABLE IF NOT EXISTS blocks(
     vid INTEGER NOT NULL, eid TEXT NOT NULL, stamp TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY(vid, eid));
+CREATE TABLE IF NOT EXISTS catalogue_log(pid TEXT PRIMARY KEY, gen INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS catalogue_log_gen ON catalogue_log(gen);
 CREATE TABLE IF NOT EXISTS topics(
     vid INTEGER NOT NULL, key TEXT NOT NULL, vec BLOB NOT NULL, PRIMARY KEY(vid, key)) WITHOUT ROWID;
 """
@@ -115,6 +120,11 @@ class EmbeddedStore(VectorStore):
         with self._reading():
             self._db.close()
 
+    def pending_set(self, lease_s: float = DEFAULT_LEASE_S) -> None:
+        # None on purpose: one process on one machine encodes each event as it arrives (inline in
+        # the task, or the single-machine stack's in-process queue); see indexer/pending.py.
+        return None
+
     # -- job records --------------------------------------------------------------------------
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
         check_id(job_id, "job_id")
@@ -128,18 +138,55 @@ class EmbeddedStore(VectorStore):
         return json.loads(row[0]) if row else None
 
     @staticmethod
-    def _bump_catalogue(db: sqlite3.Connection) -> None:
+    def _bump_catalogue(db: sqlite3.Connection, product_ids: Iterable[str]) -> None:
+        """A new catalogue generation, in which these products changed (the change log an
+        incremental catalogue index reads: one row per product, its last change)."""
         db.execute("INSERT INTO meta(k, v) VALUES ('cgen', '1') "
                    "ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) + 1")
+        gen = int(db.execute("SELECT v FROM meta WHERE k = 'cgen'").fetchone()[0])
+        db.executemany("INSERT INTO catalogue_log(pid, gen) VALUES (?, ?) "
+                       "ON CONFLICT(pid) DO UPDATE SET gen = excluded.gen", [(p, gen) for p in product_ids])
 
     def catalogue_generation(self) -> int:
         with self._reading() as db:
             row = db.execute("SELECT v FROM meta WHERE k = 'cgen'").fetchone()
         return int(row[0]) if row else 0
 
+    def catalogue_changes(self, since: int) -> CatalogueChanges | None:
+        with self._reading() as db:
+            row = db.execute("SELECT v FROM meta WHERE k = 'cgen'").fetchone()
+            generation = int(row[0]) if row else 0
+            if since > generation:  # another store's generation
+                return None
+            ids = [r[0] for r in db.execute("SELECT pid FROM catalogue_log WHERE gen > ? ORDER BY gen", (since,))]
+        return CatalogueChanges(generation, tuple(ids))
+
+    @staticmethod
+    def _products_of_hashes(db: sqlite3.Connection, hashes: Sequence[str]) -> list[str]:
+        out: list[str] = []
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            out += [r[0] for r in db.execute(
+                f"SELECT pid FROM products WHERE hash IN ({','.join('?' * len(chunk))})", chunk)]
+        return out
+
+    def product_vectors(self, version: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        ids = list(dict.fromkeys(product_ids))
+        rows: list[tuple[str, bytes]] = []
+        with self._reading() as db:
+            v = self._version(db, version)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                rows += db.execute(
+                    "SELECT p.pid, x.vec FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
+                    f"WHERE p.status = 'encoded' AND p.pid IN ({','.join('?' * len(chunk))})",
+                    [v.id, *chunk]).fetchall()
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2").reshape(len(rows), v.dim)
+        return [r[0] for r in rows], mat
+
     @classmethod
     def _bump_exhibitions_of_product(cls, db: sqlite3.Connection, pid: str) -> None:
-        cls._bump_catalogue(db)
+        cls._bump_catalogue(db, [pid])
         db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN "
                    "(SELECT eid FROM members WHERE pid = ?)", (pid,))
 
@@ -352,7 +399,7 @@ class EmbeddedStore(VectorStore):
             # only this version's blocks change: the active version keeps its warm blocks
             db.execute("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH + ") "
                        "WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1", (v.id, image_hash))
-            self._bump_catalogue(db)
+            self._bump_catalogue(db, self._products_of_hashes(db, [image_hash]))
 
     def put_vectors(self, version: str, items: Sequence[tuple[str, object]]) -> None:
         """Bulk put in one transaction (re-index batches, benchmarks)."""
@@ -364,7 +411,7 @@ class EmbeddedStore(VectorStore):
             db.executemany("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH
                            + ") WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1",
                            [(v.id, h) for _, h, _ in rows])
-            self._bump_catalogue(db)
+            self._bump_catalogue(db, self._products_of_hashes(db, [h for _, h, _ in rows]))
 
     def get_vector(self, version: str, image_hash: str) -> np.ndarray:
         with self._reading():

@@ -91,3 +91,12 @@ class ExhibitionRanking:
     pending: list[str] = field(default_factory=list)  # no vector yet for this version
     failed: list[str] = field(default_factory=list)  # image could not be encoded
     unknown: list[str] = field(default_factory=list)  # listed in the exhibition, never registered
+
+
+@dataclass(frozen=True)
+class CatalogueChanges:
+    """What changed in the catalogue after a generation: an incremental catalogue index re-reads
+    these products' vectors (a product without one any more is removed)."""
+
+    generation: int  # the catalogue generation these changes bring an index up to
+    product_ids: tuple[str, ...]

@@ -26,6 +26,11 @@ Key layout (p = prefix, or {prefix} on a cluster):
   p..'cnt'            hash  v='1' when the coverage counters below are kept (a store created with
                             them), products, encoded, failed: product counts
   p..'vc'             hash  vid -> encoded products having a vector in version vid
+  p..'cgen'           int   catalogue generation: moves with every product or vector change
+  p..'cchg'           zset  product id -> the catalogue generation of its last change (the change
+                            log incremental catalogue indexes read); the oldest entries beyond
+                            p..'cchg:cap' (default 100,000) are trimmed and p..'cchg:floor'
+                            remembers the newest generation trimmed: a reader behind it rebuilds
 """
 
 from __future__ import annotations
@@ -53,9 +58,27 @@ local function bump_exhibitions(p, pid)
     if redis.call('EXISTS', ek) == 1 then redis.call('HINCRBY', ek, 'g', 1) end
   end
 end
+-- The catalogue moved to a new generation; these products changed in it (what an incremental
+-- catalogue index re-reads). The log keeps one entry per product, the newest cap of them.
+local function log_catalogue_change(p, pids)
+  local g = redis.call('INCR', p .. 'cgen')
+  local log = p .. 'cchg'
+  for i = 1, #pids, 1000 do  -- unpack() stops near 8,000 values (Lua's C stack)
+    local args = {}
+    for j = i, math.min(i + 999, #pids) do args[#args + 1] = g; args[#args + 1] = pids[j] end
+    redis.call('ZADD', log, unpack(args))
+  end
+  local cap = tonumber(redis.call('GET', p .. 'cchg:cap') or '100000')
+  local over = redis.call('ZCARD', log) - cap
+  if over > 0 then
+    local newest = redis.call('ZRANGE', log, over - 1, over - 1, 'WITHSCORES')
+    redis.call('SET', p .. 'cchg:floor', newest[2])
+    redis.call('ZREMRANGEBYRANK', log, 0, over - 1)
+  end
+end
 -- membership-level change (product status/hash): every version's block is stale
 local function bump_product(p, pid)
-  redis.call('INCR', p .. 'cgen')  -- the catalogue (products with vectors) may have changed
+  log_catalogue_change(p, {pid})  -- the catalogue (products with vectors) may have changed
   for _, e in ipairs(redis.call('SMEMBERS', p .. 'pe:' .. pid)) do
     local ek = p .. 'e:' .. e
     if redis.call('EXISTS', ek) == 1 then redis.call('HINCRBY', ek, 'g', 1) end
@@ -251,6 +274,7 @@ for i = 4, #ARGV, 3 do
   if #vec ~= vsz then return redis.error_reply('CLIK_BADVECTOR wrong byte length') end
 end
 local c = counted(p)
+local changed = {}  -- products showing these images: the change log's entries
 for i = 4, #ARGV, 3 do
   local h, dg, vec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local bk = bucket_key(p, v, dg)
@@ -276,12 +300,13 @@ for i = 4, #ARGV, 3 do
   redis.call('SETRANGE', sk, (slot % v.slab) * vsz, vec)
   -- only this version's blocks of exhibitions showing this image are stale
   for _, pid in ipairs(redis.call('SMEMBERS', p .. 'hp:' .. h)) do
+    changed[#changed + 1] = pid
     for _, e in ipairs(redis.call('SMEMBERS', p .. 'pe:' .. pid)) do
       redis.call('HINCRBY', p .. 'vg:' .. v.id, e, 1)
     end
   end
 end
-redis.call('INCR', p .. 'cgen')
+log_catalogue_change(p, changed)
 return 1
 """
 
@@ -294,6 +319,15 @@ for i = 3, #ARGV do
   local slot = slot_of(p, v, ARGV[i])
   if slot then out[#out + 1] = read_vec(p, v, slot) else out[#out + 1] = false end
 end
+return out
+"""
+
+# ARGV: p, since -> {generation, floor, product ids changed after generation `since`...}: read
+# together, so the ids are exactly the changes up to the generation returned.
+CATALOGUE_CHANGES = r"""
+local p, since = ARGV[1], ARGV[2]
+local out = {redis.call('GET', p .. 'cgen') or '0', redis.call('GET', p .. 'cchg:floor') or '0'}
+for _, pid in ipairs(redis.call('ZRANGEBYSCORE', p .. 'cchg', '(' .. since, '+inf')) do out[#out + 1] = pid end
 return out
 """
 

@@ -32,8 +32,10 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
     StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
+from indexer.pending import DEFAULT_LEASE_S
 from indexer.redis_client import RedisClient, is_cluster, key_group, redis_client
-from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.redis_pending import RedisPendingSet
+from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
 from indexer.store import DEFAULT_EXPECTED_VECTORS, VectorStore, check_page, encode_attrs
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
 
@@ -99,9 +101,12 @@ class RedisStore(VectorStore):
             for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
                          "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
                          "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "HAS_VECTORS", "PUT_TOPIC",
-                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION")
+                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION", "CATALOGUE_CHANGES")
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
+        if self.config.catalogue_log_cap is not None:  # a store-wide setting: the scripts read it
+            with _translated_errors():
+                self.r.set(self._k("cchg:cap"), int(self.config.catalogue_log_cap))
 
     def _run(self, script: str, *args: object) -> Any:  # each script returns its own shape
         with _translated_errors():
@@ -153,6 +158,11 @@ class RedisStore(VectorStore):
     def ping(self) -> None:
         with _translated_errors():
             self.r.ping()
+
+    def pending_set(self, lease_s: float = DEFAULT_LEASE_S) -> RedisPendingSet:
+        # On this store's client, under its prefix: the keys `<prefix>ingest:*` (one hash slot of
+        # their own on a cluster, apart from the store's records: indexer.redis_client.key_group).
+        return RedisPendingSet(self.r, self.prefix, lease_s=lease_s)
 
     # -- job records --------------------------------------------------------------------------
     def put_job(self, job_id: str, record: Mapping[str, object]) -> None:
@@ -464,6 +474,24 @@ class RedisStore(VectorStore):
     def catalogue_generation(self) -> int:
         with _translated_errors():
             return int(self.r.get(self._k("cgen")) or 0)
+
+    def catalogue_changes(self, since: int) -> CatalogueChanges | None:
+        raw = self._run("CATALOGUE_CHANGES", int(since))
+        generation, floor = int(raw[0]), int(raw[1])
+        if since < floor or since > generation:  # trimmed away, or another store's generation
+            return None
+        return CatalogueChanges(generation, tuple(p.decode() for p in raw[2:]))
+
+    def product_vectors(self, version: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        v = self.get_version(version)
+        ids = list(dict.fromkeys(product_ids))
+        plen = len(self._k("p", ""))
+        with _translated_errors():
+            _, rows = self._product_rows([self._k("p", pid).encode() for pid in ids], plen)
+        found = self._run("GET_VECTORS", version, *[r[3] for r in rows]) if rows else []
+        pairs = [(r[0], vec) for r, vec in zip(rows, found) if vec]
+        mat = np.frombuffer(b"".join(p[1] for p in pairs), dtype="<f2").reshape(len(pairs), v.dim)
+        return [p[0] for p in pairs], mat
 
     # -- topic cache ----------------------------------------------------------------------------
     def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:

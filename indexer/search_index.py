@@ -38,20 +38,40 @@ class SearchIndexConfig:
     search_threads: int = 1
 
 
+def index_folder(directory: Path | str, version: str) -> Path:
+    """Where the files of one version's index live under `directory`."""
+    return Path(directory) / re.sub(r"[^A-Za-z0-9._-]", "_", version)
+
+
+def saved_generation(directory: Path | str, version: str) -> int:
+    """The file generation CURRENT points at (0: nothing saved): a cheap staleness check."""
+    try:
+        return int((index_folder(directory, version) / "CURRENT").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 class SearchIndex:
-    """One version's catalogue index. Not thread-safe: one writer (the index job) at a time."""
+    """One version's catalogue index. Not thread-safe: one writer (the index job) at a time.
+
+    `catalogue_generation` is the store's catalogue generation the index reflects (saved with
+    it), `file_generation` the saved generation it was loaded from or last saved as. With
+    `mmap` the saved index is mapped read-only (processes reading the same files share their
+    pages); such an index searches but cannot change."""
 
     def __init__(self, directory: Path | str, version: str, dim: int,
-                 config: SearchIndexConfig | None = None) -> None:
+                 config: SearchIndexConfig | None = None, mmap: bool = False) -> None:
         self.dim = dim
         self.version = version
         self.config = config or SearchIndexConfig()
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", version)
-        self.directory = Path(directory) / safe
+        self.directory = index_folder(directory, version)
+        self.read_only = mmap
         self._index: faiss.Index = self._new_exact()
         self._ids: dict[str, int] = {}  # product id -> faiss id
         self._pids: dict[int, str] = {}  # faiss id -> product id
         self._next_id = 0
+        self.catalogue_generation = 0
+        self.file_generation = 0
         self._load()
 
     # -- persistence --------------------------------------------------------------------------
@@ -60,30 +80,36 @@ class SearchIndex:
         if not current.exists():
             return
         gen = current.read_text().strip()
-        index = faiss.read_index(str(self.directory / f"index-{gen}.faiss"))
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if self.read_only else 0
+        index = faiss.read_index(str(self.directory / f"index-{gen}.faiss"), flags)
         if index.d != self.dim:
             raise InvalidInput(f"catalogue index in {self.directory} has dim {index.d}, not {self.dim}")
         meta = json.loads((self.directory / f"ids-{gen}.json").read_text())
         self._index, self._next_id = index, int(meta["next_id"])
         self._ids = {p: int(i) for p, i in meta["ids"].items()}
         self._pids = {i: p for p, i in self._ids.items()}
+        self.catalogue_generation = int(meta.get("catalogue_generation", 0))
+        self.file_generation = int(gen)
         self._apply_search_params()
 
     def save(self) -> None:
-        """Write a new generation, then point CURRENT at it atomically; old files are removed."""
+        """Write a new generation, then point CURRENT at it atomically; old files are removed
+        (a process still mapping them keeps its pages until it loads the new generation)."""
+        self._writable()
         self.directory.mkdir(parents=True, exist_ok=True)
         current = self.directory / "CURRENT"
         old = current.read_text().strip() if current.exists() else None
         gen = str(int(old) + 1 if old else 1)
         faiss.write_index(self._index, str(self.directory / f"index-{gen}.faiss"))
-        (self.directory / f"ids-{gen}.json").write_text(
-            json.dumps({"next_id": self._next_id, "ids": self._ids}))
+        (self.directory / f"ids-{gen}.json").write_text(json.dumps(
+            {"next_id": self._next_id, "ids": self._ids, "catalogue_generation": self.catalogue_generation}))
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".CURRENT.")
         with os.fdopen(fd, "w") as f:
             f.write(gen)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, current)
+        self.file_generation = int(gen)
         if old:
             for name in (f"index-{old}.faiss", f"ids-{old}.json"):
                 (self.directory / name).unlink(missing_ok=True)
@@ -129,6 +155,7 @@ class SearchIndex:
     def add(self, product_ids: Sequence[str], vectors: np.ndarray) -> None:
         """Add or replace products (incremental growth). Crossing the threshold converts the
         exact index into an IVF one trained on everything held so far."""
+        self._writable()
         mat = self._checked(product_ids, vectors)
         self.remove([p for p in product_ids if p in self._ids])
         if self.kind == "exact" and len(self) + len(mat) > self.config.exact_threshold:
@@ -149,7 +176,12 @@ class SearchIndex:
         self._index = ivf
         self._apply_search_params()
 
+    def _writable(self) -> None:
+        if self.read_only:
+            raise InvalidInput("a memory-mapped catalogue index is read-only: load it without mmap to change it")
+
     def remove(self, product_ids: Iterable[str]) -> int:
+        self._writable()
         ids = [self._ids.pop(p) for p in product_ids if p in self._ids]
         for i in ids:
             del self._pids[i]
@@ -159,6 +191,7 @@ class SearchIndex:
 
     def rebuild(self, batches: Iterable[tuple[Sequence[str], np.ndarray]]) -> None:
         """Replace the whole index (re-index to a new version): the kind follows the size."""
+        self._writable()
         pids: list[str] = []
         mats: list[np.ndarray] = []
         for ids, mat in batches:

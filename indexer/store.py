@@ -16,8 +16,9 @@ from indexer.async_reads import ThreadedReads
 from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
+from indexer.pending import DEFAULT_LEASE_S, PendingSet
 from indexer.ranking import cosine_scores, ranked_slice
-from indexer.records import Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
+from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
 from indexer.vectors import normalised_query
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
@@ -198,6 +199,18 @@ class VectorStore(abc.ABC):
         """A counter that moves whenever a product or a vector changes: a catalogue index built
         at generation g is current while this still returns g."""
 
+    @abc.abstractmethod
+    def catalogue_changes(self, since: int) -> CatalogueChanges | None:
+        """The products changed after catalogue generation `since` (product, status, image or
+        vector in any version), with the generation that brings an index built at `since` up
+        to date; None when the change log no longer reaches back that far (or `since` is not
+        this store's): the caller rebuilds from iter_product_vectors."""
+
+    @abc.abstractmethod
+    def product_vectors(self, version: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The products among `product_ids` that are encoded and have a vector for `version`,
+        and their fp16 vectors (rows in that order): an incremental catalogue update's input."""
+
     # -- topic-embedding cache ----------------------------------------------------------------
     @abc.abstractmethod
     def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:
@@ -217,6 +230,13 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def get_job(self, job_id: str) -> dict | None:
         """The last record written by put_job, or None."""
+
+    # -- the workers' pending set ------------------------------------------------------------
+    @abc.abstractmethod
+    def pending_set(self, lease_s: float = DEFAULT_LEASE_S) -> PendingSet | None:
+        """The products waiting to be encoded, shared by the workers (indexer.pending), in this
+        store's key space; None when the backend keeps none (its products are encoded as their
+        events arrive). Claims hold an entry for `lease_s` unless renewed."""
 
     # -- housekeeping -------------------------------------------------------------------------
     @abc.abstractmethod

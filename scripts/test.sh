@@ -22,4 +22,7 @@ export CLIK_REQUIRE_BROWSER=1
 # Tests that need Redis fail instead of skipping (tests/support/services.py): CI must not pass half-run.
 export CLIK_REQUIRE_SERVICES=1
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two test processes: the slow tests mostly wait on Celery workers, uvicorn and training
+# subprocesses. --dist loadfile keeps each file on one process (module-scoped rigs, tests that
+# run in order). CLIK_TEST_PROCESSES=0 runs everything in this process.
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${CLIK_TEST_PROCESSES:-2}" --dist loadfile "$@"

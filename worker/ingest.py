@@ -1,4 +1,5 @@
-"""Draining the pending set in batches: pure logic over the store and worker.pending.
+"""Draining the pending set in batches: pure logic over the store and its pending set
+(indexer.pending).
 
 ``drain`` is what one ``clik.encode_pending`` task does: take up to ``batch_size`` waiting
 products (leased to this drain), encode them together, remove the finished entries, and go on
@@ -21,7 +22,7 @@ from indexer.errors import NoActiveVersion
 from indexer.store import VectorStore
 from worker.encode import EncodeReport, EncoderCache, encode_products
 from worker.lease_keeper import LeaseKeeper
-from worker.pending import PendingSet
+from indexer.pending import PendingSet
 
 log = logging.getLogger(__name__)
 

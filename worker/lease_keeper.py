@@ -1,4 +1,4 @@
-"""Keeps a drain's leases alive while it works on a batch (worker.pending).
+"""Keeps a drain's leases alive while it works on a batch (indexer.pending).
 
 Why a thread: one batch can take long (fetches bounded by the fetch deadline, then the forward
 pass) and the drain's own thread is busy in it. Renewing every lease_s / 3 means a live drain
@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from worker.pending import PendingSet
+from indexer.pending import PendingSet
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,9 @@ products keep their status and show as pending in rankings of the new version.
 
 Two drivers: ``run`` (in process: one loop of chunks) and the fan-out below (Celery: a
 coordinator hands chunks to every worker on the queue; see ``plan_chunks`` and docs/worker.md).
+The fan-out's coordinator is ``Coordinator.step``: one check per ``clik.reindex`` task run, which
+hands chunks out, gates, switches and queues its own continuation through a ``ReindexDispatch``
+(Celery's, in worker/tasks.py: the tasks there only check their messages and call in here).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from clik.image_pipeline import ImageItem
 from clik.image_source import FetchLimits
@@ -47,6 +51,7 @@ from indexer.store import VectorStore
 from worker import canary
 from worker.encode import EncoderCache, pipeline_for
 from worker.rollout import REFUSE, SWITCH as SWITCH_NOW, Decision, RolloutPolicy, coverage_gate, decide
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ class ChunkState(StrEnum):
     DONE = "done"
 
 
-# The short names the drivers (tasks.py, the CLI) use.
+# The short names the drivers (the coordinator, the CLI) use.
 FILLING, SWITCHED, DONE = ReindexState.FILLING, ReindexState.SWITCHED, ReindexState.DONE
 REFUSED, AWAITING = ReindexState.REFUSED, ReindexState.AWAITING_CONFIRMATION
 CHUNK_QUEUED, CHUNK_RUNNING, CHUNK_DONE = ChunkState.QUEUED, ChunkState.RUNNING, ChunkState.DONE
@@ -101,7 +106,7 @@ class ReindexProgress:
     # Fan-out only (Celery). Chunks handed to the workers and not counted yet: id -> planned at.
     open_chunks: dict[str, float] = field(default_factory=dict)
     workers: dict[str, int] = field(default_factory=dict)  # worker name -> images it encoded
-    coordinator: str = ""  # token of the coordinator run allowed to continue (see tasks.py)
+    coordinator: str = ""  # token of the coordinator run allowed to continue (Coordinator.step)
     checked_at: float = 0.0  # last coordinator check
     in_flight: int = 0  # chunks handed out and not finished (filled in by load())
     # The rollout gate (worker/rollout.py): its last message and figures, the canary report.
@@ -505,3 +510,139 @@ def run_reindex(store: VectorStore, version: str, encoders: EncoderCache, limits
                drop_previous_version=drop_previous, on_progress=on_progress,
                retry_skipped=retry_skipped, topic_sides=topic_sides, confirm=confirm,
                prepare=lambda v: precompute.precompute_all(store, v, sides))
+
+
+# -- the coordinator's step (Celery): what one clik.reindex task run does ---------------------------
+class ReindexDispatch(Protocol):
+    """How the coordinator hands work to the workers; worker/tasks.py sends each as a Celery task
+    on the queue (FIFO, so a continuation sent after chunks is taken after them)."""
+
+    def send_chunk(self, version: str, chunk_id: str, items: list[tuple[str, str]]) -> None: ...
+
+    def send_continuation(self, version: str, token: str, wait_s: float) -> None: ...
+
+    def send_drop(self, version: str, countdown_s: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class CoordinatorOptions:
+    fanout: FanoutOptions = FanoutOptions()
+    fill: ReindexOptions = ReindexOptions()  # the stragglers the coordinator encodes itself
+    policy: RolloutPolicy = RolloutPolicy()
+    check_s: float = 2.0  # the wait between two checks while every chunk left is in flight
+    task_s: float = 300.0  # how long one run may fill stragglers before it continues in a new one
+    drop_grace_s: float = 900.0  # after the switch, before the previous version is dropped
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings) -> CoordinatorOptions:
+        return cls(fanout=FanoutOptions(chunk_size=settings.reindex_chunk_size,
+                                        max_in_flight=settings.reindex_chunks_in_flight,
+                                        lease_s=settings.reindex_chunk_lease_s),
+                   fill=ReindexOptions(chunk_size=settings.reindex_chunk_size,
+                                       decode_threads=settings.decode_threads),
+                   policy=settings.rollout_policy(), check_s=settings.reindex_check_s,
+                   task_s=settings.reindex_task_s, drop_grace_s=settings.reindex_drop_grace_s)
+
+
+def register_bundle(store: VectorStore, version: str, bundle_uri: str) -> None:
+    """Register `version` from its bundle (the bundle must hash to that version)."""
+    from clik.checkpoint import read_bundle_info  # reads the bundle's config only
+
+    info = read_bundle_info(bundle_uri)
+    if info.version != version:
+        raise ValueError(f"bundle at {bundle_uri} is version {info.version}, not {version}")
+    store.register_version(version, info.embed_dim, bundle_uri=str(bundle_uri))
+
+
+@dataclass
+class Coordinator:
+    """One check of a fan-out re-index (`step`), with what it needs to hand work out, gate and
+    switch. `limits` and `topic_sides` are called only when a step gets that far (each reads
+    the store or loads text sides)."""
+
+    store: VectorStore
+    dispatch: ReindexDispatch
+    options: CoordinatorOptions
+    encoders: EncoderCache
+    limits: Callable[[], FetchLimits]
+    topic_sides: Callable[[], Callable[[str], object] | None]  # the canary's (worker.canary)
+    prepare: Callable[[str], object] | None = None  # before the switch (worker.precompute)
+
+    def step(self, version: str, retry_skipped: bool = False, token: str | None = None,
+             wait_s: float = 0.0) -> dict:
+        """Start or resume the job (no `token`: sent by a user), or continue it (the token
+        the job's record names; a run with another token is a stale duplicate and stops).
+        Each step counts the finished chunks, hands out new ones for what is missing and queues
+        its own continuation behind them; when nothing is missing: gate, switch, fill the
+        stragglers, schedule the drop of the previous version. Returns the run's report."""
+        store = self.store
+        if token is None:
+            try:
+                progress = start(store, version, retry_skipped)
+            except VersionNotFound:
+                raise ValueError(f"model version {version} is not registered: pass bundle_uri") from None
+        else:
+            # The wait happens here rather than as a countdown: a countdown message sits in one
+            # worker's memory while it encodes chunks, and dies with it until the broker redelivers.
+            time.sleep(min(max(float(wait_s), 0.0), self.options.check_s))
+            loaded = load_record(store, version)
+            if loaded is None or loaded.coordinator != token:
+                return {"version": version, "superseded": True}
+            progress = loaded
+        if progress.state == REFUSED:
+            return self._stopped(progress)
+        if progress.state == AWAITING and not progress.confirmed:
+            return self._stopped(progress)
+        if progress.state == AWAITING:  # confirmed (clik models confirm): gate again, switch
+            if not self.gate(progress):
+                return self._stopped(progress)
+            switch(store, progress, self.prepare)
+        if progress.state == FILLING:
+            chunks = plan_chunks(store, progress, self.options.fanout)
+            if chunks is not None:
+                for chunk, items in chunks:
+                    self.dispatch.send_chunk(version, chunk.chunk_id, items)
+                # Queued behind the chunks just sent (FIFO): it checks again once they were taken.
+                self.continue_later(progress, wait_s=0.0 if chunks else self.options.check_s)
+                return {"version": version, "state": progress.state, "done": progress.done,
+                        "total": progress.total, "planned": len(chunks), "in_flight": progress.in_flight,
+                        "continued": True}
+            if not self.gate(progress):
+                return self._stopped(progress)
+            switch(store, progress, self.prepare)
+        deadline = time.monotonic() + self.options.task_s
+        # Stragglers ingested with the old version while the last chunks ran: few, done here.
+        if not fill(store, progress, self.encoders, self.limits(), self.options.fill, deadline=deadline):
+            self.continue_later(progress, wait_s=0.0)
+            return {"version": version, "state": progress.state, "done": progress.done,
+                    "total": progress.total, "continued": True}
+        if progress.state == SWITCHED:
+            self.dispatch.send_drop(version, self.options.drop_grace_s)
+        return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
+                "skipped": progress.skipped, "continued": False}
+
+    def gate(self, progress: ReindexProgress) -> bool:
+        """The rollout gate before the switch (coverage, canary, confirmation); False: the job was
+        refused or waits for a confirmation (recorded in the job; nothing switched)."""
+        return gate(self.store, progress, self.options.policy, self.topic_sides()).action == SWITCH_NOW
+
+    def continue_later(self, progress: ReindexProgress, wait_s: float) -> None:
+        # Sent before the record names its token: a run killed in between is redelivered with the
+        # token still current and goes on, and this continuation then finds itself superseded.
+        token = uuid.uuid4().hex
+        self.dispatch.send_continuation(progress.version, token, wait_s)
+        progress.coordinator = token
+        progress.save(self.store)
+
+    @staticmethod
+    def _stopped(progress: ReindexProgress) -> dict:
+        return {"version": progress.version, "state": progress.state, "decision": progress.decision}
+
+
+def drop_after_grace(store: VectorStore, version: str, policy: RolloutPolicy) -> str | None:
+    """After the grace period: drop the version that was active before `version`'s re-index
+    (only while `version` is healthy: drop_if_healthy). Returns the version dropped, if any."""
+    progress = load_record(store, version)
+    if progress is None or progress.state == FILLING:
+        return None
+    return progress.previous if drop_if_healthy(store, progress, policy) else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 
 from celery.signals import worker_ready
 
@@ -16,17 +15,15 @@ from indexer.contracts import (
     PRECOMPUTE_EXHIBITIONS,
     REINDEX,
     REINDEX_CHUNK,
-    is_redis_url,
 )
 from indexer.errors import NoActiveVersion, VersionNotFound
-from indexer.redis_client import redis_client
+from indexer.pending import PendingSet
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
-from worker import canary, device, precompute, refresh, reindex, rollout
+from worker import canary, device, precompute, refresh, reindex
 from worker.app import app, settings
 from worker.encode import EncoderCache, encode_products as _encode
 from worker.ingest import DrainOptions, drain
-from worker.pending import PendingSet
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +35,14 @@ _topic_sides: precompute.TopicSides | None = None
 
 
 def _resources() -> tuple[VectorStore, EncoderCache, PendingSet | None]:
-    """One store client, one encoder cache (and the pending set on Redis) per worker process."""
+    """One store client, one encoder cache (and the store's pending set, where it keeps one:
+    indexer.pending) per worker process."""
     global _store, _encoders, _pending
     with _lock:
         if _store is None:
             _store = open_store(settings.store_url, prefix=settings.store_prefix)
-            if settings.group_pending and is_redis_url(settings.store_url):
-                _pending = PendingSet(redis_client(settings.store_url), settings.store_prefix,
-                                      lease_s=settings.pending_lease_s)
+            if settings.group_pending:
+                _pending = _store.pending_set(lease_s=settings.pending_lease_s)
         if _encoders is None:
             name = device.configure(settings.device, settings.torch_threads)
             _encoders = EncoderCache(name, settings.batch_size, settings.max_encoders, **settings.encoder_options())
@@ -80,7 +77,7 @@ def _limits(store: VectorStore):
 def encode_products(self, product_ids: list[str]) -> dict:
     """Encode these products' images with the active model version (idempotent).
 
-    On a Redis store the products are recorded in the pending set and one drain
+    On a store with a pending set (Redis) the products are recorded in it and one drain
     (``clik.encode_pending``) encodes everything waiting in batches; this returns at once.
     Otherwise they are encoded here.
     """
@@ -186,83 +183,39 @@ def _sweep(pending: PendingSet) -> None:
             log.warning("pending sweep failed: %s", exc)
 
 
+class _CeleryDispatch:
+    """The coordinator's work, sent as tasks on the queue (worker.reindex.ReindexDispatch)."""
+
+    def send_chunk(self, version: str, chunk_id: str, items: list[tuple[str, str]]) -> None:
+        app.send_task(REINDEX_CHUNK, args=[version, chunk_id, [list(i) for i in items]],
+                      queue=settings.queue, ignore_result=True)
+
+    def send_continuation(self, version: str, token: str, wait_s: float) -> None:
+        app.send_task(REINDEX, args=[version], kwargs={"token": token, "wait_s": wait_s},
+                      queue=settings.queue, ignore_result=True)
+
+    def send_drop(self, version: str, countdown_s: float) -> None:
+        app.send_task(DROP_PREVIOUS_VERSION, args=[version], queue=settings.queue, countdown=countdown_s)
+
+
 @app.task(bind=True, name=REINDEX, max_retries=None)
 def reindex_version(self, version: str, bundle_uri: str | None = None, retry_skipped: bool = False,
                     token: str | None = None, wait_s: float = 0.0) -> dict:
-    """Coordinate the re-index of every image for `version` across the workers on the queue.
-
-    Sent by a user (no `token`): start or resume the job. Each run checks once: it counts the
-    finished chunks, hands out new ``clik.reindex_chunk`` tasks for what is missing, and queues
-    its own continuation behind them (with a fresh `token`; a run whose token is not the job's
-    current one is a stale duplicate and stops). When nothing is missing: switch, fill the
-    stragglers, schedule the drop of the previous version.
-    """
+    """Coordinate the re-index of every image for `version` across the workers on the queue:
+    one check of worker.reindex.Coordinator.step per run (sent by a user: no `token`; by the
+    coordinator itself to continue: its token)."""
     if not isinstance(version, str) or not version:
         raise ValueError(f"clik.reindex takes a model version name, got {version!r:.200}")
     if token is not None and not isinstance(token, str):
         raise ValueError(f"clik.reindex token must be a string, got {token!r:.200}")
     store, encoders, _ = _resources()
     if bundle_uri:
-        from clik.checkpoint import read_bundle_info
-
-        info = read_bundle_info(bundle_uri)
-        if info.version != version:
-            raise ValueError(f"bundle at {bundle_uri} is version {info.version}, not {version}")
-        store.register_version(version, info.embed_dim, bundle_uri=str(bundle_uri))
-    if token is None:
-        try:
-            progress = reindex.start(store, version, retry_skipped)
-        except VersionNotFound:
-            raise ValueError(f"model version {version} is not registered: pass bundle_uri") from None
-    else:
-        # The wait happens here rather than as a countdown: a countdown message sits in one
-        # worker's memory while it encodes chunks, and dies with it until the broker redelivers.
-        time.sleep(min(max(float(wait_s), 0.0), settings.reindex_check_s))
-        progress = reindex.load_record(store, version)
-        if progress is None or progress.coordinator != token:
-            return {"version": version, "superseded": True}
-    if progress.state == reindex.REFUSED:
-        return {"version": version, "state": progress.state, "decision": progress.decision}
-    if progress.state == reindex.AWAITING and not progress.confirmed:
-        return {"version": version, "state": progress.state, "decision": progress.decision}
-    if progress.state == reindex.AWAITING:  # confirmed (clik models confirm): gate again, switch
-        if not _gate(store, progress):
-            return {"version": version, "state": progress.state, "decision": progress.decision}
-        reindex.switch(store, progress, _prepare(store))
-    if progress.state == reindex.FILLING:
-        fanout = reindex.FanoutOptions(chunk_size=settings.reindex_chunk_size,
-                                       max_in_flight=settings.reindex_chunks_in_flight,
-                                       lease_s=settings.reindex_chunk_lease_s)
-        chunks = reindex.plan_chunks(store, progress, fanout)
-        if chunks is not None:
-            for chunk, items in chunks:
-                app.send_task(REINDEX_CHUNK, args=[version, chunk.chunk_id, [list(i) for i in items]],
-                              queue=settings.queue, ignore_result=True)
-            # Queued behind the chunks just sent (FIFO): it checks again once they were taken.
-            _continue_reindex(store, progress, wait_s=0.0 if chunks else settings.reindex_check_s)
-            return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
-                    "planned": len(chunks), "in_flight": progress.in_flight, "continued": True}
-        if not _gate(store, progress):
-            return {"version": version, "state": progress.state, "decision": progress.decision}
-        reindex.switch(store, progress, _prepare(store))
-    options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size,
-                                     decode_threads=settings.decode_threads)
-    deadline = time.monotonic() + settings.reindex_task_s
-    # Stragglers ingested with the old version while the last chunks ran: few, done here.
-    if not reindex.fill(store, progress, encoders, _limits(store), options, deadline=deadline):
-        _continue_reindex(store, progress, wait_s=0.0)
-        return {"version": version, "state": progress.state, "done": progress.done,
-                "total": progress.total, "continued": True}
-    if progress.state == reindex.SWITCHED:
-        app.send_task(DROP_PREVIOUS_VERSION, args=[version], queue=settings.queue,
-                      countdown=settings.reindex_drop_grace_s)
-    return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
-            "skipped": progress.skipped, "continued": False}
-
-
-def _prepare(store: VectorStore):
-    """What the switch runs first: every exhibition's topic and block for the new version."""
-    return lambda version: precompute.precompute_all(store, version, _sides(store))
+        reindex.register_bundle(store, version, bundle_uri)
+    coordinator = reindex.Coordinator(
+        store, _CeleryDispatch(), reindex.CoordinatorOptions.from_settings(settings), encoders,
+        limits=lambda: _limits(store), topic_sides=lambda: canary.bundle_topic_sides(store),
+        prepare=lambda v: precompute.precompute_all(store, v, _sides(store)))
+    return coordinator.step(version, retry_skipped, token, wait_s)
 
 
 @app.task(name=PRECOMPUTE_EXHIBITIONS, ignore_result=True)
@@ -278,23 +231,6 @@ def precompute_exhibitions(exhibition_ids: list[str], version: str | None = None
         return precompute.precompute(store, exhibition_ids, _sides(store), version).as_dict()
     except (NoActiveVersion, VersionNotFound) as exc:
         return {"skipped": str(exc)}  # nothing to rank with (yet): the first read computes
-
-
-def _gate(store: VectorStore, progress: reindex.ReindexProgress) -> bool:
-    """The rollout gate before the switch (coverage, canary, confirmation); False: the job was
-    refused or waits for a confirmation (recorded in the job; nothing switched)."""
-    decision = reindex.gate(store, progress, settings.rollout_policy(), canary.bundle_topic_sides(store))
-    return decision.action == rollout.SWITCH
-
-
-def _continue_reindex(store: VectorStore, progress: reindex.ReindexProgress, wait_s: float) -> None:
-    # Sent before the record names its token: a run killed in between is redelivered with the
-    # token still current and goes on, and this continuation then finds itself superseded.
-    token = uuid.uuid4().hex
-    app.send_task(REINDEX, args=[progress.version], kwargs={"token": token, "wait_s": wait_s},
-                  queue=settings.queue, ignore_result=True)
-    progress.coordinator = token
-    progress.save(store)
 
 
 @app.task(bind=True, name=REINDEX_CHUNK, max_retries=None, ignore_result=True)
@@ -324,8 +260,4 @@ def reindex_chunk(self, version: str, chunk_id: str, items: list[list[str]]) -> 
 def drop_previous_version(version: str) -> dict:
     """After the grace period: drop the version that was active before `version`'s re-index."""
     store, _, _ = _resources()
-    progress = reindex.load_record(store, version)
-    if progress is None or progress.state == reindex.FILLING:
-        return {"version": version, "dropped": None}
-    dropped = reindex.drop_if_healthy(store, progress, settings.rollout_policy())
-    return {"version": version, "dropped": progress.previous if dropped else None}
+    return {"version": version, "dropped": reindex.drop_after_grace(store, version, settings.rollout_policy())}

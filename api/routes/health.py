@@ -39,10 +39,10 @@ def readyz(svc: ClikService = Depends(service)):
         else:
             name = active.name
             if svc.text.peek(name) is None:
-                error = svc.load_errors.get(name)
+                error = svc.loader.errors.get(name)
                 problems.append(f"model {name} cannot be loaded: {error}" if error
                                 else f"model {name} not loaded yet")
-                svc.load_in_background(active)
+                svc.loader.load(active)
             coverage = _coverage(svc, name, problems)
     problems += _broker_problems(svc)
     body = Ready(status="not ready" if problems else "ready", model_version=name,

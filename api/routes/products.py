@@ -18,7 +18,7 @@ ProductId = Path(min_length=1, max_length=512, pattern=ID_PATTERN, description=I
             responses={401: {}, 403: {}, 503: {"description": "store or queue unavailable"}})
 def put_product(body: ProductIn, product_id: str = ProductId, svc: ClikService = Depends(service)):
     """Create or update a product; queued for encoding unless its image is already encoded."""
-    [(product, queued)] = svc.put_products([(product_id, body.image_url, body.attrs)])
+    [(product, queued)] = svc.products.put([(product_id, body.image_url, body.attrs)])
     return ProductAccepted(product_id=product_id, status=product.status.value, queued=queued)
 
 
@@ -30,7 +30,7 @@ def put_products(body: ProductBatch, svc: ClikService = Depends(service)):
     if len(body.products) > limit:
         raise unprocessable(["body", "products"], f"at most {limit} products per batch")
     latest = {p.product_id: p for p in body.products}
-    results = svc.put_products([(pid, p.image_url, p.attrs) for pid, p in latest.items()])
+    results = svc.products.put([(pid, p.image_url, p.attrs) for pid, p in latest.items()])
     return BatchAccepted(accepted=len(results), queued=[p.product_id for p, q in results if q])
 
 
@@ -51,7 +51,7 @@ async def get_product_image(product_id: str = ProductId, svc: ClikService = Depe
     """The product's image, fetched under the same limits as the worker's, in the image
     proxy's own few threads (a slow origin cannot take the request pool)."""
     try:
-        data, media_type = await svc.image_proxy.run(svc.product_image, product_id)
+        data, media_type = await svc.image_proxy.run(svc.products.image, product_id)
     except ProxyBusy:
         raise HTTPException(503, "image proxy busy: too many image fetches at once, retry shortly",
                             headers={"Retry-After": "1"}) from None

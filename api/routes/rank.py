@@ -9,7 +9,8 @@ from pydantic import TypeAdapter, ValidationError
 from api.auth import require_writer
 from api.deps import ModelVersionParam, service, unprocessable
 from api.schemas import HttpUrl, RankOut, RankRequest, Topic
-from api.service import ClikService, RankedSources
+from api.rank_sources import RankedSources
+from api.service import ClikService
 
 router = APIRouter(tags=["rank"])
 _ERRORS = {401: {}, 403: {}, 409: {}, 503: {}}
@@ -34,7 +35,7 @@ def rank(body: RankRequest, model_version: str | None = ModelVersionParam,
     limit = svc.settings.rank_max_images
     if len(body.image_urls) > limit:
         raise unprocessable(["body", "image_urls"], f"at most {limit} images")
-    ranked = svc.rank_sources(body.topic.attrs(), body.image_urls, [], body.topk, model_version)
+    ranked = svc.sources.rank(body.topic.attrs(), body.image_urls, [], body.topk, model_version)
     return _out(ranked, body.image_urls)
 
 
@@ -62,9 +63,10 @@ def rank_upload(topic: str = Form(..., max_length=20_000, description="the topic
         raise unprocessable(["body", "images"], f"at most {limit} images")
     uploads = []
     for n, upload in enumerate(images):
-        data = upload.file.read(svc.limits.max_bytes + 1)
-        if len(data) > svc.limits.max_bytes:
-            raise unprocessable(["body", "images", n], f"file larger than {svc.limits.max_bytes} bytes")
+        max_bytes = svc.fetch_limits.current().max_bytes
+        data = upload.file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise unprocessable(["body", "images", n], f"file larger than {max_bytes} bytes")
         uploads.append(data)
-    ranked = svc.rank_sources(parsed.attrs(), urls, uploads, topk, model_version)
+    ranked = svc.sources.rank(parsed.attrs(), urls, uploads, topk, model_version)
     return _out(ranked, urls + [u.filename or f"upload-{n}" for n, u in enumerate(images)])

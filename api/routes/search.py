@@ -20,6 +20,6 @@ def search(q: str = Query(..., min_length=1, max_length=1000, description="topic
         raise unprocessable(["query", "k"], f"at most {svc.settings.search_max_k}")
     if not q.strip():
         raise unprocessable(["query", "q"], "must contain text")
-    version, hits = svc.search(q, k, model_version)
+    version, hits = svc.text_search.search(q, k, model_version)
     return SearchOut(model_version=version, query=q,
                      items=[{"product_id": p, "score": s, "rank": r + 1} for r, (p, s) in enumerate(hits)])

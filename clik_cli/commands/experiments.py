@@ -98,11 +98,11 @@ def replay(
     rows = logged_answers(events, {experiment.arm(n).label(experiment_id) for n in names})
     svc = ClikService(ApiSettings(), store, _NoQueue(), ApiMetrics())
     try:
-        version = svc.resolve_version().name if candidate == "active" else store.get_version(candidate).name
+        version = svc.versions.resolve().name if candidate == "active" else store.get_version(candidate).name
 
         def choose(exhibition_id: str) -> str | None:
             try:
-                items = svc.ranking_page_of(exhibition_id, 0, 1, version).items
+                items = svc.rankings.page_of(exhibition_id, 0, 1, version).items
             except (NotFound, StoreError):
                 return None
             return items[0].product_id if items else None

@@ -158,3 +158,15 @@ def test_a_block_written_after_its_exhibition_was_deleted_is_never_served_to_a_n
     ranked = fresh.rank("e", np.ones(DIM))
     assert sorted(p.product_id for p in ranked.items) == ["p3", "p4", "p5"]
     fresh.close()
+
+
+def test_the_catalogue_change_log_is_capped_and_says_when_it_no_longer_reaches_back(redis_store):
+    store = RedisStore(RedisStoreConfig(url=redis_store.config.url, prefix=redis_store.prefix,
+                                        catalogue_log_cap=3))
+    start = store.catalogue_generation()
+    for i in range(5):
+        store.put_product(f"p{i}", f"src{i}")
+    recent = store.catalogue_changes(store.catalogue_generation() - 3)
+    assert recent is not None and sorted(recent.product_ids) == ["p2", "p3", "p4"]
+    assert store.catalogue_changes(start) is None  # p0 and p1 were trimmed: rebuild instead
+    store.close()

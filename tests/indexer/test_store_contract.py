@@ -11,6 +11,7 @@ from indexer.errors import (
     ExhibitionNotFound, InvalidId, InvalidInput, InvalidVector, NoActiveVersion, ProductNotFound,
     VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
 )
+from indexer.pending import PendingSet
 from indexer.records import ProductStatus, VersionState
 from indexer.store import VectorStore
 
@@ -407,6 +408,47 @@ def test_catalogue_generation_moves_with_products_and_vectors(store):
     assert moved()
 
 
+def test_catalogue_changes_name_what_changed_since_a_generation(store):
+    store.register_version("v1", DIM)
+    for i in range(3):
+        store.put_product(f"p{i}", f"src{i}")
+        store.mark_encoded(f"p{i}", "shared" if i < 2 else "h2")
+    start = store.catalogue_generation()
+    assert store.catalogue_changes(start).product_ids == ()
+    store.put_vector("v1", "shared", np.ones(DIM))  # the image of p0 and p1
+    changes = store.catalogue_changes(start)
+    assert sorted(changes.product_ids) == ["p0", "p1"]
+    assert changes.generation == store.catalogue_generation()
+    mid = changes.generation
+    store.delete_product("p0")
+    store.put_product("p3", "src3")
+    assert sorted(store.catalogue_changes(mid).product_ids) == ["p0", "p3"]
+    assert sorted(store.catalogue_changes(start).product_ids) == ["p0", "p1", "p3"]  # one entry each
+    assert store.catalogue_changes(store.catalogue_generation() + 5) is None  # not this store's
+
+
+def test_catalogue_changes_of_one_large_bulk_write_are_all_logged(store):
+    store.register_version("v1", DIM)
+    n = 9000  # more than one Lua unpack() takes at once
+    store.import_products([(f"p{i}", f"s{i}", f"h{i}") for i in range(n)])
+    start = store.catalogue_generation()
+    store.put_vectors("v1", [(f"h{i}", np.ones(DIM)) for i in range(n)])
+    assert len(store.catalogue_changes(start).product_ids) == n
+
+
+def test_product_vectors_are_those_of_encoded_products_with_a_vector(store):
+    vecs = filled(store, 4)
+    store.put_product("p9", "pending-src")  # no image yet
+    store.mark_failed("p3", "gone")
+    ids, mat = store.product_vectors("v1", ["p2", "p0", "p3", "p9", "nope", "p0"])
+    got = dict(zip(ids, mat.astype(np.float32)))
+    assert sorted(got) == ["p0", "p2"] and mat.dtype == np.float16
+    np.testing.assert_allclose(got["p2"], vecs[2], atol=2e-3)
+    assert store.product_vectors("v1", [])[0] == []
+    with pytest.raises(VersionNotFound):
+        store.product_vectors("nope", ["p0"])
+
+
 def test_coverage_counts_products_with_a_vector_per_version(store):
     filled(store, 6)  # p0..p5 encoded with vectors in v1
     store.put_product("p-pending", "https://img/pending.jpg")
@@ -527,6 +569,59 @@ def test_answers_are_shared_by_key(store_factory):
 
     time.sleep(1.2)
     assert store.get_answer("representative:short") is None
+
+
+# -- the workers' pending set (indexer/pending.py) ------------------------------------------------
+# Backends that keep none, and why: their products are encoded as their events arrive.
+WITHOUT_PENDING_SET = {"EmbeddedStore": "one process on one machine: events are encoded inline"}
+
+
+def test_pending_set_is_shared_by_every_process_on_the_store(store_factory):
+    store = store_factory.open()
+    pending = store.pending_set(lease_s=0.4)
+    if type(store).__name__ in WITHOUT_PENDING_SET:
+        assert pending is None
+        return
+    assert isinstance(pending, PendingSet) and pending.lease_s == 0.4
+    other = store_factory.open().pending_set(lease_s=0.4)  # a second worker process
+    assert other is not None
+    assert len(other) == 0 and other.next_due() is None
+    pending.add(["a", "b", "a"])
+    assert len(other) == 2 and other.next_due() == 0
+    claimed = pending.claim("drain-1", 10)
+    assert set(claimed) == {"a", "b"} and other.waiting(["a", "b", "c"]) == claimed
+    assert other.claim("drain-2", 10) == {}  # leased to drain-1
+    assert 0 < other.next_due() <= 0.4
+    assert pending.renew("drain-1", ["a", "b"]) == 2 and other.renew("drain-2", ["a"]) == 0
+    pending.add(["b"])  # a new event while drain-1 works: b keeps its entry after completion
+    assert pending.complete(claimed) == 1
+    assert set(other.waiting(["a", "b"])) == {"b"}
+    assert set(other.claim("drain-2", 10)) == {"b"}
+
+
+def test_pending_set_postpones_releases_and_counts(store_factory):
+    store = store_factory.open()
+    pending = store.pending_set()
+    if type(store).__name__ in WITHOUT_PENDING_SET:
+        assert pending is None
+        return
+    assert pending is not None
+    pending.add(["a", "b"])
+    batch = pending.claim("drain-1", 10)
+    assert pending.count_failure("a") == 1 and pending.count_failure("a") == 2
+    pending.postpone("a", 60.0)
+    pending.release(["b"])
+    assert pending.claim("drain-2", 10) == {"b": batch["b"]}  # a waits for its delay
+    assert 14 < pending.next_due() <= 15  # b's lease (15 s) runs out first
+    assert pending.complete({"b": batch["b"]}) == 1
+    assert 59 < pending.next_due() <= 60  # then only a waits, for its delay
+    pending.count_batch(images=2, vectors=1)
+    pending.count_batch(images=1, vectors=1)
+    assert pending.stats() == {"batches": 2, "images": 3, "vectors": 2}
+    assert pending.claim_schedule(ttl_s=60) is True and pending.claim_schedule(ttl_s=60) is False
+    pending.drain_started()
+    assert pending.claim_schedule(ttl_s=60) is True
+    assert len(pending) == 1
 
 
 def test_a_claim_goes_to_the_first_caller_until_it_expires(store_factory):

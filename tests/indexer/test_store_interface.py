@@ -6,6 +6,8 @@ from __future__ import annotations
 import abc
 
 from indexer.embedded_store import EmbeddedStore
+from indexer.pending import PendingSet
+from indexer.redis_pending import RedisPendingSet
 from indexer.redis_store import RedisStore
 from indexer.store import VectorStore
 
@@ -13,6 +15,8 @@ BACKENDS = (RedisStore, EmbeddedStore)
 # Backend-only on purpose, with why: callers reach these only through the concrete class.
 BACKEND_ONLY = {
     (RedisStore, "ping"): "a Redis health probe; the embedded store has no server to reach",
+    (RedisPendingSet, "keys"): "the Redis keys it writes, for tests and benchmarks that clean up",
+    (RedisPendingSet, "held"): "the Redis key of one owner's leases",
 }
 
 
@@ -31,6 +35,12 @@ def undeclared(interface: type, backend: type) -> set[str]:
 def test_every_public_backend_method_is_on_the_interface():
     for backend in BACKENDS:
         assert undeclared(VectorStore, backend) == set(), f"declare these on VectorStore: {backend.__name__}"
+
+
+def test_every_public_pending_set_method_is_on_its_interface():
+    # workers hold the PendingSet that store.pending_set() returns, not the Redis class
+    assert undeclared(PendingSet, RedisPendingSet) == set()
+    assert not getattr(RedisPendingSet, "__abstractmethods__", None)
 
 
 def test_every_abstract_method_is_implemented_by_both_backends():

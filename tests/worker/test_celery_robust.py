@@ -22,7 +22,6 @@ from tests.support.images import small_jpeg_bytes as jpeg_bytes
 from tests.support.worker_harness import CeleryWorker, Internet, wait_for
 from tests.support.services import BROKER_URL, STORE_URL, delete_keys
 from tests.support.worker_harness import cleanup_broker
-from worker.pending import PendingSet
 from worker.reindex import ReindexProgress
 
 pytestmark = pytest.mark.redis
@@ -58,7 +57,7 @@ def rig(tmp_path_factory, tiny_bundle, image_root):
     worker = CeleryWorker(settings, queue, tmp_path_factory.mktemp("celery"), extra_env=proxy)
     worker.start()
     client = make_app(WorkerSettings(**{**settings, "file_roots": [str(image_root)]}, _env_file=None))
-    pending = PendingSet(redis.Redis.from_url(STORE_URL), prefix)
+    pending = store.pending_set()
 
     def send(product_ids):
         for pid in product_ids:

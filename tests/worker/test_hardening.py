@@ -18,7 +18,6 @@ from tests.support.images import small_jpeg_bytes as jpeg_bytes
 from tests.support.worker_harness import CeleryWorker, Internet, wait_for
 from tests.support.services import BROKER_URL, STORE_URL, delete_keys
 from tests.support.worker_harness import cleanup_broker
-from worker.pending import PendingSet
 
 pytestmark = pytest.mark.redis
 
@@ -40,7 +39,7 @@ def _rig(tmp_path_factory, bundle, settings: dict, extra_env: dict | None = None
     store.activate(bundle.version)
     worker = CeleryWorker({**plumbing, **settings}, queue, tmp_path_factory.mktemp("celery"), extra_env=extra_env)
     client = make_app(WorkerSettings(**plumbing, _env_file=None))
-    pending = PendingSet(redis.Redis.from_url(STORE_URL), prefix)
+    pending = store.pending_set()
 
     def cleanup():
         worker.stop()

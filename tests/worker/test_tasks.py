@@ -18,7 +18,6 @@ from indexer.records import ProductStatus
 from indexer.redis_store import RedisStore
 from tests.support.services import AMQP_URL, BROKER_URL, STORE_URL, amqp_unreachable, delete_keys, service_missing
 from tests.support.worker_harness import CeleryWorker, cleanup_broker, wait_for
-from worker.pending import PendingSet
 
 pytestmark = pytest.mark.redis
 
@@ -47,7 +46,7 @@ def env(request, tmp_path_factory, tiny_bundle, image_root):
     worker = CeleryWorker(settings, queue, tmp_path_factory.mktemp("celery"))
     worker.start()
     client = make_app(WorkerSettings(**{**settings, "file_roots": [str(image_root)]}, _env_file=None))
-    pending = PendingSet(redis.Redis.from_url(STORE_URL), prefix)
+    pending = store.pending_set()
 
     def run(product_ids: list[str], timeout: float = 60) -> dict[str, ProductStatus]:
         """Send one task per product (as the API does); wait until every one went through a batch."""

@@ -1,24 +1,5 @@
-"""The pending set: products waiting to be encoded, shared by every worker (Redis only).
-
-Why: the API enqueues one ``clik.encode_products`` task per ``PUT /products/{id}``. Encoding in
-that task would be one forward pass per image. Instead the task only records its products here
-and makes sure a drain is queued (``clik.encode_pending``); the drain runs after the tasks
-already in the queue, so it finds all of them waiting and encodes full batches.
-
-Why nothing is lost under late acknowledgement: an entry is written before its task returns
-(and is acknowledged), and removed only after its product's result is written. A drain takes
-a *lease* on the entries of its batch (owner = its task id); a drain killed mid-batch is
-redelivered with the same task id and takes its own leased entries back at once, while other
-drains skip them until the lease runs out. Each entry carries a token that changes with every
-event, and removal is compare-and-delete: a product updated again while an older event's
-batch runs keeps its entry, so the new image is encoded too.
-
-Why leases are short and renewed: a drain SIGKILLed mid-batch used to strand its products
-until its 10-minute lease ran out, and nothing looked again after that (the broker redelivers
-the killed drain only after its visibility timeout). Now a lease lasts ``lease_s`` (15 s by
-default) and the running drain renews it every few seconds (worker.lease_keeper); a dead
-drain's lease runs out soon, and ``next_due`` tells the next drain (or the worker's sweep,
-worker.tasks) when to look again.
+"""The pending set on Redis (indexer.pending has the interface and why it exists): Lua scripts,
+so a claim, a completion or a renewal touches entries, leases and due times atomically.
 
 Why a sorted set of due times: the claim used to scan the whole pending hash (HSCAN, with a lease
 and a retry lookup per entry) for free entries, so its cost grew with every entry it had to
@@ -29,12 +10,14 @@ while a drain holds it (renewals move it), the retry time when postponed. A clai
 (O(log n)); a redelivered drain finds its own live leases in ``held:<owner>`` (a small set with
 a TTL). On a Redis Cluster every key here starts with the hash tag ``{<prefix>ingest:}``
 (indexer/redis_client.py): the scripts touch them together, so the pending set is one slot.
+Opened by ``RedisStore.pending_set`` on the store's own client.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 
+from indexer.pending import DEFAULT_LEASE_S, PendingSet
 from indexer.redis_client import RedisClient, is_cluster, key_group
 
 # The lease format and the old-layout upgrade have one home: every script starts with these.
@@ -183,14 +166,12 @@ if at < 0 then return 0 end
 return at
 """
 
-DEFAULT_LEASE_S = 15.0
-
 
 def _text(value: bytes | str) -> str:  # the clients answer bytes (no decode_responses)
     return value.decode() if isinstance(value, bytes) else value
 
 
-class PendingSet:
+class RedisPendingSet(PendingSet):
     def __init__(self, client: RedisClient, prefix: str, lease_s: float = DEFAULT_LEASE_S) -> None:
         self.r = client
         self.base = base = key_group(prefix, "ingest:", is_cluster(client))  # one hash slot on a cluster
@@ -216,6 +197,7 @@ class PendingSet:
         return self.base + "held:" + owner
 
     def keys(self) -> list[str]:
+        """Its fixed keys (the per-owner `held:` sets aside), for whoever cleans a prefix up."""
         return [self.pending, self.due, self.lease, self.retry_at, self.attempts, self.seq, self.scheduled,
                 self.stats_key]
 

@@ -11,7 +11,7 @@ import redis
 
 from indexer.redis_client import redis_client
 from tests.support.services import service_missing
-from worker.pending import PendingSet
+from indexer.redis_pending import RedisPendingSet
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -35,10 +35,10 @@ def client(request):
 @pytest.fixture
 def make(client):
     prefix = f"clik-test-{uuid.uuid4().hex[:12]}:"
-    made: list[PendingSet] = []
+    made: list[RedisPendingSet] = []
 
-    def make(lease_s: float = 15.0) -> PendingSet:
-        made.append(PendingSet(client, prefix, lease_s=lease_s))
+    def make(lease_s: float = 15.0) -> RedisPendingSet:
+        made.append(RedisPendingSet(client, prefix, lease_s=lease_s))
         return made[-1]
 
     yield make
