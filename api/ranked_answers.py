@@ -105,7 +105,7 @@ class RankingAnswers:
 
     def lookup(self, req: Request, etag: str) -> tuple[str, str, bytes]:
         """(where it came from, tag, bytes), uncounted: `body` for an answer nobody asked for yet
-        (api/precompute.py renders announced exhibitions ahead of their first read)."""
+        (api/announced.py renders announced exhibitions ahead of their first read)."""
         key = self.memory_key(req, etag)
         found = self.memory.peek(key)
         if found is not None:
