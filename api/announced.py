@@ -11,7 +11,7 @@ announces what it precomputed (store.announce_precomputed) and each API process 
   is the one rendered;
 - of the API processes that hear the notice, the one that claims it first renders it
   (store.claim on the answer's key) and keeps it in its memory and the store; the others copy
-  the store's bytes into their memory once it is there (looked for after 0.5, 1, 2, ... 16 s:
+  the store's bytes into their memory once it is there (looked for after 0.05, 0.2, 0.5, 1, ... 16 s:
   the winner may have a long queue of notices), so every process's first read is a memory hit;
 - one background thread per process, so a burst of notices (a bulk load, a re-index) queues
   here instead of competing with requests for the cores.
@@ -36,7 +36,7 @@ from indexer.store import VectorStore
 log = logging.getLogger(__name__)
 
 CLAIM_TTL_S = 60  # longer than a render takes; a process that died holding it only delays one answer
-COPY_AFTER_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # a lost claim: when to look for the winner's bytes
+COPY_AFTER_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # a lost claim: when to look for the winner's bytes
 
 
 class AnnouncedRenders:
