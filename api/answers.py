@@ -15,7 +15,6 @@ from collections.abc import Callable
 from fastapi import Request, Response
 
 
-
 class RenderedAnswers:
     """Rendered JSON bytes by (kind, ETag), an LRU bounded by bytes (this process's copy)."""
 
@@ -42,22 +41,26 @@ class RenderedAnswers:
                 self._bytes -= len(dropped)
 
 
-def _matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
-    if not header:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header's value names the current tag (weak tags count)."""
+    if not if_none_match:
         return False
-    if header.strip() == "*":
+    if if_none_match.strip() == "*":
         return True
-    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
     return etag in tags
+
+
+def cache_control(max_age_s: int) -> str:
+    return f"public, max-age={max_age_s}"
 
 
 def conditional(request: Request, etag: str, max_age_s: int,
                 content: Callable[[str], tuple[str, bytes]]) -> Response:
     """304 when the client holds the current tag, else the answer: content() gives its bytes
     and its own tag (api.ranked_answers: from a cache, or computed now)."""
-    cache = f"public, max-age={max_age_s}"
-    if _matches(request, etag):
+    cache = cache_control(max_age_s)
+    if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
     etag, body = content(etag)
     return Response(content=body, media_type="application/json", headers={"ETag": etag, "Cache-Control": cache})

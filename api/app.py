@@ -11,6 +11,7 @@ import torch
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
 
+from api.announced import AnnouncedRenders
 from api.body_limit import BodyLimitMiddleware
 from api.encode_queue import CeleryEncodeQueue, EncodeQueue
 from api.error_bodies import SafeJSONResponse, clip_text, validation_detail
@@ -19,7 +20,8 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api import events
 from api.experiment_serve import ExperimentServing
 from api.precompute import Precompute
-from api.ranked_answers import RankingAnswers
+from api.hot_answers import HotAnswers
+from api.ranked_answers import PAGE, REPRESENTATIVE, RankingAnswers
 from api.routes import exhibitions, experiments, health, overrides, products, rank, search
 from api.service import ClikService
 from api.settings import ApiSettings
@@ -63,7 +65,13 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
             except Exception as exc:  # the store may come up later: /readyz says so meanwhile
                 log.warning("cannot preload the active model: %s", exc)
         svc.loader.freeze_heap()
+        app.state.async_reads = store.async_reads()  # on this loop: the hot path's store reads
+        if settings.render_precomputed:
+            app.state.announced.start()
         yield
+        reads, app.state.async_reads = app.state.async_reads, None
+        await reads.aclose()
+        app.state.announced.close()
         app.state.precompute.close()
         svc.close()
         if own_queue and hasattr(queue, "close"):
@@ -85,6 +93,8 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                                        lambda source: metrics.answers.labels(source).inc())
     app.state.precompute = Precompute(app.state.answers, getattr(queue, "precompute", None),
                                       lambda result: metrics.precompute.labels(result).inc())
+    app.state.announced = AnnouncedRenders(app.state.answers, store,
+                                           lambda result: metrics.precompute.labels(result).inc())
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     app.state.events = _event_log(store)
     app.state.experiments = ExperimentServing(svc, app.state.events, settings.experiments_cache_s,
@@ -92,6 +102,10 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     for module in (products, exhibitions, overrides, rank, search, health, events, experiments):
         app.include_router(module.router)
     mount_ui(app)
+    app.state.async_reads = None
+    # innermost of the three: warm answers leave here, still timed by the metrics middleware
+    app.add_middleware(HotAnswers, answers=app.state.answers, settings=settings,
+                       reads=lambda: app.state.async_reads, routes=_answer_routes())
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # outermost: a refused body is never read, whatever route it was sent to
     app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
@@ -99,6 +113,12 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
                        api_keys=lambda: settings.api_keys)
     _count_http_errors(app, metrics)
     return app
+
+
+def _answer_routes() -> dict[str, object]:
+    """The routes the hot path answers for, by kind of answer (their templates label metrics)."""
+    paths = {"/exhibitions/{exhibition_id}/representative": REPRESENTATIVE, "/exhibitions/{exhibition_id}/ranking": PAGE}
+    return {paths[r.path]: r for r in exhibitions.router.routes if getattr(r, "path", None) in paths}
 
 
 def _event_log(store: VectorStore):

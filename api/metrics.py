@@ -29,7 +29,8 @@ class ApiMetrics:
                                registry=self.registry)
         self.precompute = Counter("clik_api_precompute_total",
                                   "Exhibition writes followed by a precompute: sent (to a worker), not_sent "
-                                  "(broker down), warmed (this process), skipped", ["result"],
+                                  "(broker down), warmed (this process), skipped; announced by a worker: "
+                                  "rendered (here), claimed_elsewhere (then copied: its bytes, into this process), cached, not_active", ["result"],
                                   registry=self.registry)
         self.errors = Counter("clik_api_errors_total", "Requests answered with an error, by kind",
                               ["kind", "status"], registry=self.registry)

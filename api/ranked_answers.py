@@ -65,6 +65,7 @@ class RankingAnswers:
                  on_lookup: Callable[[str], None] = lambda source: None) -> None:
         self.svc, self.memory, self.ttl_s = svc, memory, ttl_s
         self.on_lookup = on_lookup  # "memory" | "store" | "computed" (metrics)
+        self._thresholds: dict[str, float] = {}  # version name -> topic-fit threshold
 
     def current_tag(self, req: Request) -> str:
         """The tag of the answer as the store stands now: one round trip (stamp + overrides)."""
@@ -72,29 +73,50 @@ class RankingAnswers:
         name, stamp, (record,) = svc.store.block_stamp(req.exhibition_id, [OVERRIDES_RECORD + req.exhibition_id])
         if req.model_version is not None and req.model_version != name:
             raise VersionMismatch(f"model version {req.model_version!r} is not the active one ({name})")
-        overrides = svc.merch.remember(req.exhibition_id, record)
         _, threshold = svc.queries.topic_fit_model(svc.versions.named(name))
+        self._thresholds[name] = threshold
+        return self.tag_for(req, name, stamp, record, threshold)
+
+    def tag_for(self, req: Request, name: str, stamp: str, overrides_record: dict | None, threshold: float) -> str:
+        """The tag from what block_stamp read (version, stamp, overrides record) and the threshold."""
+        overrides = self.svc.merch.remember(req.exhibition_id, overrides_record)
         return answer_etag(req.exhibition_id, name, stamp, overrides.updated_at, threshold, req.offset,
-                           req.limit, req.diverse, svc.rankings.settings_digest)
+                           req.limit, req.diverse, self.svc.rankings.settings_digest)
+
+    def known_threshold(self, name: str) -> float | None:
+        """The topic-fit threshold of version `name` if a request through current_tag saw it
+        already, else None: no I/O and no model load (the event loop's hot path asks). Kept
+        per version: a version name is the hash of its bundle, so its calibration never
+        changes, and CLIK_TOPIC_FIT_THRESHOLD is fixed for the process."""
+        return self._thresholds.get(name)
+
+    @staticmethod
+    def memory_key(req: Request, etag: str) -> str:
+        """Where an answer lives in this process and in the store: its kind and its tag."""
+        return f"{req.kind}:{etag.strip(chr(34))}"
 
     def body(self, req: Request, etag: str) -> tuple[str, bytes]:
         """(tag, bytes) of the answer: from this process, the store, or computed now (then the
         tag is the computed answer's own, which differs from `etag` when the store changed
-        in between)."""
-        key = f"{req.kind}:{etag.strip(chr(34))}"
+        in between). Counted by where it came from (on_lookup)."""
+        source, tag, content = self.lookup(req, etag)
+        self.on_lookup(source)
+        return tag, content
+
+    def lookup(self, req: Request, etag: str) -> tuple[str, str, bytes]:
+        """(where it came from, tag, bytes), uncounted: `body` for an answer nobody asked for yet
+        (api/announced.py renders announced exhibitions ahead of their first read)."""
+        key = self.memory_key(req, etag)
         found = self.memory.peek(key)
         if found is not None:
-            self.on_lookup("memory")
-            return etag, found
+            return "memory", etag, found
         found = self.svc.store.get_answer(key)
         if found is not None:
-            self.on_lookup("store")
             self.memory.put(key, found)
-            return etag, found
-        self.on_lookup("computed")
+            return "store", etag, found
         r = self.svc.rankings.page(req.exhibition_id, req.offset, req.limit, req.model_version, req.diverse)
         content = req.render(r)
-        key = f"{req.kind}:{r.etag.strip(chr(34))}"
+        key = self.memory_key(req, r.etag)
         self.memory.put(key, content)
         self.svc.store.put_answer(key, content, self.ttl_s)
-        return r.etag, content
+        return "computed", r.etag, content

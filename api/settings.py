@@ -90,6 +90,10 @@ class ApiSettings(StoreSettings, FetchSettings, BaseSettings):
     # Rendered answers are kept in the store (shared by API processes) under their ETag this
     # long. Never stale (a change makes a new tag); the TTL only lets old tags' entries go.
     result_cache_ttl_s: int = Field(600, ge=1)
+    # Render the default answer (topk=1) of exhibitions a worker announces precomputed, in a
+    # background thread, one API process per answer (api/announced.py): their first read is
+    # then a warm read. Off: the first read renders it, as before.
+    render_precomputed: bool = True
 
     # Shopper events (POST /events; Redis store only).
     events_batch_max: int = Field(1000, ge=1)

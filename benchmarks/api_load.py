@@ -12,13 +12,18 @@ spends little of the 2 cores it shares with the server). Warm-up requests first:
 ranking means cached topic query and decoded block, which is the steady state of a product page.
 
 Many exhibitions (issue 16): 2,000 exhibitions of 200 of the products, each its own topic (--topics),
-precomputed at set-up as the worker would have (worker/precompute.py); a random one per request,
+precomputed at set-up as the worker would have (worker/precompute.py), with the API already up so
+that it renders the default answers the precompute announces (api/announced.py); a random one per request,
 at concurrency 1, 8 and 64, after a warm-up of 6,000 such requests. /healthz and the 10,000-product
 exhibition also run at concurrency 64. First read after a PUT: 20 exhibitions PUT over HTTP, a real
 Celery worker precomputes each (the benchmark waits until its topic entry and packed block are in
-the store), then one GET each is timed; the same for 20 exhibitions written behind the API's back
+the store and an API process rendered its answer), then one GET each is timed (on a raw
+kept-alive socket like the load generator's: httpx's own cost is not the server's); the same for 20 exhibitions written behind the API's back
 (no precompute: what a first read cost before). The targets are checked as ratios to /healthz of
-the same run (this box is shared; absolute times move from run to run).
+the same run (this box is shared; absolute times move from run to run). Because the load of
+other jobs moves within a run too, /healthz, the 10,000-product exhibition and the many
+exhibitions are then measured again at c=8 one after the other, --rounds times, with the CPU
+the uvicorn workers spent per request (from /proc): the medians of those neighbours' ratios.
 
 Naive approach (the original project's TaskOperator on every request): clik.Predictor over
 the exhibition's images fetched from a local HTTP server (H&M packshots when
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -39,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +125,11 @@ def precompute_here(store, ids: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def rendered_answers(store) -> int:
+    """Default answers in the store (api/announced.py renders one per announced exhibition)."""
+    return sum(1 for _ in store.r.scan_iter(match=f"{store.prefix}ans:representative:*", count=10_000))
+
+
 def start_worker(prefix: str, store_url: str, queue: str, log_path: Path) -> subprocess.Popen:
     """A real Celery worker on the benchmark's queue: it precomputes exhibitions after a PUT."""
     env = {**os.environ, "CLIK_BROKER_URL": store_url, "CLIK_QUEUE": queue, "CLIK_STORE_URL": store_url,
@@ -139,20 +151,24 @@ def start_worker(prefix: str, store_url: str, queue: str, log_path: Path) -> sub
 def first_reads_after_put(port: int, store, version: str, n_products: int, with_worker: bool,
                           label: str, seed: int) -> dict:
     """PUT AFTER_PUT new exhibitions over HTTP; with the worker, wait until each one's topic entry
-    and packed block are in the store (its background work done); then time one GET of each."""
+    and packed block are in the store and an API process rendered its default answer (the
+    background work done: worker/precompute.py, api/announced.py); then time one GET of each."""
     import httpx
 
     from clik import topic_cache
 
     rng = np.random.default_rng(seed)
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": "bench"}, timeout=60)
+    raw = RawClient(port)
     times, waited = [], []
+    rendered_any: list[str] = []  # exhibitions whose answer an API process rendered ahead
     vid = store.get_version(version).id
     try:
         for i in range(AFTER_PUT):
             eid, topic = f"{label}-{i}", many_topic(10_000 + seed * 100 + i)
             members = [f"p{j:05d}" for j in rng.choice(n_products, MANY_SIZE, replace=False)]
             if with_worker:
+                answers_before = rendered_answers(store)
                 assert http.put(f"/exhibitions/{eid}", json={"topic": topic, "product_ids": members}).status_code == 200
                 start = time.perf_counter()
                 key = topic_cache.entry_key(topic)
@@ -165,23 +181,59 @@ def first_reads_after_put(port: int, store, version: str, n_products: int, with_
                     if time.perf_counter() - start > 120:
                         raise RuntimeError(f"precompute of {eid} not done in 120 s")
                     time.sleep(0.01)
+                # then the answer an API process renders after the worker's notice (api/announced.py;
+                # an API without it renders nothing: the read below computes, as it used to)
+                rendered_at = time.perf_counter()
+                limit_s = 120.0 if rendered_any else 3.0  # 3 s: the first time, to tell an API without it
+                while rendered_answers(store) == answers_before and time.perf_counter() - rendered_at < limit_s:
+                    time.sleep(0.01)
+                if rendered_answers(store) > answers_before:
+                    rendered_any.append(eid)
                 waited.append(time.perf_counter() - start)
             else:  # written behind the API's back: nobody precomputes (the reads of before)
                 store.put_exhibition(eid, topic, members)
+            # timed with the load generator's own kind of client (raw HTTP/1.1 on a kept-alive
+            # socket): httpx alone spends ~1-3 ms of Python per request on this box, which the
+            # warm reads it is compared with do not pay
             start = time.perf_counter()
-            r = http.get(f"/exhibitions/{eid}/representative?topk=1")
+            status, body = raw.get(f"/exhibitions/{eid}/representative?topk=1")
             times.append((time.perf_counter() - start) * 1e3)
-            assert r.status_code == 200 and r.json()["items"], r.text
+            assert status == 200 and json.loads(body)["items"], body
     finally:
         http.close()
+        raw.close()
     out = {"exhibitions": AFTER_PUT, "p50_ms": float(np.median(times)), "max_ms": float(np.max(times))}
     if waited:
         out["precompute_wait_p50_s"] = float(np.median(waited))
+        out["answers_rendered_ahead"] = len(rendered_any)
     return out
 
 
 # -- the load generator --------------------------------------------------------------------------
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+
+class RawClient:
+    """One kept-alive connection, the same hand-written HTTP/1.1 as the load generator, blocking."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        length = int(_LENGTH.search(head).group(1))
+        while len(self.buffer) < length:
+            self.buffer += self.sock.recv(65536)
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(head[9:12]), body
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 async def _connection(port: int, requests: list[bytes], remaining: list[int], latencies: list[float],
@@ -202,10 +254,28 @@ async def _connection(port: int, requests: list[bytes], remaining: list[int], la
         writer.close()
 
 
+def server_cpu_s(supervisor_pid: int) -> float:
+    """CPU seconds (user + system) used so far by the children of the uvicorn supervisor (its
+    worker processes), from /proc: what the server spent, whatever else shares the cores."""
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == supervisor_pid:  # ppid; utime and stime are fields 14 and 15 of stat
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def load(port: int, paths: str | list[str], requests: int, concurrency: int, seed: int = 0,
-         allow_errors: bool = False) -> dict:
+         allow_errors: bool = False, cpu: Callable[[], float] | None = None) -> dict:
     """GET `paths` (one, or a random one of the list per request) `requests` times over
-    `concurrency` keep-alive connections."""
+    `concurrency` keep-alive connections. `cpu`: the server's CPU seconds so far (server_cpu_s),
+    read before and after to give its CPU per request."""
     paths = [paths] if isinstance(paths, str) else paths
     wire = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() for p in paths]
     latencies: list[float] = []
@@ -219,13 +289,42 @@ def load(port: int, paths: str | list[str], requests: int, concurrency: int, see
                                for i in range(concurrency)))
         return time.perf_counter() - start
 
+    cpu_before = cpu() if cpu else 0.0
     elapsed = asyncio.run(main())
     if errors and not allow_errors:
         raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
     ms = np.array(latencies) * 1e3
-    return {"requests": requests, "concurrency": concurrency, "errors": len(errors),
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "rps": requests / elapsed}
+    row = {"requests": requests, "concurrency": concurrency, "errors": len(errors),
+           "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+           "rps": requests / elapsed}
+    if cpu:
+        row["server_cpu_ms_per_request"] = (cpu() - cpu_before) * 1e3 / requests
+    return row
+
+
+def interleaved(port: int, scenarios: dict[str, str | list[str]], rounds: int, requests: int,
+                cpu: Callable[[], float]) -> dict:
+    """The c=8 scenarios again, one after the other, `rounds` times: on a box whose load moves
+    from minute to minute, ratios of neighbours are steadier than ratios of rows minutes apart.
+    Medians over the rounds of each scenario's ratio to /healthz of its own round."""
+    per_round = []
+    for r in range(rounds):
+        row = {name: load(port, paths, requests, 8, seed=1000 + r, allow_errors=True, cpu=cpu)
+               for name, paths in scenarios.items()}
+        per_round.append(row)
+        health = row["healthz"]
+        print(f"round {r}: " + "; ".join(
+            f"{name} {v['rps'] / health['rps']:.0%} req/s, p99 {v['p99_ms'] / health['p99_ms']:.2f}x, "
+            f"cpu {v['server_cpu_ms_per_request'] / health['server_cpu_ms_per_request']:.2f}x "
+            f"({v['server_cpu_ms_per_request']:.2f} ms/req)" for name, v in row.items() if name != "healthz"), flush=True)
+    medians = {}
+    for name in scenarios:
+        if name == "healthz":
+            continue
+        medians[name] = {key: float(np.median([row[name][field] / row["healthz"][field] for row in per_round]))
+                         for key, field in (("rps_ratio", "rps"), ("p99_ratio", "p99_ms"),
+                                            ("cpu_ratio", "server_cpu_ms_per_request"))}
+    return {"rounds": per_round, "medians": medians}
 
 
 # -- the API server --------------------------------------------------------------------------------
@@ -336,6 +435,8 @@ def main() -> None:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--topics", type=int, default=MANY,
                         help="distinct topics over the 2,000 exhibitions (fewer: a quicker set-up on a slow box)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved c=8 rounds of /healthz, the 10,000 and the many exhibitions")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "api_load.json")
     args = parser.parse_args()
 
@@ -360,15 +461,24 @@ def main() -> None:
         fill_store(store, version, max(SIZES))
         print(f"store filled with {max(SIZES)} vectors in {time.perf_counter() - t:.1f}s", flush=True)
 
-        many = fill_many(store, max(SIZES), args.topics)
-        print(f"{MANY} exhibitions of {MANY_SIZE} products; precomputed in {precompute_here(store, many):.1f}s",
-              flush=True)
-
         queue = f"clik-bench-{uuid.uuid4().hex[:8]}"
         worker = start_worker(prefix, args.store_url, queue, tmp / "worker.log")
         port = free_port()
         proc = start_api(port, args.workers, prefix, args.store_url, tmp / "api.log", queue)
         import httpx
+
+        # the API is up first, so that it hears the precompute's notices as it would in service
+        many = fill_many(store, max(SIZES), args.topics)
+        before = rendered_answers(store)
+        print(f"{MANY} exhibitions of {MANY_SIZE} products; precomputed in {precompute_here(store, many):.1f}s",
+              flush=True)
+        start, last = time.perf_counter(), (before, time.perf_counter())
+        while rendered_answers(store) < before + MANY and time.perf_counter() - last[1] < 10:
+            if rendered_answers(store) > last[0]:  # still rendering (an API without it: none after 10 s)
+                last = (rendered_answers(store), time.perf_counter())
+            time.sleep(0.5)
+        print(f"{rendered_answers(store) - before} default answers rendered by the API after the notices "
+              f"({time.perf_counter() - start:.1f}s more)", flush=True)
 
         check = httpx.get(f"http://127.0.0.1:{port}/exhibitions/ex-50/representative").json()
         assert check["items"] and check["model_version"] == info.version, check
@@ -398,6 +508,10 @@ def main() -> None:
                    **load(port, paths, args.requests, concurrency, seed=concurrency, allow_errors=True)}
             results["many"].append(row)
             print(row_line(f"many {MANY}x{MANY_SIZE}", row), flush=True)
+        cpu = functools.partial(server_cpu_s, proc.pid)
+        results["interleaved"] = interleaved(
+            port, {"healthz": "/healthz", f"{max(SIZES):,}-product exhibition": f"/exhibitions/ex-{max(SIZES)}/representative?topk=1",
+                   "many exhibitions": paths}, args.rounds, args.requests, cpu)
         results["after_put"] = {
             "precomputed": first_reads_after_put(port, store, info.version, max(SIZES), True, "put", 1),
             "not_precomputed": first_reads_after_put(port, store, info.version, max(SIZES), False, "raw", 2),
@@ -455,6 +569,12 @@ def main() -> None:
     print("| --- | ---: | :---: |")
     for name, (value, ok) in results["targets"].items():
         print(f"| {name} | {value} | {'yes' if ok else 'NO'} |")
+    print()
+    print(f"Interleaved c=8, median of {args.rounds} rounds, ratio to /healthz of the same round:")
+    print("| scenario | req/s | p99 | server CPU per request |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, m in results["interleaved"]["medians"].items():
+        print(f"| {name} | {m['rps_ratio']:.0%} | {m['p99_ratio']:.2f}x | {m['cpu_ratio']:.2f}x |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {args.json}")

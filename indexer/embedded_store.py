@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -75,6 +75,8 @@ class EmbeddedStore(VectorStore):
         self._answers: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._answer_bytes = 0
         self._answers_lock = threading.Lock()
+        self._claims: dict[str, float] = {}  # key -> until (monotonic)
+        self._listeners: list[Callable[[str, list[str]], None]] = []
         try:
             self.config.path.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -544,6 +546,37 @@ class EmbeddedStore(VectorStore):
             while self._answer_bytes > _ANSWER_BYTES and len(self._answers) > 1:
                 _, (_, dropped) = self._answers.popitem(last=False)
                 self._answer_bytes -= len(dropped)
+
+    def exhibitions_of(self, product_ids: Sequence[str]) -> list[str]:
+        ids = list(dict.fromkeys(product_ids))
+        found: set[str] = set()
+        with self._reading() as db:
+            for start in range(0, len(ids), 500):  # sqlite's bound-parameter limit
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(row[0] for row in db.execute(
+                    f"SELECT DISTINCT eid FROM members WHERE pid IN ({marks})", chunk))
+        return sorted(found)
+
+    # One process uses this store: claims and precompute notices stay in its memory.
+    def claim(self, key: str, ttl_s: int) -> bool:
+        now = time.monotonic()
+        with self._answers_lock:
+            if self._claims.get(key, 0.0) > now:
+                return False
+            if len(self._claims) > 10_000:  # bounded: drop the expired ones
+                self._claims = {k: t for k, t in self._claims.items() if t > now}
+            self._claims[key] = now + max(1, int(ttl_s))
+            return True
+
+    def announce_precomputed(self, version: str, exhibition_ids: Sequence[str]) -> None:
+        for listener in list(self._listeners):
+            if exhibition_ids:
+                listener(version, list(exhibition_ids))
+
+    def on_precomputed(self, listener: Callable[[str, list[str]], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
 
     def get_answer(self, key: str) -> bytes | None:
         with self._answers_lock:

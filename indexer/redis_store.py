@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from indexer import redis_scripts as lua
+from indexer.async_reads import ThreadedReads
 from indexer.block_cache import CachedBlock
 from indexer.config import RedisStoreConfig
 from indexer.errors import (
@@ -39,6 +41,8 @@ from indexer.store import (
     DEFAULT_EXPECTED_VECTORS, JobChange, VectorStore, check_page, checked_writes, encode_attrs,
 )
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
+
+log = logging.getLogger(__name__)
 
 # Error codes raised by the Lua scripts -> exceptions.
 _LUA_ERRORS: dict[str, type[StoreError]] = {
@@ -148,6 +152,13 @@ class RedisStore(VectorStore):
 
     def _job_key(self, job_id: str) -> str:
         return self.prefix + f"job:{job_id}"
+
+    def async_reads(self) -> ThreadedReads:
+        if self.cluster:  # records and scripts on several nodes: the blocking client's routing
+            return ThreadedReads(self)
+        from indexer.redis_async import RedisAsyncReads  # it imports this module
+
+        return RedisAsyncReads(self)
 
     def close(self) -> None:
         self.r.close()
@@ -589,6 +600,54 @@ class RedisStore(VectorStore):
         with _translated_errors():
             raw = self.r.get(self._k("ans", key))
         return raw if isinstance(raw, bytes) or raw is None else str(raw).encode()
+
+    def exhibitions_of(self, product_ids: Sequence[str]) -> list[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(product_ids))
+        with _translated_errors():
+            for start in range(0, len(ids), 1000):  # the reverse sets pe:{pid} share the store's slot
+                found.update(e.decode() for e in self.r.sunion([self._k("pe", p) for p in ids[start:start + 1000]]))
+        return sorted(found)
+
+    def claim(self, key: str, ttl_s: int) -> bool:
+        with _translated_errors():
+            return bool(self.r.set(self._k("claim", key), b"1", nx=True, ex=max(1, int(ttl_s))))
+
+    # Precompute notices: Redis pub/sub on one channel of the prefix; a message is JSON
+    # {"version", "exhibitions"}. Pub/sub, not a stream: a notice only matters to the API
+    # processes running now (a process started later computes on its first read, as before).
+    def announce_precomputed(self, version: str, exhibition_ids: Sequence[str]) -> None:
+        if exhibition_ids:
+            with _translated_errors():
+                self.r.publish(self.prefix + "precomputed",
+                               json.dumps({"version": version, "exhibitions": list(exhibition_ids)}))
+
+    def on_precomputed(self, listener: Callable[[str, list[str]], None]) -> Callable[[], None]:
+        def handle(message: dict) -> None:
+            try:
+                notice = json.loads(message["data"])
+                version, ids = notice["version"], notice["exhibitions"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("malformed precompute notice ignored: %.200r", message.get("data"))
+                return
+            listener(str(version), [str(e) for e in ids])
+
+        def on_error(exc: BaseException, pubsub: Any, thread: Any) -> None:
+            # redis-py subscribes again when it reconnects; notices sent meanwhile are lost
+            log.warning("precompute notices: %s (retrying)", exc)
+            time.sleep(1.0)
+
+        with _translated_errors():
+            pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(**{self.prefix + "precomputed": handle})
+            thread = pubsub.run_in_thread(sleep_time=1.0, daemon=True, exception_handler=on_error)
+
+        def stop() -> None:
+            thread.stop()
+            thread.join(5)
+            pubsub.close()
+
+        return stop
 
     def _fetch_block(self, exhibition_id: str, version: str | None,
                      cached: CachedBlock | None) -> tuple[str, str, bytes | None]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from indexer.async_reads import ThreadedReads
 from indexer.block_cache import BlockCache, CachedBlock
 from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
@@ -125,6 +126,10 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def delete_exhibition(self, exhibition_id: str) -> None:
         """Raises ExhibitionNotFound."""
+
+    @abc.abstractmethod
+    def exhibitions_of(self, product_ids: Sequence[str]) -> list[str]:
+        """The exhibitions listing any of these products, sorted (unknown products: none)."""
 
     def get_exhibition_topic(self, exhibition_id: str) -> dict[str, str]:
         """Only the topic (rankings need it, not the possibly long product list)."""
@@ -299,6 +304,29 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def get_answer(self, key: str) -> bytes | None:
         """The answer put under `key`, or None (never put, or expired)."""
+
+    def async_reads(self) -> ThreadedReads:
+        """block_stamp and get_answer for an event loop (indexer/async_reads.py): this store's
+        own methods in a thread, unless the backend has a non-blocking client (Redis). The
+        caller closes it (`await reads.aclose()`) on the loop that used it."""
+        return ThreadedReads(self)
+
+    @abc.abstractmethod
+    def claim(self, key: str, ttl_s: int) -> bool:
+        """True for the first caller to claim `key`, False for every other until ttl_s passed:
+        of the API processes told about the same work, one does it (api/answer_warmer.py)."""
+
+    # -- precompute notices (worker -> every API process) -------------------------------------------
+    @abc.abstractmethod
+    def announce_precomputed(self, version: str, exhibition_ids: Sequence[str]) -> None:
+        """Tell every listener (on_precomputed) that these exhibitions' topic entries and blocks
+        for `version` are in the store now. Best effort: a listener that is not there misses it."""
+
+    @abc.abstractmethod
+    def on_precomputed(self, listener: Callable[[str, list[str]], None]) -> Callable[[], None]:
+        """Call listener(version, exhibition_ids) for each announcement from now on (Redis: in
+        a thread of the subscription; embedded: in the announcer's); returns the function that
+        stops it. The listener should be quick: hand the work to a thread of its own."""
 
     def scoring_block(self, exhibition_id: str, version: str | None = None) -> tuple[str, ScoringBlock]:
         """The exhibition's decoded block for `version` (default: the active one)."""

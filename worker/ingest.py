@@ -37,9 +37,11 @@ class DrainOptions:
 
 
 def drain(store: VectorStore, pending: PendingSet, owner: str, encoders: EncoderCache,
-          limits: FetchLimits, options: DrainOptions = DrainOptions()) -> tuple[EncodeReport, float | None]:
+          limits: FetchLimits, options: DrainOptions = DrainOptions(),
+          on_encoded: Callable[[list[str]], None] = lambda product_ids: None) -> tuple[EncodeReport, float | None]:
     """Encode waiting products until none is due. Returns the merged report and, when some
-    product was postponed, the delay after which another drain should run."""
+    product was postponed, the delay after which another drain should run. `on_encoded` hears
+    each batch's newly encoded products (their exhibitions are precomputed again: tasks.py)."""
     merged = EncodeReport()
     next_in: float | None = None
     stop_at = time.monotonic() + options.max_task_s
@@ -75,6 +77,8 @@ def drain(store: VectorStore, pending: PendingSet, owner: str, encoders: Encoder
                 next_in = delay if next_in is None else min(next_in, delay)
         report.retry = {}
         pending.count_batch(len(batch), report.new_vectors)
+        if report.encoded:
+            on_encoded(list(report.encoded))
         _merge(merged, report)
 
 

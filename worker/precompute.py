@@ -10,9 +10,14 @@ done once, here, by whoever has the time:
   (the Redis deployment);
 - the re-index, for every exhibition and the new version, after the rollout gate and before
   the switch (``precompute_all``), so the first reads after an activation find the new
-  version's topics and blocks ready.
+  version's topics and blocks ready;
+- again after the vectors of an exhibition's products arrive (worker/refresh.py): the new
+  vectors moved its stamp, so the block made before no longer serves.
 
-(The embedded stack warms its single API process directly instead: api/precompute.py.)
+Each run ends by announcing the exhibitions it did (store.announce_precomputed): one API process
+then renders each one's default answer (api/announced.py), which the worker cannot do (the
+answer's rules, shape and tag are the API's). (The embedded stack warms its single API process
+directly instead: api/precompute.py.)
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from pathlib import Path
 
 from clik import topic_cache
 from clik.encoders import TopicEncoder
-from indexer.errors import ExhibitionNotFound, NoActiveVersion
+from indexer.errors import ExhibitionNotFound, NoActiveVersion, StoreError
 from indexer.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -109,12 +114,18 @@ def precompute(store: VectorStore, exhibition_ids: Sequence[str], topic_side: Ca
             for key, entry in zip(keys, entries):
                 store.put_topic_embedding(version, key, entry)
             report.topics_encoded += len(keys)
+    done = []
     for eid in present:
         try:
             store.prepare_block(eid, version)
-            report.exhibitions += 1
+            done.append(eid)
         except ExhibitionNotFound:
             report.gone += 1
+    report.exhibitions += len(done)
+    try:  # the API processes render the answers now (api/announced.py); best effort
+        store.announce_precomputed(version, done)
+    except StoreError as exc:
+        log.warning("precompute of %d exhibitions not announced: %s", len(done), exc)
     return report
 
 

@@ -63,6 +63,9 @@ class WorkerSettings(StoreSettings, FetchSettings, BaseSettings):
     # Every worker looks this often for waiting products no drain has claimed or will look at
     # (a drain killed while no other was queued); 0 turns the sweep off.
     pending_sweep_s: float = Field(30.0, ge=0)
+    # When products' vectors arrive, their exhibitions are precomputed again this many seconds
+    # later, once per window however many batches touch them (worker/refresh.py); 0: never.
+    refresh_window_s: int = Field(5, ge=0)
 
     # Re-index: hashes per chunk (one forward pass each), and how long the old version stays
     # after the switch before a Celery deployment drops it (if the new one is still active and

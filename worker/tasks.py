@@ -20,7 +20,7 @@ from indexer.errors import NoActiveVersion, VersionNotFound
 from indexer.pending import PendingSet
 from indexer.store import VectorStore
 from indexer.store_settings import stored_file_roots
-from worker import canary, device, precompute, reindex
+from worker import canary, device, precompute, refresh, reindex
 from worker.app import app, settings
 from worker.encode import EncoderCache, encode_products as _encode
 from worker.ingest import DrainOptions, drain
@@ -106,7 +106,20 @@ def encode_products(self, product_ids: list[str]) -> dict:
             store.mark_failed(pid, reason)
             report.failed[pid] = reason
         report.retry = {}
+    _refresh_exhibitions(store, report.encoded)
     return report.as_dict()
+
+
+def _refresh_exhibitions(store: VectorStore, encoded: list[str]) -> None:
+    """The exhibitions of newly encoded products, precomputed again after the refresh window
+    (worker/refresh.py). Never fails the encode: without it the first read computes."""
+    try:
+        exhibitions = refresh.exhibitions_to_refresh(store, encoded, settings.refresh_window_s)
+        for start in range(0, len(exhibitions), 500):
+            app.send_task(PRECOMPUTE_EXHIBITIONS, args=[exhibitions[start:start + 500]], queue=settings.queue,
+                          countdown=settings.refresh_window_s)
+    except Exception as exc:  # the store or the broker down: the vectors are written all the same
+        log.warning("exhibitions of %d encoded products not refreshed: %s", len(encoded), exc)
 
 
 def _check_ids(product_ids: object) -> None:
@@ -134,7 +147,8 @@ def encode_pending(self) -> dict:
                            max_retries=settings.max_retries, retry_delay=settings.retry_delay,
                            max_task_s=settings.drain_task_s)
     try:
-        report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options)
+        report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options,
+                                on_encoded=lambda ids: _refresh_exhibitions(store, ids))
     except NoActiveVersion as exc:
         raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))  # noqa: B904
     if next_in is not None:  # postponed after a transient error, leased elsewhere, or time up

@@ -35,7 +35,7 @@ def wait_for(check, timeout_s: float = 60.0, what: str = "") -> None:
         time.sleep(0.1)
 
 
-def test_first_read_after_put_encodes_no_topic_once_the_worker_precomputed(env, uid):
+def test_first_read_after_put_is_a_warm_read_once_the_worker_precomputed(env, uid):
     ids = []
     for i in range(3):
         pid = f"{uid}-p{i}"
@@ -55,12 +55,19 @@ def test_first_read_after_put_encodes_no_topic_once_the_worker_precomputed(env, 
     _, stamp, _ = env.store.block_stamp(eid)
     wait_for(lambda: env.store.r.hget(f"{env.prefix}b:{vid}:{eid}", "s") == stamp.encode(), what="packed block")
 
-    misses = counter(env.http, "clik_api_topic_cache_total", 'result="miss"')
-    from_store = counter(env.http, "clik_api_topic_cache_total", 'result="store"')
-    r = env.http.get(f"/exhibitions/{eid}/representative", params={"topk": 3})
+    # the worker announces it; this process renders the default answer (api/announced.py) with
+    # the topic entry read from the store, not encoded
+    wait_for(lambda: counter(env.http, "clik_api_precompute_total", 'result="rendered"') == 1,
+             what="default answer rendered after the notice")
+    assert counter(env.http, "clik_api_topic_cache_total", 'result="miss"') == 0
+    assert counter(env.http, "clik_api_topic_cache_total", 'result="store"') == 1
+    computed = counter(env.http, "clik_api_answers_total", 'source="computed"')
+    first = env.http.get(f"/exhibitions/{eid}/representative")
+    assert first.status_code == 200 and len(first.json()["items"]) == 1
+    assert counter(env.http, "clik_api_answers_total", 'source="computed"') == computed  # a warm read
+    r = env.http.get(f"/exhibitions/{eid}/representative", params={"topk": 3})  # not rendered ahead
     assert r.status_code == 200 and len(r.json()["items"]) == 3
-    assert counter(env.http, "clik_api_topic_cache_total", 'result="miss"') == misses  # nothing encoded
-    assert counter(env.http, "clik_api_topic_cache_total", 'result="store"') == from_store + 1
+    assert counter(env.http, "clik_api_topic_cache_total", 'result="miss"') == 0  # nothing encoded
 
 
 @pytest.fixture()
@@ -160,3 +167,31 @@ def test_the_embedded_stack_warms_its_own_process_after_a_put(api_bundle, tmp_pa
         assert counter(http, "clik_api_answers_total", 'source="memory"') == 1  # the warmed answer itself
         assert counter(http, "clik_api_topic_cache_total", 'result="miss"') == misses
     store.close()
+
+
+def test_an_announced_exhibition_is_rendered_by_one_process_and_served_warm_by_both(two_apis):
+    a, b, store, bundle, _ = two_apis
+    rendered = [counter(http, "clik_api_precompute_total", 'result="rendered"') for http in (a, b)]
+    store.announce_precomputed(bundle.version, ["e"])
+    wait_for(lambda: sum(counter(http, "clik_api_precompute_total", f'result="{result}"')
+                         for http in (a, b) for result in ("rendered", "claimed_elsewhere")) == 2,
+             what="both processes heard the notice")
+    assert [counter(http, "clik_api_precompute_total", 'result="rendered"') for http in (a, b)] != rendered
+    assert sum(counter(http, "clik_api_precompute_total", 'result="rendered"') for http in (a, b)) == 1
+    # the process that lost the claim copies the winner's bytes into its memory
+    wait_for(lambda: sum(counter(http, "clik_api_precompute_total", 'result="copied"') for http in (a, b)) == 1,
+             what="the rendered answer copied by the other process")
+    first_a, first_b = a.get("/exhibitions/e/representative"), b.get("/exhibitions/e/representative")
+    assert first_a.status_code == first_b.status_code == 200 and first_a.content == first_b.content
+    assert first_a.headers["etag"] == first_b.headers["etag"]
+    for source, count in (("computed", 0), ("store", 0), ("memory", 1)):  # both first reads: warm reads
+        assert [counter(http, "clik_api_answers_total", f'source="{source}"') for http in (a, b)] == [count, count]
+    # a notice about a version that is not the active one renders nothing
+    store.announce_precomputed(bundle.version + "-other", ["e"])
+    wait_for(lambda: sum(counter(http, "clik_api_precompute_total", 'result="not_active"') for http in (a, b)) == 2,
+             what="the other version's notice heard")
+    # exact after a change: the rendered answer is never served for the new state
+    store.put_product("p1", "https://img.example/1.jpg", {"sold_out": True})
+    after = a.get("/exhibitions/e/representative")
+    assert after.headers["etag"] != first_a.headers["etag"]
+    assert counter(a, "clik_api_answers_total", 'source="computed"') == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -620,3 +622,79 @@ def test_pending_set_postpones_releases_and_counts(store_factory):
     pending.drain_started()
     assert pending.claim_schedule(ttl_s=60) is True
     assert len(pending) == 1
+
+
+def test_a_claim_goes_to_the_first_caller_until_it_expires(store_factory):
+    import time
+
+    store, other = store_factory.open(), store_factory.open()
+    assert store.claim("render:e:abc", ttl_s=1)
+    assert not store.claim("render:e:abc", ttl_s=1)
+    if store_factory.kind == "redis":  # another process of the same store
+        assert not other.claim("render:e:abc", ttl_s=1)
+    assert store.claim("render:e:other", ttl_s=1)
+    time.sleep(1.2)
+    assert store.claim("render:e:abc", ttl_s=1)
+
+
+def test_precompute_notices_reach_the_listeners_there_when_they_are_sent(store_factory):
+    import queue
+
+    store = store_factory.open()
+    sender = store_factory.open() if store_factory.kind == "redis" else store
+    heard: queue.Queue = queue.Queue()
+    stop = store.on_precomputed(lambda version, ids: heard.put((version, ids)))
+    try:
+        deadline = time.monotonic() + 10
+        while heard.empty() and time.monotonic() < deadline:  # the subscription takes a moment
+            sender.announce_precomputed("v1", ["warmup"])
+            time.sleep(0.05)
+        while not heard.empty():
+            heard.get()
+        sender.announce_precomputed("v1", ["e1", "e:2"])
+        sender.announce_precomputed("v1", [])  # nothing precomputed: nothing said
+        assert heard.get(timeout=10) == ("v1", ["e1", "e:2"])
+    finally:
+        stop()
+    time.sleep(0.1)
+    while not heard.empty():  # warm-ups still in flight
+        heard.get()
+    sender.announce_precomputed("v1", ["after"])
+    time.sleep(0.5)
+    assert heard.empty()
+
+
+def test_async_reads_read_what_the_blocking_ones_do(store_factory):
+    import asyncio
+
+    store = store_factory.open()
+    filled(store, 3)
+    store.put_job("merch:e", {"x": 1})
+    store.put_answer("representative:abc", b"{}", ttl_s=60)
+
+    async def read():
+        reads = store.async_reads()
+        try:
+            stamp = await reads.block_stamp("e", ["merch:e", "nope"])
+            answers = (await reads.get_answer("representative:abc"), await reads.get_answer("nope"))
+            with pytest.raises(ExhibitionNotFound):
+                await reads.block_stamp("missing")
+            return stamp, answers
+        finally:
+            await reads.aclose()
+
+    stamp, answers = asyncio.run(read())
+    assert stamp == store.block_stamp("e", ["merch:e", "nope"]) and stamp[2] == [{"x": 1}, None]
+    assert answers == (b"{}", None)
+
+
+def test_exhibitions_of_products_follow_their_member_lists(store):
+    filled(store, 4)
+    store.put_exhibition("f", {"name": "winter"}, ["p1", "p3"])
+    assert store.exhibitions_of(["p1"]) == ["e", "f"]
+    assert store.exhibitions_of(["p0", "p0", "nope"]) == ["e"]
+    assert store.exhibitions_of([]) == []
+    store.put_exhibition("f", {"name": "winter"}, ["p2"])  # replaced: p1 and p3 left it
+    assert store.exhibitions_of(["p3"]) == ["e"] and store.exhibitions_of(["p2"]) == ["e", "f"]
+    store.delete_exhibition("e")
+    assert store.exhibitions_of(["p0", "p1", "p2", "p3"]) == ["f"]

@@ -139,3 +139,28 @@ def test_malformed_messages_fail_with_a_reason(env):
     with pytest.raises(Exception, match="model version name"):
         run.call("clik.reindex", [None])
     assert not pending.waiting(["p", "1"]) and worker.alive()
+
+
+def test_an_exhibition_is_precomputed_again_when_its_products_vectors_arrive(env, image_root, tiny_bundle):
+    from clik import topic_cache
+
+    store, run, worker, _ = env
+    token = uuid.uuid4().hex[:8]
+    ids = [f"refresh-{token}-{i}" for i in range(3)]
+    for i, pid in enumerate(ids):
+        store.put_product(pid, str(image_root / f"good{i}.jpg"))
+    eid, topic = f"refresh-{token}", {"name": f"refreshed linen {token}"}
+    store.put_exhibition(eid, topic, ids)  # written before its products are encoded
+    vid = store.get_version(tiny_bundle.version).id
+    block_key = f"{store.prefix}b:{vid}:{eid}"
+    assert store.r.hget(block_key, "s") is None
+    assert set(run(ids).values()) == {ProductStatus.ENCODED}
+
+    def precomputed_now() -> bool:  # nothing read the exhibition: only the worker builds these
+        _, stamp, _ = store.block_stamp(eid)
+        return (store.r.hget(block_key, "s") == stamp.encode()
+                and store.get_topic_embedding(tiny_bundle.version, topic_cache.entry_key(topic)) is not None)
+
+    wait_for(precomputed_now, 60, "the exhibition precomputed after its vectors arrived", worker.tail)
+    name, stamp, block = store.stamped_block(eid)
+    assert sorted(block.product_ids) == sorted(ids) and not block.pending
