@@ -19,6 +19,7 @@ announces what it precomputed (store.announce_precomputed) and each API process 
 A notice for a version that is not the active one (a re-index precomputing ahead of its
 switch) renders nothing: the answer of the active version would not change.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,9 @@ COPY_AFTER_S = (0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # a lost claim: when 
 
 
 class AnnouncedRenders:
-    def __init__(self, answers: RankingAnswers, store: VectorStore,
-                 on_result: Callable[[str], None] = lambda result: None) -> None:
+    def __init__(
+        self, answers: RankingAnswers, store: VectorStore, on_result: Callable[[str], None] = lambda result: None
+    ) -> None:
         self.answers, self.store, self.on_result = answers, store, on_result
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clik-announced")
         self._stop: Callable[[], None] | None = None

@@ -6,6 +6,7 @@ answer rendered once can be sent again as bytes while its tag is current, and a 
 holding the tag gets a 304 without a body. `Cache-Control: public, max-age=N` (N =
 CLIK_RESULT_MAX_AGE_S) lets a CDN serve it alone for a few seconds; after that it revalidates.
 """
+
 from __future__ import annotations
 
 import threading
@@ -55,8 +56,7 @@ def cache_control(max_age_s: int) -> str:
     return f"public, max-age={max_age_s}"
 
 
-def conditional(request: Request, etag: str, max_age_s: int,
-                content: Callable[[str], tuple[str, bytes]]) -> Response:
+def conditional(request: Request, etag: str, max_age_s: int, content: Callable[[str], tuple[str, bytes]]) -> Response:
     """304 when the client holds the current tag, else the answer: content() gives its bytes
     and its own tag (api.ranked_answers: from a cache, or computed now)."""
     cache = cache_control(max_age_s)

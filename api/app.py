@@ -1,7 +1,8 @@
 """The FastAPI app: `create_app(settings, store=..., encode_queue=...)`, or from the environment:
 
-    uvicorn --factory api.app:app_from_env --host 0.0.0.0 --port 8000
+uvicorn --factory api.app:app_from_env --host 0.0.0.0 --port 8000
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,9 @@ from indexer.store import VectorStore
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None = None,
-               encode_queue: EncodeQueue | None = None) -> FastAPI:
+def create_app(
+    settings: ApiSettings | None = None, *, store: VectorStore | None = None, encode_queue: EncodeQueue | None = None
+) -> FastAPI:
     """Injected store / queue are used as given (and not closed by the app)."""
     settings = settings or ApiSettings()
     # One process-wide intra-op pool, small: concurrent requests queue in the CPU pool instead
@@ -43,17 +45,24 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
     own_store = store is None
     own_queue = encode_queue is None
     store = store if store is not None else open_store(settings.store_url, prefix=settings.store_prefix)
-    queue = encode_queue if encode_queue is not None else CeleryEncodeQueue(
-        settings.broker_url, settings.queue, chunk=settings.encode_chunk)
+    queue = (
+        encode_queue
+        if encode_queue is not None
+        else CeleryEncodeQueue(settings.broker_url, settings.queue, chunk=settings.encode_chunk)
+    )
     metrics = ApiMetrics()
     svc = ClikService(settings, store, queue, metrics)
-    metrics.gauge("clik_api_pending_encodes", "Encode tasks waiting in the queue (broker's count)",
-                  getattr(queue, "depth", lambda: None))
-    metrics.gauge("clik_api_loaded_models", "Model versions whose text side is loaded",
-                  lambda: len(svc.text.loaded()))
-    metrics.gauge("clik_active_version_coverage_ratio",
-                  "Share of the products (not failed) that the active version can rank, as /readyz last measured it",
-                  svc.coverage.last_share)
+    metrics.gauge(
+        "clik_api_pending_encodes",
+        "Encode tasks waiting in the queue (broker's count)",
+        getattr(queue, "depth", lambda: None),
+    )
+    metrics.gauge("clik_api_loaded_models", "Model versions whose text side is loaded", lambda: len(svc.text.loaded()))
+    metrics.gauge(
+        "clik_active_version_coverage_ratio",
+        "Share of the products (not failed) that the active version can rank, as /readyz last measured it",
+        svc.coverage.last_share,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -83,41 +92,56 @@ def create_app(settings: ApiSettings | None = None, *, store: VectorStore | None
         title="CLIK representative-image API",
         version="1.0",
         description="Picks the representative image of an exhibition (CLIK, RecSys 2022). "
-                    "Write routes need the X-API-Key header.",
+        "Write routes need the X-API-Key header.",
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
     )
     app.state.settings = settings
     app.state.service = svc
-    app.state.answers = RankingAnswers(svc, svc.answers, settings.result_cache_ttl_s,
-                                       lambda source: metrics.answers.labels(source).inc())
-    app.state.precompute = Precompute(app.state.answers, getattr(queue, "precompute", None),
-                                      lambda result: metrics.precompute.labels(result).inc())
-    app.state.announced = AnnouncedRenders(app.state.answers, store,
-                                           lambda result: metrics.precompute.labels(result).inc())
+    app.state.answers = RankingAnswers(
+        svc, svc.answers, settings.result_cache_ttl_s, lambda source: metrics.answers.labels(source).inc()
+    )
+    app.state.precompute = Precompute(
+        app.state.answers, getattr(queue, "precompute", None), lambda result: metrics.precompute.labels(result).inc()
+    )
+    app.state.announced = AnnouncedRenders(
+        app.state.answers, store, lambda result: metrics.precompute.labels(result).inc()
+    )
     install_handlers(app, lambda kind, status: metrics.errors.labels(kind, str(status)).inc())
     app.state.events = _event_log(store)
-    app.state.experiments = ExperimentServing(svc, app.state.events, settings.experiments_cache_s,
-                                              settings.experiment_control_pool)
+    app.state.experiments = ExperimentServing(
+        svc, app.state.events, settings.experiments_cache_s, settings.experiment_control_pool
+    )
     for module in (products, exhibitions, overrides, rank, search, health, events, experiments):
         app.include_router(module.router)
     mount_ui(app)
     app.state.async_reads = None
     # innermost of the three: warm answers leave here, still timed by the metrics middleware
-    app.add_middleware(HotAnswers, answers=app.state.answers, settings=settings,
-                       reads=lambda: app.state.async_reads, routes=_answer_routes())
+    app.add_middleware(
+        HotAnswers,
+        answers=app.state.answers,
+        settings=settings,
+        reads=lambda: app.state.async_reads,
+        routes=_answer_routes(),
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # outermost: a refused body is never read, whatever route it was sent to
-    app.add_middleware(BodyLimitMiddleware, default_limit=settings.max_body_bytes,
-                       route_limits={("POST", "/rank/upload"): settings.max_upload_body_bytes},
-                       api_keys=lambda: settings.api_keys)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_body_bytes,
+        route_limits={("POST", "/rank/upload"): settings.max_upload_body_bytes},
+        api_keys=lambda: settings.api_keys,
+    )
     _count_http_errors(app, metrics)
     return app
 
 
 def _answer_routes() -> dict[str, object]:
     """The routes the hot path answers for, by kind of answer (their templates label metrics)."""
-    paths = {"/exhibitions/{exhibition_id}/representative": REPRESENTATIVE, "/exhibitions/{exhibition_id}/ranking": PAGE}
+    paths = {
+        "/exhibitions/{exhibition_id}/representative": REPRESENTATIVE,
+        "/exhibitions/{exhibition_id}/ranking": PAGE,
+    }
     return {paths[r.path]: r for r in exhibitions.router.routes if getattr(r, "path", None) in paths}
 
 
@@ -140,8 +164,7 @@ def _count_http_errors(app: FastAPI, metrics: ApiMetrics) -> None:
         if exc.status_code in (204, 304):
             return await http_exception_handler(request, exc)
         detail = validation_detail(exc.detail) if isinstance(exc.detail, list) else clip_text(str(exc.detail))
-        return SafeJSONResponse({"detail": detail}, status_code=exc.status_code,
-                                headers=getattr(exc, "headers", None))
+        return SafeJSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     async def on_validation(request, exc):
         metrics.errors.labels("RequestValidationError", "422").inc()

@@ -3,6 +3,7 @@
 The dependencies are async on purpose: they do no I/O, and FastAPI runs sync dependencies in
 the threadpool, one thread hop each per request.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -13,6 +13,7 @@ dependency, the key check included, so a 100 MB body sent without a key was read
 Limits: ``CLIK_MAX_BODY_BYTES`` for every route, ``CLIK_MAX_UPLOAD_BODY_BYTES`` for
 ``POST /rank/upload`` (image files).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, *, default_limit: int, route_limits: Mapping[tuple[str, str], int],
-                 api_keys: Callable[[], list[str]]) -> None:
+    def __init__(
+        self, app, *, default_limit: int, route_limits: Mapping[tuple[str, str], int], api_keys: Callable[[], list[str]]
+    ) -> None:
         self.app = app
         self.default_limit = default_limit
         self.route_limits = dict(route_limits)
@@ -88,13 +90,24 @@ class BodyLimitMiddleware:
 
 
 def _too_large(limit: int) -> str:
-    return (f"request body too large: at most {limit} bytes on this route "
-            "(CLIK_MAX_BODY_BYTES; uploads: CLIK_MAX_UPLOAD_BODY_BYTES)")
+    return (
+        f"request body too large: at most {limit} bytes on this route "
+        "(CLIK_MAX_BODY_BYTES; uploads: CLIK_MAX_UPLOAD_BODY_BYTES)"
+    )
 
 
 async def _respond(send, status: int, detail: str, extra_headers: list | None = None) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *(extra_headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *(extra_headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

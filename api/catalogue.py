@@ -8,6 +8,7 @@ others keep searching what is saved meanwhile), so a busy catalogue is searched 
 that stale, and nothing is rebuilt per process.
 A free-text search (GET /search, `TextSearch`) is the text's query by the active version against it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,11 @@ from indexer.store import VectorStore
 def default_catalogue_dir(store_url: str | None, store_prefix: str) -> Path:
     """The same folder for every process of this host serving the same store (an embedded
     store by its absolute path: two working folders' default stores are different stores)."""
-    where = store_url if is_redis_url(store_url) else str(
-        (Path(store_url.removeprefix("file://")) if store_url else DEFAULT_EMBEDDED_PATH).resolve())
+    where = (
+        store_url
+        if is_redis_url(store_url)
+        else str((Path(store_url.removeprefix("file://")) if store_url else DEFAULT_EMBEDDED_PATH).resolve())
+    )
     digest = hashlib.blake2b(f"{where}|{store_prefix}".encode(), digest_size=8).hexdigest()
     return Path(tempfile.gettempdir()) / "clik-catalogue" / digest
 

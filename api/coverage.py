@@ -3,6 +3,7 @@
 Counting covers the whole catalogue (one pass over the products), so the figure is cached and
 refreshed at most every ``refresh_s`` seconds, by the caller that finds it stale.
 """
+
 from __future__ import annotations
 
 import threading

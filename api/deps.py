@@ -1,4 +1,5 @@
 """Shared route helpers."""
+
 from __future__ import annotations
 
 from fastapi import HTTPException, Query, Request
@@ -20,5 +21,4 @@ def unprocessable(loc: list, message: str) -> HTTPException:
     return HTTPException(422, [{"loc": loc, "msg": message, "type": "value_error"}])
 
 
-ModelVersionParam = Query(None, max_length=512,
-                          description="refuse (409) unless this is the active model version")
+ModelVersionParam = Query(None, max_length=512, description="refuse (409) unless this is the active model version")

@@ -3,6 +3,7 @@ its Celery implementation.
 
 The API must not import worker/, so it sends the task by name over the worker's broker.
 """
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -20,35 +21,47 @@ class EncodeQueue(Protocol):
 class CeleryEncodeQueue:
     """send_task("clik.encode_products", [ids]) to the worker's queue."""
 
-    def __init__(self, broker_url: str, queue: str = DEFAULT_QUEUE, chunk: int = 64,
-                 connect_timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, broker_url: str, queue: str = DEFAULT_QUEUE, chunk: int = 64, connect_timeout_s: float = 2.0
+    ) -> None:
         from celery import Celery
 
         self.queue, self.chunk = queue, chunk
         self.broker_url = broker_url
         self.app = Celery("clik-api", broker=broker_url, set_as_current=False)
         self.app.conf.update(
-            task_serializer="json", accept_content=["json"],
+            task_serializer="json",
+            accept_content=["json"],
             broker_connection_timeout=connect_timeout_s,
             broker_connection_retry_on_startup=False,
         )
         # A broker that is down must answer a request quickly, not retry for minutes.
-        self._retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2,
-                              "interval_max": 0.5}
+        self._retry_policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
     def submit(self, product_ids: list[str]) -> None:
         for start in range(0, len(product_ids), self.chunk):
             try:
-                self.app.send_task(ENCODE_TASK, args=[product_ids[start:start + self.chunk]],
-                                   queue=self.queue, retry=True, retry_policy=self._retry_policy)
+                self.app.send_task(
+                    ENCODE_TASK,
+                    args=[product_ids[start : start + self.chunk]],
+                    queue=self.queue,
+                    retry=True,
+                    retry_policy=self._retry_policy,
+                )
             except Exception as exc:  # kombu raises transport-specific errors
                 raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc  # shown without it
 
     def precompute(self, exhibition_ids: list[str]) -> None:
         """Ask a worker for these exhibitions' topic entries and packed blocks (api/precompute.py)."""
         try:
-            self.app.send_task(PRECOMPUTE_EXHIBITIONS, args=[list(exhibition_ids)], queue=self.queue,
-                               retry=True, retry_policy=self._retry_policy, ignore_result=True)
+            self.app.send_task(
+                PRECOMPUTE_EXHIBITIONS,
+                args=[list(exhibition_ids)],
+                queue=self.queue,
+                retry=True,
+                retry_policy=self._retry_policy,
+                ignore_result=True,
+            )
         except Exception as exc:  # kombu raises transport-specific errors
             raise QueueUnavailable(f"encode queue unavailable: {exc}") from exc
 
@@ -71,8 +84,9 @@ class CeleryEncodeQueue:
             if is_redis_url(self.broker_url):
                 import redis
 
-                client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=timeout_s,
-                                              socket_timeout=timeout_s)
+                client = redis.Redis.from_url(
+                    self.broker_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+                )
                 try:
                     client.ping()
                 finally:

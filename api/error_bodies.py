@@ -5,6 +5,7 @@ Why: FastAPI's default 422 repeats each invalid input in full (a 50 MB field cam
 50 MB answer), and a lone surrogate (``"\\ud800"``, valid in JSON text, not in UTF-8) made the
 response's UTF-8 encoding raise: a 500 for bad input.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,11 @@ def validation_detail(errors: list[dict]) -> list[dict]:
     """FastAPI's 422 ``detail`` list with every echoed part clipped (field names kept)."""
     out = []
     for error in errors[:20]:  # a list of 1000 bad items names the first ones
-        entry = {"loc": [clip(x) if isinstance(x, str) else x for x in error.get("loc", ())],
-                 "msg": clip_text(str(error.get("msg", ""))),
-                 "type": str(error.get("type", "value_error"))}
+        entry = {
+            "loc": [clip(x) if isinstance(x, str) else x for x in error.get("loc", ())],
+            "msg": clip_text(str(error.get("msg", ""))),
+            "type": str(error.get("type", "value_error")),
+        }
         if "input" in error:
             entry["input"] = clip(error["input"])
         if error.get("ctx"):

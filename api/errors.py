@@ -3,6 +3,7 @@
 NotFound -> 404, bad input -> 422, wrong model version -> 409, store/model/queue down -> 503.
 A bad request never becomes a 500.
 """
+
 from __future__ import annotations
 
 import logging
@@ -68,6 +69,14 @@ def install_handlers(app: FastAPI, on_error) -> None:
 
     # StoreError covers StoreUnavailable (503), NotFound (404), InvalidInput (422); a version
     # the client asks for that is not the active one is 409 (api.versions.ActiveVersions.resolve)
-    for cls in (StoreError, VersionMismatch, ModelUnavailable, QueueUnavailable, ImageUnavailable,
-                redis.RedisError, ConnectionError, UnicodeError):
+    for cls in (
+        StoreError,
+        VersionMismatch,
+        ModelUnavailable,
+        QueueUnavailable,
+        ImageUnavailable,
+        redis.RedisError,
+        ConnectionError,
+        UnicodeError,
+    ):
         app.add_exception_handler(cls, handler)

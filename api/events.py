@@ -5,6 +5,7 @@ stored, so the log never holds a raw identifier. Counting happens in `clik event
 (exactly once per event_id, across consumer kills) and at once on the embedded store, in the
 same transaction as the append (indexer/events.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,12 @@ class EventIn(BaseModel):
     request_id: Id | None = None
     unit: str | None = Field(None, min_length=1, max_length=256, description="visitor or session key; stored hashed")
     arm: Id | None = Field(None, description="experiment arm that served the product (`arm` of the answer)")
-    propensity: float | None = Field(None, gt=0, le=1, description="`propensity` of the answer that showed it "
-                                     "(kept in the log for off-policy estimates)")
+    propensity: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="`propensity` of the answer that showed it (kept in the log for off-policy estimates)",
+    )
     timestamp: float | None = Field(None, ge=0, description="seconds since the epoch; default: when received")
 
 
@@ -44,8 +49,13 @@ class EventsAccepted(BaseModel):
     accepted: int
 
 
-@router.post("/events", status_code=202, response_model=EventsAccepted, dependencies=[Depends(require_writer)],
-             responses={401: {}, 403: {}, 503: {"description": "the store keeps no event log"}})
+@router.post(
+    "/events",
+    status_code=202,
+    response_model=EventsAccepted,
+    dependencies=[Depends(require_writer)],
+    responses={401: {}, 403: {}, 503: {"description": "the store keeps no event log"}},
+)
 def post_events(body: EventsIn, request: Request) -> EventsAccepted:
     """Append a batch of events to the log (counted later, once each, by `clik events`)."""
     settings = request.app.state.settings

@@ -14,6 +14,7 @@ draw from each posterior and the argmax; the propensity logged with it is the sh
 ``draws`` posterior draws (the served one among them) that the served candidate wins: the
 probability of the choice, which inverse-propensity estimates divide by.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,14 @@ def beta_prior(scores: np.ndarray, arm: Arm) -> tuple[np.ndarray, np.ndarray]:
     return arm.prior_strength * mean + 0.5, arm.prior_strength * (1.0 - mean) + 0.5
 
 
-def thompson(scores: np.ndarray, clicks: np.ndarray, impressions: np.ndarray, arm: Arm,
-             rng: np.random.Generator, draws: int = PROPENSITY_DRAWS) -> tuple[int, float]:
+def thompson(
+    scores: np.ndarray,
+    clicks: np.ndarray,
+    impressions: np.ndarray,
+    arm: Arm,
+    rng: np.random.Generator,
+    draws: int = PROPENSITY_DRAWS,
+) -> tuple[int, float]:
     """(index of the candidate to show, the probability that it is shown)."""
     alpha, beta = beta_prior(scores, arm)
     clicks = np.minimum(np.asarray(clicks, dtype=np.float64), impressions)

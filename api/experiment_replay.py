@@ -13,6 +13,7 @@ The 95% interval of IPS is the normal one over the n terms w_i r_i; `matched` (h
 impressions the candidate agrees with) and the effective sample size (sum w)^2 / sum w^2 say
 how much data the estimate really rests on.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,15 @@ def logged_answers(events: Iterable[Mapping], arms: set[str]) -> list[dict]:
         if not rid:
             continue
         if e.get("type") == "impression" and e.get("arm") in arms and e.get("propensity"):
-            shown.setdefault(str(rid), {"exhibition_id": e["exhibition_id"], "product_id": e["product_id"],
-                                        "propensity": float(e["propensity"]), "arm": e["arm"]})
+            shown.setdefault(
+                str(rid),
+                {
+                    "exhibition_id": e["exhibition_id"],
+                    "product_id": e["product_id"],
+                    "propensity": float(e["propensity"]),
+                    "arm": e["arm"],
+                },
+            )
         elif e.get("type") == "click":
             clicked.add((str(rid), str(e["product_id"])))
     return [{**row, "reward": 1.0 if (rid, row["product_id"]) in clicked else 0.0} for rid, row in shown.items()]
@@ -50,13 +58,25 @@ def estimate(rows: list[dict], choose: Callable[[str], str | None]) -> dict:
         weights.append(w)
         terms.append(w * row["reward"])
     if n == 0:
-        return {"impressions": 0, "matched": 0, "ips": None, "ips_ci95": None, "snips": None,
-                "effective_sample_size": 0.0, "logged_ctr": None}
+        return {
+            "impressions": 0,
+            "matched": 0,
+            "ips": None,
+            "ips_ci95": None,
+            "snips": None,
+            "effective_sample_size": 0.0,
+            "logged_ctr": None,
+        }
     ips = sum(terms) / n
     var = sum((t - ips) ** 2 for t in terms) / max(n - 1, 1)
     half = Z95 * math.sqrt(var / n)
     total_w = sum(weights)
-    return {"impressions": n, "matched": sum(1 for w in weights if w > 0), "ips": ips,
-            "ips_ci95": [ips - half, ips + half], "snips": sum(terms) / total_w if total_w else None,
-            "effective_sample_size": total_w ** 2 / sum(w * w for w in weights) if total_w else 0.0,
-            "logged_ctr": sum(r["reward"] for r in rows) / n}
+    return {
+        "impressions": n,
+        "matched": sum(1 for w in weights if w > 0),
+        "ips": ips,
+        "ips_ci95": [ips - half, ips + half],
+        "snips": sum(terms) / total_w if total_w else None,
+        "effective_sample_size": total_w**2 / sum(w * w for w in weights) if total_w else 0.0,
+        "logged_ctr": sum(r["reward"] for r in rows) / n,
+    }

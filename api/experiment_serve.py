@@ -8,6 +8,7 @@ caches (CLIK_EXPERIMENTS_CACHE_S), so a request in an experiment costs no store 
 than a plain one most of the time: the model arm reuses the plain path's rendered answer and
 only prefixes the experiment's fields to its bytes.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,17 +111,30 @@ class ExperimentServing:
         """After a PUT through this process: seen at once here (elsewhere within the TTL)."""
         self._experiments = _Ttl(self._experiments.ttl_s)
 
-    def serve(self, exhibition_id: str, unit: str, experiment_id: str | None, topk: int,
-              diverse: bool) -> Served:
+    def serve(self, exhibition_id: str, unit: str, experiment_id: str | None, topk: int, diverse: bool) -> Served:
         request_id = uuid.uuid4().hex
         experiment = self.experiment(experiment_id, exhibition_id)
         if experiment is None or not experiment.serves(exhibition_id):
             # the plain answer: the route sends its cached bytes (ranking None), propensity 1
-            return Served(None, {"request_id": request_id, "experiment": None, "arm": None, "policy": None,
-                                 "propensity": 1.0, "share": None})
+            return Served(
+                None,
+                {
+                    "request_id": request_id,
+                    "experiment": None,
+                    "arm": None,
+                    "policy": None,
+                    "propensity": 1.0,
+                    "share": None,
+                },
+            )
         arm, share = assign(experiment, unit)
-        extras = {"request_id": request_id, "experiment": experiment.experiment_id,
-                  "arm": arm.label(experiment.experiment_id), "policy": arm.policy, "share": share}
+        extras = {
+            "request_id": request_id,
+            "experiment": experiment.experiment_id,
+            "arm": arm.label(experiment.experiment_id),
+            "policy": arm.policy,
+            "share": share,
+        }
         if arm.policy == "model":
             if arm.model_version is None:  # the active version: the plain answer's cached bytes
                 return Served(None, {**extras, "propensity": 1.0})
@@ -136,8 +150,9 @@ class ExperimentServing:
     def _pool(self, exhibition_id: str, n: int, diverse: bool) -> ExplainedRanking:
         return self.svc.rankings.representative(exhibition_id, n, None, diverse)
 
-    def _control(self, exhibition_id: str, arm: Arm, rng: np.random.Generator,
-                 diverse: bool) -> tuple[ExplainedRanking, int | None, float | None]:
+    def _control(
+        self, exhibition_id: str, arm: Arm, rng: np.random.Generator, diverse: bool
+    ) -> tuple[ExplainedRanking, int | None, float | None]:
         ranking = self._pool(exhibition_id, self.control_pool, diverse)
         if not ranking.items:
             return ranking, None, None
@@ -148,8 +163,9 @@ class ExperimentServing:
             return ranking, first, 1.0
         return ranking, int(rng.integers(len(ranking.items))), 1.0 / len(ranking.items)
 
-    def _explore(self, experiment: Experiment, exhibition_id: str, arm: Arm, rng: np.random.Generator,
-                 diverse: bool) -> tuple[ExplainedRanking, int | None, float | None]:
+    def _explore(
+        self, experiment: Experiment, exhibition_id: str, arm: Arm, rng: np.random.Generator, diverse: bool
+    ) -> tuple[ExplainedRanking, int | None, float | None]:
         ranking = self._pool(exhibition_id, arm.candidates, diverse)
         if not ranking.items:
             return ranking, None, None
@@ -188,4 +204,3 @@ def prefixed(extras: dict, body: bytes) -> bytes:
     """The experiment's fields put in front of a rendered JSON object's own."""
     head = json.dumps(extras, separators=(",", ":")).encode()
     return head[:-1] + b"," + body[1:] if body[1:2] != b"}" else head
-

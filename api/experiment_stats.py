@@ -10,6 +10,7 @@ interval. Used by GET /experiments/{id} and `clik experiments report`.
   exp(ln RR ± 1.96 sqrt(1/c1 - 1/n1 + 1/c0 - 1/n0)) - 1, undefined (None) while either arm has
   no click.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,15 +49,16 @@ def prob_beats(c1: int, n1: int, c0: int, n0: int, draws: int = POSTERIOR_DRAWS,
     return float(np.mean(a > b))
 
 
-def arm_totals(experiment: Experiment,
-               counters: Iterable[Mapping[tuple[str, str, str, str], int]]) -> dict[str, dict[str, int]]:
+def arm_totals(
+    experiment: Experiment, counters: Iterable[Mapping[tuple[str, str, str, str], int]]
+) -> dict[str, dict[str, int]]:
     """arm name -> {impression, click, conversion} summed over exhibitions' counters."""
     totals = {a.name: {"impression": 0, "click": 0, "conversion": 0} for a in experiment.arms}
     prefix = experiment.experiment_id + ARM_SEPARATOR
     for table in counters:
         for (_version, label, _product, kind), n in table.items():
-            if label.startswith(prefix) and label[len(prefix):] in totals and kind in totals[label[len(prefix):]]:
-                totals[label[len(prefix):]][kind] += int(n)
+            if label.startswith(prefix) and label[len(prefix) :] in totals and kind in totals[label[len(prefix) :]]:
+                totals[label[len(prefix) :]][kind] += int(n)
     return totals
 
 
@@ -72,30 +74,44 @@ def report(experiment: Experiment, totals: Mapping[str, Mapping[str, int]]) -> d
         is_control = arm.name == experiment.control_arm
         lift = (c / n) / (c0 / n0) - 1 if n and n0 and c0 else None
         li = None if is_control else lift_interval(c, n, c0, n0)
-        arms.append({
-            "arm": arm.name, "label": arm.label(experiment.experiment_id), "policy": arm.policy,
-            "share": arm.share, "control": is_control,
-            "impressions": n, "clicks": c, "conversions": t["conversion"],
-            "ctr": c / n if n else None, "ctr_ci95": list(ci) if ci else None,
-            "p_beats_control": None if is_control or not (n and n0) else prob_beats(c, n, c0, n0),
-            "lift": None if is_control else lift, "lift_ci95": list(li) if li else None,
-        })
+        arms.append(
+            {
+                "arm": arm.name,
+                "label": arm.label(experiment.experiment_id),
+                "policy": arm.policy,
+                "share": arm.share,
+                "control": is_control,
+                "impressions": n,
+                "clicks": c,
+                "conversions": t["conversion"],
+                "ctr": c / n if n else None,
+                "ctr_ci95": list(ci) if ci else None,
+                "p_beats_control": None if is_control or not (n and n0) else prob_beats(c, n, c0, n0),
+                "lift": None if is_control else lift,
+                "lift_ci95": list(li) if li else None,
+            }
+        )
     return {"experiment_id": experiment.experiment_id, "control_arm": experiment.control_arm, "arms": arms}
 
 
 def table(doc: Mapping) -> str:
     """The report as a fixed-width text table (the CLI prints it)."""
+
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.2f}%"
 
     def interval(ci: list | None) -> str:
         return "-" if not ci else f"[{pct(ci[0])}, {pct(ci[1])}]"
 
-    lines = [f"experiment {doc['experiment_id']} (control: {doc['control_arm']})",
-             f"{'arm':<16}{'policy':<9}{'impr.':>9}{'clicks':>8}{'CTR':>9}  {'CTR 95%':<20}{'P(>ctl)':>8}"
-             f"{'lift':>9}  lift 95%"]
+    lines = [
+        f"experiment {doc['experiment_id']} (control: {doc['control_arm']})",
+        f"{'arm':<16}{'policy':<9}{'impr.':>9}{'clicks':>8}{'CTR':>9}  {'CTR 95%':<20}{'P(>ctl)':>8}"
+        f"{'lift':>9}  lift 95%",
+    ]
     for a in doc["arms"]:
         p = "-" if a["p_beats_control"] is None else f"{a['p_beats_control']:.3f}"
-        lines.append(f"{a['arm']:<16}{a['policy']:<9}{a['impressions']:>9}{a['clicks']:>8}{pct(a['ctr']):>9}  "
-                     f"{interval(a['ctr_ci95']):<20}{p:>8}{pct(a['lift']):>9}  {interval(a['lift_ci95'])}")
+        lines.append(
+            f"{a['arm']:<16}{a['policy']:<9}{a['impressions']:>9}{a['clicks']:>8}{pct(a['ctr']):>9}  "
+            f"{interval(a['ctr_ci95']):<20}{p:>8}{pct(a['lift']):>9}  {interval(a['lift_ci95'])}"
+        )
     return "\n".join(lines)

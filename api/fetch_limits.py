@@ -5,6 +5,7 @@ A store loaded by `clik demo` or `clik index FOLDER` records the folders its ima
 CLIK_FILE_ROOTS naming them. They are read again every `refresh_s` (`clik index` may add a
 folder while the API runs), and a store that cannot be read keeps the last limits.
 """
+
 from __future__ import annotations
 
 import time

@@ -17,6 +17,7 @@ answer nobody rendered, any error, an experiment's unit, a query it does not rea
 the route untouched, which answers as it always did. So this never decides an error and never
 computes: it is a cache in front of the route, and its invalidation is the tag's.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,7 @@ _PATH = re.compile(r"/exhibitions/([\w.:@+=~-]{1,512})/(representative|ranking)"
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 _KINDS = {"representative": REPRESENTATIVE, "ranking": PAGE}
-_PARAMS = {REPRESENTATIVE: {"topk", "diverse", "model_version"},
-           PAGE: {"offset", "limit", "diverse", "model_version"}}
+_PARAMS = {REPRESENTATIVE: {"topk", "diverse", "model_version"}, PAGE: {"offset", "limit", "diverse", "model_version"}}
 
 
 def read_request(path: str, query: bytes, settings: ApiSettings) -> Request | None:
@@ -71,8 +71,15 @@ def read_request(path: str, query: bytes, settings: ApiSettings) -> Request | No
 
 
 class HotAnswers:
-    def __init__(self, app, *, answers: RankingAnswers, settings: ApiSettings,
-                 reads: Callable[[], ThreadedReads | None], routes: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        app,
+        *,
+        answers: RankingAnswers,
+        settings: ApiSettings,
+        reads: Callable[[], ThreadedReads | None],
+        routes: Mapping[str, object],
+    ) -> None:
         self.app = app
         self.answers, self.settings = answers, settings
         self.reads = reads  # opened by the app's lifespan on its loop; None before
@@ -90,13 +97,14 @@ class HotAnswers:
         if reads is None:
             return False
         headers = dict(scope.get("headers", ()))
-        if not self.settings.open_reads and key_problem(
-                headers.get(b"x-api-key", b"").decode("latin-1"), self.settings.api_keys) is not None:
+        if (
+            not self.settings.open_reads
+            and key_problem(headers.get(b"x-api-key", b"").decode("latin-1"), self.settings.api_keys) is not None
+        ):
             return False
         answers = self.answers
         try:
-            name, stamp, (record,) = await reads.block_stamp(req.exhibition_id,
-                                                             [OVERRIDES_RECORD + req.exhibition_id])
+            name, stamp, (record,) = await reads.block_stamp(req.exhibition_id, [OVERRIDES_RECORD + req.exhibition_id])
         except Exception:  # unknown exhibition, no active version, store down: the route's answer
             return False
         threshold = answers.known_threshold(name)

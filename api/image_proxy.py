@@ -7,6 +7,7 @@ requests wait (on the event loop, costing no thread) at most ``wait_s`` for a sl
 the answer is 503 with Retry-After at once. Each fetch is bounded by the fetch deadline
 (clik.http_fetch), so a slot always comes free.
 """
+
 from __future__ import annotations
 
 import asyncio

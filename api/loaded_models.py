@@ -1,6 +1,7 @@
 """What the API process holds to compute with models: the model sides loaded per version (the
 text side for every ranking, the image side only for POST /rank, loaded on its first use) and
 the few threads those computations run on."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor

@@ -14,6 +14,7 @@ blocks (indexer), so a sold-out product leaves the ranking with the very next bl
   unavailable  attrs.available is false, attrs.sold_out or attrs.hidden is true
   numeric      every number attr (not booleans): what boosts multiply
 """
+
 from __future__ import annotations
 
 import math
@@ -55,20 +56,26 @@ def facet_of(attrs: Mapping[str, object], where: str = "attrs", strict: bool = T
     """The facet of a product's attrs. strict (a PUT): InvalidInput naming the attr when one has
     the wrong type; not strict (attrs already stored, perhaps before these rules existed): such
     an attr is ignored."""
+
     def usable(name: str, ok: bool) -> bool:
         if not ok and strict:
             raise InvalidInput(f"{where}.{name} must be " + ("a string" if name == "family" else "true or false"))
         return ok
 
-    flags = [attrs[name] is hiding for name, hiding in AVAILABILITY_ATTRS.items()
-             if name in attrs and usable(name, isinstance(attrs[name], bool))]  # every one checked
+    flags = [
+        attrs[name] is hiding
+        for name, hiding in AVAILABILITY_ATTRS.items()
+        if name in attrs and usable(name, isinstance(attrs[name], bool))
+    ]  # every one checked
     unavailable = any(flags)
     family = attrs.get("family")
     if family is not None and not usable("family", isinstance(family, (str, int)) and not isinstance(family, bool)):
         family = None
-    numeric = {k: float(v) for k, v in attrs.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-               and k != "family"}
+    numeric = {
+        k: float(v)
+        for k, v in attrs.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "family"
+    }
     return Facet(str(family) if family not in (None, "") else None, unavailable, numeric)
 
 
@@ -87,16 +94,28 @@ class Overrides:
         return not self.pinned and not self.blocked and self.boosts is None
 
     def to_json(self) -> dict:
-        return {"pinned": dict(self.pinned), "blocked": sorted(self.blocked), "boosts": self.boosts,
-                "updated_at": self.updated_at, "updated_by": self.updated_by, "history": list(self.history)}
+        return {
+            "pinned": dict(self.pinned),
+            "blocked": sorted(self.blocked),
+            "boosts": self.boosts,
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+            "history": list(self.history),
+        }
 
     @classmethod
     def from_json(cls, exhibition_id: str, d: Mapping | None) -> "Overrides":
         if not d:
             return cls(exhibition_id)
-        return cls(exhibition_id, {k: int(v) for k, v in d.get("pinned", {}).items()},
-                   frozenset(d.get("blocked", ())), d.get("boosts"), d.get("updated_at"),
-                   d.get("updated_by"), tuple(d.get("history", ())))
+        return cls(
+            exhibition_id,
+            {k: int(v) for k, v in d.get("pinned", {}).items()},
+            frozenset(d.get("blocked", ())),
+            d.get("boosts"),
+            d.get("updated_at"),
+            d.get("updated_by"),
+            tuple(d.get("history", ())),
+        )
 
 
 def check_overrides(pinned: Mapping[str, int], blocked: list[str]) -> None:
@@ -139,16 +158,35 @@ class MerchState:
         self._overrides[exhibition_id] = _Timed(value, time.monotonic())
         return value
 
-    def write_overrides(self, exhibition_id: str, pinned: Mapping[str, int], blocked: list[str],
-                        boosts: Mapping[str, float] | None, who: str, action: str) -> Overrides:
+    def write_overrides(
+        self,
+        exhibition_id: str,
+        pinned: Mapping[str, int],
+        blocked: list[str],
+        boosts: Mapping[str, float] | None,
+        who: str,
+        action: str,
+    ) -> Overrides:
         with self._lock:
             old = Overrides.from_json(exhibition_id, self.store.get_job(OVERRIDES_RECORD + exhibition_id))
             now = time.time()
-            entry = {"at": now, "by": who, "action": action, "pinned": dict(pinned),
-                     "blocked": sorted(blocked), "boosts": None if boosts is None else dict(boosts)}
-            new = Overrides(exhibition_id, dict(pinned), frozenset(blocked),
-                            None if boosts is None else dict(boosts), now, who,
-                            (*old.history, entry)[-AUDIT_KEEP:])
+            entry = {
+                "at": now,
+                "by": who,
+                "action": action,
+                "pinned": dict(pinned),
+                "blocked": sorted(blocked),
+                "boosts": None if boosts is None else dict(boosts),
+            }
+            new = Overrides(
+                exhibition_id,
+                dict(pinned),
+                frozenset(blocked),
+                None if boosts is None else dict(boosts),
+                now,
+                who,
+                (*old.history, entry)[-AUDIT_KEEP:],
+            )
             self.store.put_job(OVERRIDES_RECORD + exhibition_id, new.to_json())
             self._overrides[exhibition_id] = _Timed(new, time.monotonic())
             return new
@@ -159,5 +197,6 @@ class MerchState:
         pinned = {p: pos for p, pos in current.pinned.items() if p in product_ids}
         blocked = [p for p in current.blocked if p in product_ids]
         if len(pinned) != len(current.pinned) or len(blocked) != len(current.blocked):
-            self.write_overrides(exhibition_id, pinned, blocked, current.boosts, who,
-                                 "pruned: products left the exhibition")
+            self.write_overrides(
+                exhibition_id, pinned, blocked, current.boosts, who, "pruned: products left the exhibition"
+            )

@@ -6,6 +6,7 @@ looked up once per decoded block (the products' attrs, one store read) and kept 
 (api.per_block_cache), so a
 warm request only does O(n) array work (one masked copy of the scores) and its page.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from indexer.ranking import ranked_slice
 @dataclass(frozen=True)
 class Aligned:
     """Facets aligned with a block's rows."""
+
     unavailable: np.ndarray  # bool (n,)
     families: np.ndarray | None  # family codes (clik.diverse.family_codes); None: no product has one
     numeric: dict[str, np.ndarray]  # attr -> (n,) values, 0 where a product has none
@@ -30,8 +32,12 @@ class Aligned:
     @property
     def nbytes(self) -> int:
         """About what it holds (the per-block cache is bounded by this)."""
-        return (self.unavailable.nbytes + (0 if self.families is None else self.families.nbytes)
-                + sum(a.nbytes for a in self.numeric.values()) + 64 * len(self.row_of))
+        return (
+            self.unavailable.nbytes
+            + (0 if self.families is None else self.families.nbytes)
+            + sum(a.nbytes for a in self.numeric.values())
+            + 64 * len(self.row_of)
+        )
 
     @property
     def any_facet(self) -> bool:
@@ -53,13 +59,15 @@ def align(block: ScoringBlock, facets: Mapping[str, Facet]) -> Aligned:
         families[i] = f.family
         for name, value in f.numeric.items():
             numeric.setdefault(name, np.zeros(n, dtype=np.float32))[i] = value
-    return Aligned(unavailable, family_codes(families) if any(families) else None, numeric,
-                   {pid: i for i, pid in enumerate(ids)})
+    return Aligned(
+        unavailable, family_codes(families) if any(families) else None, numeric, {pid: i for i, pid in enumerate(ids)}
+    )
 
 
 @dataclass(frozen=True)
 class Rules:
     """What applies to one exhibition's request."""
+
     overrides: Overrides
     boosts: Mapping[str, float]  # attr -> weight in force (the exhibition's, else the global ones)
     diverse: DiverseOptions | None = None  # None: the plain ranking
@@ -76,8 +84,9 @@ class Arranged:
     unavailable: list[str] = field(default_factory=list)  # sold out or hidden
 
 
-def arrange(block: ScoringBlock, score: np.ndarray, flagged: np.ndarray, aligned: Aligned, rules: Rules,
-            offset: int, limit: int) -> Arranged:
+def arrange(
+    block: ScoringBlock, score: np.ndarray, flagged: np.ndarray, aligned: Aligned, rules: Rules, offset: int, limit: int
+) -> Arranged:
     n = len(score)
     ov = rules.overrides
     blocked_mask = np.zeros(n, dtype=bool)
@@ -90,22 +99,40 @@ def arrange(block: ScoringBlock, score: np.ndarray, flagged: np.ndarray, aligned
         final = score + sum(w * aligned.numeric[a] for a, w in weights.items())
     # pins: positions are 1-based in the API; a pinned product that is unavailable (or has no
     # vector yet) is skipped, the sold-out rule wins over a pin
-    pins = {pos - 1: aligned.row_of[p] for p, pos in ov.pinned.items()
-            if p in aligned.row_of and not excluded[aligned.row_of[p]]}
+    pins = {
+        pos - 1: aligned.row_of[p]
+        for p, pos in ov.pinned.items()
+        if p in aligned.row_of and not excluded[aligned.row_of[p]]
+    }
     end = offset + limit
     if rules.diverse is not None:
         fixed = {pos: row for pos, row in pins.items() if pos < end}
-        rows = select_diverse(final, block.matrix, end, families=aligned.families, flagged=flagged,
-                              eligible=~excluded, fixed=fixed, options=rules.diverse)
+        rows = select_diverse(
+            final,
+            block.matrix,
+            end,
+            families=aligned.families,
+            flagged=flagged,
+            eligible=~excluded,
+            fixed=fixed,
+            options=rules.diverse,
+        )
     else:
         rows = _with_pins(final, excluded, pins, end)
     rows = rows[offset:end]
-    boosts = {r: {a: float(w * aligned.numeric[a][r]) for a, w in weights.items() if aligned.numeric[a][r]}
-              for r in rows}
+    boosts = {
+        r: {a: float(w * aligned.numeric[a][r]) for a, w in weights.items() if aligned.numeric[a][r]} for r in rows
+    }
     ids = block.product_ids
-    return Arranged(rows, {r: float(final[r]) for r in rows}, boosts, set(pins.values()) & set(rows), excluded,
-                    sorted(str(ids[r]) for r in blocked_rows),
-                    [str(ids[r]) for r in np.flatnonzero(aligned.unavailable)])
+    return Arranged(
+        rows,
+        {r: float(final[r]) for r in rows},
+        boosts,
+        set(pins.values()) & set(rows),
+        excluded,
+        sorted(str(ids[r]) for r in blocked_rows),
+        [str(ids[r]) for r in np.flatnonzero(aligned.unavailable)],
+    )
 
 
 def _with_pins(final: np.ndarray, excluded: np.ndarray, pins: dict[int, int], end: int) -> list[int]:

@@ -1,6 +1,7 @@
 """Prometheus metrics of one app (own registry, so several apps can live in one process), summed
 over the uvicorn worker processes when PROMETHEUS_MULTIPROC_DIR is set (`clik serve --workers N`
 sets it: clik_cli/commands/serve.py)."""
+
 from __future__ import annotations
 
 import os
@@ -17,25 +18,43 @@ _BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.latency = Histogram("clik_api_request_seconds", "Request latency by route template",
-                                 ["method", "route", "status"], buckets=_BUCKETS,
-                                 registry=self.registry)
-        self.topic_cache = Counter("clik_api_topic_cache_total",
-                                   "Topic query lookups: memory (LRU), store (shared cache), miss (encoded)",
-                                   ["result"], registry=self.registry)
-        self.answers = Counter("clik_api_answers_total",
-                               "Ranking answers sent by where their body came from: memory (this process), "
-                               "store (rendered by another process), computed", ["source"],
-                               registry=self.registry)
-        self.precompute = Counter("clik_api_precompute_total",
-                                  "Exhibition writes followed by a precompute: sent (to a worker), not_sent "
-                                  "(broker down), warmed (this process), skipped; announced by a worker: "
-                                  "rendered (here), claimed_elsewhere (then copied: its bytes, into this process), cached, not_active", ["result"],
-                                  registry=self.registry)
-        self.errors = Counter("clik_api_errors_total", "Requests answered with an error, by kind",
-                              ["kind", "status"], registry=self.registry)
-        self.encodes_submitted = Counter("clik_api_encodes_submitted_total",
-                                         "Products sent to the encode queue", registry=self.registry)
+        self.latency = Histogram(
+            "clik_api_request_seconds",
+            "Request latency by route template",
+            ["method", "route", "status"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.topic_cache = Counter(
+            "clik_api_topic_cache_total",
+            "Topic query lookups: memory (LRU), store (shared cache), miss (encoded)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "clik_api_answers_total",
+            "Ranking answers sent by where their body came from: memory (this process), "
+            "store (rendered by another process), computed",
+            ["source"],
+            registry=self.registry,
+        )
+        self.precompute = Counter(
+            "clik_api_precompute_total",
+            "Exhibition writes followed by a precompute: sent (to a worker), not_sent "
+            "(broker down), warmed (this process), skipped; announced by a worker: "
+            "rendered (here), claimed_elsewhere (then copied: its bytes, into this process), cached, not_active",
+            ["result"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "clik_api_errors_total",
+            "Requests answered with an error, by kind",
+            ["kind", "status"],
+            registry=self.registry,
+        )
+        self.encodes_submitted = Counter(
+            "clik_api_encodes_submitted_total", "Products sent to the encode queue", registry=self.registry
+        )
         self._gauges: list[tuple[str, str, Callable[[], float | None]]] = []
         self.registry.register(_CallbackCollector(self._gauges))
 
@@ -100,5 +119,4 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"
-            self.metrics.latency.labels(scope["method"], template, str(status[0])).observe(
-                time.perf_counter() - start)
+            self.metrics.latency.labels(scope["method"], template, str(status[0])).observe(time.perf_counter() - start)

@@ -5,6 +5,7 @@ takes to load; /readyz reports "not loaded yet" (or the load's error) meanwhile.
 what lives once the models are loaded (modules, weights) never dies, and freezing it keeps every
 later collection from walking it again.
 """
+
 from __future__ import annotations
 
 import gc

@@ -6,6 +6,7 @@ whatever else it was computed from) never goes stale; a weak reference tells a r
 apart. Used for the block scored for a topic (api.explained) and for its rows' business-rule
 facets (api.merch_rank). Bounded by the bytes of the values (their `nbytes`).
 """
+
 from __future__ import annotations
 
 import threading

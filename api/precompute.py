@@ -10,6 +10,7 @@ An encode queue without ``precompute`` (the embedded stack: one API process, no 
 this process instead, in one background thread: the default answer (topk=1) is computed and
 rendered, which also leaves the topic entry and block in the store and in this process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class Precompute:
-    def __init__(self, answers: RankingAnswers, send: Callable[[list[str]], None] | None,
-                 on_result: Callable[[str], None] = lambda result: None) -> None:
+    def __init__(
+        self,
+        answers: RankingAnswers,
+        send: Callable[[list[str]], None] | None,
+        on_result: Callable[[str], None] = lambda result: None,
+    ) -> None:
         self.answers, self.send, self.on_result = answers, send, on_result
         self._pool: ThreadPoolExecutor | None = None
         self._pending: set[Future] = set()

@@ -1,5 +1,6 @@
 """Products apart from HTTP: storing them and queueing their encoding, and reading a product's
 image for GET /products/{id}/image."""
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,7 @@ from indexer.store import VectorStore
 
 
 class Products:
-    def __init__(self, store: VectorStore, queue: EncodeQueue, metrics: ApiMetrics,
-                 limits: StoreFetchLimits) -> None:
+    def __init__(self, store: VectorStore, queue: EncodeQueue, metrics: ApiMetrics, limits: StoreFetchLimits) -> None:
         self.store = store
         self.queue = queue
         self.metrics = metrics

@@ -5,6 +5,7 @@ One text-tower pass gives both the ranking query and the topic embedding (Topic 
 they are cached together per (version, topic) (api.topics, clik.topic_cache), and the pass runs in
 the CPU pool.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -20,8 +21,9 @@ from indexer.records import ModelVersion
 
 
 class RankingQueries:
-    def __init__(self, text: ModelCache[TopicEncoder], topics: TopicQueries, cpu: CpuPool,
-                 topic_fit_threshold: float | None) -> None:
+    def __init__(
+        self, text: ModelCache[TopicEncoder], topics: TopicQueries, cpu: CpuPool, topic_fit_threshold: float | None
+    ) -> None:
         self.text = text
         self.topics = topics
         self.cpu = cpu
@@ -38,7 +40,9 @@ class RankingQueries:
         def encode(attrs: dict) -> np.ndarray:
             return topic_cache.encode_entries(encoder, [attrs])[0]
 
-        return topic_cache.split_entry(self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encode, attrs)))
+        return topic_cache.split_entry(
+            self.topics.query(version.name, topic, lambda attrs: self.cpu.run(encode, attrs))
+        )
 
     def topic_fit_model(self, version: ModelVersion) -> tuple[TopicFit, float]:
         """The version's calibrated topic-fit model (from its bundle; the prior when the bundle

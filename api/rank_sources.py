@@ -7,6 +7,7 @@ same image given twice is encoded once; the rest are decoded, transformed and en
 batch in the CPU pool. URLs are fetched on a few threads of their own, each URL's failure its
 own error.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -46,8 +47,15 @@ class RankedSources:
 
 
 class SourceRanker:
-    def __init__(self, store: VectorStore, versions: ActiveVersions, queries: RankingQueries,
-                 images: ModelCache[ImageEncoder], cpu: CpuPool, limits: StoreFetchLimits) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        versions: ActiveVersions,
+        queries: RankingQueries,
+        images: ModelCache[ImageEncoder],
+        cpu: CpuPool,
+        limits: StoreFetchLimits,
+    ) -> None:
         self.store = store
         self.versions = versions
         self.queries = queries
@@ -59,8 +67,14 @@ class SourceRanker:
     def close(self) -> None:
         self.fetchers.shutdown(wait=False, cancel_futures=True)
 
-    def rank(self, topic: Mapping[str, object], urls: list[str], uploads: list[bytes],
-             topk: int | None, model_version: str | None) -> RankedSources:
+    def rank(
+        self,
+        topic: Mapping[str, object],
+        urls: list[str],
+        uploads: list[bytes],
+        topk: int | None,
+        model_version: str | None,
+    ) -> RankedSources:
         """Rank the images at `urls`, then `uploads` (indices count in that order), best first;
         images that cannot be read, decoded or encoded are listed in `errors` by index."""
         version = self.versions.resolve(model_version)
@@ -86,9 +100,12 @@ class SourceRanker:
                 reused.add(item.key)
         if todo:
             encoder = self.images.get(version)
-            for batch in pipeline.encode(todo, encoder.transform,
-                                         lambda pixels: self.cpu.run(encoder.encode_pixels, pixels),
-                                         batch_size=len(todo)):
+            for batch in pipeline.encode(
+                todo,
+                encoder.transform,
+                lambda pixels: self.cpu.run(encoder.encode_pixels, pixels),
+                batch_size=len(todo),
+            ):
                 for item, vec in zip(batch.items, batch.vectors):
                     for i in to_encode[item.digest]:  # type: ignore[index]
                         vectors[i] = vec
@@ -104,10 +121,22 @@ class SourceRanker:
         topic_emb = topic_emb / max(float(np.linalg.norm(topic_emb)), 1e-12)
         scored = score_products(matrix @ query, product_features(matrix, topic_emb), calibration, threshold)
         ranked = sorted(range(len(order)), key=lambda j: (-scored.score[j], order[j]))[: topk or len(order)]
-        return RankedSources(version.name, [
-            RankedSource(order[j], float(scored.score[j]), r + 1, order[j] in reused, float(scored.appeal[j]),
-                         float(scored.topic_fit[j]), bool(scored.off_topic[j])) for r, j in enumerate(ranked)],
-            errors)
+        return RankedSources(
+            version.name,
+            [
+                RankedSource(
+                    order[j],
+                    float(scored.score[j]),
+                    r + 1,
+                    order[j] in reused,
+                    float(scored.appeal[j]),
+                    float(scored.topic_fit[j]),
+                    bool(scored.off_topic[j]),
+                )
+                for r, j in enumerate(ranked)
+            ],
+            errors,
+        )
 
     def _fetch(self, url: str) -> bytes | ImageLoadError:
         try:

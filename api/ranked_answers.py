@@ -16,6 +16,7 @@ or the active version changes the tag, and an old tag's entry is only left to ex
 The cache keys carry the kind of answer too: /representative?topk=N and /ranking?limit=N at
 offset 0 have the same tag (the same ranking) but not the same body.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -34,14 +35,33 @@ PAGE = "page"
 
 
 def ranking_body(r: ExplainedRanking) -> dict:
-    return {"exhibition_id": r.exhibition_id, "model_version": r.model_version,
-            "items": [{"product_id": i.product_id, "score": i.score, "appeal": i.appeal,
-                       "topic_fit": i.topic_fit, "off_topic": i.off_topic, "rank": i.rank,
-                       "boosts": i.boosts, "pinned": i.pinned} for i in r.items],
-            "total_scored": r.total_scored, "pending": r.pending, "failed": r.failed,
-            "unknown": r.unknown, "off_topic": r.off_topic, "all_off_topic": r.all_off_topic,
-            "topic_fit_threshold": r.threshold, "blocked": r.blocked, "unavailable": r.unavailable,
-            "diverse": r.diverse}
+    return {
+        "exhibition_id": r.exhibition_id,
+        "model_version": r.model_version,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "score": i.score,
+                "appeal": i.appeal,
+                "topic_fit": i.topic_fit,
+                "off_topic": i.off_topic,
+                "rank": i.rank,
+                "boosts": i.boosts,
+                "pinned": i.pinned,
+            }
+            for i in r.items
+        ],
+        "total_scored": r.total_scored,
+        "pending": r.pending,
+        "failed": r.failed,
+        "unknown": r.unknown,
+        "off_topic": r.off_topic,
+        "all_off_topic": r.all_off_topic,
+        "topic_fit_threshold": r.threshold,
+        "blocked": r.blocked,
+        "unavailable": r.unavailable,
+        "diverse": r.diverse,
+    }
 
 
 @dataclass(frozen=True)
@@ -61,8 +81,13 @@ class Request:
 
 
 class RankingAnswers:
-    def __init__(self, svc: ClikService, memory: RenderedAnswers, ttl_s: int,
-                 on_lookup: Callable[[str], None] = lambda source: None) -> None:
+    def __init__(
+        self,
+        svc: ClikService,
+        memory: RenderedAnswers,
+        ttl_s: int,
+        on_lookup: Callable[[str], None] = lambda source: None,
+    ) -> None:
         self.svc, self.memory, self.ttl_s = svc, memory, ttl_s
         self.on_lookup = on_lookup  # "memory" | "store" | "computed" (metrics)
         self._thresholds: dict[str, float] = {}  # version name -> topic-fit threshold
@@ -80,8 +105,17 @@ class RankingAnswers:
     def tag_for(self, req: Request, name: str, stamp: str, overrides_record: dict | None, threshold: float) -> str:
         """The tag from what block_stamp read (version, stamp, overrides record) and the threshold."""
         overrides = self.svc.merch.remember(req.exhibition_id, overrides_record)
-        return answer_etag(req.exhibition_id, name, stamp, overrides.updated_at, threshold, req.offset,
-                           req.limit, req.diverse, self.svc.rankings.settings_digest)
+        return answer_etag(
+            req.exhibition_id,
+            name,
+            stamp,
+            overrides.updated_at,
+            threshold,
+            req.offset,
+            req.limit,
+            req.diverse,
+            self.svc.rankings.settings_digest,
+        )
 
     def known_threshold(self, name: str) -> float | None:
         """The topic-fit threshold of version `name` if a request through current_tag saw it

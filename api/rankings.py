@@ -6,6 +6,7 @@ the topic-fit model (api.explained), with the exhibition's business rules applie
 availability, boosts, the diverse selection: api.merch, api.merch_rank). Blocks are scored and
 their facets aligned once per decoded block (api.per_block_cache).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,21 +28,38 @@ from indexer.records import ModelVersion
 from indexer.store import VectorStore
 
 
-def answer_etag(exhibition_id: str, version: str, stamp: str, overrides_at: float | None, threshold: float,
-                offset: int, limit: int, diverse: bool, settings_digest: str) -> str:
+def answer_etag(
+    exhibition_id: str,
+    version: str,
+    stamp: str,
+    overrides_at: float | None,
+    threshold: float,
+    offset: int,
+    limit: int,
+    diverse: bool,
+    settings_digest: str,
+) -> str:
     """A ranking answer is a pure function of these: the exhibition, the model version (its
     calibration with it), the block stamp (products, attrs, vectors, the exhibition's members
     and topic: generations, not unique across exhibitions), the overrides' last change, the
     threshold, the page and the settings. Any change of one changes the tag; the same state
     gives the same tag in every API process."""
-    text = (f"{exhibition_id}|{version}|{stamp}|{overrides_at}|{threshold}|{offset}|{limit}|{int(diverse)}|"
-            f"{settings_digest}")
+    text = (
+        f"{exhibition_id}|{version}|{stamp}|{overrides_at}|{threshold}|{offset}|{limit}|{int(diverse)}|"
+        f"{settings_digest}"
+    )
     return '"' + hashlib.blake2b(text.encode(), digest_size=12).hexdigest() + '"'
 
 
 class Rankings:
-    def __init__(self, settings: ApiSettings, store: VectorStore, versions: ActiveVersions,
-                 queries: RankingQueries, merch: MerchState) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        store: VectorStore,
+        versions: ActiveVersions,
+        queries: RankingQueries,
+        merch: MerchState,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.versions = versions
@@ -49,8 +67,9 @@ class Rankings:
         self.merch = merch
         self.fits = PerBlockCache(64 * 1024 * 1024)  # each block scored for a topic
         self.aligned = PerBlockCache(16 * 1024 * 1024)  # each block's business-rule facets
-        self.diverse_options = DiverseOptions(settings.diverse_trade_off, settings.diverse_duplicate_threshold,
-                                              settings.diverse_pool)
+        self.diverse_options = DiverseOptions(
+            settings.diverse_trade_off, settings.diverse_duplicate_threshold, settings.diverse_pool
+        )
         self._settings_digest: str | None = None
 
     @property
@@ -61,12 +80,14 @@ class Rankings:
             self._settings_digest = hashlib.blake2b(parts.encode(), digest_size=8).hexdigest()
         return self._settings_digest
 
-    def representative(self, exhibition_id: str, topk: int, model_version: str | None,
-                       diverse: bool = False) -> ExplainedRanking:
+    def representative(
+        self, exhibition_id: str, topk: int, model_version: str | None, diverse: bool = False
+    ) -> ExplainedRanking:
         return self.page(exhibition_id, 0, topk, model_version, diverse)
 
-    def page(self, exhibition_id: str, offset: int, limit: int,
-             model_version: str | None, diverse: bool = False) -> ExplainedRanking:
+    def page(
+        self, exhibition_id: str, offset: int, limit: int, model_version: str | None, diverse: bool = False
+    ) -> ExplainedRanking:
         """Ranks [offset, offset+limit) of the exhibition with the active version, every item
         explained (appeal, topic fit, score, boosts) and ordered by the topic-fit gate, with the
         exhibition's overrides, availability and boosts applied; `diverse`: the greedy MMR
@@ -74,11 +95,16 @@ class Rankings:
         if offset < 0 or limit < 1:
             raise InvalidInput("offset must be >= 0 and limit >= 1")
         topic = self.store.get_exhibition_topic(exhibition_id)
-        return self.versions.ranked(model_version, lambda version, requested: self._rank_with(
-            exhibition_id, topic, version, requested, offset, limit, diverse))
+        return self.versions.ranked(
+            model_version,
+            lambda version, requested: self._rank_with(
+                exhibition_id, topic, version, requested, offset, limit, diverse
+            ),
+        )
 
-    def page_of(self, exhibition_id: str, offset: int, limit: int, version_name: str,
-                diverse: bool = False) -> ExplainedRanking:
+    def page_of(
+        self, exhibition_id: str, offset: int, limit: int, version_name: str, diverse: bool = False
+    ) -> ExplainedRanking:
         """The same ranking by a registered version that need not be the active one (an
         experiment's arm; the offline replay of a candidate). Raises VersionNotFound."""
         if offset < 0 or limit < 1:
@@ -90,17 +116,33 @@ class Rankings:
     def rules(self, overrides: Overrides, block: ScoringBlock, diverse: bool) -> tuple[Rules | None, Aligned | None]:
         """The exhibition's business rules (None when nothing applies: the plain ranking). The
         facets of the block's products are read once per decoded block (api.per_block_cache)."""
-        aligned = self.aligned.get(block, (), lambda: align(block, {
-            pid: facet_of(attrs, strict=False)
-            for pid, attrs in self.store.get_attrs([str(p) for p in block.product_ids]).items()}))
+        aligned = self.aligned.get(
+            block,
+            (),
+            lambda: align(
+                block,
+                {
+                    pid: facet_of(attrs, strict=False)
+                    for pid, attrs in self.store.get_attrs([str(p) for p in block.product_ids]).items()
+                },
+            ),
+        )
         boosts = self.settings.boosts if overrides.boosts is None else overrides.boosts
         if overrides.empty and not aligned.any_facet and not boosts and not diverse:
             return None, None
         rules = Rules(overrides, boosts, self.diverse_options if diverse else None)
         return rules, aligned
 
-    def _rank_with(self, exhibition_id: str, topic: Mapping[str, object], version: ModelVersion,
-                   requested: str | None, offset: int, limit: int, diverse: bool) -> ExplainedRanking:
+    def _rank_with(
+        self,
+        exhibition_id: str,
+        topic: Mapping[str, object],
+        version: ModelVersion,
+        requested: str | None,
+        offset: int,
+        limit: int,
+        diverse: bool,
+    ) -> ExplainedRanking:
         query, topic_emb = self.queries.query_and_topic(version, topic)
         name, stamp, block = self.store.stamped_block(exhibition_id, requested)
         if name != version.name:  # the store resolved another active version
@@ -109,7 +151,32 @@ class Rankings:
         # read once: the rules applied and the ETag must describe the same overrides
         overrides = self.merch.overrides(exhibition_id)
         rules, aligned = self.rules(overrides, block, diverse)
-        ranked = explain(exhibition_id, name, block, query, topic_emb, calibration, threshold,
-                         offset, limit, self.fits, cache_key(clean_topic(topic)), rules, aligned)
-        return replace(ranked, etag=answer_etag(exhibition_id, name, stamp, overrides.updated_at, threshold,
-                                                offset, limit, diverse, self.settings_digest))
+        ranked = explain(
+            exhibition_id,
+            name,
+            block,
+            query,
+            topic_emb,
+            calibration,
+            threshold,
+            offset,
+            limit,
+            self.fits,
+            cache_key(clean_topic(topic)),
+            rules,
+            aligned,
+        )
+        return replace(
+            ranked,
+            etag=answer_etag(
+                exhibition_id,
+                name,
+                stamp,
+                overrides.updated_at,
+                threshold,
+                offset,
+                limit,
+                diverse,
+                self.settings_digest,
+            ),
+        )

@@ -1,4 +1,5 @@
 """Request and response bodies (JSON). Validation errors name the field (FastAPI's 422 `loc`)."""
+
 from __future__ import annotations
 
 import urllib.parse
@@ -68,7 +69,8 @@ class Topic(Body):
     cat3: str = Field("", max_length=200)
     cat4: str = Field("", max_length=200)
     kwds: str | list[Annotated[str, StringConstraints(max_length=200)]] = Field(
-        "", description="comma-separated string or a list of keywords")
+        "", description="comma-separated string or a list of keywords"
+    )
 
     @field_validator("kwds")
     @classmethod
@@ -99,10 +101,14 @@ def check_image_source(value: str) -> str:
 
 class ProductIn(Body):
     image_url: ImageSource = Field(description="http(s) URL (or a path below the worker's file roots)")
-    attrs: dict[str, Any] = Field(default_factory=dict, description=(
-        "free-form, shown to operators; a few drive merchandising (docs/merchandising.md): "
-        "family (diverse selections: one per family), available=false / sold_out / hidden "
-        "(never shown), numbers (score boosts)"))
+    attrs: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "free-form, shown to operators; a few drive merchandising (docs/merchandising.md): "
+            "family (diverse selections: one per family), available=false / sold_out / hidden "
+            "(never shown), numbers (score boosts)"
+        ),
+    )
 
     @field_validator("attrs")
     @classmethod
@@ -184,13 +190,16 @@ class SearchItem(BaseModel):
 
 class RankedItem(BaseModel):
     product_id: str
-    score: float = Field(description="orders the ranking: appeal + how much the product looks like its exhibition; below every fitting product when off_topic")
+    score: float = Field(
+        description="orders the ranking: appeal + how much the product looks like its exhibition; below every fitting product when off_topic"
+    )
     appeal: float = Field(description="CLIK's ranking score: cosine of the image with the group query")
     topic_fit: float = Field(description="calibrated probability that the product belongs to the topic")
     off_topic: bool = Field(description="topic_fit below topic_fit_threshold")
     rank: int
-    boosts: dict[str, float] = Field(default_factory=dict,
-                                     description="score modifiers applied: attr -> weight * value (included in score)")
+    boosts: dict[str, float] = Field(
+        default_factory=dict, description="score modifiers applied: attr -> weight * value (included in score)"
+    )
     pinned: bool = Field(False, description="placed at this position by the exhibition's overrides")
 
 
@@ -206,8 +215,9 @@ class RankingOut(BaseModel):
     all_off_topic: bool = Field(description="every scored product looks off-topic (so the first one does too)")
     topic_fit_threshold: float
     blocked: list[str] = Field(default_factory=list, description="scored products the overrides block (never shown)")
-    unavailable: list[str] = Field(default_factory=list,
-                                   description="scored products sold out or hidden (attrs), never shown")
+    unavailable: list[str] = Field(
+        default_factory=list, description="scored products sold out or hidden (attrs), never shown"
+    )
     diverse: bool = Field(False, description="the items are the diverse (MMR) selection")
 
 
@@ -271,12 +281,14 @@ class Ready(BaseModel):
 
 
 class OverridesIn(Body):
-    pinned: dict[Id, int] = Field(default_factory=dict,
-                                  description="product id -> position (1 = the hero image) it keeps")
+    pinned: dict[Id, int] = Field(
+        default_factory=dict, description="product id -> position (1 = the hero image) it keeps"
+    )
     blocked: list[Id] = Field(default_factory=list, description="products never shown")
     boosts: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], float] | None = Field(
-        None, description="numeric product attr -> weight added to the score as weight * value; "
-                          "null: the global CLIK_BOOSTS")
+        None,
+        description="numeric product attr -> weight added to the score as weight * value; null: the global CLIK_BOOSTS",
+    )
 
     @field_validator("pinned")
     @classmethod

@@ -18,6 +18,7 @@ and calls the part it needs (`svc.rankings.page(...)`, `svc.products.put(...)`).
 Everything here is synchronous and runs in the request threadpool; model computations go
 through the CPU pool (a few at a time), product images through the image proxy's own threads.
 """
+
 from __future__ import annotations
 
 from api.answers import RenderedAnswers
@@ -43,25 +44,31 @@ from indexer.store import VectorStore
 
 
 class ClikService:
-    def __init__(self, settings: ApiSettings, store: VectorStore, queue: EncodeQueue,
-                 metrics: ApiMetrics) -> None:
+    def __init__(self, settings: ApiSettings, store: VectorStore, queue: EncodeQueue, metrics: ApiMetrics) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
         self.metrics = metrics
         self.fetch_limits = StoreFetchLimits(settings, store)
         device = settings.device
-        self.text = ModelCache(lambda b: TopicEncoder.load(b, device=device),
-                               settings.max_loaded_models, "text side")
+        self.text = ModelCache(lambda b: TopicEncoder.load(b, device=device), settings.max_loaded_models, "text side")
         # the image tower is only for POST /rank: loaded on first use
-        self.images = ModelCache(lambda b: ImageEncoder.load(b, device=device, limits=self.fetch_limits.current()),
-                                 settings.max_loaded_models, "image side")
+        self.images = ModelCache(
+            lambda b: ImageEncoder.load(b, device=device, limits=self.fetch_limits.current()),
+            settings.max_loaded_models,
+            "image side",
+        )
         self.cpu = CpuPool(settings.cpu_workers)
-        self.image_proxy = ImageProxy(settings.image_proxy_concurrency, settings.image_proxy_queue,
-                                      settings.image_proxy_wait_s)
+        self.image_proxy = ImageProxy(
+            settings.image_proxy_concurrency, settings.image_proxy_queue, settings.image_proxy_wait_s
+        )
         # Cached entries hold the ranking query and the topic embedding (clik.topic_cache).
-        self.topics = TopicQueries(store, settings.topic_cache_size, namespace=topic_cache.NAMESPACE,
-                                   on_lookup=lambda r: metrics.topic_cache.labels(r).inc())
+        self.topics = TopicQueries(
+            store,
+            settings.topic_cache_size,
+            namespace=topic_cache.NAMESPACE,
+            on_lookup=lambda r: metrics.topic_cache.labels(r).inc(),
+        )
         self.merch = MerchState(store, settings.merch_cache_s)
         self.coverage = CoverageMonitor(store, settings.coverage_refresh_s)
         self.answers = RenderedAnswers()
@@ -71,8 +78,10 @@ class ClikService:
         self.products = Products(store, queue, metrics, self.fetch_limits)
         self.rankings = Rankings(settings, store, self.versions, self.queries, self.merch)
         self.catalogue = CatalogueSearch(
-            store, settings.catalogue_dir or default_catalogue_dir(settings.store_url, settings.store_prefix),
-            settings.catalogue_min_rebuild_s)
+            store,
+            settings.catalogue_dir or default_catalogue_dir(settings.store_url, settings.store_prefix),
+            settings.catalogue_min_rebuild_s,
+        )
         self.text_search = TextSearch(self.catalogue, self.versions, self.queries)
         self.sources = SourceRanker(store, self.versions, self.queries, self.images, self.cpu, self.fetch_limits)
 

@@ -1,4 +1,5 @@
 """Typed API settings, read from the environment (prefix ``CLIK_``; names shared with the worker)."""
+
 from __future__ import annotations
 
 from pathlib import Path

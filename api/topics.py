@@ -1,5 +1,6 @@
 """Ranking queries of topics, cached per (model version, topic key): an in-process LRU in front
 of the store's topic cache (shared by API replicas) in front of the text tower."""
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,9 @@ from indexer.store import VectorStore
 
 
 class TopicQueries:
-    def __init__(self, store: VectorStore, size: int, namespace: str = "",
-                 on_lookup: Callable[[str], None] = lambda result: None) -> None:
+    def __init__(
+        self, store: VectorStore, size: int, namespace: str = "", on_lookup: Callable[[str], None] = lambda result: None
+    ) -> None:
         self.store = store
         self.size = size
         # Prefix of the store's cache keys (clik.topic_cache.NAMESPACE for the API's entries).
@@ -23,8 +25,9 @@ class TopicQueries:
         self._lru: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def query(self, version: str, topic: Mapping[str, object],
-              encode: Callable[[dict[str, str]], np.ndarray]) -> np.ndarray:
+    def query(
+        self, version: str, topic: Mapping[str, object], encode: Callable[[dict[str, str]], np.ndarray]
+    ) -> np.ndarray:
         """The float32 query of `topic` for `version`; `encode` runs the text side on a miss."""
         attrs = clean_topic(topic)
         key = (version, self.namespace + cache_key(attrs))

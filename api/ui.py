@@ -1,5 +1,6 @@
 """The operators' web page at /ui: static files only; every figure on it comes from the JSON routes,
 so the page shows exactly what product pages get from the API."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,6 +6,7 @@ resolve the active version inside the ranking call itself; when the store ranked
 one (a switch happened), the result is thrown away and redone with that version's own query,
 so a query and vectors of two versions never meet in a returned ranking.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -42,8 +43,9 @@ class ActiveVersions:
             self._guess = version
         return version
 
-    def ranked(self, model_version: str | None,
-               rank: Callable[[ModelVersion, str | None], ExplainedRanking]) -> ExplainedRanking:
+    def ranked(
+        self, model_version: str | None, rank: Callable[[ModelVersion, str | None], ExplainedRanking]
+    ) -> ExplainedRanking:
         """`rank(version, requested)` with the guessed version first (requested None: the store
         resolves the active one), and again with the version read from the store when the
         store ranked with another one."""

@@ -29,6 +29,7 @@ Naive approach (the original project's TaskOperator on every request): clik.Pred
 the exhibition's images fetched from a local HTTP server (H&M packshots when
 ../shared/data/hm is there, generated JPEGs otherwise): fetch, decode, image tower, score.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,13 @@ from tests.support.http_folder import serve_folder  # noqa: E402
 SIZES = (50, 1_000, 10_000)
 NAIVE_SIZES = (50, 1_000)
 HM_IMAGES = ROOT.parent / "shared" / "data" / "hm" / "images"
-TOPIC = {"name": "Contemporary smart trousers", "cat1": "Menswear", "cat2": "Trousers",
-         "kwds": "trousers,smart,office", "date": "2020-09-20"}
+TOPIC = {
+    "name": "Contemporary smart trousers",
+    "cat1": "Menswear",
+    "cat2": "Trousers",
+    "kwds": "trousers,smart,office",
+    "date": "2020-09-20",
+}
 
 
 def free_port() -> int:
@@ -99,8 +105,11 @@ NOUNS = ("shirts", "coats", "trousers", "dresses", "shoes", "bags", "jackets", "
 
 def many_topic(i: int) -> dict:
     """Topic number i (--topics of them over the exhibitions: each one its own text-tower pass)."""
-    return {"name": f"{ADJECTIVES[i % 10]} {NOUNS[(i // 10) % 10]} {i}", "cat1": "Fashion",
-            "kwds": f"{ADJECTIVES[i % 10]},{NOUNS[(i // 10) % 10]}"}
+    return {
+        "name": f"{ADJECTIVES[i % 10]} {NOUNS[(i // 10) % 10]} {i}",
+        "cat1": "Fashion",
+        "kwds": f"{ADJECTIVES[i % 10]},{NOUNS[(i // 10) % 10]}",
+    }
 
 
 def fill_many(store, n_products: int, topics: int, seed: int = 1) -> list[str]:
@@ -121,7 +130,7 @@ def precompute_here(store, ids: list[str]) -> float:
     start = time.perf_counter()
     sides = TopicSides(store, device="cpu")
     for i in range(0, len(ids), 200):
-        precompute(store, ids[i:i + 200], sides)
+        precompute(store, ids[i : i + 200], sides)
     return time.perf_counter() - start
 
 
@@ -132,14 +141,43 @@ def rendered_answers(store) -> int:
 
 def start_worker(prefix: str, store_url: str, queue: str, log_path: Path) -> subprocess.Popen:
     """A real Celery worker on the benchmark's queue: it precomputes exhibitions after a PUT."""
-    env = {**os.environ, "CLIK_BROKER_URL": store_url, "CLIK_QUEUE": queue, "CLIK_STORE_URL": store_url,
-           "CLIK_STORE_PREFIX": prefix, "CLIK_DEVICE": "cpu", "CLIK_TORCH_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "CLIK_BROKER_URL": store_url,
+        "CLIK_QUEUE": queue,
+        "CLIK_STORE_URL": store_url,
+        "CLIK_STORE_PREFIX": prefix,
+        "CLIK_DEVICE": "cpu",
+        "CLIK_TORCH_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "-Q", queue,
-         "-n", f"{queue}@%h", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=solo",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while "ready." not in log_path.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -148,8 +186,9 @@ def start_worker(prefix: str, store_url: str, queue: str, log_path: Path) -> sub
     return proc
 
 
-def first_reads_after_put(port: int, store, version: str, n_products: int, with_worker: bool,
-                          label: str, seed: int) -> dict:
+def first_reads_after_put(
+    port: int, store, version: str, n_products: int, with_worker: bool, label: str, seed: int
+) -> dict:
     """PUT AFTER_PUT new exhibitions over HTTP; with the worker, wait until each one's topic entry
     and packed block are in the store and an API process rendered its default answer (the
     background work done: worker/precompute.py, api/announced.py); then time one GET of each."""
@@ -174,8 +213,10 @@ def first_reads_after_put(port: int, store, version: str, n_products: int, with_
                 key = topic_cache.entry_key(topic)
                 while True:
                     _, stamp, _ = store.block_stamp(eid)
-                    done = (store.get_topic_embedding(version, key) is not None
-                            and store.r.hget(f"{store.prefix}b:{vid}:{eid}", "s") == stamp.encode())
+                    done = (
+                        store.get_topic_embedding(version, key) is not None
+                        and store.r.hget(f"{store.prefix}b:{vid}:{eid}", "s") == stamp.encode()
+                    )
                     if done:
                         break
                     if time.perf_counter() - start > 120:
@@ -236,8 +277,14 @@ class RawClient:
         self.sock.close()
 
 
-async def _connection(port: int, requests: list[bytes], remaining: list[int], latencies: list[float],
-                      errors: list[str], rng: np.random.Generator) -> None:
+async def _connection(
+    port: int,
+    requests: list[bytes],
+    remaining: list[int],
+    latencies: list[float],
+    errors: list[str],
+    rng: np.random.Generator,
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while remaining[0] > 0:
@@ -271,8 +318,15 @@ def server_cpu_s(supervisor_pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def load(port: int, paths: str | list[str], requests: int, concurrency: int, seed: int = 0,
-         allow_errors: bool = False, cpu: Callable[[], float] | None = None) -> dict:
+def load(
+    port: int,
+    paths: str | list[str],
+    requests: int,
+    concurrency: int,
+    seed: int = 0,
+    allow_errors: bool = False,
+    cpu: Callable[[], float] | None = None,
+) -> dict:
     """GET `paths` (one, or a random one of the list per request) `requests` times over
     `concurrency` keep-alive connections. `cpu`: the server's CPU seconds so far (server_cpu_s),
     read before and after to give its CPU per request."""
@@ -284,9 +338,12 @@ def load(port: int, paths: str | list[str], requests: int, concurrency: int, see
     async def main() -> float:
         remaining = [requests]
         start = time.perf_counter()
-        await asyncio.gather(*(_connection(port, wire, remaining, latencies, errors,
-                                           np.random.default_rng([seed, i]))
-                               for i in range(concurrency)))
+        await asyncio.gather(
+            *(
+                _connection(port, wire, remaining, latencies, errors, np.random.default_rng([seed, i]))
+                for i in range(concurrency)
+            )
+        )
         return time.perf_counter() - start
 
     cpu_before = cpu() if cpu else 0.0
@@ -294,52 +351,101 @@ def load(port: int, paths: str | list[str], requests: int, concurrency: int, see
     if errors and not allow_errors:
         raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
     ms = np.array(latencies) * 1e3
-    row = {"requests": requests, "concurrency": concurrency, "errors": len(errors),
-           "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-           "rps": requests / elapsed}
+    row = {
+        "requests": requests,
+        "concurrency": concurrency,
+        "errors": len(errors),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "rps": requests / elapsed,
+    }
     if cpu:
         row["server_cpu_ms_per_request"] = (cpu() - cpu_before) * 1e3 / requests
     return row
 
 
-def interleaved(port: int, scenarios: dict[str, str | list[str]], rounds: int, requests: int,
-                cpu: Callable[[], float]) -> dict:
+def interleaved(
+    port: int, scenarios: dict[str, str | list[str]], rounds: int, requests: int, cpu: Callable[[], float]
+) -> dict:
     """The c=8 scenarios again, one after the other, `rounds` times: on a box whose load moves
     from minute to minute, ratios of neighbours are steadier than ratios of rows minutes apart.
     Medians over the rounds of each scenario's ratio to /healthz of its own round."""
     per_round = []
     for r in range(rounds):
-        row = {name: load(port, paths, requests, 8, seed=1000 + r, allow_errors=True, cpu=cpu)
-               for name, paths in scenarios.items()}
+        row = {
+            name: load(port, paths, requests, 8, seed=1000 + r, allow_errors=True, cpu=cpu)
+            for name, paths in scenarios.items()
+        }
         per_round.append(row)
         health = row["healthz"]
-        print(f"round {r}: " + "; ".join(
-            f"{name} {v['rps'] / health['rps']:.0%} req/s, p99 {v['p99_ms'] / health['p99_ms']:.2f}x, "
-            f"cpu {v['server_cpu_ms_per_request'] / health['server_cpu_ms_per_request']:.2f}x "
-            f"({v['server_cpu_ms_per_request']:.2f} ms/req)" for name, v in row.items() if name != "healthz"), flush=True)
+        print(
+            f"round {r}: "
+            + "; ".join(
+                f"{name} {v['rps'] / health['rps']:.0%} req/s, p99 {v['p99_ms'] / health['p99_ms']:.2f}x, "
+                f"cpu {v['server_cpu_ms_per_request'] / health['server_cpu_ms_per_request']:.2f}x "
+                f"({v['server_cpu_ms_per_request']:.2f} ms/req)"
+                for name, v in row.items()
+                if name != "healthz"
+            ),
+            flush=True,
+        )
     medians = {}
     for name in scenarios:
         if name == "healthz":
             continue
-        medians[name] = {key: float(np.median([row[name][field] / row["healthz"][field] for row in per_round]))
-                         for key, field in (("rps_ratio", "rps"), ("p99_ratio", "p99_ms"),
-                                            ("cpu_ratio", "server_cpu_ms_per_request"))}
+        medians[name] = {
+            key: float(np.median([row[name][field] / row["healthz"][field] for row in per_round]))
+            for key, field in (
+                ("rps_ratio", "rps"),
+                ("p99_ratio", "p99_ms"),
+                ("cpu_ratio", "server_cpu_ms_per_request"),
+            )
+        }
     return {"rounds": per_round, "medians": medians}
 
 
 # -- the API server --------------------------------------------------------------------------------
-def start_api(port: int, workers: int, prefix: str, store_url: str, log_path: Path,
-              queue: str = "clik") -> subprocess.Popen:
-    env = {**os.environ, "CLIK_STORE_URL": store_url, "CLIK_STORE_PREFIX": prefix,
-           "CLIK_BROKER_URL": store_url, "CLIK_QUEUE": queue,
-           "CLIK_API_KEYS": '["bench"]', "CLIK_TORCH_THREADS": "1", "CLIK_DEVICE": "cpu",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+def start_api(
+    port: int, workers: int, prefix: str, store_url: str, log_path: Path, queue: str = "clik"
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "CLIK_STORE_URL": store_url,
+        "CLIK_STORE_PREFIX": prefix,
+        "CLIK_BROKER_URL": store_url,
+        "CLIK_QUEUE": queue,
+        "CLIK_API_KEYS": '["bench"]',
+        "CLIK_TORCH_THREADS": "1",
+        "CLIK_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log",
-         "--timeout-worker-healthcheck", "300"],  # see clik_cli/commands/serve.py
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--timeout-worker-healthcheck",
+            "300",
+        ],  # see clik_cli/commands/serve.py
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     import httpx
 
     deadline = time.monotonic() + 600  # a busy box: start-up took minutes
@@ -399,9 +505,14 @@ def bench_naive(bundle_dir: Path, tmp: Path, requests: dict[int, int]) -> dict[i
                 result = predictor(TOPIC, urls[:size], topk=1)
                 times.append((time.perf_counter() - start) * 1e3)
                 assert len(result.indices) == 1 and not result.errors, result.errors
-            out[size] = {"requests": len(times), "concurrency": 1, "p50_ms": float(np.median(times)),
-                         "p99_ms": float(np.percentile(times, 99)), "rps": 1e3 / float(np.mean(times)),
-                         "images": "hm" if root == HM_IMAGES else "generated"}
+            out[size] = {
+                "requests": len(times),
+                "concurrency": 1,
+                "p50_ms": float(np.median(times)),
+                "p99_ms": float(np.percentile(times, 99)),
+                "rps": 1e3 / float(np.mean(times)),
+                "images": "hm" if root == HM_IMAGES else "generated",
+            }
     finally:
         server.shutdown()
         server.server_close()
@@ -433,10 +544,15 @@ def main() -> None:
     parser.add_argument("--store-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--naive-requests", type=int, nargs=2, default=(3, 1), metavar=("AT50", "AT1000"))
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--topics", type=int, default=MANY,
-                        help="distinct topics over the 2,000 exhibitions (fewer: a quicker set-up on a slow box)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved c=8 rounds of /healthz, the 10,000 and the many exhibitions")
+    parser.add_argument(
+        "--topics",
+        type=int,
+        default=MANY,
+        help="distinct topics over the 2,000 exhibitions (fewer: a quicker set-up on a slow box)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved c=8 rounds of /healthz, the 10,000 and the many exhibitions"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "api_load.json")
     args = parser.parse_args()
 
@@ -447,8 +563,14 @@ def main() -> None:
     store = open_store(args.store_url, prefix=prefix)
     proc = worker = None
     queue = ""
-    results: dict = {"workers": args.workers, "cpus": os.cpu_count(), "load_before": os.getloadavg(),
-                     "baseline": [], "api": [], "naive": []}
+    results: dict = {
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg(),
+        "baseline": [],
+        "api": [],
+        "naive": [],
+    }
     try:
         info = export_default_bundle(tmp / "bundle") if args.bundle is None else None
         bundle_dir = args.bundle or info.path
@@ -470,22 +592,29 @@ def main() -> None:
         # the API is up first, so that it hears the precompute's notices as it would in service
         many = fill_many(store, max(SIZES), args.topics)
         before = rendered_answers(store)
-        print(f"{MANY} exhibitions of {MANY_SIZE} products; precomputed in {precompute_here(store, many):.1f}s",
-              flush=True)
+        print(
+            f"{MANY} exhibitions of {MANY_SIZE} products; precomputed in {precompute_here(store, many):.1f}s",
+            flush=True,
+        )
         start, last = time.perf_counter(), (before, time.perf_counter())
         while rendered_answers(store) < before + MANY and time.perf_counter() - last[1] < 10:
             if rendered_answers(store) > last[0]:  # still rendering (an API without it: none after 10 s)
                 last = (rendered_answers(store), time.perf_counter())
             time.sleep(0.5)
-        print(f"{rendered_answers(store) - before} default answers rendered by the API after the notices "
-              f"({time.perf_counter() - start:.1f}s more)", flush=True)
+        print(
+            f"{rendered_answers(store) - before} default answers rendered by the API after the notices "
+            f"({time.perf_counter() - start:.1f}s more)",
+            flush=True,
+        )
 
         check = httpx.get(f"http://127.0.0.1:{port}/exhibitions/ex-50/representative").json()
         assert check["items"] and check["model_version"] == info.version, check
 
         def row_line(name: str, row: dict) -> str:
-            return (f"{name:<22} c={row['concurrency']:<3} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
-                    f"{row['rps']:7.0f} req/s  errors {row['errors']}")
+            return (
+                f"{name:<22} c={row['concurrency']:<3} p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  "
+                f"{row['rps']:7.0f} req/s  errors {row['errors']}"
+            )
 
         # the floor on this box: the same client and server doing no work at all
         load(port, "/healthz", 400, 8)
@@ -504,14 +633,25 @@ def main() -> None:
         load(port, paths, 3 * MANY, 8, seed=99)  # warm-up: each process sees most exhibitions
         results["many"] = []
         for concurrency in (1, 8, 64):
-            row = {"exhibitions": MANY, "products": MANY_SIZE,
-                   **load(port, paths, args.requests, concurrency, seed=concurrency, allow_errors=True)}
+            row = {
+                "exhibitions": MANY,
+                "products": MANY_SIZE,
+                **load(port, paths, args.requests, concurrency, seed=concurrency, allow_errors=True),
+            }
             results["many"].append(row)
             print(row_line(f"many {MANY}x{MANY_SIZE}", row), flush=True)
         cpu = functools.partial(server_cpu_s, proc.pid)
         results["interleaved"] = interleaved(
-            port, {"healthz": "/healthz", f"{max(SIZES):,}-product exhibition": f"/exhibitions/ex-{max(SIZES)}/representative?topk=1",
-                   "many exhibitions": paths}, args.rounds, args.requests, cpu)
+            port,
+            {
+                "healthz": "/healthz",
+                f"{max(SIZES):,}-product exhibition": f"/exhibitions/ex-{max(SIZES)}/representative?topk=1",
+                "many exhibitions": paths,
+            },
+            args.rounds,
+            args.requests,
+            cpu,
+        )
         results["after_put"] = {
             "precomputed": first_reads_after_put(port, store, info.version, max(SIZES), True, "put", 1),
             "not_precomputed": first_reads_after_put(port, store, info.version, max(SIZES), False, "raw", 2),
@@ -529,8 +669,11 @@ def main() -> None:
             naive = bench_naive(Path(bundle_dir), tmp, dict(zip(NAIVE_SIZES, args.naive_requests)))
             for size, row in naive.items():
                 results["naive"].append({"products": size, **row})
-                print(f"naive {size:>6} products  c=1  p50 {row['p50_ms']:9.0f} ms  ({row['requests']} requests, "
-                      f"{row['images']} images)", flush=True)
+                print(
+                    f"naive {size:>6} products  c=1  p50 {row['p50_ms']:9.0f} ms  ({row['requests']} requests, "
+                    f"{row['images']} images)",
+                    flush=True,
+                )
     finally:
         if proc is not None:
             stop(proc)
@@ -547,11 +690,15 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     results["load_after"] = os.getloadavg()
-    print(f"load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f} "
-          f"(other processes share these {os.cpu_count()} cores)")
+    print(
+        f"load average before {results['load_before'][0]:.2f}, after {results['load_after'][0]:.2f} "
+        f"(other processes share these {os.cpu_count()} cores)"
+    )
     api_c1 = {r["products"]: r for r in results["api"] if r["concurrency"] == 1}
-    ratios = {size: results_row["p50_ms"] / api_c1[size]["p50_ms"]
-              for size, results_row in ((r["products"], r) for r in results["naive"])}
+    ratios = {
+        size: results_row["p50_ms"] / api_c1[size]["p50_ms"]
+        for size, results_row in ((r["products"], r) for r in results["naive"])
+    }
     results["naive_over_api_p50"] = ratios
     print()
     print("| products | concurrency | API p50 ms | API p99 ms | API req/s | naive p50 ms | naive / API |")
@@ -561,8 +708,10 @@ def main() -> None:
         n = naive_by_size.get(r["products"]) if r["concurrency"] == 1 else None
         naive_cell = f"{n['p50_ms']:,.0f}" if n else ""
         ratio_cell = f"{ratios[r['products']]:,.0f}x" if n else ""
-        print(f"| {r['products']:,} | {r['concurrency']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-              f"{r['rps']:,.0f} | {naive_cell} | {ratio_cell} |")
+        print(
+            f"| {r['products']:,} | {r['concurrency']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['rps']:,.0f} | {naive_cell} | {ratio_cell} |"
+        )
     results["targets"] = targets(results)
     print()
     print("| target (issue 16) | measured | met |")

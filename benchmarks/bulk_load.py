@@ -26,6 +26,7 @@ SLOWLOG with every command logged was tried: polling it stalled Redis for second
 products.) By default a private redis-server is started in a temp folder (``--store URL`` to
 use another).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -126,8 +127,18 @@ class Sources:
         return f"{self.folder}/{i % self.images}.jpg", self.hashes[i % self.images] if self.hashes else None
 
 
-def drain_process(kind: str, url: str, prefix: str, folder: str, batch: int, out: str, ready, go,
-                  encode: str = "tower", rule: tuple | None = None) -> None:
+def drain_process(
+    kind: str,
+    url: str,
+    prefix: str,
+    folder: str,
+    batch: int,
+    out: str,
+    ready,
+    go,
+    encode: str = "tower",
+    rule: tuple | None = None,
+) -> None:
     """One worker: drains until only postponed products are left; writes its claim log."""
     from indexer.config import RedisStoreConfig
     from indexer.redis_store import RedisStore
@@ -180,14 +191,24 @@ def _decile_figures(claims: list[tuple[float, float, int]]) -> dict:
         busy = sum(c[1] for c in part)
         lat = sorted(c[1] * 1000 for c in part)
         wall = part[-1][0] - part[0][0] if len(part) > 1 else float("nan")
-        return {"claims": len(part), "products": sum(c[2] for c in part),
-                "claims_per_s": len(part) / busy, "products_claimed_per_s": sum(c[2] for c in part) / busy,
-                "claim_ms_p50": lat[len(lat) // 2], "claim_ms_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
-                "wall_products_per_s": sum(c[2] for c in part) / wall if wall > 0 else float("nan")}
+        return {
+            "claims": len(part),
+            "products": sum(c[2] for c in part),
+            "claims_per_s": len(part) / busy,
+            "products_claimed_per_s": sum(c[2] for c in part) / busy,
+            "claim_ms_p50": lat[len(lat) // 2],
+            "claim_ms_p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "wall_products_per_s": sum(c[2] for c in part) / wall if wall > 0 else float("nan"),
+        }
 
     a, b = rates(first), rates(last)
-    return {"products_claimed": total, "claims": len(claims), "first_10pct": a, "last_10pct": b,
-            "last_over_first": b["claims_per_s"] / a["claims_per_s"]}
+    return {
+        "products_claimed": total,
+        "claims": len(claims),
+        "first_10pct": a,
+        "last_10pct": b,
+        "last_over_first": b["claims_per_s"] / a["claims_per_s"],
+    }
 
 
 def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
@@ -203,8 +224,9 @@ def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
     for i in range(args.images):
         (folder / f"{i}.jpg").write_bytes(_jpeg(i))
     store = RedisStore(RedisStoreConfig(url=url, prefix=prefix))
-    store.register_version(bundle.version, bundle.embed_dim, bundle_uri=str(bundle.path or ""),
-                           expected_vectors=args.images)
+    store.register_version(
+        bundle.version, bundle.embed_dim, bundle_uri=str(bundle.path or ""), expected_vectors=args.images
+    )
     store.activate(bundle.version)
     image_hash: dict[str, str] = {}
     if args.encode == "record":  # the images' vectors, as the tower would have written them once
@@ -233,16 +255,20 @@ def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
     before = store.r.info("memory")["used_memory"] if single else 0
     t = time.perf_counter()
     for start in range(0, n, EVENT_SIZE):
-        pending.add(ids[start:start + EVENT_SIZE])
+        pending.add(ids[start : start + EVENT_SIZE])
     enqueue_s = time.perf_counter() - t
     per_entry = (store.r.info("memory")["used_memory"] - before) / n if single else None
 
     ctx = mp.get_context("spawn")
     ready, go = ctx.Semaphore(0), ctx.Event()
     outs = [tmp / f"claims-{kind}-{d}.json" for d in range(args.drains)]
-    procs = [ctx.Process(target=drain_process,
-                         args=(kind, url, prefix, str(folder), args.batch, str(o), ready, go, args.encode,
-                               rule)) for o in outs]
+    procs = [
+        ctx.Process(
+            target=drain_process,
+            args=(kind, url, prefix, str(folder), args.batch, str(o), ready, go, args.encode, rule),
+        )
+        for o in outs
+    ]
     for p in procs:
         p.start()
     for _ in procs:  # imports and the tower loaded: the clock starts when all are ready
@@ -259,16 +285,24 @@ def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
     coverage = store.coverage([bundle.version])
     sample = [ids[i] for i in range(0, n, max(1, n // 200))]
     still = [pid for pid in sample if store.get_product(pid).status is ProductStatus.PENDING]
-    ok = (coverage.encoded == n - len(stuck) and len(pending) == len(stuck)
-          and all(pid in stuck_set for pid in still))
-    result = {"pending_set": "sorted set of due times (this tree)" if kind == "zset"
-              else "hash scan (before, benchmarks/pending_scan_baseline.py)",
-              "products": n, "encode": args.encode, "stuck_postponed": len(stuck), "import_s": import_s,
-              "enqueue_events_per_s": (n / EVENT_SIZE) / enqueue_s, "drain_s": drain_s,
-              "wall_products_per_s": (n - len(stuck)) / drain_s,
-              "redis_bytes_per_pending_entry": per_entry, "encoded": coverage.encoded,
-              "left_pending": len(pending), "all_encoded_but_the_down_host": ok,
-              **_decile_figures(claims)}
+    ok = coverage.encoded == n - len(stuck) and len(pending) == len(stuck) and all(pid in stuck_set for pid in still)
+    result = {
+        "pending_set": "sorted set of due times (this tree)"
+        if kind == "zset"
+        else "hash scan (before, benchmarks/pending_scan_baseline.py)",
+        "products": n,
+        "encode": args.encode,
+        "stuck_postponed": len(stuck),
+        "import_s": import_s,
+        "enqueue_events_per_s": (n / EVENT_SIZE) / enqueue_s,
+        "drain_s": drain_s,
+        "wall_products_per_s": (n - len(stuck)) / drain_s,
+        "redis_bytes_per_pending_entry": per_entry,
+        "encoded": coverage.encoded,
+        "left_pending": len(pending),
+        "all_encoded_but_the_down_host": ok,
+        **_decile_figures(claims),
+    }
     from benchmarks.support import delete_prefix
 
     delete_prefix(store.r, prefix)
@@ -280,14 +314,17 @@ def run(kind: str, n: int, args, url: str, bundle, tmp: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=1_000_000)
-    ap.add_argument("--baseline-products", type=int, default=100_000,
-                    help="the scanning claim's run (0: skip it)")
+    ap.add_argument("--baseline-products", type=int, default=100_000, help="the scanning claim's run (0: skip it)")
     ap.add_argument("--images", type=int, default=2000, help="distinct image files behind the products")
     ap.add_argument("--stuck-share", type=float, default=0.02, help="share of products on a host that is down")
     ap.add_argument("--drains", type=int, default=2, help="worker processes draining at once")
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--encode", choices=("tower", "record"), default="tower",
-                    help=f"tower: the real drain, {TOWER} encoding; record: the drain's queue steps, vectors recorded")
+    ap.add_argument(
+        "--encode",
+        choices=("tower", "record"),
+        default="tower",
+        help=f"tower: the real drain, {TOWER} encoding; record: the drain's queue steps, vectors recorded",
+    )
     ap.add_argument("--store", default=None, help="a redis:// URL (default: a private redis-server)")
     ap.add_argument("--quick", action="store_true", help="20,000 products each way, 200 images")
     ap.add_argument("--json", default="benchmarks/results/bulk_load.json")
@@ -313,32 +350,51 @@ def main() -> None:
             bundle = clik.export_bundle(model, clik.create_tokenizer(model), tmp / "bundle")
         else:  # a version to record vectors in; no tower is loaded
             bundle = SimpleNamespace(version="recorded", embed_dim=16, path=None)
-        with (contextlib.nullcontext(args.store) if args.store else redis_server(tmp / "redis")) as url:
+        with contextlib.nullcontext(args.store) if args.store else redis_server(tmp / "redis") as url:
             runs = [run("zset", args.products, args, url, bundle, tmp)]
             if args.baseline_products:
                 runs.append(run("scan", args.baseline_products, args, url, bundle, tmp))
 
-    encoding = (f"image tower: {TOWER} (tiny, random weights)" if args.encode == "tower"
-                else "no tower: vectors recorded directly (--encode record)")
-    print(f"{encoding}; {args.images} distinct images; "
-          f"{args.stuck_share:.0%} of products on a host that is down; {args.drains} drains, batch {args.batch}")
-    print("claims/s: claim calls per second of claim time (the drain's round trip), in the first and the "
-          "last 10% of the products claimed")
-    print(f"{'pending set':18} {'products':>9} {'claims/s first':>14} {'claims/s last':>13} {'last/first':>10} "
-          f"{'p50 ms first':>12} {'p50 ms last':>11} {'wall prod/s':>11} {'B/entry':>7} ok")
+    encoding = (
+        f"image tower: {TOWER} (tiny, random weights)"
+        if args.encode == "tower"
+        else "no tower: vectors recorded directly (--encode record)"
+    )
+    print(
+        f"{encoding}; {args.images} distinct images; "
+        f"{args.stuck_share:.0%} of products on a host that is down; {args.drains} drains, batch {args.batch}"
+    )
+    print(
+        "claims/s: claim calls per second of claim time (the drain's round trip), in the first and the "
+        "last 10% of the products claimed"
+    )
+    print(
+        f"{'pending set':18} {'products':>9} {'claims/s first':>14} {'claims/s last':>13} {'last/first':>10} "
+        f"{'p50 ms first':>12} {'p50 ms last':>11} {'wall prod/s':>11} {'B/entry':>7} ok"
+    )
     for r in runs:
         a, b = r["first_10pct"], r["last_10pct"]
         per = r["redis_bytes_per_pending_entry"]
         label = "sorted set (now)" if r["pending_set"].startswith("sorted") else "hash scan (before)"
-        print(f"{label:18} {r['products']:>9,} {a['claims_per_s']:>14,.1f} {b['claims_per_s']:>13,.1f} "
-              f"{r['last_over_first']:>10.2f} {a['claim_ms_p50']:>12.1f} {b['claim_ms_p50']:>11.1f} "
-              f"{r['wall_products_per_s']:>11,.0f} {'-' if per is None else round(per):>7} "
-              f"{r['all_encoded_but_the_down_host']}")
-    report = {"benchmark": "bulk_load", "tower": TOWER if args.encode == "tower" else None, "encode": args.encode,
-              "images": args.images, "stuck_share": args.stuck_share,
-              "drains": args.drains, "batch": args.batch, "python": platform.python_version(),
-              "cpus": os.cpu_count(), "runs": runs,
-              "target": "claims/s of the last 10% within 20% of the first 10% (last_over_first >= 0.8)"}
+        print(
+            f"{label:18} {r['products']:>9,} {a['claims_per_s']:>14,.1f} {b['claims_per_s']:>13,.1f} "
+            f"{r['last_over_first']:>10.2f} {a['claim_ms_p50']:>12.1f} {b['claim_ms_p50']:>11.1f} "
+            f"{r['wall_products_per_s']:>11,.0f} {'-' if per is None else round(per):>7} "
+            f"{r['all_encoded_but_the_down_host']}"
+        )
+    report = {
+        "benchmark": "bulk_load",
+        "tower": TOWER if args.encode == "tower" else None,
+        "encode": args.encode,
+        "images": args.images,
+        "stuck_share": args.stuck_share,
+        "drains": args.drains,
+        "batch": args.batch,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "runs": runs,
+        "target": "claims/s of the last 10% within 20% of the first 10% (last_over_first >= 0.8)",
+    }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))

@@ -12,6 +12,7 @@ products change (new vectors) and the index is brought up to date:
           save a new generation), every other process maps the saved files (read-only mmap).
 Each figure is the median of `--repeats` rounds; the ratio is measured within this run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,7 +94,10 @@ def main() -> None:
     before = statistics.median(rebuild) * args.processes
     now = statistics.median(update) + statistics.median(remap) * (args.processes - 1)
     result = {
-        "products": args.products, "dim": args.dim, "changes": args.changes, "processes": args.processes,
+        "products": args.products,
+        "dim": args.dim,
+        "changes": args.changes,
+        "processes": args.processes,
         "first_build_s": first_build,
         "rebuild_per_process_s": statistics.median(rebuild),
         "before_host_s": before,
@@ -106,8 +110,10 @@ def main() -> None:
     }
     print(f"{args.products:,} products x {args.dim}, {args.changes} changed, {args.processes} API processes")
     print(f"  first build (shared, once per host)     {first_build:8.2f} s")
-    print(f"  before: rebuild per process             {result['rebuild_per_process_s']:8.3f} s  "
-          f"x{args.processes} = {before:.3f} s of work per change window")
+    print(
+        f"  before: rebuild per process             {result['rebuild_per_process_s']:8.3f} s  "
+        f"x{args.processes} = {before:.3f} s of work per change window"
+    )
     print(f"  now: one process applies the changes    {result['update_s']:8.3f} s")
     print(f"       each other process maps the files  {result['map_s']:8.3f} s  -> {now:.3f} s")
     print(f"  speedup {result['speedup']:.1f}x (the same run)")

@@ -11,6 +11,7 @@ products' events in the pending set, and a few shopper events. Then it measures 
 ``MEMORY USAGE <key> SAMPLES 0`` (exact), groups the keys by family (``p:``, ``vs:``, ``b:``, ...)
 and prints bytes per product and per exhibition, and the keys and bytes on each master.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ PER_EXHIBITION = {"e", "b", "vg", "ex", "ev:c"}
 def family(key: str, prefix: str) -> str:
     """The key's family: its name without the prefix (or tag) and without ids."""
     rest = key.removeprefix("{" + prefix).removeprefix(prefix)
-    rest = re.sub(r"^(ingest:|ev:)?\}?", lambda m: (m.group(1) or ""), rest)
+    rest = re.sub(r"^(ingest:|ev:)?\}?", lambda m: m.group(1) or "", rest)
     if rest.startswith("ingest:"):
         return rest.split(":")[1]
     if rest.startswith("ev:"):
@@ -59,7 +60,7 @@ def fill(store: RedisStore, args) -> None:
     ids = [f"prod-{i:07d}" for i in range(args.products)]
     attrs = {"brand": "acme", "price": 19.99, "available": True}
     for start in range(0, len(ids), 2000):
-        part = ids[start:start + 2000]
+        part = ids[start : start + 2000]
         for pid in part:  # attrs ride along with the product record, as the API writes them
             store.put_product(pid, f"https://images.example.com/{pid}.jpg", attrs)
         hashes = [hashlib.sha256(pid.encode()).hexdigest() for pid in part]  # one image each
@@ -72,11 +73,20 @@ def fill(store: RedisStore, args) -> None:
         store.rank(f"exh-{e:05d}", rng.standard_normal(args.dim).astype(np.float32))
     pending = store.pending_set()
     for start in range(0, len(ids), 1000):
-        pending.add(ids[start:start + 1000])
+        pending.add(ids[start : start + 1000])
     events = RedisEventLog(store.r, store.prefix)
-    batch = [{"event_id": uuid.uuid4().hex, "type": "impression", "exhibition_id": f"exh-{e % args.exhibitions:05d}",
-              "product_id": ids[e], "model_version": version, "arm": "", "ts": time.time()}
-             for e in range(min(1000, args.products))]
+    batch = [
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "impression",
+            "exhibition_id": f"exh-{e % args.exhibitions:05d}",
+            "product_id": ids[e],
+            "model_version": version,
+            "arm": "",
+            "ts": time.time(),
+        }
+        for e in range(min(1000, args.products))
+    ]
     events.append(batch)
     events.commit(events.read("sizing", count=len(batch), block_ms=100))
 
@@ -88,12 +98,15 @@ def measure(store: RedisStore, args) -> dict:
     by_node = []
     for node in nodes:
         client = r.get_redis_connection(node) if node is not None else r
-        keys = [k for pattern in (store.prefix + "*", "{" + store.prefix + "*")
-                for k in client.scan_iter(match=pattern, count=5000)]
+        keys = [
+            k
+            for pattern in (store.prefix + "*", "{" + store.prefix + "*")
+            for k in client.scan_iter(match=pattern, count=5000)
+        ]
         sizes = []
         for start in range(0, len(keys), 5000):
             pipe = client.pipeline(transaction=False)
-            for k in keys[start:start + 5000]:
+            for k in keys[start : start + 5000]:
                 pipe.memory_usage(k, samples=0)
             sizes += pipe.execute()
         for k, size in zip(keys, sizes):
@@ -106,10 +119,15 @@ def measure(store: RedisStore, args) -> dict:
     vectors = sum(v[1] for k, v in by_family.items() if k in {"vi", "vs"}) / args.products
     per_exhibition = sum(v[1] for k, v in by_family.items() if k in PER_EXHIBITION) / args.exhibitions
     blocks = by_family["b"][1] / args.exhibitions
-    return {"families": {k: {"keys": v[0], "bytes": v[1]} for k, v in sorted(by_family.items())},
-            "nodes": by_node, "bytes_per_product": per_product, "bytes_per_product_vectors": vectors,
-            "bytes_per_exhibition": per_exhibition, "bytes_per_exhibition_block": blocks,
-            "bytes_per_exhibition_member_block": blocks / args.per_exhibition}
+    return {
+        "families": {k: {"keys": v[0], "bytes": v[1]} for k, v in sorted(by_family.items())},
+        "nodes": by_node,
+        "bytes_per_product": per_product,
+        "bytes_per_product_vectors": vectors,
+        "bytes_per_exhibition": per_exhibition,
+        "bytes_per_exhibition_block": blocks,
+        "bytes_per_exhibition_member_block": blocks / args.per_exhibition,
+    }
 
 
 def main() -> None:
@@ -124,8 +142,10 @@ def main() -> None:
     args = ap.parse_args()
     from tests.support.redis_servers import redis_cluster
 
-    with tempfile.TemporaryDirectory() as tmp, \
-            (contextlib.nullcontext(args.store) if args.store else redis_cluster(Path(tmp))) as url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.nullcontext(args.store) if args.store else redis_cluster(Path(tmp)) as url,
+    ):
         results = []
         for s in range(args.stores):
             store = RedisStore(RedisStoreConfig(url=url, prefix=f"sizing{s}-{uuid.uuid4().hex[:6]}:"))
@@ -133,24 +153,40 @@ def main() -> None:
             results.append(measure(store, args))
             store.close()
     first = results[0]
-    print(f"{args.products:,} products, {args.exhibitions:,} exhibitions of {args.per_exhibition}, dim {args.dim}; "
-          f"MEMORY USAGE SAMPLES 0 on every key")
+    print(
+        f"{args.products:,} products, {args.exhibitions:,} exhibitions of {args.per_exhibition}, dim {args.dim}; "
+        f"MEMORY USAGE SAMPLES 0 on every key"
+    )
     print(f"{'family':10} {'keys':>8} {'bytes':>12}")
     for name, v in first["families"].items():
         print(f"{name:10} {v['keys']:>8,} {v['bytes']:>12,}")
-    print(f"bytes per product: {first['bytes_per_product']:,.0f} (of which vectors + index "
-          f"{first['bytes_per_product_vectors']:,.0f}); per exhibition: {first['bytes_per_exhibition']:,.0f} "
-          f"(packed block {first['bytes_per_exhibition_block']:,.0f}, "
-          f"{first['bytes_per_exhibition_member_block']:,.0f} per member)")
+    print(
+        f"bytes per product: {first['bytes_per_product']:,.0f} (of which vectors + index "
+        f"{first['bytes_per_product_vectors']:,.0f}); per exhibition: {first['bytes_per_exhibition']:,.0f} "
+        f"(packed block {first['bytes_per_exhibition_block']:,.0f}, "
+        f"{first['bytes_per_exhibition_member_block']:,.0f} per member)"
+    )
     print("keys and bytes per master, store by store:")
     for s, res in enumerate(results):
-        print(f"  store {s}: " + ", ".join(f"{n['node']} {n['keys']:,} keys {n['bytes'] / 1e6:,.1f} MB"
-                                           for n in res["nodes"]))
+        print(
+            f"  store {s}: "
+            + ", ".join(f"{n['node']} {n['keys']:,} keys {n['bytes'] / 1e6:,.1f} MB" for n in res["nodes"])
+        )
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": "cluster_sizing", "products": args.products,
-                                "exhibitions": args.exhibitions, "per_exhibition": args.per_exhibition,
-                                "dim": args.dim, "stores": results}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "benchmark": "cluster_sizing",
+                "products": args.products,
+                "exhibitions": args.exhibitions,
+                "per_exhibition": args.per_exhibition,
+                "dim": args.dim,
+                "stores": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {path}")
 
 

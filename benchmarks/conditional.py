@@ -6,6 +6,7 @@ The API (uvicorn in this process, Redis store) serves one exhibition of N produc
 vectors; rounds alternate a plain GET (200, the answer rendered once and then reused) and a GET
 with the current ETag in If-None-Match (304, no body). Medians in ms, and the bytes sent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,9 @@ def main() -> None:
     prefix = f"clik-bench-cond-{uuid.uuid4().hex[:8]}:"
     store = open_store(args.redis, prefix=prefix)
     rng = np.random.default_rng(0)
-    store.register_version(bundle.version, bundle.embed_dim, bundle_uri=str(bundle.path), expected_vectors=args.products)
+    store.register_version(
+        bundle.version, bundle.embed_dim, bundle_uri=str(bundle.path), expected_vectors=args.products
+    )
     store.activate(bundle.version)
     n = args.products
     store.import_products([(f"p{i}", f"https://img.example/{i}.jpg", f"h{i}") for i in range(n)])
@@ -82,10 +85,16 @@ def main() -> None:
         server.stop()
         delete_prefix(store.r, prefix)
         store.close()
-    result = {"products": n, "topk": args.topk, **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()},
-              "bytes": sizes}
-    print(f"{n:,} products, top {args.topk}: 200 {result['full_200_ms']:.2f} ms ({sizes['full_200']} bytes), "
-          f"304 {result['not_modified_304_ms']:.2f} ms (no body)")
+    result = {
+        "products": n,
+        "topk": args.topk,
+        **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()},
+        "bytes": sizes,
+    }
+    print(
+        f"{n:,} products, top {args.topk}: 200 {result['full_200_ms']:.2f} ms ({sizes['full_200']} bytes), "
+        f"304 {result['not_modified_304_ms']:.2f} ms (no body)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

@@ -13,6 +13,7 @@ of --rounds):
   rules      topk=6 with facets and an exhibition's overrides (a pin, a block), not diverse
   diverse    topk=6&diverse=true with the same records
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,10 +80,18 @@ def main() -> None:
             name, block = store.scoring_block("e")
             overrides = merch.overrides("e")
             rules = Rules(overrides, overrides.boosts or {}, options if diverse else None)
-            facets = aligned.get(block, (), lambda: align(block, {p: facet_of(a, strict=False) for p, a in
-                                                             store.get_attrs([str(x) for x in block.product_ids]).items()}))
-            return explain("e", name, block, query, topic, DEFAULT_FIT, 0.5, 0, args.topk, fits, "t",
-                           rules, facets)
+            facets = aligned.get(
+                block,
+                (),
+                lambda: align(
+                    block,
+                    {
+                        p: facet_of(a, strict=False)
+                        for p, a in store.get_attrs([str(x) for x in block.product_ids]).items()
+                    },
+                ),
+            )
+            return explain("e", name, block, query, topic, DEFAULT_FIT, 0.5, 0, args.topk, fits, "t", rules, facets)
 
         fns = {"plain": plain, "rules": lambda: with_rules(False), "diverse": lambda: with_rules(True)}
         for fn in fns.values():
@@ -96,17 +105,24 @@ def main() -> None:
                 t = time.perf_counter()
                 fn()
                 times[name].append((time.perf_counter() - t) * 1e3)
-        result = {"products": n, "dim": dim, "topk": args.topk, "rounds": args.rounds,
-                  **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()},
-                  **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 3) for k, v in times.items()}}
+        result = {
+            "products": n,
+            "dim": dim,
+            "topk": args.topk,
+            "rounds": args.rounds,
+            **{f"{k}_ms": round(statistics.median(v), 3) for k, v in times.items()},
+            **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 3) for k, v in times.items()},
+        }
         result["diverse_added_ms"] = round(result["diverse_ms"] - result["plain_ms"], 3)
         result["rules_added_ms"] = round(result["rules_ms"] - result["plain_ms"], 3)
     finally:
         delete_prefix(store.r, prefix)
         store.close()
-    print(f"{n:,} products, dim {dim}, top {args.topk}: plain {result['plain_ms']:.3f} ms, rules "
-          f"{result['rules_ms']:.3f} ms (+{result['rules_added_ms']:.3f}), diverse {result['diverse_ms']:.3f} ms "
-          f"(+{result['diverse_added_ms']:.3f} ms over plain)")
+    print(
+        f"{n:,} products, dim {dim}, top {args.topk}: plain {result['plain_ms']:.3f} ms, rules "
+        f"{result['rules_ms']:.3f} ms (+{result['rules_added_ms']:.3f}), diverse {result['diverse_ms']:.3f} ms "
+        f"(+{result['diverse_added_ms']:.3f} ms over plain)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -7,6 +7,7 @@ batches of --batch events (pre-built JSON bodies, so the client costs little); t
 in-process consumer counts them all (indexer.events.consume). Both share this machine's cores.
 Reported: events/s accepted (202) and events/s counted, exactly-once checked at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,36 @@ def main() -> None:
     prefix = f"clik-bench-ev-{uuid.uuid4().hex[:8]}:"
     key = "bench-key"
     port = 18000 + os.getpid() % 1000
-    env = {**os.environ, "CLIK_STORE_URL": args.redis, "CLIK_STORE_PREFIX": prefix, "CLIK_API_KEYS": json.dumps([key]),
-           "CLIK_PRELOAD_MODEL": "false", "CLIK_EVENTS_BATCH_MAX": str(args.batch), "CLIK_DEVICE": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", str(args.workers), "--log-level", "warning",
-                             "--no-access-log"], cwd=ROOT, env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "CLIK_STORE_URL": args.redis,
+        "CLIK_STORE_PREFIX": prefix,
+        "CLIK_API_KEYS": json.dumps([key]),
+        "CLIK_PRELOAD_MODEL": "false",
+        "CLIK_EVENTS_BATCH_MAX": str(args.batch),
+        "CLIK_DEVICE": "cpu",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -61,18 +87,28 @@ def main() -> None:
             time.sleep(0.3)
         bodies = []
         for start in range(0, args.events, args.batch):
-            events = [{"event_id": f"e{i}", "type": "click" if i % 20 == 0 else "impression",
-                       "exhibition_id": f"x{i % 500}", "product_id": f"p{i % 200}", "model_version": "v1",
-                       "position": 1 + i % 6, "unit": f"u{i % 10_000}", "arm": "clik"}
-                      for i in range(start, min(start + args.batch, args.events))]
+            events = [
+                {
+                    "event_id": f"e{i}",
+                    "type": "click" if i % 20 == 0 else "impression",
+                    "exhibition_id": f"x{i % 500}",
+                    "product_id": f"p{i % 200}",
+                    "model_version": "v1",
+                    "position": 1 + i % 6,
+                    "unit": f"u{i % 10_000}",
+                    "arm": "clik",
+                }
+                for i in range(start, min(start + args.batch, args.events))
+            ]
             bodies.append(json.dumps({"events": events}).encode())
         failures: list[int] = []
         todo = list(range(len(bodies)))
         lock = threading.Lock()
 
         def client() -> None:
-            with httpx.Client(base_url=url, headers={"X-API-Key": key, "content-type": "application/json"},
-                              timeout=60) as http:
+            with httpx.Client(
+                base_url=url, headers={"X-API-Key": key, "content-type": "application/json"}, timeout=60
+            ) as http:
                 while True:
                     with lock:
                         if not todo:
@@ -97,15 +133,25 @@ def main() -> None:
     counted = consume(log, "bench", batch=2000, block_ms=200, stop_after_idle=1.0)
     count_s = time.perf_counter() - started - 1.0
     stats = log.stats()
-    result = {"events": args.events, "batch": args.batch, "clients": args.clients, "api_workers": args.workers,
-              "failed_requests": len(failures), "accepted_per_s": round(args.events / accept_s),
-              "counted_per_s": round(counted / max(count_s, 1e-9)), "counted": counted,
-              "lost_events": args.events - stats.get("counted", 0), "double_counted": stats.get("duplicates", 0)}
+    result = {
+        "events": args.events,
+        "batch": args.batch,
+        "clients": args.clients,
+        "api_workers": args.workers,
+        "failed_requests": len(failures),
+        "accepted_per_s": round(args.events / accept_s),
+        "counted_per_s": round(counted / max(count_s, 1e-9)),
+        "counted": counted,
+        "lost_events": args.events - stats.get("counted", 0),
+        "double_counted": stats.get("duplicates", 0),
+    }
     client = redis.Redis.from_url(args.redis)
     delete_prefix(client, prefix)
-    print(f"{args.events:,} events in batches of {args.batch}: accepted {result['accepted_per_s']:,}/s "
-          f"({args.clients} clients, {args.workers} API workers), counted {result['counted_per_s']:,}/s; "
-          f"lost {result['lost_events']}, double-counted {result['double_counted']}, failed requests {len(failures)}")
+    print(
+        f"{args.events:,} events in batches of {args.batch}: accepted {result['accepted_per_s']:,}/s "
+        f"({args.clients} clients, {args.workers} API workers), counted {result['counted_per_s']:,}/s; "
+        f"lost {result['lost_events']}, double-counted {result['double_counted']}, failed requests {len(failures)}"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

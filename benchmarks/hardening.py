@@ -13,6 +13,7 @@ prefix, deleted after). Prints and writes:
 * proxy: 45 concurrent GET /products/{id}/image for an origin that takes 4 s: worst /healthz
   and GET /products/{id} latency meanwhile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,16 @@ def _app(prefix: str, **extra):
     from api.settings import ApiSettings
 
     known = set(ApiSettings.model_fields)
-    values = dict(store_url=STORE_URL, store_prefix=prefix, broker_url=STORE_URL, queue=f"bench-{prefix}",
-                  api_keys=[KEY], preload_model=False, device="cpu", **extra)
+    values = dict(
+        store_url=STORE_URL,
+        store_prefix=prefix,
+        broker_url=STORE_URL,
+        queue=f"bench-{prefix}",
+        api_keys=[KEY],
+        preload_model=False,
+        device="cpu",
+        **extra,
+    )
     return create_app(ApiSettings(_env_file=None, **{k: v for k, v in values.items() if k in known}))
 
 
@@ -75,17 +84,19 @@ def body_without_key(server: ApiServer, size: int = 103_000_000) -> dict:
     """A list of ~51 M numbers: parsing it builds a large object graph (a single 103 MB string
     parses in a fraction of a second and would hide the cost)."""
     host, port = server.url.removeprefix("http://").split(":")
-    payload = b'{"image_url": "a.jpg", "attrs": {"blob": [' + b"0," * ((size - 50) // 2) + b'0]}}'
+    payload = b'{"image_url": "a.jpg", "attrs": {"blob": [' + b"0," * ((size - 50) // 2) + b"0]}}"
     sock = socket.create_connection((host, int(port)), timeout=120)
-    head = (f"PUT /products/x HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n").encode()
+    head = (
+        f"PUT /products/x HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
 
     def send() -> None:
         try:
             sock.sendall(head)
             view = memoryview(payload)
             for i in range(0, len(view), 1 << 20):
-                sock.sendall(view[i:i + (1 << 20)])
+                sock.sendall(view[i : i + (1 << 20)])
         except OSError:
             pass  # the server answered and closed: it would not read the rest
 
@@ -96,8 +107,11 @@ def body_without_key(server: ApiServer, size: int = 103_000_000) -> dict:
         took = time.monotonic() - start
         time.sleep(0.5)
     sock.close()
-    return {"status_line": first.split(b"\r\n")[0].decode(errors="replace"), "seconds_to_answer": round(took, 3),
-            "worst_healthz_s": round(poller.worst, 3)}
+    return {
+        "status_line": first.split(b"\r\n")[0].decode(errors="replace"),
+        "seconds_to_answer": round(took, 3),
+        "worst_healthz_s": round(poller.worst, 3),
+    }
 
 
 def drip(host: HostileServer, cap_s: float = 60.0) -> dict:
@@ -140,8 +154,11 @@ def proxy(server: ApiServer, store, host: HostileServer, n: int = 45) -> dict:
             http.get(f"{server.url}/products/plain")
             other.append(time.monotonic() - start)
         codes = [f.result().status_code for f in futures]
-    return {"worst_healthz_s": round(max(health), 3), "worst_get_product_s": round(max(other), 3),
-            "statuses": {str(c): codes.count(c) for c in sorted(set(codes))}}
+    return {
+        "worst_healthz_s": round(max(health), 3),
+        "worst_get_product_s": round(max(other), 3),
+        "statuses": {str(c): codes.count(c) for c in sorted(set(codes))},
+    }
 
 
 def main() -> None:

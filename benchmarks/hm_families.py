@@ -3,6 +3,7 @@ attrs.family = product_code from the raw articles.csv (what the reader writes no
 
     python benchmarks/hm_families.py runs/hm-splits/split1/data /tmp/split1 ../shared/data/hm/articles.csv
 """
+
 from __future__ import annotations
 
 import csv

@@ -10,6 +10,7 @@ the pending-set grouping) gets a fresh worker and a fresh store namespace, so no
 the worker is warmed up on other images first. One event (task) per product, as the API sends
 them; the clock runs from the first event to the last product encoded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,17 +45,23 @@ CONFIGS = [  # (label, settings)
     ("batch 16, 4 decode threads", {"batch_size": "16", "decode_threads": "4", **EAGER}),
     ("batch 32, 4 decode threads", {"batch_size": "32", "decode_threads": "4", **EAGER}),
     # torch's intra-op threads: one per core by default; on a busy shared machine fewer may win.
-    ("no grouping, 1 torch thread", {"group_pending": "false", "batch_size": "16", "decode_threads": "1",
-                                     "torch_threads": "1", **EAGER}),
-    ("batch 16, 1 decode thread, 1 torch thread", {"batch_size": "16", "decode_threads": "1", "torch_threads": "1",
-                                                   **EAGER}),
+    (
+        "no grouping, 1 torch thread",
+        {"group_pending": "false", "batch_size": "16", "decode_threads": "1", "torch_threads": "1", **EAGER},
+    ),
+    (
+        "batch 16, 1 decode thread, 1 torch thread",
+        {"batch_size": "16", "decode_threads": "1", "torch_threads": "1", **EAGER},
+    ),
     # The tower under ONNX Runtime (the CPU default, image_backend auto), side by side with eager (7 vs 2).
     ("batch 16, 1 decode thread, onnx", {"batch_size": "16", "decode_threads": "1", "image_backend": "onnx"}),
     ("batch 16, 2 decode threads, onnx", {"batch_size": "16", "decode_threads": "2", "image_backend": "onnx"}),
     ("batch 32, 2 decode threads, onnx", {"batch_size": "32", "decode_threads": "2", "image_backend": "onnx"}),
     # ONNX Runtime on both cores (decoding overlaps the tower's waits), and the worker's defaults.
-    ("batch 16, 2 decode threads, onnx on 2 threads", {"batch_size": "16", "decode_threads": "2",
-                                                       "image_backend": "onnx", "torch_threads": "2"}),
+    (
+        "batch 16, 2 decode threads, onnx on 2 threads",
+        {"batch_size": "16", "decode_threads": "2", "image_backend": "onnx", "torch_threads": "2"},
+    ),
     ("worker defaults (auto: onnx)", {}),
 ]
 
@@ -70,10 +77,31 @@ def start_worker(settings: dict[str, str], log_path: Path) -> subprocess.Popen:
     env = {**os.environ, **{f"CLIK_{k.upper()}": v for k, v in settings.items()}}
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--concurrency=1",
-         "-Q", settings["queue"], "-n", f"{settings['queue']}@%h", "-l", "info", "--without-gossip",
-         "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            settings["queue"],
+            "-n",
+            f"{settings['queue']}@%h",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     deadline = time.monotonic() + 120
     while "ready." not in log_path.read_text():
@@ -99,15 +127,24 @@ def run_events(client, store: RedisStore, queue: str, ids: list[str], timeout: f
     return time.perf_counter() - start
 
 
-def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup: list[str], base_url: str,
-            args, tmp: Path) -> dict:
+def measure(
+    label: str, extra: dict[str, str], bundle, images: list[str], warmup: list[str], base_url: str, args, tmp: Path
+) -> dict:
     from worker.app import make_app
     from worker.settings import WorkerSettings
 
     token = uuid.uuid4().hex[:8]
     queue, prefix = f"clik-bench-{token}", f"clik-bench-{token}:"
-    settings = {"broker_url": args.broker, "store_url": args.store, "store_prefix": prefix, "queue": queue,
-                "device": args.device, "allow_private_hosts": "true", "onnx_cache_dir": str(tmp / "onnx"), **extra}
+    settings = {
+        "broker_url": args.broker,
+        "store_url": args.store,
+        "store_prefix": prefix,
+        "queue": queue,
+        "device": args.device,
+        "allow_private_hosts": "true",
+        "onnx_cache_dir": str(tmp / "onnx"),
+        **extra,
+    }
     if args.torch_threads and "torch_threads" not in extra:
         settings["torch_threads"] = str(args.torch_threads)
     store = RedisStore(RedisStoreConfig(url=args.store, prefix=prefix))
@@ -122,7 +159,9 @@ def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup
         run_events(client, store, queue, warmup, timeout=600)  # loads the tower, warms the caches
         seconds = run_events(client, store, queue, images, timeout=1800)
         failed = [p for p in images if store.get_product(p).status is ProductStatus.FAILED]
-        stats = {k.decode(): int(v) for k, v in redis.Redis.from_url(args.store).hgetall(prefix + "ingest:stats").items()}
+        stats = {
+            k.decode(): int(v) for k, v in redis.Redis.from_url(args.store).hgetall(prefix + "ingest:stats").items()
+        }
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -135,11 +174,20 @@ def measure(label: str, extra: dict[str, str], bundle, images: list[str], warmup
         b = redis.Redis.from_url(args.broker)
         for key in b.scan_iter(match=f"*{queue}*", count=1000):
             b.delete(key)
-    row = {"config": label, **extra, "images": len(images), "seconds": round(seconds, 2),
-           "images_per_s": round(len(images) / seconds, 1), "failed": len(failed),
-           "forward_passes": stats.get("batches")}
-    print(f"{label:<42} {row['images_per_s']:>8.1f} img/s   {seconds:6.1f} s   "
-          f"passes {row['forward_passes']}   failed {len(failed)}", flush=True)
+    row = {
+        "config": label,
+        **extra,
+        "images": len(images),
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(images) / seconds, 1),
+        "failed": len(failed),
+        "forward_passes": stats.get("batches"),
+    }
+    print(
+        f"{label:<42} {row['images_per_s']:>8.1f} img/s   {seconds:6.1f} s   "
+        f"passes {row['forward_passes']}   failed {len(failed)}",
+        flush=True,
+    )
     return row
 
 
@@ -149,8 +197,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", nargs="*", type=int, default=None,
-                        help="run only these configurations (indices into the table, from 0)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        type=int,
+        default=None,
+        help="run only these configurations (indices into the table, from 0)",
+    )
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--store", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--device", default="cpu")
@@ -162,13 +215,16 @@ def main() -> None:
     names = sorted(p.name for p in folder.glob("*.jpg"))
     if len(names) < args.images + args.warmup:
         sys.exit(f"need {args.images + args.warmup} images in {folder}, found {len(names)}")
-    warmup, images = names[:args.warmup], names[args.warmup:args.warmup + args.images]
+    warmup, images = names[: args.warmup], names[args.warmup : args.warmup + args.images]
     server = serve_folder(folder)
     base_url = f"http://127.0.0.1:{server.server_address[1]}"
     with tempfile.TemporaryDirectory() as tmp:
         bundle = export_default_bundle(Path(tmp) / "bundle")
-        print(f"{len(images)} H&M images over HTTP -> Redis, one solo worker, {args.device}, "
-              f"{os.cpu_count()} CPUs, bundle {bundle.version[:12]}", flush=True)
+        print(
+            f"{len(images)} H&M images over HTTP -> Redis, one solo worker, {args.device}, "
+            f"{os.cpu_count()} CPUs, bundle {bundle.version[:12]}",
+            flush=True,
+        )
         load_before = os.getloadavg()
         configs = [CONFIGS[i] for i in args.only] if args.only else CONFIGS
         runs: dict[str, list[dict]] = {label: [] for label, _ in configs}
@@ -183,15 +239,30 @@ def main() -> None:
     for label, extra in configs:
         rates = sorted(r["images_per_s"] for r in runs[label])
         median = statistics.median(rates)
-        rows.append({"config": label, **extra, "images_per_s": median, "runs": rates,
-                     "forward_passes": runs[label][-1]["forward_passes"],
-                     "failed": sum(r["failed"] for r in runs[label])})
+        rows.append(
+            {
+                "config": label,
+                **extra,
+                "images_per_s": median,
+                "runs": rates,
+                "forward_passes": runs[label][-1]["forward_passes"],
+                "failed": sum(r["failed"] for r in runs[label]),
+            }
+        )
         print(f"{label:<42} {median:>8.1f} img/s   runs {rates}")
     import torch
 
-    result = {"benchmark": "ingest", "device": args.device, "cpus": os.cpu_count(), "torch": torch.__version__,
-              "platform": platform.platform(), "images": len(images), "rounds": args.rounds,
-              "load_average": [load_before[0], load_after[0]], "rows": rows}
+    result = {
+        "benchmark": "ingest",
+        "device": args.device,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "images": len(images),
+        "rounds": args.rounds,
+        "load_average": [load_before[0], load_after[0]],
+        "rows": rows,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json}")

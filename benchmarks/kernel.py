@@ -13,6 +13,7 @@ Bandwidth: bytes the kernel reads from memory / its time, next to a numpy copy (
 a 256 MB array measured in the same run, counted as read + write bytes per second (a copy
 moves every byte twice). The target of issue 16: the kernel within 2x of that bandwidth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,10 @@ def widen_gemv(rows16: np.ndarray, q: np.ndarray, chunk: int = 4096) -> np.ndarr
     out = np.empty(rows16.shape[0], np.float32)
     buf = np.empty((chunk, rows16.shape[1]), np.float32)
     for start in range(0, rows16.shape[0], chunk):
-        part = rows16[start:start + chunk]
-        view = buf[:len(part)]
+        part = rows16[start : start + chunk]
+        view = buf[: len(part)]
         np.copyto(view, part)  # fp16 -> fp32 into a buffer that stays in cache
-        np.matmul(view, q, out=out[start:start + len(part)])
+        np.matmul(view, q, out=out[start : start + len(part)])
     return out
 
 
@@ -83,7 +84,12 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (nbytes, seconds) in rows.items():
         gbps = nbytes / seconds / 1e9
-        out["kernels"][name] = {"bytes": nbytes, "ms": seconds * 1e3, "GBps": gbps, "copy_over_kernel": copy_gbps / gbps}
+        out["kernels"][name] = {
+            "bytes": nbytes,
+            "ms": seconds * 1e3,
+            "GBps": gbps,
+            "copy_over_kernel": copy_gbps / gbps,
+        }
         print(f"| {name} | {nbytes / 1e6:.1f} | {seconds * 1e3:.2f} | {gbps:.1f} | {copy_gbps / gbps:.2f}x |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2))

@@ -3,6 +3,7 @@
 entry). Kept only as the baseline of benchmarks/bulk_load.py, which runs the same load through
 both; nothing else imports it.
 """
+
 from __future__ import annotations
 
 import time
@@ -152,8 +153,9 @@ class PendingSet:
 
     def claim(self, owner: str, limit: int, scan_count: int = 500) -> dict[str, str]:
         now = int(time.time() * 1000)
-        flat = self._claim(keys=[self.pending, self.lease, self.retry_at],
-                           args=[owner, now, self.lease_ms, limit, scan_count])
+        flat = self._claim(
+            keys=[self.pending, self.lease, self.retry_at], args=[owner, now, self.lease_ms, limit, scan_count]
+        )
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     def renew(self, owner: str, product_ids: Sequence[str]) -> int:
@@ -167,8 +169,9 @@ class PendingSet:
         """None: nothing waits; 0: something can be claimed now; else seconds until a lease
         (a drain's, maybe a dead one's) or a retry delay runs out. Stops at the first
         claimable entry, so a backlog answers at once."""
-        ms = int(self._next_due(keys=[self.pending, self.lease, self.retry_at],
-                                args=[int(time.time() * 1000), scan_count]))
+        ms = int(
+            self._next_due(keys=[self.pending, self.lease, self.retry_at], args=[int(time.time() * 1000), scan_count])
+        )
         return None if ms < 0 else ms / 1000.0
 
     def complete(self, items: dict[str, str]) -> int:

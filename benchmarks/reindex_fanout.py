@@ -7,6 +7,7 @@ to the switch. Rounds alternate 1, 2, 1, 2 workers so machine noise falls on bot
 
     python benchmarks/reindex_fanout.py --images 240 --rounds 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,19 @@ def one_round(n_workers: int, files: list[Path], base_url: str, old, new, chunk:
         store.put_product(f.stem, f"{base_url}/{f.name}")
         store.mark_encoded(f.stem, digest)
         store.put_vectors(old.version, [(digest, rng.standard_normal(old.embed_dim))])
-    settings = {"broker_url": BROKER_URL, "queue": queue, "store_url": STORE_URL, "store_prefix": prefix,
-                "device": "cpu", "torch_threads": "1", "decode_threads": "1", "allow_private_hosts": "true",
-                "reindex_chunk_size": str(chunk), "reindex_check_s": "0.5", "reindex_drop_grace_s": "0"}
+    settings = {
+        "broker_url": BROKER_URL,
+        "queue": queue,
+        "store_url": STORE_URL,
+        "store_prefix": prefix,
+        "device": "cpu",
+        "torch_threads": "1",
+        "decode_threads": "1",
+        "allow_private_hosts": "true",
+        "reindex_chunk_size": str(chunk),
+        "reindex_check_s": "0.5",
+        "reindex_drop_grace_s": "0",
+    }
     workers = [CeleryWorker(settings, queue, Path(tempfile.mkdtemp())) for _ in range(n_workers)]
     client = make_app(WorkerSettings(**settings, _env_file=None))
     try:
@@ -79,9 +90,15 @@ def one_round(n_workers: int, files: list[Path], base_url: str, old, new, chunk:
                 break
             time.sleep(0.05)
         seconds = time.perf_counter() - started
-        return {"workers": n_workers, "images": len(files), "seconds": round(seconds, 2),
-                "images_per_s": round(len(files) / seconds, 1), "per_worker": progress.workers,
-                "done": progress.done, "load_average": round(os.getloadavg()[0], 2)}
+        return {
+            "workers": n_workers,
+            "images": len(files),
+            "seconds": round(seconds, 2),
+            "images_per_s": round(len(files) / seconds, 1),
+            "per_worker": progress.workers,
+            "done": progress.done,
+            "load_average": round(os.getloadavg()[0], 2),
+        }
     finally:
         for w in workers:
             w.stop()
@@ -102,7 +119,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "reindex_fanout.json")
     args = parser.parse_args()
 
-    files = sorted(args.photos.glob("*.jpg"))[:args.images]
+    files = sorted(args.photos.glob("*.jpg"))[: args.images]
     if not files:
         sys.exit(f"no photos in {args.photos}")
     tmp = Path(tempfile.mkdtemp())
@@ -119,8 +136,12 @@ def main() -> None:
         summary[n] = round(statistics.median(r["images_per_s"] for r in results if r["workers"] == n), 1)
     print(f"\nmedian images/s: 1 worker {summary[1]}, 2 workers {summary[2]}, ratio {summary[2] / summary[1]:.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rounds": results, "median_images_per_s": summary,
-                                     "ratio_2_over_1": round(summary[2] / summary[1], 2)}, indent=1))
+    args.json.write_text(
+        json.dumps(
+            {"rounds": results, "median_images_per_s": summary, "ratio_2_over_1": round(summary[2] / summary[1], 2)},
+            indent=1,
+        )
+    )
     print(f"wrote {args.json}")
 
 

@@ -16,6 +16,7 @@ probabilities of the simulation. Variants:
                  `clik data events --with-labels`
     warm-mixed   warm start and mixed labels (the retraining cycle, docs/experiments.md)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.closed_loop import _random_mrr, hidden_ctr, mrr, subset, train  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,16 +54,27 @@ def main() -> None:
     kept = subset(logged, lambda ex: ex.id not in test_ids and ex.id != "bench")
     write_dataset(kept, ctr_dir)
     write_dataset(with_original_labels(kept, seed_data), mixed_dir)  # what `clik data events --with-labels` writes
-    variants = {"scratch": (ctr_dir, {}), "warm": (ctr_dir, {"init_from": str(served)}),
-                "warm-lr3e-4": (ctr_dir, {"init_from": str(served), "lr": 3e-4}), "mixed": (mixed_dir, {}),
-                "warm-mixed": (mixed_dir, {"init_from": str(served)})}
+    variants = {
+        "scratch": (ctr_dir, {}),
+        "warm": (ctr_dir, {"init_from": str(served)}),
+        "warm-lr3e-4": (ctr_dir, {"init_from": str(served), "lr": 3e-4}),
+        "mixed": (mixed_dir, {}),
+        "warm-mixed": (mixed_dir, {"init_from": str(served)}),
+    }
     chosen = args.variants or list(variants)
-    result: dict = {"workdir": str(work), "seeds": args.seeds, "epochs": args.epochs,
-                    "served": mrr(served, eval_dir, cache),
-                    "random": float(np.mean([_random_mrr(ex, ctr) for ex in dataset.exhibitions if ex.id in test_ids])),
-                    "held_out": len(test_ids), "variants": {}}
-    print(f"held-out MRR: served {result['served']:.3f}, random {result['random']:.3f} ({len(test_ids)} exhibitions)",
-          flush=True)
+    result: dict = {
+        "workdir": str(work),
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "served": mrr(served, eval_dir, cache),
+        "random": float(np.mean([_random_mrr(ex, ctr) for ex in dataset.exhibitions if ex.id in test_ids])),
+        "held_out": len(test_ids),
+        "variants": {},
+    }
+    print(
+        f"held-out MRR: served {result['served']:.3f}, random {result['random']:.3f} ({len(test_ids)} exhibitions)",
+        flush=True,
+    )
     for name in chosen:
         data_dir, overrides = variants[name]
         figures = []
@@ -70,10 +83,16 @@ def main() -> None:
             run = train(data_dir, out_dir / f"{name}-s{seed}", cache, args.epochs, seed=seed, **overrides)
             figures.append(mrr(run, eval_dir, cache))
             print(f"{name} seed {seed}: MRR {figures[-1]:.3f} ({time.monotonic() - started:.0f}s)", flush=True)
-        result["variants"][name] = {"mrr": figures, "mean": float(np.mean(figures)), "std": float(np.std(figures)),
-                                    "beats_served": int(sum(f > result["served"] for f in figures))}
-    print(f"\n{'variant':<14}{'mean MRR':>9}{'sd':>7}  per seed  (served {result['served']:.3f}, random "
-          f"{result['random']:.3f})")
+        result["variants"][name] = {
+            "mrr": figures,
+            "mean": float(np.mean(figures)),
+            "std": float(np.std(figures)),
+            "beats_served": int(sum(f > result["served"] for f in figures)),
+        }
+    print(
+        f"\n{'variant':<14}{'mean MRR':>9}{'sd':>7}  per seed  (served {result['served']:.3f}, random "
+        f"{result['random']:.3f})"
+    )
     for name, v in result["variants"].items():
         print(f"{name:<14}{v['mean']:>9.3f}{v['std']:>7.3f}  {' '.join(f'{m:.3f}' for m in v['mrr'])}")
     if args.json:

@@ -11,6 +11,7 @@ store. Measured, each a median of --rounds:
              then forward again to v2, so every round starts from the same state.
 Vectors are random unit vectors (nothing is encoded: nothing is missing, as in a rollback).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,10 +78,13 @@ def bench(store: VectorStore, n: int, rounds: int) -> dict:
         assert cov.covered == {"v1": n, "v2": n}
         back.append(rollout(store, "v1"))
         forward.append(rollout(store, "v2"))
-    return {"products": n, "load_s": round(loaded_s, 1),
-            "coverage_ms": round(statistics.median(coverage) * 1e3, 2),
-            "rollback_ms": round(statistics.median(back) * 1e3, 1),
-            "forward_again_ms": round(statistics.median(forward) * 1e3, 1)}
+    return {
+        "products": n,
+        "load_s": round(loaded_s, 1),
+        "coverage_ms": round(statistics.median(coverage) * 1e3, 2),
+        "rollback_ms": round(statistics.median(back) * 1e3, 1),
+        "forward_again_ms": round(statistics.median(forward) * 1e3, 1),
+    }
 
 
 def main() -> None:
@@ -102,8 +106,10 @@ def main() -> None:
         with EmbeddedStore(EmbeddedStoreConfig(path=Path(tmp))) as embedded:
             results["embedded"] = bench(embedded, args.products, args.rounds)
     for backend, r in results.items():
-        print(f"{backend:>8}: {r['products']:,} products  coverage {r['coverage_ms']:.2f} ms  "
-              f"rollback {r['rollback_ms']:.1f} ms  forward again {r['forward_again_ms']:.1f} ms  (load {r['load_s']}s)")
+        print(
+            f"{backend:>8}: {r['products']:,} products  coverage {r['coverage_ms']:.2f} ms  "
+            f"rollback {r['rollback_ms']:.1f} ms  forward again {r['forward_again_ms']:.1f} ms  (load {r['load_s']}s)"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -80,11 +80,15 @@ def bench_ranking(store: VectorStore, sizes: list[int], rng: np.random.Generator
         store.rank(eid, q, k=K)  # build the block once
         row = {
             "warm": timed(lambda: store.rank(eid, q, k=K), 30 if quick else (100 if big else 500)),
-            "cold": timed(lambda: store.rank(eid, q, k=K), 5 if quick else (20 if big else 100),
-                          before=store.clear_process_cache),
+            "cold": timed(
+                lambda: store.rank(eid, q, k=K), 5 if quick else (20 if big else 100), before=store.clear_process_cache
+            ),
         }
-        row["rebuild"] = timed(lambda: store.rank(eid, q, k=K), 3 if quick else (5 if big else 30),
-                               before=lambda: store.put_exhibition(eid, {"name": "b"}, ids))
+        row["rebuild"] = timed(
+            lambda: store.rank(eid, q, k=K),
+            3 if quick else (5 if big else 30),
+            before=lambda: store.put_exhibition(eid, {"name": "b"}, ids),
+        )
         results[str(size)] = row
     return results
 
@@ -104,7 +108,8 @@ def redis_memory_per_vector(url: str, n: int, rng: np.random.Generator) -> dict:
         bucket_bytes = sum(store.r.memory_usage(k) for k in buckets[:200]) / min(200, len(buckets))
         per_bucket = n / len(buckets)
         return {
-            "vectors": n, "bytes_per_vector_info_delta": (after - before) / n,
+            "vectors": n,
+            "bytes_per_vector_info_delta": (after - before) / n,
             "slab_bytes_per_vector": slab / (((1 << 20) - 16) // (DIM * 2)),
             "index_bytes_per_vector": bucket_bytes / per_bucket,
             "raw_fp16_bytes": DIM * 2,
@@ -112,7 +117,7 @@ def redis_memory_per_vector(url: str, n: int, rng: np.random.Generator) -> dict:
     finally:
         keys = list(store.r.scan_iter(match=prefix + "*", count=5000))
         for i in range(0, len(keys), 5000):
-            store.r.delete(*keys[i:i + 5000])
+            store.r.delete(*keys[i : i + 5000])
         store.close()
 
 
@@ -124,8 +129,12 @@ def scoring_throughput(rng: np.random.Generator) -> dict:
     tc = timed(lambda: big.copy(), 10)["p50_ms"] / 1e3
     scoring_gbs = m.nbytes / t / 1e9
     copy_gbs = 2 * big.nbytes / tc / 1e9
-    return {"score_100k_ms": t * 1e3, "score_read_GBps": scoring_gbs,
-            "copy_GBps_read_plus_write": copy_gbs, "ratio": scoring_gbs / copy_gbs}
+    return {
+        "score_100k_ms": t * 1e3,
+        "score_read_GBps": scoring_gbs,
+        "copy_GBps_read_plus_write": copy_gbs,
+        "ratio": scoring_gbs / copy_gbs,
+    }
 
 
 def bench_faiss(rng: np.random.Generator, quick: bool, tmp: Path) -> dict:
@@ -194,7 +203,7 @@ def main() -> None:
                 if isinstance(store, RedisStore):
                     keys = list(store.r.scan_iter(match=prefix + "*", count=5000))
                     for i in range(0, len(keys), 5000):
-                        store.r.delete(*keys[i:i + 5000])
+                        store.r.delete(*keys[i : i + 5000])
                 store.close()
         report["redis_memory"] = redis_memory_per_vector(args.redis_url, 100_000, rng)
         report["scoring"] = scoring_throughput(rng)
@@ -218,18 +227,24 @@ def print_table(r: dict) -> None:
             cells = [f"{row[c]['p50_ms']:7.2f} / {row[c]['p99_ms']:6.2f}" for c in ("warm", "cold", "rebuild")]
             print(f"{backend:9} {size:>8} | {cells[0]:>15} | {cells[1]:>15} | {cells[2]:>17}")
     m = r["redis_memory"]
-    print(f"\nRedis memory per 128-d vector ({m['vectors']} vectors): {m['bytes_per_vector_info_delta']:.1f} B"
-          f" (INFO delta; slabs {m['slab_bytes_per_vector']:.1f} B + index ~{m['index_bytes_per_vector']:.1f} B;"
-          f" raw fp16 {m['raw_fp16_bytes']} B)")
+    print(
+        f"\nRedis memory per 128-d vector ({m['vectors']} vectors): {m['bytes_per_vector_info_delta']:.1f} B"
+        f" (INFO delta; slabs {m['slab_bytes_per_vector']:.1f} B + index ~{m['index_bytes_per_vector']:.1f} B;"
+        f" raw fp16 {m['raw_fp16_bytes']} B)"
+    )
     s = r["scoring"]
-    print(f"Scoring 100k x 128 fp32: {s['score_100k_ms']:.2f} ms = {s['score_read_GBps']:.1f} GB/s read;"
-          f" numpy copy {s['copy_GBps_read_plus_write']:.1f} GB/s (read+write); ratio {s['ratio']:.2f}")
+    print(
+        f"Scoring 100k x 128 fp32: {s['score_100k_ms']:.2f} ms = {s['score_read_GBps']:.1f} GB/s read;"
+        f" numpy copy {s['copy_GBps_read_plus_write']:.1f} GB/s (read+write); ratio {s['ratio']:.2f}"
+    )
     for n, row in r.get("faiss", {}).items():
         line = f"FAISS {int(n):>9,} vectors: exact {row['exact']['p50_ms']:.2f} / {row['exact']['p99_ms']:.2f} ms"
         if "ivf" in row:
-            line += (f"; IVF(nlist={row['ivf_nlist']}, nprobe={row['ivf_nprobe']}) {row['ivf']['p50_ms']:.2f} / "
-                     f"{row['ivf']['p99_ms']:.2f} ms, recall@10 {row['ivf_recall_at_10']:.2f},"
-                     f" build {row['ivf_build_s']:.1f} s")
+            line += (
+                f"; IVF(nlist={row['ivf_nlist']}, nprobe={row['ivf_nprobe']}) {row['ivf']['p50_ms']:.2f} / "
+                f"{row['ivf']['p99_ms']:.2f} ms, recall@10 {row['ivf_recall_at_10']:.2f},"
+                f" build {row['ivf_build_s']:.1f} s"
+            )
         print(line)
 
 

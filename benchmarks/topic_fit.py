@@ -10,6 +10,7 @@ interleaved round by round so the machine's noise hits all alike (median of --ro
   first      the same with the cache cleared: the first request after the exhibition, its
              products or their vectors changed (scores and topic fit computed once, then cached)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,9 +86,11 @@ def main() -> None:
     finally:
         delete_prefix(store.r, prefix)
         store.close()
-    print(f"{result['products']:,} products: plain {result['plain_ms']:.3f} ms, explained (warm) "
-          f"{result['explained_ms']:.3f} ms ({result['explained_over_plain']:.2f}x), first after a change "
-          f"{result['first_ms']:.2f} ms")
+    print(
+        f"{result['products']:,} products: plain {result['plain_ms']:.3f} ms, explained (warm) "
+        f"{result['explained_ms']:.3f} ms ({result['explained_over_plain']:.2f}x), first after a change "
+        f"{result['first_ms']:.2f} ms"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

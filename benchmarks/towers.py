@@ -13,6 +13,7 @@ default bundle's tower run eagerly by torch and by ONNX Runtime, decoding on the
 (0 decode threads: one stage after the other) or on 1-2 threads ahead of it, with and without
 JPEG draft mode; rounds interleave the configurations, so a change of load hits all of them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,6 +79,7 @@ def encode_benchmark(args) -> None:
         raise SystemExit(f"need {args.images} JPEGs in {folder}, found {len(files)}")
     blobs = [f.read_bytes() for f in files]
     if args.upscale > 1:  # large photos, as many catalogues have them: where draft mode matters
+
         def bigger(data: bytes) -> bytes:
             image = Image.open(io.BytesIO(data)).convert("RGB")
             image = image.resize((image.width * args.upscale, image.height * args.upscale), Image.BICUBIC)
@@ -95,14 +97,22 @@ def encode_benchmark(args) -> None:
         encoders = {}
         for _, backend, threads, _, _ in ENCODE_CONFIGS:
             if (backend, threads) not in encoders:
-                encoders[(backend, threads)] = ImageEncoder.load(bundle.path, device="cpu", batch_size=args.batch,
-                                                                 backend=backend, onnx_cache_dir=cache,
-                                                                 threads=threads)
+                encoders[(backend, threads)] = ImageEncoder.load(
+                    bundle.path,
+                    device="cpu",
+                    batch_size=args.batch,
+                    backend=backend,
+                    onnx_cache_dir=cache,
+                    threads=threads,
+                )
         print(f"encoders ready in {time.perf_counter() - started:.0f} s (ONNX export included unless cached)")
         check = {k: e.encode(blobs[:16]).vectors for k, e in encoders.items()}
         diff = float(np.abs(check[("torch", 1)] - check[("onnx", 1)]).max())
-        print(f"{len(blobs)} H&M JPEGs ({sizes[0][0]}x{sizes[0][1]} typical), batch {args.batch}, "
-              f"{os.cpu_count()} CPUs; eager vs ONNX: max |diff| {diff:.2e}", flush=True)
+        print(
+            f"{len(blobs)} H&M JPEGs ({sizes[0][0]}x{sizes[0][1]} typical), batch {args.batch}, "
+            f"{os.cpu_count()} CPUs; eager vs ONNX: max |diff| {diff:.2e}",
+            flush=True,
+        )
 
         def run(backend: str, threads: int, decode_threads: int, draft: bool) -> float:
             encoder = encoders[(backend, threads)]
@@ -110,8 +120,9 @@ def encode_benchmark(args) -> None:
             pipeline = ImagePipeline(threads=decode_threads, jpeg_draft=draft)
             start = time.perf_counter()
             items = pipeline.read([ImageItem(i, b) for i, b in enumerate(blobs)])
-            done = sum(len(b.items) for b in pipeline.encode(items, encoder.transform, encoder.encode_pixels,
-                                                             args.batch))
+            done = sum(
+                len(b.items) for b in pipeline.encode(items, encoder.transform, encoder.encode_pixels, args.batch)
+            )
             assert done == len(blobs)
             return len(blobs) / (time.perf_counter() - start)
 
@@ -127,13 +138,30 @@ def encode_benchmark(args) -> None:
     print(f"{'configuration':<34} {'images/s':>9} {'x eager':>8}   runs")
     for label, backend, threads, decode_threads, draft in ENCODE_CONFIGS:
         median = statistics.median(runs[label])
-        rows.append({"config": label, "backend": backend, "model_threads": threads, "decode_threads": decode_threads,
-                     "jpeg_draft": draft, "images_per_s": median, "vs_eager_inline": round(median / base, 2),
-                     "runs": runs[label]})
+        rows.append(
+            {
+                "config": label,
+                "backend": backend,
+                "model_threads": threads,
+                "decode_threads": decode_threads,
+                "jpeg_draft": draft,
+                "images_per_s": median,
+                "vs_eager_inline": round(median / base, 2),
+                "runs": runs[label],
+            }
+        )
         print(f"{label:<34} {median:>9.1f} {median / base:>7.2f}x   {runs[label]}")
-    report = {"benchmark": "encode", "images": len(blobs), "image_size": sizes[0], "batch": args.batch,
-              "cpus": os.cpu_count(), "torch": torch.__version__, "max_abs_diff_eager_onnx": diff,
-              "load_average": [load_before, load_after], "rows": rows}
+    report = {
+        "benchmark": "encode",
+        "images": len(blobs),
+        "image_size": sizes[0],
+        "batch": args.batch,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "max_abs_diff_eager_onnx": diff,
+        "load_average": [load_before, load_after],
+        "rows": rows,
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")
@@ -145,7 +173,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--encode", action="store_true", help="end to end from JPEG bytes, eager vs ONNX (CPU)")
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm")
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "hm"
+    )
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
@@ -171,8 +201,15 @@ def main() -> None:
                     model.encode_images(pixels)
 
             seconds = timed(run_images, args.repeats)
-            results.append({"tower": "image", "model": "tf_efficientnet_lite0", "batch": batch,
-                            "seconds_per_batch": seconds, "items_per_s": batch / seconds})
+            results.append(
+                {
+                    "tower": "image",
+                    "model": "tf_efficientnet_lite0",
+                    "batch": batch,
+                    "seconds_per_batch": seconds,
+                    "items_per_s": batch / seconds,
+                }
+            )
 
             topics = [TOPICS[i % len(TOPICS)] for i in range(batch)]
 
@@ -181,17 +218,29 @@ def main() -> None:
                 model.ranking_query(model.encode_topics(**tokens))
 
             seconds = timed(run_topics, args.repeats)
-            results.append({"tower": "text", "model": "all-MiniLM-L6-v2", "batch": batch,
-                            "seconds_per_batch": seconds, "items_per_s": batch / seconds,
-                            "note": "tokenise + encode + group query"})
+            results.append(
+                {
+                    "tower": "text",
+                    "model": "all-MiniLM-L6-v2",
+                    "batch": batch,
+                    "seconds_per_batch": seconds,
+                    "items_per_s": batch / seconds,
+                    "note": "tokenise + encode + group query",
+                }
+            )
 
     print(f"device={args.device} torch_threads={torch.get_num_threads()}")
     print(f"{'tower':<6} {'batch':>5} {'ms/batch':>10} {'items/s':>10}")
     for r in results:
         print(f"{r['tower']:<6} {r['batch']:>5} {r['seconds_per_batch'] * 1000:>10.1f} {r['items_per_s']:>10.1f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    report = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(), "results": results}
+    report = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "results": results,
+    }
     args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {args.json}")
 

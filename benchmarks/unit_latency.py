@@ -6,6 +6,7 @@ A tiny random-weight bundle, 50 products with random vectors on a Redis store, u
 worker, subprocess); an experiment whose one arm is the model, so both routes rank the same
 way; requests interleaved (plain, unit, plain, ...) from one client. Target: unit within 10%.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,10 +53,31 @@ def main() -> None:
     store.put_vectors(info.version, [(f"h{i}", rng.standard_normal(info.embed_dim)) for i in range(50)])
     store.put_exhibition("e", {"name": "linen shirts"}, [f"p{i}" for i in range(50)])
     port = 18900 + os.getpid() % 90
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLIK_STORE_URL": args.redis, "CLIK_STORE_PREFIX": prefix,
-           "CLIK_API_KEYS": json.dumps(["k"]), "CLIK_DEVICE": "cpu"}
-    api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--port", str(port),
-                            "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CLIK_STORE_URL": args.redis,
+        "CLIK_STORE_PREFIX": prefix,
+        "CLIK_API_KEYS": json.dumps(["k"]),
+        "CLIK_DEVICE": "cpu",
+    }
+    api = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": "k"}, timeout=60)
         deadline = time.monotonic() + 600
@@ -68,8 +90,9 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("API not up")
             time.sleep(0.5)
-        http.put("/experiments/lat", json={"exhibitions": ["e"], "arms": [{"name": "clik", "share": 1,
-                                                                            "policy": "model"}]}).raise_for_status()
+        http.put(
+            "/experiments/lat", json={"exhibitions": ["e"], "arms": [{"name": "clik", "share": 1, "policy": "model"}]}
+        ).raise_for_status()
         times: dict[str, list[float]] = {"plain": [], "unit": []}
         for i in range(args.requests + 50):
             for kind, params in (("plain", {}), ("unit", {"unit": f"v{i % 1000}"})):

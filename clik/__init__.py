@@ -3,6 +3,7 @@
 Import direction: this package imports only torch, transformers, timm, numpy and pillow;
 ``training``, ``worker`` and ``api`` import it, never the reverse.
 """
+
 from .checkpoint import (
     BundleInfo,
     export_bundle,
@@ -21,11 +22,31 @@ from .tokenize import TopicTokenizer
 from .topic import normalize_topic, topic_key
 
 __all__ = [
-    "BundleInfo", "ClikModel", "FetchLimits", "ImageEncoder", "ImageLoadError", "LossConfig",
-    "ModelConfig", "ImageRanking", "Predictor", "TopicEncoder", "TopicSide", "TopicTokenizer",
-    "create_model", "create_tokenizer", "export_bundle", "get_model_config", "list_model_configs",
-    "load_checkpoint", "load_image", "load_image_side", "load_text_side", "normalize_topic",
-    "read_bundle_info", "save_checkpoint", "topic_key",
+    "BundleInfo",
+    "ClikModel",
+    "FetchLimits",
+    "ImageEncoder",
+    "ImageLoadError",
+    "LossConfig",
+    "ModelConfig",
+    "ImageRanking",
+    "Predictor",
+    "TopicEncoder",
+    "TopicSide",
+    "TopicTokenizer",
+    "create_model",
+    "create_tokenizer",
+    "export_bundle",
+    "get_model_config",
+    "list_model_configs",
+    "load_checkpoint",
+    "load_image",
+    "load_image_side",
+    "load_text_side",
+    "normalize_topic",
+    "read_bundle_info",
+    "save_checkpoint",
+    "topic_key",
 ]
 
 

@@ -8,6 +8,7 @@ arbitrary IPv4 hosts through a relay and are refused outright. ``ipaddress`` dif
 between Python versions, so the ranges it has called global in some version while they are
 not are listed as well.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -15,11 +16,26 @@ import socket
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
-    "ff00::/8", "fec0::/10", "2002::/16", "64:ff9b:1::/48", "2001::/23", "2001:db8::/32", "3fff::/20",
-    "5f00::/16", "100::/64",
-))
+_NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",
+        "192.0.0.0/24",
+        "198.18.0.0/15",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "ff00::/8",
+        "fec0::/10",
+        "2002::/16",
+        "64:ff9b:1::/48",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "100::/64",
+    )
+)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 

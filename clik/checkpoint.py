@@ -16,6 +16,7 @@ Bundle (what ``export`` writes for serving, split by who loads it)::
 The model version is a content hash over both parts, so two exports of the same weights get
 the same version and any change in weights or config gives a new one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,9 @@ BUNDLE_META = "bundle.json"
 TOPIC_FIT = "topic_fit.json"  # in text/: the calibrated topic-fit model (clik.topic_fit)
 
 
-def save_checkpoint(model: ClikModel, tokenizer: TopicTokenizer, directory: str | Path, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model: ClikModel, tokenizer: TopicTokenizer, directory: str | Path, extra: dict | None = None
+) -> Path:
     """Write the checkpoint beside `directory`, then swap it in with two renames: a crash leaves
     the previous checkpoint whole (as `directory` or, between the two renames, as its `.old`
     sibling, which load_checkpoint falls back to), never a half-written one. Anything else in
@@ -92,8 +95,9 @@ class BundleInfo:
     topic_fit: dict | None = None  # the calibrated topic-fit model (clik.topic_fit.TopicFit)
 
 
-def export_bundle(model: ClikModel, tokenizer: TopicTokenizer, out_dir: str | Path,
-                  topic_fit: dict | None = None) -> BundleInfo:
+def export_bundle(
+    model: ClikModel, tokenizer: TopicTokenizer, out_dir: str | Path, topic_fit: dict | None = None
+) -> BundleInfo:
     """Write the split bundle atomically (a temp dir renamed into place) and return its info.
 
     ``topic_fit``: the calibrated topic-fit model (TopicFit.to_dict()), kept in the text side

@@ -3,6 +3,7 @@
 Named configurations live in ``clik/model_configs/*.json`` (the open_clip way): a checkpoint
 carries the full config it was built from, so it can be rebuilt without the registry.
 """
+
 from __future__ import annotations
 
 import json

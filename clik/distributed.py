@@ -1,4 +1,5 @@
 """Gathering tensors across DDP processes for the contrastive losses and the memory bank."""
+
 from __future__ import annotations
 
 import torch

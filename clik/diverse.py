@@ -16,6 +16,7 @@ Only the best `pool` candidates by score are considered (a 10,000-product exhibi
 k * pool * dim multiply-adds, not n^2); when the rules leave too few of them, the whole
 exhibition is searched before giving up (then fewer than k come back).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,12 +36,17 @@ class DiverseOptions:
     pool: int = DEFAULT_POOL
 
 
-def select_diverse(scores: np.ndarray, vectors: np.ndarray, k: int, *,
-                   families: Sequence[str | None] | np.ndarray | None = None,
-                   flagged: np.ndarray | None = None,
-                   eligible: np.ndarray | None = None,
-                   fixed: dict[int, int] | None = None,
-                   options: DiverseOptions = DiverseOptions()) -> list[int]:
+def select_diverse(
+    scores: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    *,
+    families: Sequence[str | None] | np.ndarray | None = None,
+    flagged: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
+    fixed: dict[int, int] | None = None,
+    options: DiverseOptions = DiverseOptions(),
+) -> list[int]:
     """Row indices of the diverse top k, best first.
 
     scores: (n,) the service's score per row; vectors: (n, d) unit rows; families: a key per
@@ -83,9 +89,16 @@ def family_codes(families: Sequence[str | None]) -> np.ndarray:
     return np.array([codes.setdefault(f, len(codes)) if f else -1 for f in families], dtype=np.int64)
 
 
-def _select(pool: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int,
-            families: np.ndarray | None, flagged: np.ndarray, fixed: dict[int, int],
-            options: DiverseOptions) -> list[int]:
+def _select(
+    pool: np.ndarray,
+    scores: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    families: np.ndarray | None,
+    flagged: np.ndarray,
+    fixed: dict[int, int],
+    options: DiverseOptions,
+) -> list[int]:
     s = scores[pool].astype(np.float64)
     fit = ~flagged[pool]
     ref = s[fit] if fit.any() else s

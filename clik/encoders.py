@@ -5,6 +5,7 @@
 the tower run eagerly by torch or, on CPU, exported to ONNX and run by ONNX Runtime
 (``backend``; clik/onnx_tower.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -87,9 +88,17 @@ class EncodedImages:
 
 
 class ImageEncoder:
-    def __init__(self, tower, info: BundleInfo, device: str = "cpu", batch_size: int = 16,
-                 limits: FetchLimits = DEFAULT_LIMITS, backend: str = "torch",
-                 onnx_cache_dir: str | Path | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        tower,
+        info: BundleInfo,
+        device: str = "cpu",
+        batch_size: int = 16,
+        limits: FetchLimits = DEFAULT_LIMITS,
+        backend: str = "torch",
+        onnx_cache_dir: str | Path | None = None,
+        threads: int | None = None,
+    ):
         self.tower = tower
         self.info = info
         self.device = device
@@ -101,9 +110,11 @@ class ImageEncoder:
         self.autocast = device.startswith("cuda")
         self.backend = pick_backend(backend, device)
         # The model's threads: ONNX Runtime's intra-op pool, torch's own setting otherwise.
-        self.run = (load_onnx_tower(tower, info.version, cfg.image_size, onnx_cache_dir,
-                                    threads or torch.get_num_threads())
-                    if self.backend == "onnx" else tower)
+        self.run = (
+            load_onnx_tower(tower, info.version, cfg.image_size, onnx_cache_dir, threads or torch.get_num_threads())
+            if self.backend == "onnx"
+            else tower
+        )
 
     @classmethod
     def load(cls, bundle_dir: str | Path, device: str | None = None, **kwargs) -> "ImageEncoder":

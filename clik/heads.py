@@ -2,6 +2,7 @@
 
 All work on L2-normalised embeddings, since every score in CLIK is a cosine similarity.
 """
+
 from __future__ import annotations
 
 import torch

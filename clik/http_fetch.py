@@ -18,6 +18,7 @@ Here, per image:
 An HTTP proxy from the environment (``http_proxy``/``https_proxy``, ``no_proxy``) is used as
 urllib would: the proxy, chosen by the operator, makes the connection (CONNECT for https).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -171,32 +172,42 @@ def _get(url: str, limits: "FetchLimits", deadline: float) -> tuple[bytes, str |
     timer.daemon = True
     timer.start()
     try:
-        request_path = target.path if target.proxy is None or target.https else \
-            f"{'https' if target.https else 'http'}://{target.host_header}{target.path}"
-        conn.request("GET", request_path, headers={"Host": target.host_header, "User-Agent": USER_AGENT,
-                                                    "Accept": "image/*"})
+        request_path = (
+            target.path
+            if target.proxy is None or target.https
+            else f"{'https' if target.https else 'http'}://{target.host_header}{target.path}"
+        )
+        conn.request(
+            "GET", request_path, headers={"Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "image/*"}
+        )
         response = conn.getresponse()
         if response.status in _REDIRECTS:
             location = response.getheader("Location")
             if location:
                 return b"", location
         if response.status >= 400:
-            raise _error(f"HTTP {response.status} from {url}",
-                         transient=response.status >= 500 or response.status == 429)
+            raise _error(
+                f"HTTP {response.status} from {url}", transient=response.status >= 500 or response.status == 429
+            )
         return _read_body(response, url, limits, expired), None
     except ssl.SSLCertVerificationError as exc:
         raise _error(f"TLS certificate refused for {url}: {exc.verify_message or exc}") from None
     except http.client.IncompleteRead as exc:
-        raise _error(f"truncated body from {url}: got {len(exc.partial)} bytes, then the connection closed",
-                     transient=True) from None
+        raise _error(
+            f"truncated body from {url}: got {len(exc.partial)} bytes, then the connection closed", transient=True
+        ) from None
     except (OSError, http.client.HTTPException) as exc:
         if expired.is_set():
             raise _error(f"fetch deadline of {limits.fetch_deadline_s:g}s exceeded for {url}", transient=True) from None
         if isinstance(exc, (TimeoutError, socket.timeout)):
             raise _error(f"cannot fetch {url}: timed out", transient=True) from None
         if isinstance(exc, (OSError, http.client.RemoteDisconnected)):
-            raise _error(f"cannot fetch {url}: {exc.strerror or exc}" if isinstance(exc, OSError)
-                         else f"cannot fetch {url}: {exc}", transient=True) from None
+            raise _error(
+                f"cannot fetch {url}: {exc.strerror or exc}"
+                if isinstance(exc, OSError)
+                else f"cannot fetch {url}: {exc}",
+                transient=True,
+            ) from None
         raise _error(f"bad HTTP response from {url}: {type(exc).__name__}") from None
     except ValueError as exc:  # http.client.InvalidURL and the like: a bad URL, for good
         raise _error(f"invalid URL {url!r}: {exc}") from None
@@ -205,8 +216,7 @@ def _get(url: str, limits: "FetchLimits", deadline: float) -> tuple[bytes, str |
         conn.close()
 
 
-def _read_body(response: http.client.HTTPResponse, url: str, limits: "FetchLimits",
-               expired: threading.Event) -> bytes:
+def _read_body(response: http.client.HTTPResponse, url: str, limits: "FetchLimits", expired: threading.Event) -> bytes:
     declared = response.getheader("Content-Length")
     length = int(declared) if declared and declared.strip().isdigit() else None
     if length is not None and length > limits.max_bytes:

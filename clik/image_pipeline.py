@@ -21,6 +21,7 @@ already have) and where the vectors go. The split follows a reader â†’ mapper â†
 An item that fails a stage carries the error and the stage's name; the other items go on:
 a corrupt image fails its own product, never the batch.
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,14 @@ import torch
 from PIL import Image
 
 from .image_source import (
-    DEFAULT_LIMITS, FetchLimits, ImageInput, ImageLoadError, content_hash, decode_image, load_image, read_source,
+    DEFAULT_LIMITS,
+    FetchLimits,
+    ImageInput,
+    ImageLoadError,
+    content_hash,
+    decode_image,
+    load_image,
+    read_source,
 )
 
 READ, HASH, DECODE, TRANSFORM, ENCODE = "read", "hash", "decode", "transform", "encode"
@@ -165,8 +173,9 @@ class ImagePipeline:
         item.data = None  # the bytes are not needed any more; a chunk of 256 should not hold them
         return item
 
-    def encode(self, items: Sequence[ImageItem], transform: Transform, tower: Tower, batch_size: int,
-               pin_memory: bool = False) -> Iterator[EncodedBatch]:
+    def encode(
+        self, items: Sequence[ImageItem], transform: Transform, tower: Tower, batch_size: int, pin_memory: bool = False
+    ) -> Iterator[EncodedBatch]:
         """Decode and transform ``items`` on the threads, and yield one ``EncodedBatch`` per
         forward pass of ``tower`` (``batch_size`` items, the last one smaller). Items failing
         to decode are left out of the batches with their error set. ``pin_memory``: for a CUDA
@@ -196,8 +205,13 @@ class ImagePipeline:
         return EncodedBatch(batch, tower(pixels))  # stage "encode"
 
 
-def _map_ordered(fn: Callable[[ImageItem], ImageItem], items: Sequence[ImageItem], threads: int,
-                 ahead: int | None = None, background: bool = False) -> Iterator[ImageItem]:
+def _map_ordered(
+    fn: Callable[[ImageItem], ImageItem],
+    items: Sequence[ImageItem],
+    threads: int,
+    ahead: int | None = None,
+    background: bool = False,
+) -> Iterator[ImageItem]:
     """fn over items, results in input order; on ``threads`` threads when > 1 (or on one
     thread besides the caller's when ``background``), with at most ``ahead`` items submitted
     and not yet consumed (None: all at once)."""

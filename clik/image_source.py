@@ -6,6 +6,7 @@ everywhere: a size cap on downloads, a pixel cap against decompression bombs, re
 only, and (for URLs) public addresses only unless allowed (clik.address_policy), a deadline per
 image and the connection made to the checked address (clik.http_fetch). See docs/security.md.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -123,8 +124,9 @@ def fetch_url(url: str, limits: FetchLimits = DEFAULT_LIMITS) -> bytes:
     return http_fetch.fetch(url, limits)
 
 
-def decode_image(data: bytes, limits: FetchLimits = DEFAULT_LIMITS,
-                 draft_size: tuple[int, int] | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, limits: FetchLimits = DEFAULT_LIMITS, draft_size: tuple[int, int] | None = None
+) -> Image.Image:
     """An RGB image from encoded bytes. ``draft_size``: a JPEG is scaled by libjpeg while it is
     decoded (1/2, 1/4, 1/8) to no less than this size, much cheaper than decoding it whole."""
     if not data:

@@ -2,6 +2,7 @@
 
 Every embedding argument may be unnormalised; the losses normalise where the paper uses cosine.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,13 +78,21 @@ class ClikLoss(nn.Module):
     Both weights are configurable (LossConfig).
     """
 
-    def __init__(self, temperature: float = 0.07, w_match: float = 1.0, w_rank: float = 20.0,
-                 listwise_temperature: float | None = None):
+    def __init__(
+        self,
+        temperature: float = 0.07,
+        w_match: float = 1.0,
+        w_rank: float = 20.0,
+        listwise_temperature: float | None = None,
+    ):
         super().__init__()
         self.matching = MatchingLoss(temperature)
         # None: the paper's best-of-K target; a number: ListwiseRankingLoss with that temperature.
-        self.ranking: nn.Module = (RankingLoss(temperature) if listwise_temperature is None
-                                   else ListwiseRankingLoss(temperature, listwise_temperature))
+        self.ranking: nn.Module = (
+            RankingLoss(temperature)
+            if listwise_temperature is None
+            else ListwiseRankingLoss(temperature, listwise_temperature)
+        )
         self.w_match = w_match
         self.w_rank = w_rank
 
@@ -116,7 +125,9 @@ class PairwiseLoss(nn.Module):
     Ties (equal criterion) get y = 0.5, i.e. no preference; the paper's sampler never meets them.
     """
 
-    def forward(self, score_i: torch.Tensor, score_j: torch.Tensor, crit_i: torch.Tensor, crit_j: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, score_i: torch.Tensor, score_j: torch.Tensor, crit_i: torch.Tensor, crit_j: torch.Tensor
+    ) -> torch.Tensor:
         target = (crit_i > crit_j).to(score_i.dtype) + 0.5 * (crit_i == crit_j).to(score_i.dtype)
         return F.binary_cross_entropy_with_logits(score_i - score_j, target)
 

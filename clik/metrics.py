@@ -15,6 +15,7 @@ Ties, which the paper does not discuss, are resolved so that no model gains from
   top score, the predicted best is the one with the worst true rank. A model that scores every
   image the same therefore gets the worst value, not the best.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ class GroupMetrics:
         return out
 
 
-def evaluate_groups(groups: Iterable[tuple[Sequence[float], Sequence[float]]], ks: Sequence[int] = TOPK) -> GroupMetrics:
+def evaluate_groups(
+    groups: Iterable[tuple[Sequence[float], Sequence[float]]], ks: Sequence[int] = TOPK
+) -> GroupMetrics:
     """MRR and TopK-Top1 over (scores, criterion) pairs, one pair per group."""
     rr, first = [], []
     for scores, criterion in groups:

@@ -11,6 +11,7 @@ any trained method with one kernel:
 - probe: the linear probe's query, an affine map of the unit topic embedding fitted in closed
   form by training/probe.py (its score w.z + z^T M c is z . q(topic)).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,7 +78,9 @@ class ClikModel(nn.Module):
         return torch.einsum("nd,nkd->nk", F.normalize(query, dim=-1), F.normalize(image_emb, dim=-1))
 
 
-def create_model(config: str | Path | ModelConfig = "clik-minilm-lite0", load_weights: bool = True, **overrides) -> ClikModel:
+def create_model(
+    config: str | Path | ModelConfig = "clik-minilm-lite0", load_weights: bool = True, **overrides
+) -> ClikModel:
     """A model from a registry name, a JSON path or a ModelConfig; top-level fields overridable."""
     cfg = config if isinstance(config, ModelConfig) else get_model_config(config)
     for key, value in overrides.items():

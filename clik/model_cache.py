@@ -6,6 +6,7 @@ goes first. A version loads once even when many threads ask for it at the same m
 holding up requests for versions already loaded; a bundle must hash to the version name the
 store gave, or it is refused.
 """
+
 from __future__ import annotations
 
 import threading
@@ -81,6 +82,5 @@ class ModelCache(Generic[M]):
         except Exception as exc:  # missing files, bad config: this version cannot be used
             raise self.unavailable(f"cannot load the {self.what} of {version.name} from {bundle}: {exc}") from exc
         if getattr(model, "version", version.name) != version.name:
-            raise self.unavailable(f"bundle at {bundle} is version {model.version}, "
-                                   f"the store expects {version.name}")
+            raise self.unavailable(f"bundle at {bundle} is version {model.version}, the store expects {version.name}")
         return model

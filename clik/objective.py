@@ -7,6 +7,7 @@ Batch shapes: Topic Matching has M (topic, image) pairs from M different topics;
 has N groups of K images each, with ``positive`` the index of each group's best image and
 ``criterion`` (N, K) the engagement values the baselines learn from.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ class ObjectiveOutput:
     parts: dict[str, float]
 
 
-def sample_pairs(criterion: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_pairs(
+    criterion: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Two distinct random images per group, (i, j) as index tensors of shape (N,)."""
     n, k = criterion.shape
     first = torch.randint(0, k, (n,), generator=generator)
@@ -62,8 +65,9 @@ class Objective:
             if topic_tm is None or image_tm is None:
                 raise ValueError("CLIK needs a Topic Matching batch")
             query = self.model.ranking_query(topic_ir)
-            out = self.clik(all_gather_with_grad(topic_tm), all_gather_with_grad(image_tm), query, images_ir, positive,
-                            criterion)
+            out = self.clik(
+                all_gather_with_grad(topic_tm), all_gather_with_grad(image_tm), query, images_ir, positive, criterion
+            )
             # After the loss (MoCo order): this step's queries used the bank of earlier steps.
             self.model.topic.query_head.memory_bank.update(image_tm)
             return ObjectiveOutput(out.total, {"matching": out.matching.item(), "ranking": out.ranking.item()})

@@ -12,6 +12,7 @@ the machine, loads the file instead of exporting again. The bundle folder itself
 written: its content hash is the version name. Written through a temporary name and a rename,
 so processes exporting at the same time never read half a file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -65,9 +66,15 @@ def export(tower: nn.Module, path: Path, image_size: int) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on decompositions
             program = torch.onnx.export(
-                tower.cpu(), (example,), input_names=["pixels"], output_names=["embeddings"],
+                tower.cpu(),
+                (example,),
+                input_names=["pixels"],
+                output_names=["embeddings"],
                 dynamic_shapes={"pixels": {0: torch.export.Dim("batch", min=1, max=4096)}},
-                opset_version=OPSET, dynamo=True, verbose=False)
+                opset_version=OPSET,
+                dynamo=True,
+                verbose=False,
+            )
             assert program is not None
             program.save(tmp, external_data=False)  # one file: nothing to keep together
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from workers running as other users
@@ -103,8 +110,9 @@ class OnnxTower:
         return torch.from_numpy(out)
 
 
-def load_onnx_tower(tower: nn.Module, version: str, image_size: int, cache_dir: str | Path | None = None,
-                    threads: int = 1) -> OnnxTower:
+def load_onnx_tower(
+    tower: nn.Module, version: str, image_size: int, cache_dir: str | Path | None = None, threads: int = 1
+) -> OnnxTower:
     """The cached export of ``version``'s tower (exported now when missing) in a session."""
     path = Path(cache_dir or default_cache_dir()) / export_key(version, image_size)
     if not path.exists():

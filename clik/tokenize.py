@@ -1,4 +1,5 @@
 """Tokenizer wrapper: topic segments → padded token ids for the text tower."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ class TopicTokenizer:
     result identical to the paper's fixed 128-token padding, at a fraction of the cost.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, prefix: str = "",
-                 separator: str | None = None):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, max_length: int = 128, prefix: str = "", separator: str | None = None
+    ):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.prefix = prefix

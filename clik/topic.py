@@ -4,6 +4,7 @@ Paper 4.3.2: ``[CLS] title [SEP] date [SEP] category [SEP] keywords [SEP]``. The
 those of the original project: ``name, desc, date, cat1..cat4, kwds``. ``cat3``/``cat4`` only
 feed augmentation during training; at inference the category is ``cat1 > cat2``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt

@@ -6,6 +6,7 @@ exhibition PUT and for a new model version before it is activated: worker/precom
 must agree on the key and on the layout of the value, which is why they live here, in the
 library both import, and not in either service.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,7 @@ def entry_key(topic: Mapping[str, object]) -> str:
 
 
 class _Encodes(Protocol):
-    def embeddings_and_queries(self, topics: Sequence[Mapping[str, object]]) -> tuple[np.ndarray, np.ndarray]:
-        ...
+    def embeddings_and_queries(self, topics: Sequence[Mapping[str, object]]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def encode_entries(encoder: _Encodes, topics: Sequence[Mapping[str, str]]) -> np.ndarray:

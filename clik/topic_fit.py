@@ -19,6 +19,7 @@ Two uses (``TopicFit``, stored in the bundle and versioned with it):
 Measured on held-out H&M topic groups (docs/topic_fit.md): the context term takes the top
 image's off-topic share from 0.13 to 0 and raises MRR; the flag alone (a gate) does much less.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -91,8 +92,17 @@ def product_features(vectors: np.ndarray, topic_emb: np.ndarray) -> np.ndarray:
     topic = vectors @ np.asarray(topic_emb, dtype=np.float32)
     centre = vectors @ robust_centre(vectors, topic)
     neighbours = neighbour_similarity(vectors)
-    return np.stack([topic, robust_z(topic, MIN_SPREAD), centre, robust_z(centre, MIN_SPREAD), neighbours,
-                     robust_z(neighbours, MIN_SPREAD)], axis=1).astype(np.float64)
+    return np.stack(
+        [
+            topic,
+            robust_z(topic, MIN_SPREAD),
+            centre,
+            robust_z(centre, MIN_SPREAD),
+            neighbours,
+            robust_z(neighbours, MIN_SPREAD),
+        ],
+        axis=1,
+    ).astype(np.float64)
 
 
 def context(features: np.ndarray) -> np.ndarray:
@@ -105,6 +115,7 @@ class TopicFit:
     """P(product belongs to the topic) = sigmoid(features @ weights + bias), flagged below
     `threshold`; the ranking score adds `context_weight` times the context similarity to the
     appeal. Stored in the bundle (text/topic_fit.json) and versioned with it."""
+
     weights: tuple[float, ...]
     bias: float
     threshold: float = 0.5
@@ -126,9 +137,14 @@ class TopicFit:
         features = tuple(d.get("features", FEATURES))
         if features != FEATURES:
             raise ValueError(f"topic-fit features {features} are not this version's {FEATURES}")
-        return cls(weights=tuple(float(w) for w in d["weights"]), bias=float(d["bias"]),
-                   threshold=float(d.get("threshold", 0.5)), context_weight=float(d.get("context_weight", 3.0)),
-                   features=features, fitted_on=dict(d.get("fitted_on", {})))
+        return cls(
+            weights=tuple(float(w) for w in d["weights"]),
+            bias=float(d["bias"]),
+            threshold=float(d.get("threshold", 0.5)),
+            context_weight=float(d.get("context_weight", 3.0)),
+            features=features,
+            fitted_on=dict(d.get("fitted_on", {})),
+        )
 
 
 # For a bundle without a fitted calibration (exported before it existed, or with no labelled
@@ -147,9 +163,11 @@ def fit(features: list[np.ndarray], on_topic: list[np.ndarray], c: float = 1.0) 
     if len(x) == 0 or y.min() == y.max():
         raise ValueError("topic-fit calibration needs both on- and off-topic products")
     model = LogisticRegression(C=c, max_iter=1000).fit(x, y)
-    return TopicFit(weights=tuple(float(v) for v in model.coef_[0]), bias=float(model.intercept_[0]),
-                    fitted_on={"exhibitions": len(features), "products": int(len(y)),
-                               "off_topic": int((y == 0).sum())})
+    return TopicFit(
+        weights=tuple(float(v) for v in model.coef_[0]),
+        bias=float(model.intercept_[0]),
+        fitted_on={"exhibitions": len(features), "products": int(len(y)), "off_topic": int((y == 0).sum())},
+    )
 
 
 @dataclass(frozen=True)
@@ -164,8 +182,9 @@ class ScoredProducts:
         return bool(len(self.off_topic) and self.off_topic.all())
 
 
-def score_products(appeal: np.ndarray, features: np.ndarray, fit: TopicFit,
-                   threshold: float | None = None) -> ScoredProducts:
+def score_products(
+    appeal: np.ndarray, features: np.ndarray, fit: TopicFit, threshold: float | None = None
+) -> ScoredProducts:
     """The service's ranking of one exhibition (the evaluation uses the same function)."""
     appeal = np.asarray(appeal, dtype=np.float64)
     p = fit.probabilities(features)

@@ -4,6 +4,7 @@ Train: resize the short side to the target size, then a random square crop. Eval
 whole image to a square of the target size (no crop, so nothing of the product is cut off).
 Implemented on PIL + torch directly: the two steps do not warrant a transform framework.
 """
+
 from __future__ import annotations
 
 import random
@@ -15,7 +16,14 @@ from PIL import Image
 
 
 class ImageTransform:
-    def __init__(self, size: int, mean: Sequence[float], std: Sequence[float], train: bool = False, rng: random.Random | None = None):
+    def __init__(
+        self,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        train: bool = False,
+        rng: random.Random | None = None,
+    ):
         self.size = size
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)

@@ -10,6 +10,7 @@ values as ``CLIK_<KEY>`` environment variables that are not set already, so the 
 flags > environment > file > defaults for every typed settings class (``worker.settings``,
 ``api.settings``, ``clik_cli.settings``) and also for processes the CLI starts (Celery workers).
 """
+
 from __future__ import annotations
 
 import json

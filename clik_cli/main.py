@@ -1,5 +1,6 @@
 """Entry point of the ``clik`` command. Commands import their heavy dependencies lazily, so
 ``clik --help`` answers in a blink."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,23 @@ from typing import Optional
 
 import typer
 
-from .commands import (config, data, demo, evaluate, events, experiment, experiments, export, index, models, rank, report,
-                       serve, train, worker)
+from .commands import (
+    config,
+    data,
+    demo,
+    evaluate,
+    events,
+    experiment,
+    experiments,
+    export,
+    index,
+    models,
+    rank,
+    report,
+    serve,
+    train,
+    worker,
+)
 from .config_file import ConfigFileError, apply_config_file
 
 # The default towers load from wheels; a stray hub lookup would only hang on an offline box.
@@ -25,8 +41,11 @@ app = typer.Typer(
 @app.callback()
 def main(
     config_file: Optional[Path] = typer.Option(
-        None, "--config", envvar="CLIK_CONFIG",
-        help="TOML file of settings (keys are CLIK_ names without the prefix); default ./clik.toml if present."),
+        None,
+        "--config",
+        envvar="CLIK_CONFIG",
+        help="TOML file of settings (keys are CLIK_ names without the prefix); default ./clik.toml if present.",
+    ),
 ) -> None:
     """CLIK: pick the representative image of an exhibition.
 

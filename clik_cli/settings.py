@@ -1,4 +1,5 @@
 """Settings of the CLI's own commands (store, models directory), typed, from CLIK_ variables."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The single-machine stack: the API over the embedded store with encoding in a background thread
 (no Redis, no Celery). `clik serve` on an embedded store and `clik demo` use it."""
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,14 @@ def inprocess_queue(store: VectorStore, batch_size: int = 16, roots: tuple[Path,
 
     settings = WorkerSettings()
     encoders = EncoderCache(settings.device, batch_size, settings.max_encoders, **settings.encoder_options())
-    return InProcessEncodeQueue(store, encoders, fetch_limits(store, roots), batch_size=batch_size,
-                                decode_threads=settings.decode_threads, on_report=on_report)
+    return InProcessEncodeQueue(
+        store,
+        encoders,
+        fetch_limits(store, roots),
+        batch_size=batch_size,
+        decode_threads=settings.decode_threads,
+        on_report=on_report,
+    )
 
 
 class EncodeCounter:

@@ -10,6 +10,7 @@ FastAPI's dependency solving cost more CPU than the whole answer (py-spy of the 
 gives `RedisAsyncReads` instead (indexer/redis_async.py), the same reads on a redis.asyncio
 connection: no thread at all. Whoever opens one closes it (`aclose`) on the loop it ran on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,7 @@ class ThreadedReads:
     def __init__(self, store: VectorStore) -> None:
         self.store = store
 
-    async def block_stamp(self, exhibition_id: str,
-                          job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
+    async def block_stamp(self, exhibition_id: str, job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
         """store.block_stamp: (active version, stamp, job records); raises what it raises."""
         return await asyncio.to_thread(self.store.block_stamp, exhibition_id, job_ids)
 

@@ -5,6 +5,7 @@ It lives in indexer/ because every role imports indexer/ and indexer/ imports no
 repository: the API sends tasks by name without importing worker/, and the worker, the API and
 the CLI must agree on these strings, or a task is sent where nobody listens.
 """
+
 from __future__ import annotations
 
 from typing import TypeGuard
@@ -17,8 +18,7 @@ REINDEX_CHUNK = "clik.reindex_chunk"  # args: [version, chunk_id, [[hash, source
 DROP_PREVIOUS_VERSION = "clik.drop_previous_version"  # args: [version]
 # args: [exhibition_ids], kwargs version: their topic entries and packed blocks, before a read
 PRECOMPUTE_EXHIBITIONS = "clik.precompute_exhibitions"
-TASK_NAMES = (ENCODE_PRODUCTS, ENCODE_PENDING, REINDEX, REINDEX_CHUNK, DROP_PREVIOUS_VERSION,
-              PRECOMPUTE_EXHIBITIONS)
+TASK_NAMES = (ENCODE_PRODUCTS, ENCODE_PENDING, REINDEX, REINDEX_CHUNK, DROP_PREVIOUS_VERSION, PRECOMPUTE_EXHIBITIONS)
 
 DEFAULT_QUEUE = "clik"  # CLIK_QUEUE: the queue every task is routed to
 DEFAULT_STORE_PREFIX = "clik:"  # CLIK_STORE_PREFIX: every store key starts with it

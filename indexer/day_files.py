@@ -8,6 +8,7 @@ go missing; `read_days` drops repeats by event_id. Several consumers may append 
 file: each batch is one ``write`` of whole lines on a file opened for appending (O_APPEND), so
 lines of two consumers never interleave inside a line.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -37,7 +38,8 @@ class DayFiles:
         for e in events:
             ts = e.get("timestamp")
             by_day.setdefault(day_of(float(ts) if isinstance(ts, (int, float)) else 0.0), []).append(
-                json.dumps(e, separators=(",", ":"), sort_keys=True))
+                json.dumps(e, separators=(",", ":"), sort_keys=True)
+            )
             n += 1
         for day, lines in by_day.items():
             fd = os.open(self.path(day), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

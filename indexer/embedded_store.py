@@ -20,16 +20,34 @@ import numpy as np
 from indexer.block_cache import CachedBlock
 from indexer.config import EmbeddedStoreConfig
 from indexer.errors import (
-    ExhibitionNotFound, NoActiveVersion, ProductNotFound, StoreUnavailable, VectorNotFound,
-    VersionConflict, VersionInUse, VersionNotFound,
+    ExhibitionNotFound,
+    NoActiveVersion,
+    ProductNotFound,
+    StoreUnavailable,
+    VectorNotFound,
+    VersionConflict,
+    VersionInUse,
+    VersionNotFound,
 )
 from indexer.packed_block import encode_block
 from indexer.pending import DEFAULT_LEASE_S
 from indexer.records import (
-    CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState,
+    CatalogueChanges,
+    Coverage,
+    Exhibition,
+    ExhibitionPage,
+    ModelVersion,
+    Product,
+    ProductStatus,
+    VersionState,
 )
 from indexer.store import (
-    DEFAULT_EXPECTED_VECTORS, JobChange, VectorStore, check_page, checked_writes, encode_attrs,
+    DEFAULT_EXPECTED_VECTORS,
+    JobChange,
+    VectorStore,
+    check_page,
+    checked_writes,
+    encode_attrs,
 )
 from indexer.vectors import check_id, finite_float32, normalised_fp16
 
@@ -63,8 +81,7 @@ CREATE TABLE IF NOT EXISTS topics(
 _ANSWER_BYTES = 32 * 1024 * 1024  # rendered ranking answers kept (a few KB each)
 
 # Exhibitions whose block for a version depends on an image hash (via its products).
-_EXHIBITIONS_OF_HASH = (
-    "SELECT DISTINCT m.eid FROM members m JOIN products p ON p.pid = m.pid WHERE p.hash = ?")
+_EXHIBITIONS_OF_HASH = "SELECT DISTINCT m.eid FROM members m JOIN products p ON p.pid = m.pid WHERE p.hash = ?"
 
 
 class EmbeddedStore(VectorStore):
@@ -80,8 +97,11 @@ class EmbeddedStore(VectorStore):
         try:
             self.config.path.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.config.path / "store.sqlite3", timeout=self.config.busy_timeout_s,
-                isolation_level=None, check_same_thread=False)
+                self.config.path / "store.sqlite3",
+                timeout=self.config.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoint, never corrupt
             self._db.executescript(_SCHEMA)
@@ -157,11 +177,14 @@ class EmbeddedStore(VectorStore):
     def _bump_catalogue(db: sqlite3.Connection, product_ids: Iterable[str]) -> None:
         """A new catalogue generation, in which these products changed (the change log an
         incremental catalogue index reads: one row per product, its last change)."""
-        db.execute("INSERT INTO meta(k, v) VALUES ('cgen', '1') "
-                   "ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) + 1")
+        db.execute(
+            "INSERT INTO meta(k, v) VALUES ('cgen', '1') ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) + 1"
+        )
         gen = int(db.execute("SELECT v FROM meta WHERE k = 'cgen'").fetchone()[0])
-        db.executemany("INSERT INTO catalogue_log(pid, gen) VALUES (?, ?) "
-                       "ON CONFLICT(pid) DO UPDATE SET gen = excluded.gen", [(p, gen) for p in product_ids])
+        db.executemany(
+            "INSERT INTO catalogue_log(pid, gen) VALUES (?, ?) ON CONFLICT(pid) DO UPDATE SET gen = excluded.gen",
+            [(p, gen) for p in product_ids],
+        )
 
     def catalogue_generation(self) -> int:
         with self._reading() as db:
@@ -181,9 +204,11 @@ class EmbeddedStore(VectorStore):
     def _products_of_hashes(db: sqlite3.Connection, hashes: Sequence[str]) -> list[str]:
         out: list[str] = []
         for start in range(0, len(hashes), 500):
-            chunk = hashes[start:start + 500]
-            out += [r[0] for r in db.execute(
-                f"SELECT pid FROM products WHERE hash IN ({','.join('?' * len(chunk))})", chunk)]
+            chunk = hashes[start : start + 500]
+            out += [
+                r[0]
+                for r in db.execute(f"SELECT pid FROM products WHERE hash IN ({','.join('?' * len(chunk))})", chunk)
+            ]
         return out
 
     def product_vectors(self, version: str, product_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -192,19 +217,19 @@ class EmbeddedStore(VectorStore):
         with self._reading() as db:
             v = self._version(db, version)
             for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+                chunk = ids[start : start + 500]
                 rows += db.execute(
                     "SELECT p.pid, x.vec FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
                     f"WHERE p.status = 'encoded' AND p.pid IN ({','.join('?' * len(chunk))})",
-                    [v.id, *chunk]).fetchall()
+                    [v.id, *chunk],
+                ).fetchall()
         mat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2").reshape(len(rows), v.dim)
         return [r[0] for r in rows], mat
 
     @classmethod
     def _bump_exhibitions_of_product(cls, db: sqlite3.Connection, pid: str) -> None:
         cls._bump_catalogue(db, [pid])
-        db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN "
-                   "(SELECT eid FROM members WHERE pid = ?)", (pid,))
+        db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN (SELECT eid FROM members WHERE pid = ?)", (pid,))
 
     # -- products -----------------------------------------------------------------------------
     def _product(self, db: sqlite3.Connection, pid: str) -> Product:
@@ -212,26 +237,28 @@ class EmbeddedStore(VectorStore):
         if row is None:
             raise ProductNotFound(f"unknown product {pid!r}")
         attrs = db.execute("SELECT attrs FROM product_attrs WHERE pid = ?", (pid,)).fetchone()
-        return Product(pid, row[0], ProductStatus(row[2]), row[1], row[3],
-                       json.loads(attrs[0]) if attrs else {})
+        return Product(pid, row[0], ProductStatus(row[2]), row[1], row[3], json.loads(attrs[0]) if attrs else {})
 
-    def put_product(self, product_id: str, image_source: str,
-                    attrs: Mapping[str, object] | None = None) -> Product:
+    def put_product(self, product_id: str, image_source: str, attrs: Mapping[str, object] | None = None) -> Product:
         check_id(product_id, "product_id")
         check_id(image_source, "image_source")
         attrs_json = encode_attrs(attrs)
         with self._tx() as db:
             if attrs_json is not None:
                 old = db.execute("SELECT attrs FROM product_attrs WHERE pid = ?", (product_id,)).fetchone()
-                db.execute("INSERT OR REPLACE INTO product_attrs(pid, attrs) VALUES (?, ?)",
-                           (product_id, attrs_json))
+                db.execute("INSERT OR REPLACE INTO product_attrs(pid, attrs) VALUES (?, ?)", (product_id, attrs_json))
                 if (old[0] if old else None) != attrs_json:  # business rules read them: blocks are stale
-                    db.execute("UPDATE exhibitions SET gen = gen + 1 WHERE eid IN "
-                               "(SELECT eid FROM members WHERE pid = ?)", (product_id,))
+                    db.execute(
+                        "UPDATE exhibitions SET gen = gen + 1 WHERE eid IN (SELECT eid FROM members WHERE pid = ?)",
+                        (product_id,),
+                    )
             row = db.execute("SELECT src FROM products WHERE pid = ?", (product_id,)).fetchone()
             if row is None or row[0] != image_source:
-                db.execute("INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
-                           "VALUES (?, ?, NULL, 'pending', NULL)", (product_id, image_source))
+                db.execute(
+                    "INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
+                    "VALUES (?, ?, NULL, 'pending', NULL)",
+                    (product_id, image_source),
+                )
                 self._bump_exhibitions_of_product(db, product_id)
             return self._product(db, product_id)
 
@@ -243,29 +270,33 @@ class EmbeddedStore(VectorStore):
         check_id(image_hash, "image_hash")
         with self._tx() as db:
             self._product(db, product_id)
-            db.execute("UPDATE products SET hash = ?, status = 'encoded', error = NULL WHERE pid = ?",
-                       (image_hash, product_id))
+            db.execute(
+                "UPDATE products SET hash = ?, status = 'encoded', error = NULL WHERE pid = ?", (image_hash, product_id)
+            )
             self._bump_exhibitions_of_product(db, product_id)
             return self._product(db, product_id)
 
     def import_products(self, items: Sequence[tuple[str, str, str | None]]) -> None:
-        rows = [(check_id(p, "product_id"), check_id(s, "image_source"),
-                 None if h is None else check_id(h, "image_hash")) for p, s, h in items]
+        rows = [
+            (check_id(p, "product_id"), check_id(s, "image_source"), None if h is None else check_id(h, "image_hash"))
+            for p, s, h in items
+        ]
         with self._tx() as db:
             for pid, src, h in rows:
                 row = db.execute("SELECT src, hash, status FROM products WHERE pid = ?", (pid,)).fetchone()
                 status = "pending" if h is None else "encoded"
                 if row is not None and row[0] == src and (h is None or (row[1] == h and row[2] == status)):
                     continue
-                db.execute("INSERT OR REPLACE INTO products(pid, src, hash, status, error) "
-                           "VALUES (?, ?, ?, ?, NULL)", (pid, src, h, status))
+                db.execute(
+                    "INSERT OR REPLACE INTO products(pid, src, hash, status, error) VALUES (?, ?, ?, ?, NULL)",
+                    (pid, src, h, status),
+                )
                 self._bump_exhibitions_of_product(db, pid)
 
     def mark_failed(self, product_id: str, reason: str) -> Product:
         with self._tx() as db:
             self._product(db, product_id)
-            db.execute("UPDATE products SET status = 'failed', error = ? WHERE pid = ?",
-                       (str(reason), product_id))
+            db.execute("UPDATE products SET status = 'failed', error = ? WHERE pid = ?", (str(reason), product_id))
             self._bump_exhibitions_of_product(db, product_id)
             return self._product(db, product_id)
 
@@ -274,9 +305,10 @@ class EmbeddedStore(VectorStore):
         out: dict[str, dict] = {}
         with self._reading() as db:
             for start in range(0, len(ids), 500):
-                part = ids[start:start + 500]
-                rows = db.execute(f"SELECT pid, attrs FROM product_attrs WHERE pid IN ({','.join('?' * len(part))})",
-                                  part).fetchall()
+                part = ids[start : start + 500]
+                rows = db.execute(
+                    f"SELECT pid, attrs FROM product_attrs WHERE pid IN ({','.join('?' * len(part))})", part
+                ).fetchall()
                 out.update((pid, json.loads(a)) for pid, a in rows)
         return {pid: a for pid, a in out.items() if a}
 
@@ -288,30 +320,35 @@ class EmbeddedStore(VectorStore):
             self._bump_exhibitions_of_product(db, product_id)
 
     # -- exhibitions ----------------------------------------------------------------------------
-    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str],
-                       product_ids: Sequence[str]) -> Exhibition:
+    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str], product_ids: Sequence[str]) -> Exhibition:
         check_id(exhibition_id, "exhibition_id")
         ids = list(dict.fromkeys(check_id(p, "product_id") for p in product_ids))
         topic_json = json.dumps(dict(topic), sort_keys=True)
         now = time.time()
         with self._tx() as db:
-            db.execute("INSERT INTO exhibitions(eid, topic, updated_at, gen) VALUES (?, ?, ?, 1) "
-                       "ON CONFLICT(eid) DO UPDATE SET topic = excluded.topic, "
-                       "updated_at = excluded.updated_at, gen = gen + 1",
-                       (exhibition_id, topic_json, now))
+            db.execute(
+                "INSERT INTO exhibitions(eid, topic, updated_at, gen) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT(eid) DO UPDATE SET topic = excluded.topic, "
+                "updated_at = excluded.updated_at, gen = gen + 1",
+                (exhibition_id, topic_json, now),
+            )
             db.execute("DELETE FROM members WHERE eid = ?", (exhibition_id,))
-            db.executemany("INSERT INTO members(eid, pos, pid) VALUES (?, ?, ?)",
-                           ((exhibition_id, i, p) for i, p in enumerate(ids)))
+            db.executemany(
+                "INSERT INTO members(eid, pos, pid) VALUES (?, ?, ?)",
+                ((exhibition_id, i, p) for i, p in enumerate(ids)),
+            )
         return Exhibition(exhibition_id, dict(topic), tuple(ids), now)
 
     def get_exhibition(self, exhibition_id: str) -> Exhibition:
         with self._reading():
-            row = self._db.execute("SELECT topic, updated_at FROM exhibitions WHERE eid = ?",
-                                   (exhibition_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT topic, updated_at FROM exhibitions WHERE eid = ?", (exhibition_id,)
+            ).fetchone()
             if row is None:
                 raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
-            ids = [r[0] for r in self._db.execute(
-                "SELECT pid FROM members WHERE eid = ? ORDER BY pos", (exhibition_id,))]
+            ids = [
+                r[0] for r in self._db.execute("SELECT pid FROM members WHERE eid = ? ORDER BY pos", (exhibition_id,))
+            ]
         return Exhibition(exhibition_id, json.loads(row[0]), tuple(ids), row[1])
 
     def delete_exhibition(self, exhibition_id: str) -> None:
@@ -325,11 +362,16 @@ class EmbeddedStore(VectorStore):
         check_page(offset, limit)
         with self._reading() as db:
             total = db.execute("SELECT COUNT(*) FROM exhibitions").fetchone()[0]
-            rows = db.execute("SELECT eid, topic, updated_at FROM exhibitions ORDER BY eid "
-                              "LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            rows = db.execute(
+                "SELECT eid, topic, updated_at FROM exhibitions ORDER BY eid LIMIT ? OFFSET ?", (limit, offset)
+            ).fetchall()
             items = [
-                Exhibition(eid, json.loads(topic), tuple(r[0] for r in db.execute(
-                    "SELECT pid FROM members WHERE eid = ? ORDER BY pos", (eid,))), updated_at)
+                Exhibition(
+                    eid,
+                    json.loads(topic),
+                    tuple(r[0] for r in db.execute("SELECT pid FROM members WHERE eid = ? ORDER BY pos", (eid,))),
+                    updated_at,
+                )
                 for eid, topic, updated_at in rows
             ]
         return ExhibitionPage(total=total, items=items)
@@ -340,15 +382,16 @@ class EmbeddedStore(VectorStore):
         return row[0] if row else None
 
     def _version(self, db: sqlite3.Connection, name: str) -> ModelVersion:
-        row = db.execute("SELECT id, dim, bundle, state, created_at FROM versions WHERE name = ?",
-                         (name,)).fetchone()
+        row = db.execute("SELECT id, dim, bundle, state, created_at FROM versions WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise VersionNotFound(f"unknown model version {name!r}")
-        return ModelVersion(name, row[0], row[1], row[2], VersionState(row[3]), row[4],
-                            active=self._active_name(db) == name)
+        return ModelVersion(
+            name, row[0], row[1], row[2], VersionState(row[3]), row[4], active=self._active_name(db) == name
+        )
 
-    def register_version(self, name: str, dim: int, bundle_uri: str = "",
-                         expected_vectors: int = DEFAULT_EXPECTED_VECTORS) -> ModelVersion:
+    def register_version(
+        self, name: str, dim: int, bundle_uri: str = "", expected_vectors: int = DEFAULT_EXPECTED_VECTORS
+    ) -> ModelVersion:
         check_id(name, "model version")
         if not isinstance(dim, int) or dim < 1:
             raise VersionConflict(f"dim must be a positive int, got {dim!r}")
@@ -360,8 +403,9 @@ class EmbeddedStore(VectorStore):
                 row = db.execute("SELECT v FROM meta WHERE k = 'next_id'").fetchone()
                 vid = int(row[0]) if row else 1
                 db.execute("INSERT OR REPLACE INTO meta(k, v) VALUES ('next_id', ?)", (str(vid + 1),))
-                db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, 'filling', ?)",
-                           (name, vid, dim, bundle_uri, time.time()))
+                db.execute(
+                    "INSERT INTO versions VALUES (?, ?, ?, ?, 'filling', ?)", (name, vid, dim, bundle_uri, time.time())
+                )
                 return self._version(db, name)
             if existing.dim != dim:
                 raise VersionConflict(f"version {name!r} is registered with dim {existing.dim}, not {dim}")
@@ -410,30 +454,33 @@ class EmbeddedStore(VectorStore):
         with self._tx() as db:
             v = self._version(db, version)
             blob = normalised_fp16(vector, v.dim).tobytes()
-            db.execute("INSERT OR REPLACE INTO vectors(vid, hash, vec) VALUES (?, ?, ?)",
-                       (v.id, image_hash, blob))
+            db.execute("INSERT OR REPLACE INTO vectors(vid, hash, vec) VALUES (?, ?, ?)", (v.id, image_hash, blob))
             # only this version's blocks change: the active version keeps its warm blocks
-            db.execute("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH + ") "
-                       "WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1", (v.id, image_hash))
+            db.execute(
+                "INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH + ") "
+                "WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1",
+                (v.id, image_hash),
+            )
             self._bump_catalogue(db, self._products_of_hashes(db, [image_hash]))
 
     def put_vectors(self, version: str, items: Sequence[tuple[str, object]]) -> None:
         """Bulk put in one transaction (re-index batches, benchmarks)."""
         with self._tx() as db:
             v = self._version(db, version)
-            rows = [(v.id, check_id(h, "image_hash"), normalised_fp16(vec, v.dim).tobytes())
-                    for h, vec in items]
+            rows = [(v.id, check_id(h, "image_hash"), normalised_fp16(vec, v.dim).tobytes()) for h, vec in items]
             db.executemany("INSERT OR REPLACE INTO vectors(vid, hash, vec) VALUES (?, ?, ?)", rows)
-            db.executemany("INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM (" + _EXHIBITIONS_OF_HASH
-                           + ") WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1",
-                           [(v.id, h) for _, h, _ in rows])
+            db.executemany(
+                "INSERT INTO vgen(vid, eid, gen) SELECT ?, eid, 1 FROM ("
+                + _EXHIBITIONS_OF_HASH
+                + ") WHERE true ON CONFLICT(vid, eid) DO UPDATE SET gen = gen + 1",
+                [(v.id, h) for _, h, _ in rows],
+            )
             self._bump_catalogue(db, self._products_of_hashes(db, [h for _, h, _ in rows]))
 
     def get_vector(self, version: str, image_hash: str) -> np.ndarray:
         with self._reading():
             v = self._version(self._db, version)
-            row = self._db.execute("SELECT vec FROM vectors WHERE vid = ? AND hash = ?",
-                                   (v.id, image_hash)).fetchone()
+            row = self._db.execute("SELECT vec FROM vectors WHERE vid = ? AND hash = ?", (v.id, image_hash)).fetchone()
         if row is None:
             raise VectorNotFound(f"no vector for image {image_hash!r} in version {version!r}")
         return np.frombuffer(row[0], dtype="<f2").copy()
@@ -451,31 +498,40 @@ class EmbeddedStore(VectorStore):
             rows = self._db.execute(
                 "SELECT p.hash, MIN(p.src) FROM products p WHERE p.status = 'encoded' AND NOT EXISTS "
                 "(SELECT 1 FROM vectors x WHERE x.vid = ? AND x.hash = p.hash) GROUP BY p.hash LIMIT ?",
-                (v.id, limit)).fetchall()
+                (v.id, limit),
+            ).fetchall()
         return [(h, s) for h, s in rows]
 
     def coverage(self, versions: Sequence[str]) -> Coverage:
         with self._reading() as db:
             products, encoded, failed = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(status = 'encoded'), 0), COALESCE(SUM(status = 'failed'), 0) "
-                "FROM products").fetchone()
+                "FROM products"
+            ).fetchone()
             covered = {}
             for name in versions:
                 row = db.execute("SELECT id FROM versions WHERE name = ?", (name,)).fetchone()
-                covered[name] = 0 if row is None else db.execute(
-                    "SELECT COUNT(*) FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
-                    "WHERE p.status = 'encoded'", (row[0],)).fetchone()[0]
+                covered[name] = (
+                    0
+                    if row is None
+                    else db.execute(
+                        "SELECT COUNT(*) FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
+                        "WHERE p.status = 'encoded'",
+                        (row[0],),
+                    ).fetchone()[0]
+                )
         return Coverage(products=products, encoded=encoded, covered=covered, failed=failed)
 
-    def iter_product_vectors(self, version: str, batch_size: int = 10_000
-                             ) -> Iterator[tuple[list[str], np.ndarray]]:
+    def iter_product_vectors(self, version: str, batch_size: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         with self._reading():
             v = self._version(self._db, version)
             rows = self._db.execute(
                 "SELECT p.pid, x.vec FROM products p JOIN vectors x ON x.vid = ? AND x.hash = p.hash "
-                "WHERE p.status = 'encoded' ORDER BY p.pid", (v.id,)).fetchall()
+                "WHERE p.status = 'encoded' ORDER BY p.pid",
+                (v.id,),
+            ).fetchall()
         for i in range(0, len(rows), batch_size):
-            chunk = rows[i:i + batch_size]
+            chunk = rows[i : i + batch_size]
             mat = np.frombuffer(b"".join(r[1] for r in chunk), dtype="<f2").reshape(len(chunk), v.dim)
             yield [r[0] for r in chunk], mat
 
@@ -490,13 +546,13 @@ class EmbeddedStore(VectorStore):
     def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
         with self._reading():
             v = self._version(self._db, version)
-            row = self._db.execute("SELECT vec FROM topics WHERE vid = ? AND key = ?",
-                                   (v.id, topic_key)).fetchone()
+            row = self._db.execute("SELECT vec FROM topics WHERE vid = ? AND key = ?", (v.id, topic_key)).fetchone()
         return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
     # -- ranking --------------------------------------------------------------------------------
-    def _fetch_block(self, exhibition_id: str, version: str | None,
-                     cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
+    def _fetch_block(
+        self, exhibition_id: str, version: str | None, cached: CachedBlock | None
+    ) -> tuple[str, str, bytes | None]:
         with self._reading():
             db = self._db
             name = version or self._active_name(db)
@@ -506,15 +562,18 @@ class EmbeddedStore(VectorStore):
             stamp = self._stamp(db, v, exhibition_id)
             if cached is not None and cached.version == name and cached.stamp == stamp:
                 return name, stamp, None
-            stored = db.execute("SELECT stamp, data FROM blocks WHERE vid = ? AND eid = ?",
-                                (v.id, exhibition_id)).fetchone()
+            stored = db.execute(
+                "SELECT stamp, data FROM blocks WHERE vid = ? AND eid = ?", (v.id, exhibition_id)
+            ).fetchone()
             if stored is not None and stored[0] == stamp:
                 return name, stamp, stored[1]
             data = self._build_block(db, v, exhibition_id)
             # The stamp was read in the same locked section, so it describes exactly this data.
             with self._tx() as tx:
-                tx.execute("INSERT OR REPLACE INTO blocks(vid, eid, stamp, data) VALUES (?, ?, ?, ?)",
-                           (v.id, exhibition_id, stamp, data))
+                tx.execute(
+                    "INSERT OR REPLACE INTO blocks(vid, eid, stamp, data) VALUES (?, ?, ?, ?)",
+                    (v.id, exhibition_id, stamp, data),
+                )
             return name, stamp, data
 
     @staticmethod
@@ -552,10 +611,11 @@ class EmbeddedStore(VectorStore):
         found: set[str] = set()
         with self._reading() as db:
             for start in range(0, len(ids), 500):  # sqlite's bound-parameter limit
-                chunk = ids[start:start + 500]
+                chunk = ids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(row[0] for row in db.execute(
-                    f"SELECT DISTINCT eid FROM members WHERE pid IN ({marks})", chunk))
+                found.update(
+                    row[0] for row in db.execute(f"SELECT DISTINCT eid FROM members WHERE pid IN ({marks})", chunk)
+                )
         return sorted(found)
 
     # One process uses this store: claims and precompute notices stay in its memory.
@@ -596,7 +656,9 @@ class EmbeddedStore(VectorStore):
             "SELECT m.pid, p.status, x.vec FROM members m "
             "LEFT JOIN products p ON p.pid = m.pid "
             "LEFT JOIN vectors x ON x.vid = ? AND x.hash = p.hash AND p.status = 'encoded' "
-            "WHERE m.eid = ? ORDER BY m.pos", (v.id, exhibition_id)).fetchall()
+            "WHERE m.eid = ? ORDER BY m.pos",
+            (v.id, exhibition_id),
+        ).fetchall()
         scored, vecs, pending, failed, unknown = [], [], [], [], []
         for pid, status, vec in rows:
             if status is None:

@@ -16,6 +16,7 @@ stream, the seen-markers and the counters together: all events of a store live o
 The embedded store (one machine, no Redis) has ``EmbeddedEventLog``: events are counted as they
 are appended, in the same sqlite transaction, once per event_id (a primary key); no consumer.
 """
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,12 @@ class RedisEventLog:
         """Add validated events to the stream (one pipelined round trip)."""
         pipe = self.r.pipeline(transaction=False)
         for event in events:
-            pipe.xadd(self.stream, {"e": json.dumps(event, separators=(",", ":"))},
-                      maxlen=self.config.max_len, approximate=True)
+            pipe.xadd(
+                self.stream,
+                {"e": json.dumps(event, separators=(",", ":"))},
+                maxlen=self.config.max_len,
+                approximate=True,
+            )
         pipe.execute()
         return len(events)
 
@@ -94,8 +99,9 @@ class RedisEventLog:
         """Entries for this consumer: first those a dead consumer left pending too long, then new
         ones (waiting up to block_ms)."""
         self._ensure_group()
-        _, claimed, _ = self.r.xautoclaim(self.stream, GROUP, consumer, self.config.claim_idle_ms,
-                                          start_id="0-0", count=count)
+        _, claimed, _ = self.r.xautoclaim(
+            self.stream, GROUP, consumer, self.config.claim_idle_ms, start_id="0-0", count=count
+        )
         entries = [e for e in claimed if e[1]]  # trimmed entries come back without fields
         if not entries:
             found = self.r.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=count, block=block_ms)
@@ -134,12 +140,22 @@ class RedisEventLog:
         except redis.ResponseError:
             pass
         raw = self.r.hgetall(self.base + "stats")
-        return {"stream_length": int(self.r.xlen(self.stream)), "pending": pending,
-                **{k.decode(): int(v) for k, v in raw.items()}}
+        return {
+            "stream_length": int(self.r.xlen(self.stream)),
+            "pending": pending,
+            **{k.decode(): int(v) for k, v in raw.items()},
+        }
 
 
-def consume(log: RedisEventLog, consumer: str, batch: int = 500, block_ms: int = 1000,
-            stop_after_idle: float | None = None, on_batch=None, before_commit=None) -> int:
+def consume(
+    log: RedisEventLog,
+    consumer: str,
+    batch: int = 500,
+    block_ms: int = 1000,
+    stop_after_idle: float | None = None,
+    on_batch=None,
+    before_commit=None,
+) -> int:
     """Count events until interrupted (or until nothing arrived for stop_after_idle seconds);
     returns the events counted. `before_commit(entries)` runs before a batch is counted and
     acknowledged (the day files: written first, so a kill can repeat a line there, never lose
@@ -174,8 +190,9 @@ class EmbeddedEventLog:
 
     def __init__(self, folder: str | Path) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(Path(folder) / "events.sqlite3", isolation_level=None, check_same_thread=False,
-                                   timeout=5.0)
+        self._db = sqlite3.connect(
+            Path(folder) / "events.sqlite3", isolation_level=None, check_same_thread=False, timeout=5.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_EMBEDDED_SCHEMA)
         self._lock = threading.Lock()
@@ -188,12 +205,17 @@ class EmbeddedEventLog:
             try:
                 counted = 0
                 for e in events:
-                    new = db.execute("INSERT OR IGNORE INTO events(event_id, received, doc) VALUES (?, ?, ?)",
-                                     (e["event_id"], now, json.dumps(e, separators=(",", ":")))).rowcount
+                    new = db.execute(
+                        "INSERT OR IGNORE INTO events(event_id, received, doc) VALUES (?, ?, ?)",
+                        (e["event_id"], now, json.dumps(e, separators=(",", ":"))),
+                    ).rowcount
                     if new:
                         field = f"{e.get('model_version') or ''}|{e.get('arm') or ''}|{e['product_id']}|{e['type']}"
-                        db.execute("INSERT INTO counters VALUES (?, ?, 1) ON CONFLICT(exhibition_id, field) "
-                                   "DO UPDATE SET n = n + 1", (e["exhibition_id"], field))
+                        db.execute(
+                            "INSERT INTO counters VALUES (?, ?, 1) ON CONFLICT(exhibition_id, field) "
+                            "DO UPDATE SET n = n + 1",
+                            (e["exhibition_id"], field),
+                        )
                         counted += 1
                 for key, n in (("counted", counted), ("duplicates", len(events) - counted)):
                     db.execute("INSERT INTO stats VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET n = n + ?", (key, n, n))
@@ -205,7 +227,9 @@ class EmbeddedEventLog:
 
     def counters(self, exhibition_id: str) -> dict[tuple[str, str, str, str], int]:
         with self._lock:
-            rows = self._db.execute("SELECT field, n FROM counters WHERE exhibition_id = ?", (exhibition_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT field, n FROM counters WHERE exhibition_id = ?", (exhibition_id,)
+            ).fetchall()
         return {tuple(field.split("|")): n for field, n in rows}  # ids never hold "|"
 
     def exhibitions(self) -> list[str]:
@@ -219,8 +243,10 @@ class EmbeddedEventLog:
         last = ""
         while True:
             with self._lock:
-                rows = self._db.execute("SELECT event_id, doc FROM events WHERE received >= ? AND event_id > ? "
-                                        "ORDER BY event_id LIMIT ?", (since, last, batch)).fetchall()
+                rows = self._db.execute(
+                    "SELECT event_id, doc FROM events WHERE received >= ? AND event_id > ? ORDER BY event_id LIMIT ?",
+                    (since, last, batch),
+                ).fetchall()
             if not rows:
                 return
             for _event_id, doc in rows:

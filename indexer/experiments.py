@@ -22,6 +22,7 @@ One running experiment per exhibition: a unit's arm must not depend on which of 
 a request happened to find. The check and the write are one step of the store (update_jobs),
 so two PUTs racing for an exhibition cannot both win. Nothing here imports the API or torch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -98,22 +99,41 @@ class Experiment:
         return self.status == "running" and (self.exhibitions is None or exhibition_id in self.exhibitions)
 
     def to_json(self) -> dict:
-        return {"experiment_id": self.experiment_id, "arms": [asdict(a) for a in self.arms],
-                "exhibitions": None if self.exhibitions is None else list(self.exhibitions),
-                "control_arm": self.control_arm, "status": self.status, "salt": self.salt,
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "experiment_id": self.experiment_id,
+            "arms": [asdict(a) for a in self.arms],
+            "exhibitions": None if self.exhibitions is None else list(self.exhibitions),
+            "control_arm": self.control_arm,
+            "status": self.status,
+            "salt": self.salt,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
     @classmethod
     def from_json(cls, doc: Mapping) -> "Experiment":
         arms = tuple(Arm(**a) for a in doc["arms"])
         exhibitions = doc.get("exhibitions")
-        return cls(doc["experiment_id"], arms, None if exhibitions is None else tuple(exhibitions),
-                   doc["control_arm"], doc.get("status", "running"), doc.get("salt", ""),
-                   float(doc.get("created_at", 0.0)), float(doc.get("updated_at", 0.0)))
+        return cls(
+            doc["experiment_id"],
+            arms,
+            None if exhibitions is None else tuple(exhibitions),
+            doc["control_arm"],
+            doc.get("status", "running"),
+            doc.get("salt", ""),
+            float(doc.get("created_at", 0.0)),
+            float(doc.get("updated_at", 0.0)),
+        )
 
 
-def make_experiment(experiment_id: str, arms: Sequence[Mapping], exhibitions: Sequence[str] | None,
-                    control_arm: str | None = None, status: str = "running", salt: str = "") -> Experiment:
+def make_experiment(
+    experiment_id: str,
+    arms: Sequence[Mapping],
+    exhibitions: Sequence[str] | None,
+    control_arm: str | None = None,
+    status: str = "running",
+    salt: str = "",
+) -> Experiment:
     """Validate a definition (InvalidInput names the problem)."""
     if not arms:
         raise InvalidInput("an experiment needs at least one arm")
@@ -141,8 +161,14 @@ def make_experiment(experiment_id: str, arms: Sequence[Mapping], exhibitions: Se
         raise InvalidInput("status must be running or stopped")
     if exhibitions is not None and not exhibitions:
         raise InvalidInput("exhibitions: list at least one, or leave it out (null) for every exhibition")
-    return Experiment(experiment_id, tuple(built), None if exhibitions is None else tuple(dict.fromkeys(exhibitions)),
-                      control_arm, status, salt)
+    return Experiment(
+        experiment_id,
+        tuple(built),
+        None if exhibitions is None else tuple(dict.fromkeys(exhibitions)),
+        control_arm,
+        status,
+        salt,
+    )
 
 
 def _bind_key(exhibition_id: str) -> str:
@@ -183,21 +209,30 @@ class ExperimentRecords:
             old_doc = self.store.get_job(record)
             old = Experiment.from_json(old_doc) if old_doc else None
             now = time.time()
-            stored = Experiment(**{**experiment.__dict__, "created_at": old.created_at if old else now,
-                                   "updated_at": now})
+            stored = Experiment(
+                **{**experiment.__dict__, "created_at": old.created_at if old else now, "updated_at": now}
+            )
             wanted = self._keys(stored) if stored.status == "running" else set()
             released = (self._keys(old) if old else set()) - wanted
             try:
-                self.store.update_jobs([record, INDEX_RECORD, *sorted(wanted | released)],
-                                       functools.partial(self._writes, experiment=stored, old_doc=old_doc,
-                                                         wanted=wanted, released=released))
+                self.store.update_jobs(
+                    [record, INDEX_RECORD, *sorted(wanted | released)],
+                    functools.partial(
+                        self._writes, experiment=stored, old_doc=old_doc, wanted=wanted, released=released
+                    ),
+                )
             except _Replaced:
                 continue
             return stored
 
     @staticmethod
-    def _writes(current: Mapping[str, dict | None], experiment: Experiment, old_doc: dict | None,
-                wanted: set[str], released: set[str]) -> dict[str, dict]:
+    def _writes(
+        current: Mapping[str, dict | None],
+        experiment: Experiment,
+        old_doc: dict | None,
+        wanted: set[str],
+        released: set[str],
+    ) -> dict[str, dict]:
         """The records a PUT replaces, given what the store holds now."""
         experiment_id = experiment.experiment_id
         if current[f"experiment:{experiment_id}"] != old_doc:
@@ -206,8 +241,10 @@ class ExperimentRecords:
             holder = (current[key] or {}).get("experiment")
             if holder and holder != experiment_id:
                 where = key.removeprefix("experiment:bind:")
-                raise ExperimentConflict(f"experiment {holder!r} already serves "
-                                         f"{'every exhibition' if where == ALL_EXHIBITIONS else repr(where)}")
+                raise ExperimentConflict(
+                    f"experiment {holder!r} already serves "
+                    f"{'every exhibition' if where == ALL_EXHIBITIONS else repr(where)}"
+                )
         writes: dict[str, dict] = {f"experiment:{experiment_id}": experiment.to_json()}
         for key in released:
             if (current[key] or {}).get("experiment") == experiment_id:

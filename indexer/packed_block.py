@@ -44,8 +44,9 @@ class ScoringBlock:
         return self.matrix.nbytes + 64 * len(self.product_ids)
 
 
-def encode_block(dim: int, scored: list[str], rows_fp16: bytes, pending: list[str],
-                 failed: list[str], unknown: list[str]) -> bytes:
+def encode_block(
+    dim: int, scored: list[str], rows_fp16: bytes, pending: list[str], failed: list[str], unknown: list[str]
+) -> bytes:
     if len(rows_fp16) != len(scored) * dim * 2:
         raise ValueError("matrix bytes do not match the number of scored products")
     parts = [MAGIC, _U32.pack(dim), _U32.pack(len(scored))]
@@ -65,7 +66,7 @@ def decode_block(data: bytes) -> ScoringBlock:
     for _ in range(4):
         (length,) = _U32.unpack_from(data, pos)
         pos += 4
-        blob = data[pos:pos + length]
+        blob = data[pos : pos + length]
         pos += length
         lists.append(blob.decode().split("\n") if length else [])
     scored, pending, failed, unknown = lists

@@ -25,6 +25,7 @@ on a cluster). The embedded store keeps none: it is one process on one machine, 
 are encoded as their events arrive (inline in the task, or by the single-machine stack's
 in-process queue, worker/inprocess.py), and batching across workers has nothing to gain.
 """
+
 from __future__ import annotations
 
 import abc

@@ -5,6 +5,7 @@ and the job records, pipelined), the same error translation; only the connection
 one, opened on the loop that first uses it. One Redis only: a cluster's records and scripts
 live on several nodes (RedisStore.async_reads gives the threaded reads there).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,11 @@ class RedisAsyncReads(ThreadedReads):
         super().__init__(store)
         self.redis_store = store
         config = store.config
-        self.client = aioredis.Redis.from_url(config.url, socket_timeout=config.socket_timeout_s,
-                                              socket_connect_timeout=config.socket_timeout_s)
+        self.client = aioredis.Redis.from_url(
+            config.url, socket_timeout=config.socket_timeout_s, socket_connect_timeout=config.socket_timeout_s
+        )
 
-    async def block_stamp(self, exhibition_id: str,
-                          job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
+    async def block_stamp(self, exhibition_id: str, job_ids: Sequence[str] = ()) -> tuple[str, str, list[dict | None]]:
         s = self.redis_store
         script = s._scripts["CHECK_BLOCK"]
         with _translated_errors():

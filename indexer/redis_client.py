@@ -13,6 +13,7 @@ text inside braces, e.g. ``{clik:}`` (the store's records), ``{clik:ingest:}`` (
 ``{clik:ev:}`` (shopper events). Each group is one slot, so one master; different groups and
 different prefixes land on different masters. docs/indexer.md weighs this and measures it.
 """
+
 from __future__ import annotations
 
 from typing import Any

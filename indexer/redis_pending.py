@@ -12,6 +12,7 @@ a TTL). On a Redis Cluster every key here starts with the hash tag ``{<prefix>in
 (indexer/redis_client.py): the scripts touch them together, so the pending set is one slot.
 Opened by ``RedisStore.pending_set`` on the store's own client.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,7 +54,9 @@ end
 # KEYS: pending, due, lease, attempts, seq. ARGV: now_ms, pid, ... Records one event per product
 # (a new token supersedes an older one); due at once unless a drain holds a live lease on it
 # (that drain keeps it, then finds the token changed and leaves the entry for the next claim).
-_ADD = _COMMON + """
+_ADD = (
+    _COMMON
+    + """
 local pending, due, lease, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local now = tonumber(ARGV[1])
 local last = redis.call('INCRBY', KEYS[5], #ARGV - 1)
@@ -66,11 +69,14 @@ for i = 2, #ARGV do
 end
 return #ARGV - 1
 """
+)
 
 # KEYS: pending, due, lease, retry_at (old layout), held (this owner's live leases).
 # ARGV: owner, now_ms, lease_ms, limit. Returns [pid, token, ...] of up to `limit` entries: this
 # owner's own live leases first (a drain redelivered after a kill), then the entries due longest.
-_CLAIM = _COMMON + """
+_CLAIM = (
+    _COMMON
+    + """
 local pending, due, lease, held = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 local owner, now, lease_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 upgrade(pending, due, lease, KEYS[4])
@@ -98,11 +104,14 @@ end
 if #out > 0 then redis.call('PEXPIRE', held, 2 * lease_ms) end
 return out
 """
+)
 
 # KEYS: pending, due, lease, attempts. ARGV: key base, now_ms, then pid, token, ... Removes the
 # entries whose token is unchanged; the others (updated meanwhile) lose only their lease and are
 # due at once. Returns how many were removed.
-_COMPLETE = _COMMON + """
+_COMPLETE = (
+    _COMMON
+    + """
 local pending, due, lease, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local base, now = ARGV[1], tonumber(ARGV[2])
 local n = 0
@@ -122,10 +131,13 @@ for i = 3, #ARGV, 2 do
 end
 return n
 """
+)
 
 # KEYS: due, lease. ARGV: key base, at_ms, pid, ... Drops the leases (whoever holds them) and makes
 # the entries due at `at` (now: released; later: postponed after a transient error).
-_RESCHEDULE = _COMMON + """
+_RESCHEDULE = (
+    _COMMON
+    + """
 local due, lease = KEYS[1], KEYS[2]
 local base, at = ARGV[1], tonumber(ARGV[2])
 for i = 3, #ARGV do
@@ -137,10 +149,13 @@ for i = 3, #ARGV do
 end
 return #ARGV - 2
 """
+)
 
 # KEYS: due, lease, held. ARGV: owner, expiry_ms, lease_ms, pid, ... Extends the leases this owner
 # still holds (and their due times). Returns how many.
-_RENEW = _COMMON + """
+_RENEW = (
+    _COMMON
+    + """
 local due, lease, held = KEYS[1], KEYS[2], KEYS[3]
 local owner, expiry = ARGV[1], ARGV[2]
 local n = 0
@@ -154,10 +169,13 @@ end
 if n > 0 then redis.call('PEXPIRE', held, 2 * tonumber(ARGV[3])) end
 return n
 """
+)
 
 # KEYS: pending, due, lease, retry_at (old layout). ARGV: now_ms. Returns -1 when nothing waits,
 # 0 when some entry is claimable now, else the ms until the first lease or retry delay runs out.
-_NEXT_DUE = _COMMON + """
+_NEXT_DUE = (
+    _COMMON
+    + """
 upgrade(KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 if #first == 0 then return -1 end
@@ -165,6 +183,7 @@ local at = tonumber(first[2]) - tonumber(ARGV[1])
 if at < 0 then return 0 end
 return at
 """
+)
 
 
 def _text(value: bytes | str) -> str:  # the clients answer bytes (no decode_responses)
@@ -198,8 +217,16 @@ class RedisPendingSet(PendingSet):
 
     def keys(self) -> list[str]:
         """Its fixed keys (the per-owner `held:` sets aside), for whoever cleans a prefix up."""
-        return [self.pending, self.due, self.lease, self.retry_at, self.attempts, self.seq, self.scheduled,
-                self.stats_key]
+        return [
+            self.pending,
+            self.due,
+            self.lease,
+            self.retry_at,
+            self.attempts,
+            self.seq,
+            self.scheduled,
+            self.stats_key,
+        ]
 
     @staticmethod
     def _now_ms() -> int:
@@ -210,8 +237,7 @@ class RedisPendingSet(PendingSet):
         """Record an event for each product (a new token supersedes an older one)."""
         ids = list(dict.fromkeys(product_ids))
         if ids:
-            self._add(keys=[self.pending, self.due, self.lease, self.attempts, self.seq],
-                      args=[self._now_ms(), *ids])
+            self._add(keys=[self.pending, self.due, self.lease, self.attempts, self.seq], args=[self._now_ms(), *ids])
 
     def claim_schedule(self, ttl_s: int) -> bool:
         """True for the one caller that should queue a drain (none is queued yet)."""
@@ -223,8 +249,10 @@ class RedisPendingSet(PendingSet):
         self.r.delete(self.scheduled)
 
     def claim(self, owner: str, limit: int) -> dict[str, str]:
-        flat = self._claim(keys=[self.pending, self.due, self.lease, self.retry_at, self.held(owner)],
-                           args=[owner, self._now_ms(), self.lease_ms, limit])
+        flat = self._claim(
+            keys=[self.pending, self.due, self.lease, self.retry_at, self.held(owner)],
+            args=[owner, self._now_ms(), self.lease_ms, limit],
+        )
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
     def renew(self, owner: str, product_ids: Sequence[str]) -> int:
@@ -232,8 +260,11 @@ class RedisPendingSet(PendingSet):
         if not product_ids:
             return 0
         expiry = self._now_ms() + self.lease_ms
-        return int(self._renew(keys=[self.due, self.lease, self.held(owner)],
-                               args=[owner, expiry, self.lease_ms, *product_ids]))
+        return int(
+            self._renew(
+                keys=[self.due, self.lease, self.held(owner)], args=[owner, expiry, self.lease_ms, *product_ids]
+            )
+        )
 
     def next_due(self) -> float | None:
         """None: nothing waits; 0: something can be claimed now; else seconds until a lease
@@ -245,8 +276,11 @@ class RedisPendingSet(PendingSet):
         if not items:
             return 0
         args = [x for pair in items.items() for x in pair]
-        return int(self._complete(keys=[self.pending, self.due, self.lease, self.attempts],
-                                  args=[self.base, self._now_ms(), *args]))
+        return int(
+            self._complete(
+                keys=[self.pending, self.due, self.lease, self.attempts], args=[self.base, self._now_ms(), *args]
+            )
+        )
 
     def count_failure(self, product_id: str) -> int:
         """One more transient failure of this product; returns how many so far."""
@@ -254,8 +288,7 @@ class RedisPendingSet(PendingSet):
 
     def postpone(self, product_id: str, delay_s: float) -> None:
         """Not due before now + delay; the lease is released for whichever drain comes then."""
-        self._reschedule(keys=[self.due, self.lease],
-                         args=[self.base, int((time.time() + delay_s) * 1000), product_id])
+        self._reschedule(keys=[self.due, self.lease], args=[self.base, int((time.time() + delay_s) * 1000), product_id])
 
     def release(self, product_ids: Sequence[str]) -> None:
         if product_ids:

@@ -123,7 +123,9 @@ local function read_vec(p, v, slot)
 end
 """
 
-REGISTER_VERSION = _COMMON + r"""
+REGISTER_VERSION = (
+    _COMMON
+    + r"""
 local p, name, dim = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local v = version(p, name)
 if v then
@@ -138,8 +140,11 @@ local j = cjson.encode({id = tostring(id), dim = dim, nb = tonumber(ARGV[4]), sl
 redis.call('HSET', p .. 'reg', name, j)
 return j
 """
+)
 
-SET_STATE = _COMMON + r"""
+SET_STATE = (
+    _COMMON
+    + r"""
 local p, name, state = ARGV[1], ARGV[2], ARGV[3]
 local v = must_version(p, name)
 v.state = state
@@ -147,8 +152,11 @@ redis.call('HSET', p .. 'reg', name, cjson.encode(v))
 if ARGV[4] == '1' then redis.call('SET', p .. 'reg:active', name) end
 return 1
 """
+)
 
-DROP_VERSION = _COMMON + r"""
+DROP_VERSION = (
+    _COMMON
+    + r"""
 local p, name = ARGV[1], ARGV[2]
 local v = must_version(p, name)
 if redis.call('GET', p .. 'reg:active') == name then
@@ -160,10 +168,13 @@ redis.call('HDEL', p .. 'reg', name)
 redis.call('HDEL', p .. 'vc', v.id)
 return {j, redis.call('GET', p .. 'vn:' .. v.id) or '0'}
 """
+)
 
 # ARGV[4]: the product's attributes as JSON, or '' to keep the stored ones. Business rules
 # (availability, families, boosts) read them, so a change bumps the product's exhibitions.
-PUT_PRODUCT = _COMMON + r"""
+PUT_PRODUCT = (
+    _COMMON
+    + r"""
 local p, pid, src, attrs = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pk = p .. 'p:' .. pid
 local stored = redis.call('HGET', pk, 'a')
@@ -187,8 +198,11 @@ if attrs then redis.call('HSET', pk, 'a', attrs) end
 bump_product(p, pid)
 return 1
 """
+)
 
-MARK_ENCODED = _COMMON + r"""
+MARK_ENCODED = (
+    _COMMON
+    + r"""
 local p, pid, h, dg = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 must_product(p, pid)
 local pk = p .. 'p:' .. pid
@@ -203,8 +217,11 @@ if c then count_product(p, pk, 1) end
 bump_product(p, pid)
 return 1
 """
+)
 
-MARK_FAILED = _COMMON + r"""
+MARK_FAILED = (
+    _COMMON
+    + r"""
 local p, pid, reason = ARGV[1], ARGV[2], ARGV[3]
 must_product(p, pid)
 local c = counted(p)
@@ -214,8 +231,11 @@ if c then count_product(p, p .. 'p:' .. pid, 1) end
 bump_product(p, pid)
 return 1
 """
+)
 
-DELETE_PRODUCT = _COMMON + r"""
+DELETE_PRODUCT = (
+    _COMMON
+    + r"""
 local p, pid = ARGV[1], ARGV[2]
 must_product(p, pid)
 if counted(p) then
@@ -228,8 +248,11 @@ redis.call('DEL', p .. 'p:' .. pid)
 bump_product(p, pid)
 return 1
 """
+)
 
-PUT_EXHIBITION = _COMMON + r"""
+PUT_EXHIBITION = (
+    _COMMON
+    + r"""
 local p, eid, topic, ids, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local ek = p .. 'e:' .. eid
 local old = redis.call('HGET', ek, 'ids')
@@ -245,8 +268,11 @@ redis.call('HINCRBY', ek, 'g', 1)
 redis.call('ZADD', p .. 'ex', 0, eid)
 return 1
 """
+)
 
-DELETE_EXHIBITION = _COMMON + r"""
+DELETE_EXHIBITION = (
+    _COMMON
+    + r"""
 local p, eid = ARGV[1], ARGV[2]
 local ek = p .. 'e:' .. eid
 local ids = redis.call('HGET', ek, 'ids')
@@ -262,9 +288,12 @@ for _, j in ipairs(redis.call('HVALS', p .. 'reg')) do
 end
 return vids  -- the caller deletes the blocks b:<vid>:<eid> (outside this slot on a cluster)
 """
+)
 
 # ARGV: p, name, vid, then (hash, digest, fp16 bytes) triples.
-PUT_VECTORS = _COMMON + r"""
+PUT_VECTORS = (
+    _COMMON
+    + r"""
 local p, name, vid = ARGV[1], ARGV[2], ARGV[3]
 local v = must_version(p, name)
 if v.id ~= vid then return redis.error_reply('CLIK_STALE version ' .. name .. ' was re-registered') end
@@ -309,9 +338,12 @@ end
 log_catalogue_change(p, changed)
 return 1
 """
+)
 
 # ARGV: p, name, digests... -> one fp16 string (or false) per digest
-GET_VECTORS = _COMMON + r"""
+GET_VECTORS = (
+    _COMMON
+    + r"""
 local p, name = ARGV[1], ARGV[2]
 local v = must_version(p, name)
 local out = {}
@@ -321,6 +353,7 @@ for i = 3, #ARGV do
 end
 return out
 """
+)
 
 # ARGV: p, since -> {generation, floor, product ids changed after generation `since`...}: read
 # together, so the ids are exactly the changes up to the generation returned.
@@ -332,7 +365,9 @@ return out
 """
 
 # ARGV: p, name, digests... -> 1 or 0 per digest (no vector bytes cross the wire)
-HAS_VECTORS = _COMMON + r"""
+HAS_VECTORS = (
+    _COMMON
+    + r"""
 local p, name = ARGV[1], ARGV[2]
 local v = version(p, name)
 local out = {}
@@ -341,19 +376,26 @@ for i = 3, #ARGV do
 end
 return out
 """
+)
 
-PUT_TOPIC = _COMMON + r"""
+PUT_TOPIC = (
+    _COMMON
+    + r"""
 local p, name, key, vec = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local v = must_version(p, name)
 redis.call('HSET', p .. 't:' .. v.id, key, vec)
 return 1
 """
+)
 
-GET_TOPIC = _COMMON + r"""
+GET_TOPIC = (
+    _COMMON
+    + r"""
 local p, name, key = ARGV[1], ARGV[2], ARGV[3]
 local v = must_version(p, name)
 return redis.call('HGET', p .. 't:' .. v.id, key)
 """
+)
 
 _RESOLVE = r"""
 -- the version to rank with, and the stamp of the exhibition's block in that version
@@ -372,15 +414,22 @@ end
 
 # ARGV: p, eid, requested version ('' = active) -> {version, version id, stamp}.
 # The big block is then read with a plain HMGET: passing megabytes through Lua costs ~5 ms.
-CHECK_BLOCK = _COMMON + _RESOLVE + r"""
+CHECK_BLOCK = (
+    _COMMON
+    + _RESOLVE
+    + r"""
 local name, v, stamp = resolve(ARGV[1], ARGV[2], ARGV[3])
 return {name, v.id, stamp}
 """
+)
 
 # ARGV: p, eid, version name, ttl, store ('1': store the block with its stamp here; '0': on a
 # cluster, where the block key is in another slot and the caller stores it) -> {version, stamp,
 # block}: one pass over the members, vectors of this version only.
-BUILD_BLOCK = _COMMON + _RESOLVE + r"""
+BUILD_BLOCK = (
+    _COMMON
+    + _RESOLVE
+    + r"""
 local p, eid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local name, v, stamp = resolve(p, eid, ARGV[3])
 local scored, vecs, pending, failed, unknown = {}, {}, {}, {}, {}
@@ -417,6 +466,7 @@ if ARGV[5] == '1' then
 end
 return {name, stamp, data}
 """
+)
 
 
 # The active version and its record in one round trip (the API asks on every request).

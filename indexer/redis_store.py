@@ -30,15 +30,37 @@ from indexer.async_reads import ThreadedReads
 from indexer.block_cache import CachedBlock
 from indexer.config import RedisStoreConfig
 from indexer.errors import (
-    ExhibitionNotFound, InvalidVector, NoActiveVersion, ProductNotFound, StoreError,
-    StoreUnavailable, VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
+    ExhibitionNotFound,
+    InvalidVector,
+    NoActiveVersion,
+    ProductNotFound,
+    StoreError,
+    StoreUnavailable,
+    VectorNotFound,
+    VersionConflict,
+    VersionInUse,
+    VersionNotFound,
 )
 from indexer.pending import DEFAULT_LEASE_S
 from indexer.redis_client import RedisClient, is_cluster, key_group, redis_client
 from indexer.redis_pending import RedisPendingSet
-from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, ProductStatus, VersionState
+from indexer.records import (
+    CatalogueChanges,
+    Coverage,
+    Exhibition,
+    ExhibitionPage,
+    ModelVersion,
+    Product,
+    ProductStatus,
+    VersionState,
+)
 from indexer.store import (
-    DEFAULT_EXPECTED_VECTORS, JobChange, VectorStore, check_page, checked_writes, encode_attrs,
+    DEFAULT_EXPECTED_VECTORS,
+    JobChange,
+    VectorStore,
+    check_page,
+    checked_writes,
+    encode_attrs,
 )
 from indexer.vectors import check_id, finite_float32, hash_digest, normalised_fp16
 
@@ -95,8 +117,10 @@ class RedisStore(VectorStore):
         super().__init__(self.config.cache_bytes)
         self.prefix = self.config.prefix
         self.r: RedisClient = client or redis_client(
-            self.config.url, socket_timeout=self.config.socket_timeout_s,
-            socket_connect_timeout=self.config.socket_timeout_s)
+            self.config.url,
+            socket_timeout=self.config.socket_timeout_s,
+            socket_connect_timeout=self.config.socket_timeout_s,
+        )
         self.cluster = is_cluster(self.r)
         # every key a script touches starts with `core` (one hash slot on a cluster); packed
         # blocks and job records are read and written by plain commands, so on a cluster they
@@ -105,11 +129,27 @@ class RedisStore(VectorStore):
         self._route = [self.core + "reg"]  # KEYS[1] of every script: where a cluster runs it
         self._scripts = {
             name: self.r.register_script(getattr(lua, name))
-            for name in ("REGISTER_VERSION", "SET_STATE", "DROP_VERSION", "PUT_PRODUCT",
-                         "MARK_ENCODED", "MARK_FAILED", "DELETE_PRODUCT", "PUT_EXHIBITION",
-                         "DELETE_EXHIBITION", "PUT_VECTORS", "GET_VECTORS", "HAS_VECTORS", "PUT_TOPIC",
-                         "GET_TOPIC", "CHECK_BLOCK", "BUILD_BLOCK", "ACTIVE_VERSION", "CATALOGUE_CHANGES",
-                         "RELEASE_LOCK")
+            for name in (
+                "REGISTER_VERSION",
+                "SET_STATE",
+                "DROP_VERSION",
+                "PUT_PRODUCT",
+                "MARK_ENCODED",
+                "MARK_FAILED",
+                "DELETE_PRODUCT",
+                "PUT_EXHIBITION",
+                "DELETE_EXHIBITION",
+                "PUT_VECTORS",
+                "GET_VECTORS",
+                "HAS_VECTORS",
+                "PUT_TOPIC",
+                "GET_TOPIC",
+                "CHECK_BLOCK",
+                "BUILD_BLOCK",
+                "ACTIVE_VERSION",
+                "CATALOGUE_CHANGES",
+                "RELEASE_LOCK",
+            )
         }
         self._versions: dict[str, ModelVersion] = {}  # immutable parts (id, dim) by name
         if self.config.catalogue_log_cap is not None:  # a store-wide setting: the scripts read it
@@ -202,8 +242,7 @@ class RedisStore(VectorStore):
                 try:
                     pipe.watch(*keys)
                     raws = pipe.mget(keys)
-                    writes = checked_writes(ids, change({j: json.loads(v) if v else None
-                                                         for j, v in zip(ids, raws)}))
+                    writes = checked_writes(ids, change({j: json.loads(v) if v else None for j, v in zip(ids, raws)}))
                     pipe.multi()
                     for job_id, doc in writes.items():
                         pipe.set(self._job_key(job_id), doc)
@@ -232,8 +271,7 @@ class RedisStore(VectorStore):
             self._scripts["RELEASE_LOCK"](keys=[lock], args=[token])
 
     # -- products -----------------------------------------------------------------------------
-    def put_product(self, product_id: str, image_source: str,
-                    attrs: Mapping[str, object] | None = None) -> Product:
+    def put_product(self, product_id: str, image_source: str, attrs: Mapping[str, object] | None = None) -> Product:
         check_id(product_id, "product_id")
         check_id(image_source, "image_source")
         self._run("PUT_PRODUCT", product_id, image_source, encode_attrs(attrs) or "")
@@ -244,16 +282,21 @@ class RedisStore(VectorStore):
             src, st, h, err, a = self.r.hmget(self._k("p", product_id), "s", "st", "h", "e", "a")
         if st is None:
             raise ProductNotFound(f"unknown product {product_id!r}")
-        return Product(product_id, src.decode(), ProductStatus(st.decode()),
-                       h.decode() if h else None, err.decode() if err else None,
-                       json.loads(a) if a else {})
+        return Product(
+            product_id,
+            src.decode(),
+            ProductStatus(st.decode()),
+            h.decode() if h else None,
+            err.decode() if err else None,
+            json.loads(a) if a else {},
+        )
 
     def get_attrs(self, product_ids: Sequence[str]) -> dict[str, dict]:
         ids = list(dict.fromkeys(product_ids))
         out: dict[str, dict] = {}
         with _translated_errors():
             for start in range(0, len(ids), 5000):
-                part = ids[start:start + 5000]
+                part = ids[start : start + 5000]
                 pipe = self.r.pipeline(transaction=False)
                 for pid in part:
                     pipe.hget(self._k("p", pid), "a")
@@ -273,7 +316,7 @@ class RedisStore(VectorStore):
         # pipelined script calls: each product's update stays atomic, round trips are batched
         for start in range(0, len(items), batch):
             calls: list[tuple[str, Sequence[object]]] = []
-            for product_id, image_source, image_hash in items[start:start + batch]:
+            for product_id, image_source, image_hash in items[start : start + batch]:
                 check_id(product_id, "product_id")
                 check_id(image_source, "image_source")
                 calls.append(("PUT_PRODUCT", (product_id, image_source, "")))
@@ -290,13 +333,11 @@ class RedisStore(VectorStore):
         self._run("DELETE_PRODUCT", product_id)
 
     # -- exhibitions ----------------------------------------------------------------------------
-    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str],
-                       product_ids: Sequence[str]) -> Exhibition:
+    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str], product_ids: Sequence[str]) -> Exhibition:
         check_id(exhibition_id, "exhibition_id")
         ids = list(dict.fromkeys(check_id(p, "product_id") for p in product_ids))
         now = time.time()
-        self._run("PUT_EXHIBITION", exhibition_id, json.dumps(dict(topic), sort_keys=True),
-                  "\n".join(ids), repr(now))
+        self._run("PUT_EXHIBITION", exhibition_id, json.dumps(dict(topic), sort_keys=True), "\n".join(ids), repr(now))
         return Exhibition(exhibition_id, dict(topic), tuple(ids), now)
 
     def get_exhibition(self, exhibition_id: str) -> Exhibition:
@@ -304,8 +345,7 @@ class RedisStore(VectorStore):
             t, ids, u = self.r.hmget(self._k("e", exhibition_id), "t", "ids", "u")
         if t is None:
             raise ExhibitionNotFound(f"unknown exhibition {exhibition_id!r}")
-        return Exhibition(exhibition_id, json.loads(t), tuple(ids.decode().split("\n")) if ids else (),
-                          float(u))
+        return Exhibition(exhibition_id, json.loads(t), tuple(ids.decode().split("\n")) if ids else (), float(u))
 
     def delete_exhibition(self, exhibition_id: str) -> None:
         vids = self._run("DELETE_EXHIBITION", exhibition_id)
@@ -336,16 +376,23 @@ class RedisStore(VectorStore):
             rows = pipe.execute()
         items = [
             Exhibition(eid.decode(), json.loads(t), tuple(pids.decode().split("\n")) if pids else (), float(u))
-            for eid, (t, pids, u) in zip(ids, rows) if t is not None  # deleted in between
+            for eid, (t, pids, u) in zip(ids, rows)
+            if t is not None  # deleted in between
         ]
         return ExhibitionPage(total=int(total), items=items)
 
     # -- versions -------------------------------------------------------------------------------
     def _parse_version(self, name: str, raw: bytes | str, active: str | None) -> ModelVersion:
         d = json.loads(raw)
-        return ModelVersion(name=name, id=int(d["id"]), dim=int(d["dim"]), bundle_uri=d["bundle"],
-                            state=VersionState(d["state"]), created_at=float(d["created_at"]),
-                            active=name == active)
+        return ModelVersion(
+            name=name,
+            id=int(d["id"]),
+            dim=int(d["dim"]),
+            bundle_uri=d["bundle"],
+            state=VersionState(d["state"]),
+            created_at=float(d["created_at"]),
+            active=name == active,
+        )
 
     def _layout(self, name: str) -> dict:
         with _translated_errors():
@@ -354,15 +401,15 @@ class RedisStore(VectorStore):
             raise VersionNotFound(f"unknown model version {name!r}")
         return json.loads(raw)
 
-    def register_version(self, name: str, dim: int, bundle_uri: str = "",
-                         expected_vectors: int = DEFAULT_EXPECTED_VECTORS) -> ModelVersion:
+    def register_version(
+        self, name: str, dim: int, bundle_uri: str = "", expected_vectors: int = DEFAULT_EXPECTED_VECTORS
+    ) -> ModelVersion:
         check_id(name, "model version")
         if not isinstance(dim, int) or dim < 1:
             raise VersionConflict(f"dim must be a positive int, got {dim!r}")
         buckets = 1 << max(4, math.ceil(math.log2(max(1, expected_vectors) / _ENTRIES_PER_BUCKET)))
         slab = max(1, (_SLAB_BYTES - _SDS_OVERHEAD) // (dim * 2))
-        self._run("REGISTER_VERSION", name, dim, min(buckets, _MAX_BUCKETS), slab, bundle_uri,
-                  repr(time.time()))
+        self._run("REGISTER_VERSION", name, dim, min(buckets, _MAX_BUCKETS), slab, bundle_uri, repr(time.time()))
         return self.get_version(name)
 
     def get_version(self, name: str) -> ModelVersion:
@@ -406,7 +453,7 @@ class RedisStore(VectorStore):
         with _translated_errors():
             keys += list(self.r.scan_iter(match=self._block_key(vid, "*"), count=1000))
             for i in range(0, len(keys), 1000):
-                self.r.unlink(*keys[i:i + 1000])
+                self.r.unlink(*keys[i : i + 1000])
 
     # -- vectors --------------------------------------------------------------------------------
     def _cached_version(self, name: str, refresh: bool = False) -> ModelVersion:
@@ -483,8 +530,12 @@ class RedisStore(VectorStore):
             return self._scan_coverage(versions)  # a store from before the counters
         ids = {name.decode(): json.loads(raw)["id"] for name, raw in reg.items()}
         covered = {name: int(vc.get(str(ids[name]).encode(), 0)) if name in ids else 0 for name in versions}
-        return Coverage(products=int(cnt.get(b"products", 0)), encoded=int(cnt.get(b"encoded", 0)),
-                        covered=covered, failed=int(cnt.get(b"failed", 0)))
+        return Coverage(
+            products=int(cnt.get(b"products", 0)),
+            encoded=int(cnt.get(b"encoded", 0)),
+            covered=covered,
+            failed=int(cnt.get(b"failed", 0)),
+        )
 
     def _scan_coverage(self, versions: Sequence[str]) -> Coverage:
         """Coverage counted over every product record (stores written before the counters)."""
@@ -517,8 +568,7 @@ class RedisStore(VectorStore):
                         return list(out.items())
         return list(out.items())
 
-    def iter_product_vectors(self, version: str, batch_size: int = 10_000
-                             ) -> Iterator[tuple[list[str], np.ndarray]]:
+    def iter_product_vectors(self, version: str, batch_size: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         v = self.get_version(version)
         for rows in self._scan_encoded(batch=batch_size):
             found = self._run("GET_VECTORS", version, *[r[3] for r in rows]) if rows else []
@@ -606,7 +656,7 @@ class RedisStore(VectorStore):
         ids = list(dict.fromkeys(product_ids))
         with _translated_errors():
             for start in range(0, len(ids), 1000):  # the reverse sets pe:{pid} share the store's slot
-                found.update(e.decode() for e in self.r.sunion([self._k("pe", p) for p in ids[start:start + 1000]]))
+                found.update(e.decode() for e in self.r.sunion([self._k("pe", p) for p in ids[start : start + 1000]]))
         return sorted(found)
 
     def claim(self, key: str, ttl_s: int) -> bool:
@@ -619,8 +669,9 @@ class RedisStore(VectorStore):
     def announce_precomputed(self, version: str, exhibition_ids: Sequence[str]) -> None:
         if exhibition_ids:
             with _translated_errors():
-                self.r.publish(self.prefix + "precomputed",
-                               json.dumps({"version": version, "exhibitions": list(exhibition_ids)}))
+                self.r.publish(
+                    self.prefix + "precomputed", json.dumps({"version": version, "exhibitions": list(exhibition_ids)})
+                )
 
     def on_precomputed(self, listener: Callable[[str, list[str]], None]) -> Callable[[], None]:
         def handle(message: dict) -> None:
@@ -649,8 +700,9 @@ class RedisStore(VectorStore):
 
         return stop
 
-    def _fetch_block(self, exhibition_id: str, version: str | None,
-                     cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
+    def _fetch_block(
+        self, exhibition_id: str, version: str | None, cached: CachedBlock | None
+    ) -> tuple[str, str, bytes | None]:
         name, vid, stamp = (x.decode() for x in self._run("CHECK_BLOCK", exhibition_id, version or ""))
         if cached is not None and cached.version == name and cached.stamp == stamp:
             return name, stamp, None  # warm: one small round trip
@@ -665,8 +717,9 @@ class RedisStore(VectorStore):
             return name, stamp, data
         # one Redis: the script stores the block as it builds it; a cluster keeps blocks in other
         # slots, so the block comes back and is stored here (its stamp still guards it)
-        name_b, stamp_b, data = self._run("BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s,
-                                          "0" if self.cluster else "1")
+        name_b, stamp_b, data = self._run(
+            "BUILD_BLOCK", exhibition_id, name, self.config.block_ttl_s, "0" if self.cluster else "1"
+        )
         if self.cluster:
             with _translated_errors():
                 pipe = self.r.pipeline(transaction=False)

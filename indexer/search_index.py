@@ -59,8 +59,9 @@ class SearchIndex:
     `mmap` the saved index is mapped read-only (processes reading the same files share their
     pages); such an index searches but cannot change."""
 
-    def __init__(self, directory: Path | str, version: str, dim: int,
-                 config: SearchIndexConfig | None = None, mmap: bool = False) -> None:
+    def __init__(
+        self, directory: Path | str, version: str, dim: int, config: SearchIndexConfig | None = None, mmap: bool = False
+    ) -> None:
         self.dim = dim
         self.version = version
         self.config = config or SearchIndexConfig()
@@ -101,8 +102,9 @@ class SearchIndex:
         old = current.read_text().strip() if current.exists() else None
         gen = str(int(old) + 1 if old else 1)
         faiss.write_index(self._index, str(self.directory / f"index-{gen}.faiss"))
-        (self.directory / f"ids-{gen}.json").write_text(json.dumps(
-            {"next_id": self._next_id, "ids": self._ids, "catalogue_generation": self.catalogue_generation}))
+        (self.directory / f"ids-{gen}.json").write_text(
+            json.dumps({"next_id": self._next_id, "ids": self._ids, "catalogue_generation": self.catalogue_generation})
+        )
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".CURRENT.")
         with os.fdopen(fd, "w") as f:
             f.write(gen)

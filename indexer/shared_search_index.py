@@ -11,6 +11,7 @@ vectors read again, removed where gone), saves a new generation, and searches it
 the others map the new files on their next look. A first build, or a change log that no longer
 reaches back that far (trimmed, another store), reads the whole catalogue once.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -31,8 +32,9 @@ class SyncCounts:
 
 
 class SharedSearchIndex:
-    def __init__(self, store: VectorStore, directory: Path, version: ModelVersion,
-                 config: SearchIndexConfig | None = None) -> None:
+    def __init__(
+        self, store: VectorStore, directory: Path, version: ModelVersion, config: SearchIndexConfig | None = None
+    ) -> None:
         self.store = store
         self.directory = directory
         self.version = version

@@ -18,7 +18,17 @@ from indexer.errors import InvalidInput
 from indexer.packed_block import ScoringBlock, decode_block
 from indexer.pending import DEFAULT_LEASE_S, PendingSet
 from indexer.ranking import cosine_scores, ranked_slice
-from indexer.records import CatalogueChanges, Coverage, Exhibition, ExhibitionPage, ModelVersion, Product, RankedProduct, ExhibitionRanking, VersionState
+from indexer.records import (
+    CatalogueChanges,
+    Coverage,
+    Exhibition,
+    ExhibitionPage,
+    ModelVersion,
+    Product,
+    RankedProduct,
+    ExhibitionRanking,
+    VersionState,
+)
 from indexer.vectors import normalised_query
 
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
@@ -69,8 +79,7 @@ class VectorStore(abc.ABC):
 
     # -- products ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def put_product(self, product_id: str, image_source: str,
-                    attrs: Mapping[str, object] | None = None) -> Product:
+    def put_product(self, product_id: str, image_source: str, attrs: Mapping[str, object] | None = None) -> Product:
         """Create or update a product. A new image source resets it to pending (new image).
 
         attrs: a JSON-serialisable mapping (titles for operators; availability, family and
@@ -111,8 +120,7 @@ class VectorStore(abc.ABC):
 
     # -- exhibitions ------------------------------------------------------------------------
     @abc.abstractmethod
-    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str],
-                       product_ids: Sequence[str]) -> Exhibition:
+    def put_exhibition(self, exhibition_id: str, topic: Mapping[str, str], product_ids: Sequence[str]) -> Exhibition:
         """Create or replace an exhibition. Duplicate product ids keep their first position.
 
         Product ids need not be registered yet (events arrive in any order): rankings list
@@ -141,8 +149,9 @@ class VectorStore(abc.ABC):
 
     # -- model versions ---------------------------------------------------------------------
     @abc.abstractmethod
-    def register_version(self, name: str, dim: int, bundle_uri: str = "",
-                         expected_vectors: int = DEFAULT_EXPECTED_VECTORS) -> ModelVersion:
+    def register_version(
+        self, name: str, dim: int, bundle_uri: str = "", expected_vectors: int = DEFAULT_EXPECTED_VECTORS
+    ) -> ModelVersion:
         """Register a version in state filling. Idempotent for the same dim.
 
         expected_vectors sizes the storage layout (Redis: index buckets); a wrong guess only
@@ -154,16 +163,13 @@ class VectorStore(abc.ABC):
         """Raises VersionNotFound."""
 
     @abc.abstractmethod
-    def list_versions(self) -> list[ModelVersion]:
-        ...
+    def list_versions(self) -> list[ModelVersion]: ...
 
     @abc.abstractmethod
-    def active_version(self) -> ModelVersion | None:
-        ...
+    def active_version(self) -> ModelVersion | None: ...
 
     @abc.abstractmethod
-    def set_version_state(self, name: str, state: VersionState) -> ModelVersion:
-        ...
+    def set_version_state(self, name: str, state: VersionState) -> ModelVersion: ...
 
     @abc.abstractmethod
     def activate(self, name: str) -> ModelVersion:
@@ -188,8 +194,7 @@ class VectorStore(abc.ABC):
         """The stored fp16 vector. Raises VectorNotFound / VersionNotFound."""
 
     @abc.abstractmethod
-    def has_vector(self, version: str, image_hash: str) -> bool:
-        ...
+    def has_vector(self, version: str, image_hash: str) -> bool: ...
 
     @abc.abstractmethod
     def missing_vectors(self, version: str, limit: int = 1000) -> list[tuple[str, str]]:
@@ -202,8 +207,7 @@ class VectorStore(abc.ABC):
         vector in it (one pass over the catalogue). Unknown versions count 0."""
 
     @abc.abstractmethod
-    def iter_product_vectors(self, version: str, batch_size: int = 10_000
-                             ) -> Iterator[tuple[list[str], np.ndarray]]:
+    def iter_product_vectors(self, version: str, batch_size: int = 10_000) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every encoded product having a vector for `version`, in batches of
         (product_ids, fp16 matrix): the input of a catalogue index rebuild."""
 
@@ -226,8 +230,7 @@ class VectorStore(abc.ABC):
 
     # -- topic-embedding cache ----------------------------------------------------------------
     @abc.abstractmethod
-    def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None:
-        ...
+    def put_topic_embedding(self, version: str, topic_key: str, vector: object) -> None: ...
 
     @abc.abstractmethod
     def get_topic_embedding(self, version: str, topic_key: str) -> np.ndarray | None:
@@ -263,8 +266,7 @@ class VectorStore(abc.ABC):
 
     # -- housekeeping -------------------------------------------------------------------------
     @abc.abstractmethod
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
     def __enter__(self) -> VectorStore:
         return self
@@ -274,8 +276,9 @@ class VectorStore(abc.ABC):
 
     # -- ranking ----------------------------------------------------------------------------
     @abc.abstractmethod
-    def _fetch_block(self, exhibition_id: str, version: str | None,
-                     cached: CachedBlock | None) -> tuple[str, str, bytes | None]:
+    def _fetch_block(
+        self, exhibition_id: str, version: str | None, cached: CachedBlock | None
+    ) -> tuple[str, str, bytes | None]:
         """Resolve the version, check the block stamp, rebuild the block if stale.
 
         Returns (version name, stamp, packed bytes), with bytes None when `cached` (same
@@ -355,15 +358,15 @@ class VectorStore(abc.ABC):
         name = self._last_version.get(exhibition_id)
         return self._blocks.get(exhibition_id, name) if name else None
 
-    def rank(self, exhibition_id: str, query: object, k: int = 10,
-             version: str | None = None) -> ExhibitionRanking:
+    def rank(self, exhibition_id: str, query: object, k: int = 10, version: str | None = None) -> ExhibitionRanking:
         """Top k products of the exhibition by cosine to the group query."""
         if k < 1:
             raise InvalidInput("k must be >= 1")
         return self.rank_page(exhibition_id, query, offset=0, limit=k, version=version)
 
-    def rank_page(self, exhibition_id: str, query: object, offset: int = 0, limit: int = 50,
-                  version: str | None = None) -> ExhibitionRanking:
+    def rank_page(
+        self, exhibition_id: str, query: object, offset: int = 0, limit: int = 50, version: str | None = None
+    ) -> ExhibitionRanking:
         """Ranks [offset, offset+limit) of the full ranking (for paging)."""
         name, block = self.scoring_block(exhibition_id, version)
         q = normalised_query(query, block.dim)
@@ -374,9 +377,13 @@ class VectorStore(abc.ABC):
             for j, i in enumerate(idx)
         ]
         return ExhibitionRanking(
-            exhibition_id=exhibition_id, model_version=name, items=items,
-            total_scored=len(block.product_ids), pending=list(block.pending),
-            failed=list(block.failed), unknown=list(block.unknown),
+            exhibition_id=exhibition_id,
+            model_version=name,
+            items=items,
+            total_scored=len(block.product_ids),
+            pending=list(block.pending),
+            failed=list(block.failed),
+            unknown=list(block.unknown),
         )
 
     def clear_process_cache(self) -> None:

@@ -6,6 +6,7 @@ later ``clik models activate`` or ``clik serve`` on the same store reads the sam
 the operator repeating ``CLIK_FILE_ROOTS``. Only operator commands write this record (there is
 no API route for it): whoever can write it can already write the store itself.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -6,6 +6,7 @@ from the broker, then asks both replicas for the representative images of the he
 exhibitions: both must answer with the same top 3 of the same model version. Also checks
 /readyz on both replicas and Flower's page. Exit status 0 only when everything held.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,10 +74,12 @@ def main() -> int:
     with httpx.Client(base_url=REPLICAS[0], headers=headers, timeout=60) as client:
         items = list(products.values())
         for i in range(0, len(items), 500):
-            client.put("/products", json={"products": items[i:i + 500]}).raise_for_status()
+            client.put("/products", json={"products": items[i : i + 500]}).raise_for_status()
         for ex in dataset.exhibitions:
-            client.put(f"/exhibitions/{ex.id}", json={"topic": {k: v for k, v in ex.topic.items() if v},
-                                                      "product_ids": [p.id for p in ex.products]}).raise_for_status()
+            client.put(
+                f"/exhibitions/{ex.id}",
+                json={"topic": {k: v for k, v in ex.topic.items() if v}, "product_ids": [p.id for p in ex.products]},
+            ).raise_for_status()
         print(f"   {len(items)} products and {len(dataset.exhibitions)} exhibitions PUT on {REPLICAS[0]}")
 
         def statuses() -> dict[str, int]:
@@ -98,7 +101,9 @@ def main() -> int:
 
     held_out = dataset.split("test")
     for base in REPLICAS:
-        wait_until(f"{base}/readyz is 200", lambda base=base: httpx.get(f"{base}/readyz", timeout=10).status_code == 200, 300)
+        wait_until(
+            f"{base}/readyz is 200", lambda base=base: httpx.get(f"{base}/readyz", timeout=10).status_code == 200, 300
+        )
     failures = 0
     for ex in held_out[:5]:
         answers = []
@@ -109,8 +114,10 @@ def main() -> int:
             answers.append((body["model_version"], [it["product_id"] for it in body["items"]]))
         same = answers[0] == answers[1] and answers[0][1]
         failures += not same
-        print(f"   {ex.topic.get('name', ex.id)!r}: {answers[0][1]} (version {answers[0][0][:12]})"
-              f"{'' if same else f'  MISMATCH with {REPLICAS[1]}: {answers[1]}'}")
+        print(
+            f"   {ex.topic.get('name', ex.id)!r}: {answers[0][1]} (version {answers[0][0][:12]})"
+            f"{'' if same else f'  MISMATCH with {REPLICAS[1]}: {answers[1]}'}"
+        )
     r = httpx.get(FLOWER, timeout=10)
     print(f"   Flower {FLOWER}: HTTP {r.status_code}")
     failures += not r.is_success

@@ -3,6 +3,7 @@ markdown table, also written to WORK_DIR/summary.json. Used by hm_split_seeds.sh
 
     python scripts/mean_over_splits.py runs/hm-splits
 """
+
 import json
 import sys
 from collections import defaultdict

@@ -13,6 +13,7 @@ For every split*/RUN the test exhibitions (topic groups never seen in training) 
 Figures: MRR, Top1-Top1, off-topic@1/@10, and for the flags AUC, precision, recall. Means over
 the splits; 95% intervals by bootstrap over the exhibitions of all splits pooled.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +50,17 @@ def per_group(groups, variant, calibration):
             scored = score_products(appeal, feats, no_context if variant == "gate-fit" else calibration)
             score, flag, p = scored.score, scored.off_topic, scored.topic_fit
         order = np.argsort(-score, kind="stable")
-        rows.append({"rr": reciprocal_rank(score, g.labels), "t1": float(top1_true_rank(score, g.labels) == 1),
-                     "off1": float(off[order[0]]), "off10": float(off[order[:10]].mean()),
-                     "flag": flag, "off": off, "p": p})
+        rows.append(
+            {
+                "rr": reciprocal_rank(score, g.labels),
+                "t1": float(top1_true_rank(score, g.labels) == 1),
+                "off1": float(off[order[0]]),
+                "off10": float(off[order[:10]].mean()),
+                "flag": flag,
+                "off": off,
+                "p": p,
+            }
+        )
     return rows
 
 
@@ -80,14 +89,17 @@ def main() -> None:
         data = run.parent / "data"
         train = load_groups(run, data, split="train")
         test = load_groups(run, data, split="test")
-        calibration = fit([product_features(g.vectors, g.topic_emb) for g in train.groups],
-                          [g.on_topic for g in train.groups])
+        calibration = fit(
+            [product_features(g.vectors, g.topic_emb) for g in train.groups], [g.on_topic for g in train.groups]
+        )
         for v in variants:
             rows = per_group(test.groups, v, calibration)
             per_split[v].append(summary(rows))
             pooled[v] += rows
-        print(f"{run}: {len(test.groups)} test exhibitions; calibration {calibration.weights} {calibration.bias:+.2f}",
-              file=sys.stderr)
+        print(
+            f"{run}: {len(test.groups)} test exhibitions; calibration {calibration.weights} {calibration.bias:+.2f}",
+            file=sys.stderr,
+        )
     rng = np.random.default_rng(0)
     table = {}
     keys = ["rr", "t1", "off1", "off10", "precision", "recall", "auc"]
@@ -101,8 +113,15 @@ def main() -> None:
                 draws[k].append(sample.get(k, np.nan))
         ci = {k: [float(np.nanpercentile(d, 2.5)), float(np.nanpercentile(d, 97.5))] for k, d in draws.items()}
         table[v] = {"mean": mean, "ci95": ci}
-    names = {"rr": "MRR", "t1": "Top1-Top1", "off1": "off-topic@1", "off10": "off-topic@10",
-             "precision": "flag precision", "recall": "flag recall", "auc": "AUC"}
+    names = {
+        "rr": "MRR",
+        "t1": "Top1-Top1",
+        "off1": "off-topic@1",
+        "off10": "off-topic@10",
+        "precision": "flag precision",
+        "recall": "flag recall",
+        "auc": "AUC",
+    }
     print("| variant | " + " | ".join(names[k] for k in keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for v in variants:

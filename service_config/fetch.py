@@ -1,5 +1,6 @@
 """The image-fetching limits as typed settings fields, shared by every process that reads images
 (worker, API): one place for their names, defaults and the conversion to ``FetchLimits``."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -8,6 +8,7 @@ role. The default URL differs by role, on purpose, and is decided here only:
 
 A role's settings class keeps the service default or sets ``store_url`` to ``CLI_STORE_URL``.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel

@@ -1,4 +1,5 @@
 """Shared fixtures: real photos (scikit-image's sample images) and the default pretrained model."""
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # cost seconds to minutes each on a fresh machine. The ONNX path has its own tests
 # (tests/clik/test_onnx_tower.py, tests/worker/test_encode.py).
 os.environ.setdefault("CLIK_IMAGE_BACKEND", "torch")
+
 
 @pytest.fixture(scope="session")
 def photo_files(tmp_path_factory) -> dict[str, Path]:

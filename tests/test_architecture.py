@@ -4,6 +4,7 @@ Imports inside functions count too: a lazy import still makes the package need t
 (an API process that imported worker/ would load Celery tasks and torch image towers). Nothing
 is imported here, so the check needs neither torch nor Redis and takes milliseconds.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN: dict[str, frozenset[str]] = {
     "clik": frozenset({"training", "indexer", "worker", "api", "clik_cli"}),
     "training": frozenset({"indexer", "worker", "api", "clik_cli"}),
-    "indexer": frozenset({"torch", "torchvision", "transformers", "timm", "clik", "training", "worker",
-                          "api", "clik_cli"}),
+    "indexer": frozenset(
+        {"torch", "torchvision", "transformers", "timm", "clik", "training", "worker", "api", "clik_cli"}
+    ),
     "service_config": frozenset({"training", "worker", "api", "clik_cli", "torch"}),
     "worker": frozenset({"api", "training", "clik_cli"}),
     "api": frozenset({"worker", "training", "clik_cli"}),
@@ -74,14 +76,15 @@ def test_checker_sees_lazy_and_relative_imports(tmp_path):
     (tmp_path / "indexer").mkdir()
     (tmp_path / "indexer" / "__init__.py").write_text("")
     (tmp_path / "indexer" / "ok.py").write_text("import numpy\nfrom . import store\n")
-    (tmp_path / "indexer" / "bad.py").write_text(
-        "def f():\n    import torch.nn\n\nfrom clik.topic import topic_key\n")
+    (tmp_path / "indexer" / "bad.py").write_text("def f():\n    import torch.nn\n\nfrom clik.topic import topic_key\n")
     (tmp_path / "api").mkdir()
     (tmp_path / "api" / "__init__.py").write_text("")
     (tmp_path / "api" / "routes").mkdir()
     (tmp_path / "api" / "routes" / "x.py").write_text("from ...worker import tasks\n")
-    assert violations("indexer", tmp_path) == ["indexer/bad.py:2 imports torch.nn",
-                                               "indexer/bad.py:4 imports clik.topic"]
+    assert violations("indexer", tmp_path) == [
+        "indexer/bad.py:2 imports torch.nn",
+        "indexer/bad.py:4 imports clik.topic",
+    ]
     # `from ...worker` in api/routes/x.py climbs above api/ to the top-level worker package.
     assert violations("api", tmp_path) == ["api/routes/x.py:1 imports worker"]
 
@@ -106,7 +109,10 @@ def test_tests_share_helpers_only_through_tests_support(tmp_path):
     (tmp_path / "tests" / "api").mkdir(parents=True)
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "tests" / "api" / "test_a.py").write_text(
-        "from tests.api.conftest import API_KEY\nfrom tests.support.images import jpeg_bytes\n")
+        "from tests.api.conftest import API_KEY\nfrom tests.support.images import jpeg_bytes\n"
+    )
     (tmp_path / "benchmarks" / "b.py").write_text("def f():\n    from tests.worker.test_tasks import STORE_URL\n")
-    assert shared_helper_violations(tmp_path) == ["tests/api/test_a.py:1 imports tests.api.conftest",
-                                                  "benchmarks/b.py:2 imports tests.worker.test_tasks"]
+    assert shared_helper_violations(tmp_path) == [
+        "tests/api/test_a.py:1 imports tests.api.conftest",
+        "benchmarks/b.py:2 imports tests.worker.test_tasks",
+    ]

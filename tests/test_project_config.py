@@ -1,4 +1,5 @@
 """One Python floor: requires-python, ruff's target and mypy's version say the same thing."""
+
 from __future__ import annotations
 
 import re

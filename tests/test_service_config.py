@@ -1,4 +1,5 @@
 """service_config: one store mixin, one default per role, and the same CLIK_* names everywhere."""
+
 from __future__ import annotations
 
 import pytest

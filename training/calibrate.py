@@ -21,6 +21,7 @@ calibration, fitted where labels existed, instead of falling back to the prior: 
 closed loop, the prior in its place cost more held-out MRR than the fine-tuning gained
 (docs/experiments.md). The fold models are not trained then.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def group_folds(data_dir: str | Path, folds: int, seed: int) -> list[frozenset[s
     return [frozenset(groups[i] for i in order[f::folds]) for f in range(folds)]
 
 
-def fit_calibration(groups: list[GroupData], weights=CONTEXT_WEIGHTS, thresholds=THRESHOLDS,
-                    tune_ranking: bool = True) -> TopicFit:
+def fit_calibration(
+    groups: list[GroupData], weights=CONTEXT_WEIGHTS, thresholds=THRESHOLDS, tune_ranking: bool = True
+) -> TopicFit:
     """Logistic model on the groups' labelled products, then (tune_ranking) the context weight
     and the flag threshold with the best MRR - off-topic@1 on the same groups (a flagged product
     is never first, so a threshold that flags attractive on-topic outliers costs MRR)."""
@@ -84,8 +86,9 @@ def fit_calibration(groups: list[GroupData], weights=CONTEXT_WEIGHTS, thresholds
             table[f"{w}@{threshold}"] = round(value, 4)
             if value > best_value + 1e-9:
                 best, best_value = (w, threshold), value
-    return replace(calibration, context_weight=best[0], threshold=best[1],
-                   fitted_on={**calibration.fitted_on, "objective": table})
+    return replace(
+        calibration, context_weight=best[0], threshold=best[1], fitted_on={**calibration.fitted_on, "objective": table}
+    )
 
 
 def fold_config(cfg: TrainConfig) -> TrainConfig:
@@ -98,19 +101,25 @@ def fold_config(cfg: TrainConfig) -> TrainConfig:
     return replace(cfg, mode="locked") if cfg.mode == "partial" else cfg
 
 
-def calibrate_run(run_dir: str | Path, data_dir: str | Path, cfg: TrainConfig,
-                  distributed: bool = False) -> TopicFit:
+def calibrate_run(run_dir: str | Path, data_dir: str | Path, cfg: TrainConfig, distributed: bool = False) -> TopicFit:
     """Fit and write the run's calibration (see the module docstring)."""
     from .trainer import train
 
     run_dir = Path(run_dir)
     if not _has_off_topic_labels(data_dir):
         inherited = source_calibration(cfg.init_from) if cfg.init_from else None
-        calibration = DEFAULT_FIT if inherited is None else replace(
-            inherited, fitted_on={**inherited.fitted_on, "inherited_from": str(cfg.init_from)})
+        calibration = (
+            DEFAULT_FIT
+            if inherited is None
+            else replace(inherited, fitted_on={**inherited.fitted_on, "inherited_from": str(cfg.init_from)})
+        )
         (checkpoint_dir(run_dir) / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict(), indent=1) + "\n")
         return calibration
-    folds = group_folds(data_dir, cfg.calibration_folds, cfg.seed) if cfg.mode in ("locked", "partial") and not distributed else []
+    folds = (
+        group_folds(data_dir, cfg.calibration_folds, cfg.seed)
+        if cfg.mode in ("locked", "partial") and not distributed
+        else []
+    )
     if folds:
         held_out: list[GroupData] = []
         for n, fold in enumerate(folds):

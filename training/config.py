@@ -1,4 +1,5 @@
 """Typed training configuration: YAML file, then ``key=value`` overrides from the command line."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,9 +85,17 @@ class TrainConfig:
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
 # Types of the options whose default is None.
-_OPTIONAL_KINDS = {"embed_dim": int, "temperature": float, "attention_temperature": float,
-                   "memory_bank_size": int, "num_threads": int, "device": str, "criterion": str,
-                   "text_tower": str, "init_from": str}
+_OPTIONAL_KINDS = {
+    "embed_dim": int,
+    "temperature": float,
+    "attention_temperature": float,
+    "memory_bank_size": int,
+    "num_threads": int,
+    "device": str,
+    "criterion": str,
+    "text_tower": str,
+    "init_from": str,
+}
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -1,4 +1,5 @@
 """torchrun integration: one process per device, gloo on CPU, NCCL on GPUs."""
+
 from __future__ import annotations
 
 import os

@@ -13,6 +13,7 @@ for the appeal alone (CLIK's ranking score, no topic fit) are under "appeal_only
 mean pairwise image cosine in the top 5, of the plain ranking and of the service's diverse
 selection (clik.diverse), and how often the diverse first pick is the plain one.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,9 +80,11 @@ def flag_figures(results: list[GroupResult]) -> dict[str, float]:
     off = ~np.concatenate([r.on_topic for r in results])
     flagged = np.concatenate([r.flagged for r in results])
     fit = np.concatenate([r.topic_fit for r in results])
-    return {"offtopic_auc": auc(-fit, off),
-            "flag_precision": float(off[flagged].mean()) if flagged.any() else float("nan"),
-            "flag_recall": float(flagged[off].mean()) if off.any() else float("nan")}
+    return {
+        "offtopic_auc": auc(-fit, off),
+        "flag_precision": float(off[flagged].mean()) if flagged.any() else float("nan"),
+        "flag_recall": float(flagged[off].mean()) if off.any() else float("nan"),
+    }
 
 
 def bootstrap(results: list[GroupResult], samples: int, seed: int) -> dict[str, list[float]]:
@@ -99,6 +102,7 @@ def bootstrap(results: list[GroupResult], samples: int, seed: int) -> dict[str, 
 class GroupData:
     """One exhibition as the service sees it: unit image vectors, the topic's unit embedding
     (Topic Matching space) and ranking query, with the labels only evaluation knows."""
+
     exhibition_id: str
     vectors: np.ndarray  # (n, d) float32, unit rows
     topic_emb: np.ndarray  # (d,) unit
@@ -121,9 +125,17 @@ class LoadedGroups:
 
 
 @torch.inference_mode()
-def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
-                cache_dir: str | None = None, device: str | None = None,
-                criterion: str | None = None, groups: frozenset[str] | None = None) -> LoadedGroups:
+def load_groups(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    k: int = 50,
+    seed: int = 0,
+    cache_dir: str | None = None,
+    device: str | None = None,
+    criterion: str | None = None,
+    groups: frozenset[str] | None = None,
+) -> LoadedGroups:
     """The split's exhibitions (only those of `groups`, when given) encoded by the run's model
     (cached backbone features), groups larger than k sampled down with a fixed seed so every
     model sees the same images."""
@@ -153,19 +165,35 @@ def load_groups(run_dir: str | Path, data_dir: str | Path, split: str = "test", 
             idx = np.sort(rng.choice(len(idx), size=k, replace=False))
         rows = group.image_rows[idx]
         emb = model.image.proj(torch.as_tensor(found.images[rows], device=device))
-        out.append(GroupData(
-            exhibition_id=group.exhibition_id,
-            vectors=F.normalize(emb.float(), dim=-1).cpu().numpy(),
-            topic_emb=topics[group.topic_row], query=queries[group.topic_row],
-            labels=group.labels[idx], on_topic=group.on_topic[idx],
-            images=[prepared.images[r] for r in rows], product_ids=[pids[i] for i in idx],
-            topic=prepared.topics[group.topic_row], families=[family_of.get(pids[i]) for i in idx]))
+        out.append(
+            GroupData(
+                exhibition_id=group.exhibition_id,
+                vectors=F.normalize(emb.float(), dim=-1).cpu().numpy(),
+                topic_emb=topics[group.topic_row],
+                query=queries[group.topic_row],
+                labels=group.labels[idx],
+                on_topic=group.on_topic[idx],
+                images=[prepared.images[r] for r in rows],
+                product_ids=[pids[i] for i in idx],
+                topic=prepared.topics[group.topic_row],
+                families=[family_of.get(pids[i]) for i in idx],
+            )
+        )
     return LoadedGroups(model, meta, criterion, out, dict(prepared.dropped))
 
 
-def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: int = 50, seed: int = 0,
-             bootstrap_samples: int = 1000, cache_dir: str | None = None, device: str | None = None,
-             criterion: str | None = None, diverse_options: DiverseOptions = DiverseOptions()) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    split: str = "test",
+    k: int = 50,
+    seed: int = 0,
+    bootstrap_samples: int = 1000,
+    cache_dir: str | None = None,
+    device: str | None = None,
+    criterion: str | None = None,
+    diverse_options: DiverseOptions = DiverseOptions(),
+) -> dict:
     from .calibrate import read_calibration
 
     loaded = load_groups(run_dir, data_dir, split, k, seed, cache_dir, device, criterion)
@@ -181,18 +209,24 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         results.append(_result(g, scored.score, scored))
         appeal_only.append(_result(g, appeal, None))
         plain = list(np.argsort(-scored.score, kind="stable")[:5])
-        diverse = select_diverse(scored.score, g.vectors, 5, families=g.families, flagged=scored.off_topic,
-                                 options=diverse_options)
+        diverse = select_diverse(
+            scored.score, g.vectors, 5, families=g.families, flagged=scored.off_topic, options=diverse_options
+        )
         for name, rows in (("plain", plain), ("diverse", diverse)):
-            top5[name].append(diversity_figures(g.vectors[rows], [(g.families or [None] * len(g.vectors))[r]
-                                                                  for r in rows]))
+            top5[name].append(
+                diversity_figures(g.vectors[rows], [(g.families or [None] * len(g.vectors))[r] for r in rows])
+            )
         same_first.append(bool(diverse and diverse[0] == plain[0]))
     if not results:
         raise ValueError(f"no evaluable exhibitions in split {split!r}")
     rand = random_baseline([r.labels for r in results])
     share = float(np.mean([r.offtopic_share for r in results]))
-    random_row = {"MRR": rand.mrr, **{f"Top{kk}-Top1": v for kk, v in rand.topk_top1.items()},
-                  "offtopic@1": share, "offtopic@10": share}
+    random_row = {
+        "MRR": rand.mrr,
+        **{f"Top{kk}-Top1": v for kk, v in rand.topk_top1.items()},
+        "offtopic@1": share,
+        "offtopic@10": share,
+    }
     return {
         "run": str(run_dir),
         "data": str(data_dir),
@@ -205,12 +239,21 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         "groups": len(results),
         "metrics": _summaries(results),
         "diversity": {
-            **{name: {"families@5": float(np.mean([f for f, _ in v])),
-                      "similarity@5": float(np.mean([m for _, m in v]))} for name, v in top5.items()},
+            **{
+                name: {
+                    "families@5": float(np.mean([f for f, _ in v])),
+                    "similarity@5": float(np.mean([m for _, m in v])),
+                }
+                for name, v in top5.items()
+            },
             "first_pick_same": float(np.mean(same_first)),
             "with_family": float(np.mean([any(g.families or []) for g in loaded.groups])),
-            "options": {"trade_off": diverse_options.trade_off,
-                        "duplicate_threshold": diverse_options.duplicate_threshold, "pool": diverse_options.pool}},
+            "options": {
+                "trade_off": diverse_options.trade_off,
+                "duplicate_threshold": diverse_options.duplicate_threshold,
+                "pool": diverse_options.pool,
+            },
+        },
         "appeal_only": _summaries(appeal_only),
         "topic_fit": calibration.to_dict(),
         "ci95": bootstrap(results, bootstrap_samples, seed) if bootstrap_samples else {},
@@ -218,12 +261,25 @@ def evaluate(run_dir: str | Path, data_dir: str | Path, split: str = "test", k: 
         "offtopic_share": share,
         "unreadable_images": len(loaded.dropped),
         "per_group": [
-            {"exhibition_id": r.exhibition_id, "topic": r.topic, "rr": r.rr, "top1_true_rank": r.top1_true_rank,
-             "ranking": [{"product_id": r.product_ids[i], "image": r.images[i], "score": float(r.scores[i]),
-                          "appeal": float(r.appeal[i]), "topic_fit": float(r.topic_fit[i]),
-                          "off_topic_flag": bool(r.flagged[i]),
-                          "label": float(r.labels[i]), "on_topic": bool(r.on_topic[i])}
-                         for i in np.argsort(-r.scores, kind="stable")]}
+            {
+                "exhibition_id": r.exhibition_id,
+                "topic": r.topic,
+                "rr": r.rr,
+                "top1_true_rank": r.top1_true_rank,
+                "ranking": [
+                    {
+                        "product_id": r.product_ids[i],
+                        "image": r.images[i],
+                        "score": float(r.scores[i]),
+                        "appeal": float(r.appeal[i]),
+                        "topic_fit": float(r.topic_fit[i]),
+                        "off_topic_flag": bool(r.flagged[i]),
+                        "label": float(r.labels[i]),
+                        "on_topic": bool(r.on_topic[i]),
+                    }
+                    for i in np.argsort(-r.scores, kind="stable")
+                ],
+            }
             for r in results
         ],
     }
@@ -238,10 +294,16 @@ def _result(g: GroupData, scores: np.ndarray, scored: ScoredProducts | None) -> 
         offtopic_at1=float(not g.on_topic[order[0]]),
         offtopic_at10=float((~g.on_topic[order[:10]]).mean()),
         offtopic_share=float((~g.on_topic).mean()),
-        labels=g.labels, on_topic=g.on_topic, scores=scores, images=g.images, product_ids=g.product_ids,
+        labels=g.labels,
+        on_topic=g.on_topic,
+        scores=scores,
+        images=g.images,
+        product_ids=g.product_ids,
         appeal=None if scored is None else scored.appeal,
         topic_fit=None if scored is None else scored.topic_fit,
-        flagged=None if scored is None else scored.off_topic, topic=g.topic)
+        flagged=None if scored is None else scored.off_topic,
+        topic=g.topic,
+    )
 
 
 def write_json(result: dict, path: str | Path) -> None:

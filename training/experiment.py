@@ -10,6 +10,7 @@ another language (`split<seed>/data-ko`: the same exhibitions and products, only
 differ: training/data/hm_korean.py) and every run is trained and evaluated on it too, as
 `<run>-ko`, so a table compares the same model on the same exhibitions in two languages.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,9 @@ def run_experiment(plan: ExperimentPlan, echo: Callable[[str], None] = print) ->
             if plan.build is not None:
                 dataset = plan.build(seed)
             else:
-                options = HMOptions(**{**(plan.reader_options or {}), "test_frac": plan.test_frac,
-                                       "seed": seed, "language": language})
+                options = HMOptions(
+                    **{**(plan.reader_options or {}), "test_frac": plan.test_frac, "seed": seed, "language": language}
+                )
                 dataset, _ = build_hm_dataset(plan.raw_dir, options)
             write_dataset(dataset, data)
     keys = [run_key(name, language) for name in plan.runs for language in plan.languages]
@@ -120,9 +122,15 @@ def _group_rows(result: dict) -> list[dict]:
     rows = []
     for g in result["per_group"]:
         on = np.array([item["on_topic"] for item in g["ranking"]])
-        rows.append({"MRR": g["rr"], "Top1-Top1": float(g["top1_true_rank"] <= 1),
-                     "Top3-Top1": float(g["top1_true_rank"] <= 3), "offtopic@1": float(not on[0]),
-                     "offtopic@10": float((~on[:10]).mean())})
+        rows.append(
+            {
+                "MRR": g["rr"],
+                "Top1-Top1": float(g["top1_true_rank"] <= 1),
+                "Top3-Top1": float(g["top1_true_rank"] <= 3),
+                "offtopic@1": float(not on[0]),
+                "offtopic@10": float((~on[:10]).mean()),
+            }
+        )
     return rows
 
 
@@ -134,12 +142,22 @@ def summarise(out_dir: Path, runs, seeds, bootstrap: int = 1000) -> dict:
         results = [json.loads((out_dir / f"split{s}" / name / "eval.json").read_text()) for s in seeds]
         pooled = [row for r in results for row in _group_rows(r)]
         mean = {c: float(np.mean([r["metrics"][c] for r in results])) for c in COLUMNS}
-        draws = np.array([[np.mean([pooled[i][c] for i in pick]) for c in COLUMNS]
-                          for pick in (rng.integers(0, len(pooled), len(pooled)) for _ in range(bootstrap))])
-        ci = {c: [float(np.percentile(draws[:, j], 2.5)), float(np.percentile(draws[:, j], 97.5))]
-              for j, c in enumerate(COLUMNS)}
-        summary["runs"][name] = {"mean": mean, "ci95": ci, "exhibitions": len(pooled),
-                                 "per_seed": [{c: r["metrics"][c] for c in COLUMNS} for r in results]}
+        draws = np.array(
+            [
+                [np.mean([pooled[i][c] for i in pick]) for c in COLUMNS]
+                for pick in (rng.integers(0, len(pooled), len(pooled)) for _ in range(bootstrap))
+            ]
+        )
+        ci = {
+            c: [float(np.percentile(draws[:, j], 2.5)), float(np.percentile(draws[:, j], 97.5))]
+            for j, c in enumerate(COLUMNS)
+        }
+        summary["runs"][name] = {
+            "mean": mean,
+            "ci95": ci,
+            "exhibitions": len(pooled),
+            "per_seed": [{c: r["metrics"][c] for c in COLUMNS} for r in results],
+        }
         random_rows = [r["random"] for r in results]
     summary["random"] = {c: float(np.mean([r[c] for r in random_rows])) for c in COLUMNS} if random_rows else {}
     return summary
@@ -152,17 +170,25 @@ def markdown(summary: dict) -> str:
             if name not in summary["runs"]:
                 continue
             r = summary["runs"][name]
-            rows.append(f"| {name} | " + " | ".join(
-                f"{r['mean'][c]:.3f} [{r['ci95'][c][0]:.3f}, {r['ci95'][c][1]:.3f}]" for c in COLUMNS) + " |")
+            rows.append(
+                f"| {name} | "
+                + " | ".join(f"{r['mean'][c]:.3f} [{r['ci95'][c][0]:.3f}, {r['ci95'][c][1]:.3f}]" for c in COLUMNS)
+                + " |"
+            )
         if summary.get("random"):
             rows.append("| random | " + " | ".join(f"{summary['random'][c]:.3f}" for c in COLUMNS) + " |")
         return rows
 
     n = next(iter(summary["runs"].values()))["exhibitions"] if summary["runs"] else 0
-    lines = [f"# Experiment: split seeds {summary['seeds']}", "",
-             f"Means over the seeds; 95% intervals by bootstrap over the {n} held-out exhibitions pooled. "
-             "Scores as the service scores (topic fit included).", "",
-             "## Methods (paper Table 2 shape)", ""] + table(TABLE2)
+    lines = [
+        f"# Experiment: split seeds {summary['seeds']}",
+        "",
+        f"Means over the seeds; 95% intervals by bootstrap over the {n} held-out exhibitions pooled. "
+        "Scores as the service scores (topic fit included).",
+        "",
+        "## Methods (paper Table 2 shape)",
+        "",
+    ] + table(TABLE2)
     lines += ["", "## Query variants (paper Table 3 shape)", ""] + table(TABLE3)
     languages = [lang for lang in summary.get("languages", ["en"]) if lang != "en"]
     if languages:
@@ -175,8 +201,10 @@ def markdown(summary: dict) -> str:
                 if other is None:
                     continue
                 ratio = other["mean"]["MRR"] / max(summary["runs"][n]["mean"]["MRR"], 1e-12)
-                per_seed = ", ".join(f"{o['MRR'] / max(e['MRR'], 1e-12):.3f}"
-                                     for e, o in zip(summary["runs"][n]["per_seed"], other["per_seed"]))
+                per_seed = ", ".join(
+                    f"{o['MRR'] / max(e['MRR'], 1e-12):.3f}"
+                    for e, o in zip(summary["runs"][n]["per_seed"], other["per_seed"])
+                )
                 lines.append(f"\n{run_key(n, lang)} / {n}: mean MRR ratio {ratio:.3f} (per seed: {per_seed})")
     if any(name in summary["runs"] for name in TABLE3_PARTIAL[1:]):
         lines += ["", "## Query variants, partially unlocked towers", ""] + table(TABLE3_PARTIAL)

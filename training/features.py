@@ -6,6 +6,7 @@ weights) never reads another's features. Text features are keyed by (backbone, t
 Partial mode also caches each image's stem activations (the backbone before its trained top),
 keyed by the stem's own weights, so a partially trained model still finds them.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -125,7 +126,9 @@ class ImageFeatures:
         return self.cache.get([self.hashes[s] for s in sources])
 
 
-def _read_sources(sources: Sequence[str], cache: FeatureCache) -> tuple[dict[str, str], dict[str, str], list[ImageItem]]:
+def _read_sources(
+    sources: Sequence[str], cache: FeatureCache
+) -> tuple[dict[str, str], dict[str, str], list[ImageItem]]:
     """Read and hash every source once (clik.image_pipeline): its content hash, or why it could
     not be read, and one item per content the cache lacks, however many sources show it."""
     items = ImagePipeline().read([ImageItem(source, source) for source in dict.fromkeys(sources)])
@@ -135,9 +138,18 @@ def _read_sources(sources: Sequence[str], cache: FeatureCache) -> tuple[dict[str
     return hashes, errors, todo
 
 
-def _encode_missing(todo: list[ImageItem], hashes: dict[str, str], errors: dict[str, str], transform,
-                    tower: Callable[[torch.Tensor], np.ndarray], add: Callable[[list[str], np.ndarray], None],
-                    save: Callable[[], None], batch_size: int, desc: str, progress: bool) -> None:
+def _encode_missing(
+    todo: list[ImageItem],
+    hashes: dict[str, str],
+    errors: dict[str, str],
+    transform,
+    tower: Callable[[torch.Tensor], np.ndarray],
+    add: Callable[[list[str], np.ndarray], None],
+    save: Callable[[], None],
+    batch_size: int,
+    desc: str,
+    progress: bool,
+) -> None:
     """Decode, transform and encode the images the cache lacks, batch by batch (the pipeline's
     stages); `add(keys, outputs)` keeps their rows. A photo that fails to decode fails alone,
     with its reason."""
@@ -177,7 +189,10 @@ def stem_digest(tower, top_stages: int) -> str:
 
 
 def _stem_cache_dir(cache_root: str | Path, tower, top_stages: int) -> Path:
-    return Path(cache_root) / f"stem-{tower.cfg.name}-{tower.cfg.image_size}-top{top_stages}-{stem_digest(tower, top_stages)}"
+    return (
+        Path(cache_root)
+        / f"stem-{tower.cfg.name}-{tower.cfg.image_size}-top{top_stages}-{stem_digest(tower, top_stages)}"
+    )
 
 
 @dataclass
@@ -192,8 +207,15 @@ class StemFeatures:
 
 
 @torch.inference_mode()
-def image_stem_features(model: ClikModel, sources: Sequence[str], cache_root: str | Path, top_stages: int,
-                        batch_size: int = 16, device: str = "cpu", progress: bool = True) -> StemFeatures:
+def image_stem_features(
+    model: ClikModel,
+    sources: Sequence[str],
+    cache_root: str | Path,
+    top_stages: int,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> StemFeatures:
     """Activations entering the image backbone's last `top_stages` stages, cached (float16: a
     Lite0 image cut before its last stage is 192x7x7 = 18.4 KiB). The pooled features of the
     untrained top are filled in the locked-mode cache in the same pass, so locked runs on the
@@ -252,8 +274,14 @@ def _stem_source(tower, cache_root: str | Path) -> tuple[FeatureCache, int, tupl
 
 
 @torch.inference_mode()
-def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | Path, batch_size: int = 64,
-                   device: str = "cpu", progress: bool = True) -> ImageFeatures:
+def image_features(
+    model: ClikModel,
+    sources: Sequence[str],
+    cache_root: str | Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ImageFeatures:
     """Pooled image-backbone features for every source, computing only what the cache lacks.
     Images whose stem activations are cached (partial mode) are finished from those, which is
     how a partially trained model is evaluated without decoding a photo."""
@@ -276,8 +304,9 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
     def backbone(pixels: torch.Tensor) -> np.ndarray:
         return tower.features(pixels.to(device)).float().cpu().numpy()
 
-    _encode_missing(todo, hashes, errors, transform, backbone, cache.add, cache.save, batch_size, "image features",
-                    progress)
+    _encode_missing(
+        todo, hashes, errors, transform, backbone, cache.add, cache.save, batch_size, "image features", progress
+    )
     if stem is not None and not todo:
         cache.save()
     tower.train(was_training)
@@ -286,8 +315,14 @@ def image_features(model: ClikModel, sources: Sequence[str], cache_root: str | P
 
 
 @torch.inference_mode()
-def text_features(model: ClikModel, tokenizer: TopicTokenizer, texts: Sequence[str], cache_root: str | Path,
-                  batch_size: int = 64, device: str = "cpu") -> Callable[[Sequence[str]], np.ndarray]:
+def text_features(
+    model: ClikModel,
+    tokenizer: TopicTokenizer,
+    texts: Sequence[str],
+    cache_root: str | Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> Callable[[Sequence[str]], np.ndarray]:
     """Pooled text-backbone features for topic texts; returns a lookup function text → rows."""
     tower = model.topic.text
     key = f"text-{tower.cfg.name.replace('/', '_')}-{tower.cfg.pooling}-{module_digest(tower.backbone)}"

@@ -1,4 +1,5 @@
 """A dataset split turned into index tables the samplers and encoders share."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ class PreparedSplit:
     dropped: dict[str, str]  # image source → why it was left out
 
 
-def prepare_split(dataset: Dataset, split: str, tokenizer: TopicTokenizer, criterion: str | None = None) -> PreparedSplit:
+def prepare_split(
+    dataset: Dataset, split: str, tokenizer: TopicTokenizer, criterion: str | None = None
+) -> PreparedSplit:
     criterion = criterion or dataset.default_criterion
     exhibitions = dataset.split(split)
     if not exhibitions:
@@ -43,14 +46,16 @@ def prepare_split(dataset: Dataset, split: str, tokenizer: TopicTokenizer, crite
         for product in ex.products:
             source = dataset.resolve_image(ex, product)
             rows.append(image_rows.setdefault(source, len(image_rows)))
-        groups.append(PreparedGroup(
-            exhibition_id=ex.id,
-            group=ex.group,
-            topic_row=topic_rows[text],
-            image_rows=np.asarray(rows),
-            labels=np.asarray(ex.labels(criterion), dtype=np.float64),
-            on_topic=np.asarray([p.on_topic for p in ex.products], dtype=bool),
-        ))
+        groups.append(
+            PreparedGroup(
+                exhibition_id=ex.id,
+                group=ex.group,
+                topic_row=topic_rows[text],
+                image_rows=np.asarray(rows),
+                labels=np.asarray(ex.labels(criterion), dtype=np.float64),
+                on_topic=np.asarray([p.on_topic for p in ex.products], dtype=bool),
+            )
+        )
         product_ids.append([p.id for p in ex.products])
     return PreparedSplit(groups, topics, texts, list(image_rows), product_ids, {})
 
@@ -58,8 +63,14 @@ def prepare_split(dataset: Dataset, split: str, tokenizer: TopicTokenizer, crite
 def without_groups(split: PreparedSplit, groups: frozenset[str]) -> PreparedSplit:
     """The split less the exhibitions of these topic groups (held out for calibration)."""
     keep = [i for i, g in enumerate(split.groups) if g.group not in groups]
-    return PreparedSplit([split.groups[i] for i in keep], split.topics, split.topic_texts, split.images,
-                         [split.product_ids[i] for i in keep], split.dropped)
+    return PreparedSplit(
+        [split.groups[i] for i in keep],
+        split.topics,
+        split.topic_texts,
+        split.images,
+        [split.product_ids[i] for i in keep],
+        split.dropped,
+    )
 
 
 def drop_unreadable(split: PreparedSplit, readable: set[int], errors: dict[str, str]) -> PreparedSplit:
@@ -70,10 +81,11 @@ def drop_unreadable(split: PreparedSplit, readable: set[int], errors: dict[str, 
         keep = np.asarray([r in readable for r in g.image_rows], dtype=bool)
         if keep.sum() < 2 or not g.on_topic[keep].any():
             continue
-        groups.append(PreparedGroup(g.exhibition_id, g.group, g.topic_row, g.image_rows[keep], g.labels[keep], g.on_topic[keep]))
+        groups.append(
+            PreparedGroup(g.exhibition_id, g.group, g.topic_row, g.image_rows[keep], g.labels[keep], g.on_topic[keep])
+        )
         ids.append([p for p, k in zip(pids, keep) if k])
     return PreparedSplit(groups, split.topics, split.topic_texts, split.images, ids, dict(errors))
-
 
 
 @dataclass
@@ -85,8 +97,15 @@ class SplitFeatures:
     topics: np.ndarray  # (len(split.topic_texts), T)
 
 
-def split_features(model: ClikModel, tokenizer: TopicTokenizer, split: PreparedSplit, cache_dir: str, batch_size: int = 16,
-                   device: str = "cpu", progress: bool = True) -> SplitFeatures:
+def split_features(
+    model: ClikModel,
+    tokenizer: TopicTokenizer,
+    split: PreparedSplit,
+    cache_dir: str,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> SplitFeatures:
     """Cached backbone features of every image and topic row (computed only where missing)."""
     feats = image_features(model, split.images, cache_dir, batch_size, device, progress=progress)
     topic_lookup = text_features(model, tokenizer, split.topic_texts, cache_dir, batch_size, device)
@@ -97,8 +116,15 @@ def split_features(model: ClikModel, tokenizer: TopicTokenizer, split: PreparedS
     return SplitFeatures(drop_unreadable(split, set(readable), feats.errors), images, topic_lookup(split.topic_texts))
 
 
-def split_stems(model: ClikModel, split: PreparedSplit, cache_dir: str, top_stages: int, batch_size: int = 16,
-                device: str = "cpu", progress: bool = True) -> SplitFeatures:
+def split_stems(
+    model: ClikModel,
+    split: PreparedSplit,
+    cache_dir: str,
+    top_stages: int,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> SplitFeatures:
     """Partial mode: cached stem activations of every image row (float16, (rows, C, H, W));
     unreadable products dropped. `topics` is left empty: topic states are computed by the caller."""
     stems = image_stem_features(model, split.images, cache_dir, top_stages, batch_size, device, progress=progress)
@@ -106,4 +132,6 @@ def split_stems(model: ClikModel, split: PreparedSplit, cache_dir: str, top_stag
     images = np.zeros((len(split.images), *stems.shape), np.float16)
     if readable:
         images[readable] = stems.of([split.images[i] for i in readable])
-    return SplitFeatures(drop_unreadable(split, set(readable), stems.features.errors), images, np.zeros((0, 0), np.float32))
+    return SplitFeatures(
+        drop_unreadable(split, set(readable), stems.features.errors), images, np.zeros((0, 0), np.float32)
+    )

@@ -23,6 +23,7 @@ vector in the store, a query from the topic, cosine). Three maps are fitted on t
    penalty are chosen by the mean MRR over folds of the train topic groups (never the test
    split); the folds refit maps 2 and 3 without their groups.
 """
+
 from __future__ import annotations
 
 import json
@@ -202,7 +203,9 @@ def _stacked(groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs) ->
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def fit_ranking(groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs, penalties=PENALTIES) -> list[RankingFit]:
+def fit_ranking(
+    groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs, penalties=PENALTIES
+) -> list[RankingFit]:
     """Ridge solutions for every target and penalty (columns standardised, weights folded back)."""
     r = topics.codes.shape[1]
     x, y = _stacked(groups, z, topics)
@@ -214,16 +217,23 @@ def fit_ranking(groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs,
         for target, beta in zip(TARGETS, betas.T):
             beta = beta / scale
             m = np.zeros((d, r))
-            m[:k] = beta[d:d + k * r].reshape(k, r)
+            m[:k] = beta[d : d + k * r].reshape(k, r)
             fits.append(RankingFit(beta[:d], m, float(beta[-1]), r, lam, target))
     return fits
 
 
 def _mrr(fit: RankingFit, groups: list[PreparedGroup], z: np.ndarray, topics: TopicInputs) -> float:
-    return float(np.mean([
-        reciprocal_rank(list(z[g.image_rows] @ fit.query(topics.codes[g.topic_row], topics.units[g.topic_row])),
-                        list(g.labels))
-        for g in groups]))
+    return float(
+        np.mean(
+            [
+                reciprocal_rank(
+                    list(z[g.image_rows] @ fit.query(topics.codes[g.topic_row], topics.units[g.topic_row])),
+                    list(g.labels),
+                )
+                for g in groups
+            ]
+        )
+    )
 
 
 @dataclass
@@ -268,22 +278,37 @@ def fit_probe(split: PreparedSplit, images: np.ndarray, topics: np.ndarray, embe
                 scores[key] = scores.get(key, 0.0) + _mrr(fit, test_groups, z, inputs) * len(test_groups)
     scores = {key: value / max(n_held, 1) for key, value in scores.items()}
     # Best mean MRR; ties go to the smaller model, then to the larger penalty.
-    target, r, penalty = ("rank", 0, PENALTIES[-1]) if not scores else min(
-        scores, key=lambda key: (-round(scores[key], 6), key[1], -key[2]))
+    target, r, penalty = (
+        ("rank", 0, PENALTIES[-1])
+        if not scores
+        else min(scores, key=lambda key: (-round(scores[key], 6), key[1], -key[2]))
+    )
     topic_map = fit_topic_map(groups, z, text, seed)
     inputs = TopicInputs.of(topic_map, text, r)
     ranking = next(f for f in fit_ranking(groups, z, inputs, [penalty]) if f.target == target)
-    report = {"folds": len(folds), "target": target, "topic_code": r, "penalty": penalty,
-              "topic_penalty": topic_map.penalty, "topic_cosine_weight": ranking.a,
-              "train_mrr": _mrr(ranking, groups, z, inputs),
-              "cv_mrr": {f"{t} r={rr}": {str(p): round(scores[(t, rr, p)], 4) for p in PENALTIES}
-                         for t in TARGETS for rr in TOPIC_CODES} if scores else {}}
+    report = {
+        "folds": len(folds),
+        "target": target,
+        "topic_code": r,
+        "penalty": penalty,
+        "topic_penalty": topic_map.penalty,
+        "topic_cosine_weight": ranking.a,
+        "train_mrr": _mrr(ranking, groups, z, inputs),
+        "cv_mrr": {
+            f"{t} r={rr}": {str(p): round(scores[(t, rr, p)], 4) for p in PENALTIES}
+            for t in TARGETS
+            for rr in TOPIC_CODES
+        }
+        if scores
+        else {},
+    }
     return ProbeFit(std, basis, topic_map, ranking, report)
 
 
 @torch.no_grad()
 def load_into(model: clik.ClikModel, fit: ProbeFit) -> None:
     """Write the fitted maps into the model's projections and query head (float32)."""
+
     def put(layer: torch.nn.Linear, weight: np.ndarray, bias: np.ndarray) -> None:
         layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         layer.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
@@ -303,8 +328,13 @@ def load_into(model: clik.ClikModel, fit: ProbeFit) -> None:
     put(head.linear, linear, fit.ranking.w - code_part @ t.code_mean)
 
 
-def train_probe(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, progress: bool = True,
-                exclude_groups: frozenset[str] = frozenset()) -> Path:
+def train_probe(
+    data_dir: str | Path,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    exclude_groups: frozenset[str] = frozenset(),
+) -> Path:
     """Fit the probe on the train split (less `exclude_groups`) and write a checkpoint."""
     from .trainer import build_model
 
@@ -324,6 +354,10 @@ def train_probe(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, pro
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "data": str(data_dir)}, sort_keys=True))
     (out_dir / REPORT_FILE).write_text(json.dumps(fit.report, indent=1) + "\n")
-    clik.save_checkpoint(model.eval(), tokenizer, out_dir / "checkpoint",
-                         extra={"step": 0, "criterion": criterion, "train": cfg.to_dict(), "probe": fit.report})
+    clik.save_checkpoint(
+        model.eval(),
+        tokenizer,
+        out_dir / "checkpoint",
+        extra={"step": 0, "criterion": criterion, "train": cfg.to_dict(), "probe": fit.report},
+    )
     return out_dir

@@ -1,4 +1,5 @@
 """Reports from evaluation results: the paper's Table 2 / Table 3 shapes, a plot, a contact sheet."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,13 @@ from PIL import Image, ImageDraw, ImageOps
 
 COLUMNS = ("MRR", "Top1-Top1", "Top3-Top1", "Top5-Top1", "offtopic@1", "offtopic@10")
 FLAG_COLUMNS = ("offtopic_auc", "flag_precision", "flag_recall")
-METHOD_NAMES = {"clik": "CLIK", "triplet": "Triplet", "pairwise": "Pairwise", "pointwise": "Pointwise", "probe": "Linear probe"}
+METHOD_NAMES = {
+    "clik": "CLIK",
+    "triplet": "Triplet",
+    "pairwise": "Pairwise",
+    "pointwise": "Pointwise",
+    "probe": "Linear probe",
+}
 QUERY_NAMES = {"group": "Group Query", "virtual": "Virtual Image", "topic": "Topic"}
 
 
@@ -46,7 +53,9 @@ def markdown(results: list[dict]) -> str:
         "## Comparison with baselines (paper Table 2 shape)",
         "",
     ]
-    rows = [(METHOD_NAMES[m], by_method[m]["metrics"], by_method[m].get("ci95")) for m in METHOD_NAMES if m in by_method]
+    rows = [
+        (METHOD_NAMES[m], by_method[m]["metrics"], by_method[m].get("ci95")) for m in METHOD_NAMES if m in by_method
+    ]
     rows.append(("Random", first["random"], None))
     lines += _table(rows)
     queries = {r["query"]: r for r in results if r["method"] == "clik" and r.get("query")}
@@ -57,9 +66,14 @@ def markdown(results: list[dict]) -> str:
         lines += _table(rows)
     flagged = [r for r in results if all(c in r["metrics"] for c in FLAG_COLUMNS)]
     if flagged:
-        lines += ["", "## Topic fit: the off-topic flag, and the ranking without it", "",
-                  "Scores above are the service's (appeal + context, flagged products last). The flag's "
-                  "AUC (of topic_fit), precision and recall pooled over products:", ""]
+        lines += [
+            "",
+            "## Topic fit: the off-topic flag, and the ranking without it",
+            "",
+            "Scores above are the service's (appeal + context, flagged products last). The flag's "
+            "AUC (of topic_fit), precision and recall pooled over products:",
+            "",
+        ]
         lines += _table([(_name(r), r["metrics"], r.get("ci95")) for r in flagged], FLAG_COLUMNS)
         lines += ["", "CLIK's appeal alone (no topic fit):", ""]
         lines += _table([(_name(r) + ", appeal alone", r["appeal_only"], None) for r in flagged if "appeal_only" in r])
@@ -67,7 +81,9 @@ def markdown(results: list[dict]) -> str:
 
 
 def _name(r: dict) -> str:
-    return METHOD_NAMES[r["method"]] + (f" ({QUERY_NAMES[r['query']]})" if r["method"] == "clik" and r.get("query") else "")
+    return METHOD_NAMES[r["method"]] + (
+        f" ({QUERY_NAMES[r['query']]})" if r["method"] == "clik" and r.get("query") else ""
+    )
 
 
 def plot(results: list[dict], path: str | Path) -> None:
@@ -76,14 +92,18 @@ def plot(results: list[dict], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [METHOD_NAMES[r["method"]] + (f" ({r['query']})" if r["method"] == "clik" else "") for r in results] + ["Random"]
+    names = [METHOD_NAMES[r["method"]] + (f" ({r['query']})" if r["method"] == "clik" else "") for r in results] + [
+        "Random"
+    ]
     metrics = ("MRR", "Top1-Top1", "offtopic@10")
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
     for ax, metric in zip(axes, metrics):
         values = [r["metrics"][metric] for r in results] + [results[0]["random"][metric]]
         lows = [v - r["ci95"][metric][0] if r.get("ci95") else 0 for v, r in zip(values, results)] + [0]
         highs = [r["ci95"][metric][1] - v if r.get("ci95") else 0 for v, r in zip(values, results)] + [0]
-        ax.bar(range(len(values)), values, yerr=[lows, highs], capsize=3, color=["#3465a4"] * len(results) + ["#888888"])
+        ax.bar(
+            range(len(values)), values, yerr=[lows, highs], capsize=3, color=["#3465a4"] * len(results) + ["#888888"]
+        )
         ax.set_xticks(range(len(values)), names, rotation=40, ha="right", fontsize=8)
         ax.set_title(metric)
     fig.tight_layout()
@@ -91,8 +111,9 @@ def plot(results: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
-def contact_sheet(result: dict, exhibition_ids: list[str] | None, path: str | Path, n: int = 8,
-                  count: int = 4, thumb: int = 96) -> list[str]:
+def contact_sheet(
+    result: dict, exhibition_ids: list[str] | None, path: str | Path, n: int = 8, count: int = 4, thumb: int = 96
+) -> list[str]:
     """For several exhibitions (`count`, or the ones named), the best- and worst-ranked n images
     with their scores under the exhibition's topic (paper Figure 5). Red frame: an off-topic
     product; green frame: the true best; "off?" under a score: flagged off-topic by the service."""
@@ -143,8 +164,11 @@ def write_report(results: list[dict], out_dir: str | Path, exhibition_id: str | 
         name = f"contact-{r['method']}{'-' + r['query'] if r['method'] == 'clik' else ''}.png"
         shown = contact_sheet(r, [exhibition_id] if exhibition_id else None, out_dir / name)
         sheets.append(f"![{name}]({name})")
-    text += (f"\n![metrics](metrics.png)\n\n## Contact sheets: exhibitions {', '.join(shown)}\n\n"
-             "Red frame: off-topic product; green: the true best; \"off?\": flagged off-topic.\n\n"
-             + "\n\n".join(sheets) + "\n")
+    text += (
+        f"\n![metrics](metrics.png)\n\n## Contact sheets: exhibitions {', '.join(shown)}\n\n"
+        'Red frame: off-topic product; green: the true best; "off?": flagged off-topic.\n\n'
+        + "\n\n".join(sheets)
+        + "\n"
+    )
     (out_dir / "report.md").write_text(text)
     return out_dir / "report.md"

@@ -5,6 +5,7 @@ group share a topic, so pairing one's topic with the other's image as a negative
 model to separate identical topics.
 Image Ranking: N exhibitions × K of their images; the positive is the best of the K sampled.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,7 +66,9 @@ class MatchingSampler:
 class RankingSampler:
     """Epochs over the exhibitions in shuffled order, N per batch, K random images from each."""
 
-    def __init__(self, groups: list[PreparedGroup], groups_per_batch: int, images_per_group: int, rng: np.random.Generator):
+    def __init__(
+        self, groups: list[PreparedGroup], groups_per_batch: int, images_per_group: int, rng: np.random.Generator
+    ):
         usable = [g for g in groups if len(g.image_rows) >= 2]
         if not usable:
             raise ValueError("Image Ranking needs exhibitions with at least 2 products")
@@ -94,4 +97,6 @@ class RankingSampler:
             rows.append(g.image_rows[idx])
             labels.append(lab)
             positive.append(int(np.argmax(lab)))
-        return RankingBatch(np.asarray(topics), np.stack(rows), np.stack(labels).astype(np.float32), np.asarray(positive))
+        return RankingBatch(
+            np.asarray(topics), np.stack(rows), np.stack(labels).astype(np.float32), np.asarray(positive)
+        )

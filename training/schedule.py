@@ -1,4 +1,5 @@
 """Learning-rate schedule of the paper: linear warm-up over the first share of steps, then cosine to zero."""
+
 from __future__ import annotations
 
 import math
@@ -6,7 +7,9 @@ import math
 import torch
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.01
+) -> torch.optim.lr_scheduler.LambdaLR:
     warmup_steps = max(1, round(total_steps * warmup))
 
     def factor(step: int) -> float:

@@ -7,6 +7,7 @@ Run directory layout::
     RUN_DIR/train_state.pt     optimizer, scheduler, step, RNG states (tensors and numbers only)
     RUN_DIR/log.jsonl          one line per logged step: loss parts, lr, throughput
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -106,7 +107,7 @@ def freeze_for(model: clik.ClikModel, cfg: TrainConfig) -> None:
         for module in stages.top_modules(model.image.backbone, cfg.image_top_stages):
             module.requires_grad_(True)
         layers = model.topic.text.layers
-        for layer in layers[len(layers) - cfg.text_top_layers:]:
+        for layer in layers[len(layers) - cfg.text_top_layers :]:
             layer.requires_grad_(True)
     if cfg.method != "clik" or cfg.query != "group":
         model.topic.query_head.aggregation.requires_grad_(False)
@@ -124,9 +125,11 @@ def param_groups(model: clik.ClikModel, cfg: TrainConfig) -> list[dict]:
     text_backbone = {id(p) for p in model.topic.text.backbone.parameters()}
     image_backbone = {id(p) for p in model.image.backbone.parameters()}
     trained = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trained if id(p) not in text_backbone | image_backbone], "lr": cfg.lr},
-              {"params": [p for p in trained if id(p) in text_backbone], "lr": cfg.lr_text},
-              {"params": [p for p in trained if id(p) in image_backbone], "lr": cfg.lr_image_backbone}]
+    groups = [
+        {"params": [p for p in trained if id(p) not in text_backbone | image_backbone], "lr": cfg.lr},
+        {"params": [p for p in trained if id(p) in text_backbone], "lr": cfg.lr_text},
+        {"params": [p for p in trained if id(p) in image_backbone], "lr": cfg.lr_image_backbone},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -150,8 +153,16 @@ def augmentation_seed(seed: int, rank: int) -> int:
 class BatchMaker:
     """Sampler output → tensors: cached features (locked) or tokens and pixels (full)."""
 
-    def __init__(self, split: PreparedSplit, cfg: TrainConfig, tokenizer, model, device: str, tables: Tables | None,
-                 rank: int = 0):
+    def __init__(
+        self,
+        split: PreparedSplit,
+        cfg: TrainConfig,
+        tokenizer,
+        model,
+        device: str,
+        tables: Tables | None,
+        rank: int = 0,
+    ):
         self.split = split
         self.cfg = cfg
         self.tokenizer = tokenizer
@@ -196,26 +207,34 @@ class BatchMaker:
         return batch
 
 
-def locked_tables(model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str, dist_info: DistInfo) -> tuple[Tables, PreparedSplit]:
+def locked_tables(
+    model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str, dist_info: DistInfo
+) -> tuple[Tables, PreparedSplit]:
     """Features of every row, computed once (by rank 0; the others wait and read the cache)."""
     if dist_info.world_size > 1:
         if dist_info.is_main:
             split_features(model, tokenizer, split, cfg.cache_dir, cfg.feature_batch, device)
         torch.distributed.barrier()
-    found = split_features(model, tokenizer, split, cfg.cache_dir, cfg.feature_batch, device, progress=dist_info.is_main)
-    return Tables(torch.as_tensor(found.topics, device=device), torch.as_tensor(found.images, device=device)), found.split
+    found = split_features(
+        model, tokenizer, split, cfg.cache_dir, cfg.feature_batch, device, progress=dist_info.is_main
+    )
+    return Tables(
+        torch.as_tensor(found.topics, device=device), torch.as_tensor(found.images, device=device)
+    ), found.split
 
 
-def partial_tables(model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str,
-                   dist_info: DistInfo) -> tuple[Tables, PreparedSplit]:
+def partial_tables(
+    model, tokenizer, split: PreparedSplit, cfg: TrainConfig, device: str, dist_info: DistInfo
+) -> tuple[Tables, PreparedSplit]:
     """Stem activations of every image (cached on disk: the costly part, computed once by rank
     0) and the text hidden states of every topic (few and cheap: computed here)."""
     if dist_info.world_size > 1:
         if dist_info.is_main:
             split_stems(model, split, cfg.cache_dir, cfg.image_top_stages, cfg.feature_batch, device)
         torch.distributed.barrier()
-    found = split_stems(model, split, cfg.cache_dir, cfg.image_top_stages, cfg.feature_batch, device,
-                        progress=dist_info.is_main)
+    found = split_stems(
+        model, split, cfg.cache_dir, cfg.image_top_stages, cfg.feature_batch, device, progress=dist_info.is_main
+    )
     text = model.topic.text
     was_training = text.training
     text.eval()
@@ -239,8 +258,15 @@ def check_images(split: PreparedSplit) -> PreparedSplit:
     return drop_unreadable(split, readable, errors)
 
 
-def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-          exclude_groups: frozenset[str] = frozenset(), calibrate: bool = True) -> Path:
+def train(
+    data_dir: str | Path,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    exclude_groups: frozenset[str] = frozenset(),
+    calibrate: bool = True,
+) -> Path:
     """Train on the dataset's train split (less `exclude_groups`), then fit the topic-fit
     calibration the bundle will carry (training/calibrate.py) unless `calibrate` is False."""
     out_dir = Path(out_dir)
@@ -274,8 +300,14 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
         warm = out_dir / "warm-start"
         if not (resume and (out_dir / "train_state.pt").exists()):
             if not (warm / "checkpoint").is_dir() or not resume:
-                train(data_dir, dataclasses.replace(cfg, mode="locked"), warm, progress=progress,
-                      exclude_groups=exclude_groups, calibrate=False)
+                train(
+                    data_dir,
+                    dataclasses.replace(cfg, mode="locked"),
+                    warm,
+                    progress=progress,
+                    exclude_groups=exclude_groups,
+                    calibrate=False,
+                )
             probed, _, _ = clik.load_checkpoint(warm / "checkpoint", device=device)
             model.load_state_dict(probed.state_dict())
         epochs = cfg.partial_epochs
@@ -296,8 +328,9 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
         print(f"left out {len(split.dropped)} unreadable images, e.g. {next(iter(split.dropped.items()))}")
 
     rng = np.random.default_rng([cfg.seed, dist_info.rank])
-    objective = Objective(model, LossConfig(cfg.w_match, cfg.w_rank, cfg.triplet_margin, cfg.ranking_loss,
-                                            cfg.listwise_temperature))
+    objective = Objective(
+        model, LossConfig(cfg.w_match, cfg.w_rank, cfg.triplet_margin, cfg.ranking_loss, cfg.listwise_temperature)
+    )
     ranking = RankingSampler(split.groups, cfg.groups_per_batch, cfg.images_per_group, rng)
     matching = MatchingSampler(split.groups, cfg.tm_batch, rng) if objective.uses_topic_matching else None
     make_batch = BatchMaker(split, cfg, tokenizer, model, device, tables, rank=dist_info.rank)
@@ -332,7 +365,13 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     log = open(out_dir / "log.jsonl", "a") if dist_info.is_main else None
     autocast = cfg.amp and device.startswith("cuda")
     checkpoint_every = cfg.checkpoint_every or max(steps_per_epoch, 500)
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {cfg.method}", unit="step", disable=not (progress and dist_info.is_main))
+    bar = tqdm(
+        total=total_steps,
+        initial=step,
+        desc=f"train {cfg.method}",
+        unit="step",
+        disable=not (progress and dist_info.is_main),
+    )
     model.train()
     backbones_to_eval(model, cfg)
     started, window_groups = time.perf_counter(), 0
@@ -348,8 +387,14 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
         window_groups += ranking.n * dist_info.world_size
         if dist_info.is_main and (step % cfg.log_every == 0 or step == total_steps):
             elapsed = time.perf_counter() - started
-            record = {"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(), **parts,
-                      "lr": scheduler.get_last_lr()[0], "groups_per_s": window_groups / max(elapsed, 1e-9)}
+            record = {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "loss": loss.item(),
+                **parts,
+                "lr": scheduler.get_last_lr()[0],
+                "groups_per_s": window_groups / max(elapsed, 1e-9),
+            }
             log.write(json.dumps(record) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}", gps=f"{record['groups_per_s']:.0f}")
@@ -368,15 +413,39 @@ def train(data_dir: str | Path, cfg: TrainConfig, out_dir: str | Path, resume: b
     return out_dir
 
 
-def save_state(model, tokenizer, optimizer, scheduler, step, rng, out_dir: Path, dist_info: DistInfo, cfg: TrainConfig, criterion: str) -> None:
+def save_state(
+    model,
+    tokenizer,
+    optimizer,
+    scheduler,
+    step,
+    rng,
+    out_dir: Path,
+    dist_info: DistInfo,
+    cfg: TrainConfig,
+    criterion: str,
+) -> None:
     rng_state = json.dumps(rng.bit_generator.state)
     states = [rng_state]
     if dist_info.world_size > 1:
         states = [None] * dist_info.world_size
         torch.distributed.all_gather_object(states, rng_state)
     if dist_info.is_main:
-        clik.save_checkpoint(model, tokenizer, out_dir / "checkpoint", extra={"step": step, "criterion": criterion, "train": cfg.to_dict()})
+        clik.save_checkpoint(
+            model,
+            tokenizer,
+            out_dir / "checkpoint",
+            extra={"step": step, "criterion": criterion, "train": cfg.to_dict()},
+        )
         tmp = out_dir / "train_state.pt.tmp"
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                    "numpy_rng": states, "torch_rng": torch.get_rng_state()}, tmp)
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "numpy_rng": states,
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp,
+        )
         tmp.replace(out_dir / "train_state.pt")

@@ -7,6 +7,7 @@ from scratch, but enough to move a model that already ranks well.
 bundle (`bundle.json`: the text and image sides together are the whole model). Its model
 config must be the one being trained: a warm start cannot change the architecture.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The Celery app: ``celery -A worker.app worker -Q clik --pool=solo`` (see docs/worker.md)."""
+
 from __future__ import annotations
 
 from celery import Celery
@@ -7,8 +8,7 @@ from worker.settings import WorkerSettings
 
 
 def make_app(settings: WorkerSettings) -> Celery:
-    app = Celery("clik", broker=settings.broker_url, backend=settings.result_backend,
-                 include=["worker.tasks"])
+    app = Celery("clik", broker=settings.broker_url, backend=settings.result_backend, include=["worker.tasks"])
     app.conf.update(
         # A task is acknowledged after it ran: a worker killed mid-batch leaves it on the queue
         # and another worker runs it again (the writes are idempotent).

@@ -5,6 +5,7 @@ Figures per sample: top-1 changes, Spearman rank correlation of the products bot
 score, and the share of exhibitions whose top product looks off-topic under each version (its
 topic similarity an outlier of its own exhibition: clik.topic_fit.looks_off_topic).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -67,8 +68,9 @@ def _scores(store: VectorStore, eid: str, version: str, side: TopicSide, topic: 
     return ids, matrix @ query, matrix @ topic_emb
 
 
-def run_canary(store: VectorStore, active: str, new: str, sides: Callable[[str], TopicSide],
-               sample: int) -> CanaryReport:
+def run_canary(
+    store: VectorStore, active: str, new: str, sides: Callable[[str], TopicSide], sample: int
+) -> CanaryReport:
     report = CanaryReport()
     correlations, off = [], {"active": 0, "new": 0}
     chosen = sample_exhibitions(store, sample)
@@ -125,6 +127,7 @@ def bundle_topic_sides(store: VectorStore, device: str | None = "cpu") -> Callab
         def encode(topic: dict) -> tuple[np.ndarray, np.ndarray]:
             emb, query = encoder.embeddings_and_queries([topic])
             return emb[0], query[0]
+
         return encode
 
     return side_of

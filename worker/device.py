@@ -6,6 +6,7 @@ default one less than the cores: fetching/decoding threads, Celery and Redis nee
 torch's OpenMP threads collapse when one of theirs is taken away (benchmarks/ingest.py on the
 2-core dev box: 1 thread 22-24 images/s, 2 threads 2-9 images/s, same run).
 """
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ tower runs); write the vectors and mark the products. A broken or forbidden imag
 its product failed; a transient fetch error (timeout, 5xx, DNS) leaves the product pending and
 is reported for a retry.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,13 @@ class EncodeReport:
 
     def as_dict(self) -> dict:
         return {
-            "version": self.version, "encoded": self.encoded, "new_vectors": self.new_vectors,
-            "reused": self.reused, "failed": self.failed, "retry": self.retry, "missing": self.missing,
+            "version": self.version,
+            "encoded": self.encoded,
+            "new_vectors": self.new_vectors,
+            "reused": self.reused,
+            "failed": self.failed,
+            "retry": self.retry,
+            "missing": self.missing,
         }
 
 
@@ -46,28 +52,51 @@ class EncoderCache(ModelCache[ImageEncoder]):
     """Image encoders loaded per model version in this process (clik.model_cache: a few, least
     recently used out; a failed load raises ModelLoadError, a ValueError)."""
 
-    def __init__(self, device: str | None = None, batch_size: int = 32, max_versions: int = 2,
-                 loader: Callable[..., ImageEncoder] = ImageEncoder.load, backend: str = "torch",
-                 onnx_cache_dir: str | None = None, jpeg_draft: bool = False):
+    def __init__(
+        self,
+        device: str | None = None,
+        batch_size: int = 32,
+        max_versions: int = 2,
+        loader: Callable[..., ImageEncoder] = ImageEncoder.load,
+        backend: str = "torch",
+        onnx_cache_dir: str | None = None,
+        jpeg_draft: bool = False,
+    ):
         self.device = device
         self.batch_size = batch_size
         self.backend = backend  # clik.encoders.pick_backend: torch, onnx or auto
         self.onnx_cache_dir = onnx_cache_dir
         self.jpeg_draft = jpeg_draft  # JPEGs decoded at reduced size by libjpeg (clik.image_pipeline)
-        super().__init__(lambda bundle: loader(bundle, device=device, batch_size=batch_size, backend=backend,
-                                               onnx_cache_dir=onnx_cache_dir), max_versions, "image encoder")
+        super().__init__(
+            lambda bundle: loader(
+                bundle, device=device, batch_size=batch_size, backend=backend, onnx_cache_dir=onnx_cache_dir
+            ),
+            max_versions,
+            "image encoder",
+        )
 
 
-def pipeline_for(encoders: EncoderCache, limits: FetchLimits, threads: int, read_attempts: int = 1,
-                 retry_backoff_s: float = 0.5) -> ImagePipeline:
+def pipeline_for(
+    encoders: EncoderCache, limits: FetchLimits, threads: int, read_attempts: int = 1, retry_backoff_s: float = 0.5
+) -> ImagePipeline:
     """The image pipeline of one encode call, with the draft-mode setting of the encoders."""
-    return ImagePipeline(limits, threads=threads, read_attempts=read_attempts, retry_backoff_s=retry_backoff_s,
-                         jpeg_draft=encoders.jpeg_draft)
+    return ImagePipeline(
+        limits,
+        threads=threads,
+        read_attempts=read_attempts,
+        retry_backoff_s=retry_backoff_s,
+        jpeg_draft=encoders.jpeg_draft,
+    )
 
 
-def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: EncoderCache,
-                    limits: FetchLimits, version: ModelVersion | None = None,
-                    decode_threads: int = 1) -> EncodeReport:
+def encode_products(
+    store: VectorStore,
+    product_ids: Sequence[str],
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    version: ModelVersion | None = None,
+    decode_threads: int = 1,
+) -> EncodeReport:
     """Encode the given products for ``version`` (default: the active one). Idempotent.
 
     Reading and decoding run on ``decode_threads`` threads; the forward passes (batches of the
@@ -109,8 +138,9 @@ def encode_products(store: VectorStore, product_ids: Sequence[str], encoders: En
         return report
 
     encoder = encoders.get(version)
-    for batch in pipeline.encode(list(to_encode.values()), encoder.transform, encoder.encode_pixels, encoder.batch_size,
-                                 encoder.pins_memory):
+    for batch in pipeline.encode(
+        list(to_encode.values()), encoder.transform, encoder.encode_pixels, encoder.batch_size, encoder.pins_memory
+    ):
         hashes = [digest for item in batch.items if (digest := item.digest)]
         store.put_vectors(version.name, list(zip(hashes, batch.vectors)))
         report.new_vectors += len(hashes)

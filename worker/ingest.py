@@ -10,6 +10,7 @@ until nothing is due. Transient fetch errors postpone the product with a growing
 drain also stops after ``max_task_s`` (delay 0: continue at once) so that no task outlives the
 broker's visibility timeout.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,9 +37,15 @@ class DrainOptions:
     max_task_s: float = 120.0  # one drain task claims no new batch after this long
 
 
-def drain(store: VectorStore, pending: PendingSet, owner: str, encoders: EncoderCache,
-          limits: FetchLimits, options: DrainOptions = DrainOptions(),
-          on_encoded: Callable[[list[str]], None] = lambda product_ids: None) -> tuple[EncodeReport, float | None]:
+def drain(
+    store: VectorStore,
+    pending: PendingSet,
+    owner: str,
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    options: DrainOptions = DrainOptions(),
+    on_encoded: Callable[[list[str]], None] = lambda product_ids: None,
+) -> tuple[EncodeReport, float | None]:
     """Encode waiting products until none is due. Returns the merged report and, when some
     product was postponed, the delay after which another drain should run. `on_encoded` hears
     each batch's newly encoded products (their exhibitions are precomputed again: tasks.py)."""
@@ -58,8 +65,7 @@ def drain(store: VectorStore, pending: PendingSet, owner: str, encoders: Encoder
             return merged, next_in
         try:
             with LeaseKeeper(pending, owner, list(batch)):
-                report = encode_products(store, list(batch), encoders, limits,
-                                         decode_threads=options.decode_threads)
+                report = encode_products(store, list(batch), encoders, limits, decode_threads=options.decode_threads)
         except NoActiveVersion:
             pending.release(list(batch))
             raise

@@ -6,6 +6,7 @@ Transient fetch errors are retried a few times with backoff, then the product is
 Nothing survives a process crash here (products stay ``pending`` in the store; ``clik index``
 or a restart re-submitting pending products picks them up).
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,10 +24,17 @@ log = logging.getLogger(__name__)
 
 
 class InProcessEncodeQueue:
-    def __init__(self, store: VectorStore, encoders: EncoderCache, limits: FetchLimits,
-                 batch_size: int = 16, decode_threads: int = 2, max_attempts: int = 3,
-                 retry_backoff_s: float = 1.0,
-                 on_report: Callable[[EncodeReport], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: VectorStore,
+        encoders: EncoderCache,
+        limits: FetchLimits,
+        batch_size: int = 16,
+        decode_threads: int = 2,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 1.0,
+        on_report: Callable[[EncodeReport], None] | None = None,
+    ) -> None:
         self.store, self.encoders, self.limits = store, encoders, limits
         self.batch_size, self.decode_threads = batch_size, decode_threads
         self.max_attempts, self.retry_backoff_s = max_attempts, retry_backoff_s
@@ -80,8 +88,9 @@ class InProcessEncodeQueue:
         while (batch := self._take()) is not None:
             requeue: list[str] = []
             try:
-                report = encode_products(self.store, batch, self.encoders, self.limits,
-                                         decode_threads=self.decode_threads)
+                report = encode_products(
+                    self.store, batch, self.encoders, self.limits, decode_threads=self.decode_threads
+                )
                 self.batches += 1
                 requeue = self._handle_transient(report)
                 if self.on_report:

@@ -4,6 +4,7 @@ Why a thread: one batch can take long (fetches bounded by the fetch deadline, th
 pass) and the drain's own thread is busy in it. Renewing every lease_s / 3 means a live drain
 never loses its batch, while a killed one's leases run out within lease_s.
 """
+
 from __future__ import annotations
 
 import logging

@@ -19,6 +19,7 @@ then renders each one's default answer (api/announced.py), which the worker cann
 answer's rules, shape and tag are the API's). (The embedded stack warms its single API process
 directly instead: api/precompute.py.)
 """
+
 from __future__ import annotations
 
 import logging
@@ -83,8 +84,12 @@ class TopicSides:
         return encoder
 
 
-def precompute(store: VectorStore, exhibition_ids: Sequence[str], topic_side: Callable[[str], TopicEncoder],
-               version: str | None = None) -> PrecomputeReport:
+def precompute(
+    store: VectorStore,
+    exhibition_ids: Sequence[str],
+    topic_side: Callable[[str], TopicEncoder],
+    version: str | None = None,
+) -> PrecomputeReport:
     """Topic entries and packed blocks of these exhibitions for `version` (default: the active
     one). Topics the store already has are not encoded again; an exhibition deleted meanwhile
     is counted as gone. Idempotent: a redelivered task finds everything done."""
@@ -109,7 +114,7 @@ def precompute(store: VectorStore, exhibition_ids: Sequence[str], topic_side: Ca
     if missing:
         encoder = topic_side(version)
         for start in range(0, len(missing), TOPIC_BATCH):
-            keys = missing[start:start + TOPIC_BATCH]
+            keys = missing[start : start + TOPIC_BATCH]
             entries = topic_cache.encode_entries(encoder, [topics[k] for k in keys])
             for key, entry in zip(keys, entries):
                 store.put_topic_embedding(version, key, entry)
@@ -129,8 +134,9 @@ def precompute(store: VectorStore, exhibition_ids: Sequence[str], topic_side: Ca
     return report
 
 
-def precompute_all(store: VectorStore, version: str, topic_side: Callable[[str], TopicEncoder],
-                   page: int = 500) -> PrecomputeReport:
+def precompute_all(
+    store: VectorStore, version: str, topic_side: Callable[[str], TopicEncoder], page: int = 500
+) -> PrecomputeReport:
     """Every exhibition, for `version` (a re-index calls it before activating the version)."""
     report = PrecomputeReport(version=version)
     offset = 0
@@ -140,6 +146,7 @@ def precompute_all(store: VectorStore, version: str, topic_side: Callable[[str],
             break
         report.add(precompute(store, [e.exhibition_id for e in items], topic_side, version))
         offset += page
-    log.info("precomputed %d exhibitions for %s (%d topics encoded)", report.exhibitions, version,
-             report.topics_encoded)
+    log.info(
+        "precomputed %d exhibitions for %s (%d topics encoded)", report.exhibitions, version, report.topics_encoded
+    )
     return report

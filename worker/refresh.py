@@ -13,6 +13,7 @@ scheduled for it inside the window (store.claim, which expires after `window_s`)
 reads the store when it runs, `window_s` or more after the claim, so it covers every product
 encoded until the claim expired; a product encoded after that claims a new one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -33,6 +33,7 @@ The fan-out's coordinator is ``Coordinator.step``: one check per ``clik.reindex`
 hands chunks out, gates, switches and queues its own continuation through a ``ReindexDispatch``
 (Celery's, in worker/tasks.py: the tasks there only check their messages and call in here).
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,7 +55,6 @@ from worker.rollout import REFUSE, SWITCH as SWITCH_NOW, Decision, RolloutPolicy
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
-
 
 
 class ReindexState(StrEnum):
@@ -156,12 +156,12 @@ def load_record(store: VectorStore, version: str) -> ReindexProgress | None:
     return progress
 
 
-
 @dataclass
 class ChunkRecord:
     """One fan-out chunk, record ``reindex:<version>:chunk:<id>``: written by the coordinator
     when it hands the chunk out, then only by the worker running it (no shared counter to race
     on). The coordinator adds finished chunks into the job record."""
+
     version: str
     chunk_id: str
     hashes: list[str] = field(default_factory=list)  # dropped once done (only needed in flight)
@@ -203,12 +203,12 @@ def start(store: VectorStore, version: str, retry_skipped: bool = False) -> Rein
     a version again always means "make it active now". Skipped images are retried then."""
     target = store.get_version(version)  # VersionNotFound for an unknown version
     progress = load_record(store, version)
-    ended = progress is not None and (progress.state == REFUSED or (
-        progress.state in (SWITCHED, DONE) and not target.active))
+    ended = progress is not None and (
+        progress.state == REFUSED or (progress.state in (SWITCHED, DONE) and not target.active)
+    )
     if progress is None or ended:
         active = store.active_version()
-        progress = ReindexProgress(version=version,
-                                   previous=active.name if active and active.name != version else None)
+        progress = ReindexProgress(version=version, previous=active.name if active and active.name != version else None)
     if retry_skipped:
         progress.skipped = {}
     if progress.state == FILLING:
@@ -228,21 +228,30 @@ def nothing_missing(store: VectorStore, version: str) -> bool:
     return cov.covered[version] == cov.encoded
 
 
-def _work(store: VectorStore, version: str, progress: ReindexProgress,
-          limit: int | None) -> list[tuple[str, str]]:
+def _work(store: VectorStore, version: str, progress: ReindexProgress, limit: int | None) -> list[tuple[str, str]]:
     # Ask for as many more as there are skipped hashes: the rest can never hide behind them.
     ask = 2**31 - 1 if limit is None else limit + len(progress.skipped)
     items = [item for item in store.missing_vectors(version, limit=ask) if item[0] not in progress.skipped]
     return items if limit is None else items[:limit]
 
 
-def encode_chunk(store: VectorStore, version: str, items: Sequence[tuple[str, str]],
-                 encoders: EncoderCache, limits: FetchLimits,
-                 options: ReindexOptions = ReindexOptions()) -> tuple[int, dict[str, str]]:
+def encode_chunk(
+    store: VectorStore,
+    version: str,
+    items: Sequence[tuple[str, str]],
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    options: ReindexOptions = ReindexOptions(),
+) -> tuple[int, dict[str, str]]:
     """Encode (hash, source) items for `version`: (vectors written, {hash: reason skipped})."""
     encoder = encoders.get(store.get_version(version))
-    pipeline = pipeline_for(encoders, limits, options.decode_threads, read_attempts=options.transient_attempts,
-                            retry_backoff_s=options.transient_backoff_s)
+    pipeline = pipeline_for(
+        encoders,
+        limits,
+        options.decode_threads,
+        read_attempts=options.transient_attempts,
+        retry_backoff_s=options.transient_backoff_s,
+    )
     read = pipeline.read([ImageItem(digest, source) for digest, source in items])
     skipped = {item.key: item.reason for item in read if not item.ok}
     ready = []
@@ -252,18 +261,24 @@ def encode_chunk(store: VectorStore, version: str, items: Sequence[tuple[str, st
         elif item.ok:
             ready.append(item)
     written = 0
-    for batch in pipeline.encode(ready, encoder.transform, encoder.encode_pixels, encoder.batch_size,
-                                 encoder.pins_memory):
+    for batch in pipeline.encode(
+        ready, encoder.transform, encoder.encode_pixels, encoder.batch_size, encoder.pins_memory
+    ):
         store.put_vectors(version, [(item.key, vec) for item, vec in zip(batch.items, batch.vectors)])
         written += len(batch.items)
     skipped.update({item.key: item.reason for item in ready if not item.ok})
     return written, skipped
 
 
-def fill(store: VectorStore, progress: ReindexProgress, encoders: EncoderCache, limits: FetchLimits,
-         options: ReindexOptions = ReindexOptions(),
-         on_progress: Callable[[ReindexProgress], None] | None = None,
-         deadline: float | None = None) -> bool:
+def fill(
+    store: VectorStore,
+    progress: ReindexProgress,
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    options: ReindexOptions = ReindexOptions(),
+    on_progress: Callable[[ReindexProgress], None] | None = None,
+    deadline: float | None = None,
+) -> bool:
     """Encode chunks until nothing is missing (True) or time.monotonic() passes `deadline`."""
     if nothing_missing(store, progress.version):
         return True
@@ -285,20 +300,31 @@ def fill(store: VectorStore, progress: ReindexProgress, encoders: EncoderCache, 
             on_progress(progress)
 
 
-def gate(store: VectorStore, progress: ReindexProgress, policy: RolloutPolicy,
-         topic_sides: Callable[[str], object] | None = None,
-         confirm: Callable[[Decision], bool] | None = None) -> Decision:
+def gate(
+    store: VectorStore,
+    progress: ReindexProgress,
+    policy: RolloutPolicy,
+    topic_sides: Callable[[str], object] | None = None,
+    confirm: Callable[[Decision], bool] | None = None,
+) -> Decision:
     """Ask the rollout gate (fill finished); a refusal or a wait is recorded in the job."""
     active = store.active_version()
     active_name = active.name if active else None
+
     def run_canary() -> dict:
-        return canary.run_canary(store, active_name, progress.version, topic_sides,
-                                 policy.canary_exhibitions).as_dict()
+        return canary.run_canary(store, active_name, progress.version, topic_sides, policy.canary_exhibitions).as_dict()
 
     can_compare = topic_sides is not None and active_name and active_name != progress.version
-    decision = decide(store, progress.version, active_name, progress.skipped, policy,
-                      run_canary if can_compare else None,
-                      confirmed=progress.confirmed, confirm=confirm)
+    decision = decide(
+        store,
+        progress.version,
+        active_name,
+        progress.skipped,
+        policy,
+        run_canary if can_compare else None,
+        confirmed=progress.confirmed,
+        confirm=confirm,
+    )
     progress.decision, progress.coverage, progress.canary = decision.message, decision.coverage, decision.canary
     if decision.action == SWITCH_NOW:
         progress.confirmed = progress.confirmed or policy.require_confirmation
@@ -309,8 +335,7 @@ def gate(store: VectorStore, progress: ReindexProgress, policy: RolloutPolicy,
     return decision
 
 
-def switch(store: VectorStore, progress: ReindexProgress,
-           prepare: Callable[[str], object] | None = None) -> None:
+def switch(store: VectorStore, progress: ReindexProgress, prepare: Callable[[str], object] | None = None) -> None:
     """Make the new version the active one (atomic in the store). `prepare(version)` runs just
     before (worker.precompute.precompute_all: every exhibition's topic query and block for the
     new version, so the first reads after the switch do not pay for them); a failure there is
@@ -360,20 +385,31 @@ def drop_if_healthy(store: VectorStore, progress: ReindexProgress, policy: Rollo
             return True
         check = coverage_gate(store, progress.version, progress.previous, {}, policy)
         if check.action != SWITCH_NOW:
-            log.warning("re-index %s: not healthy, %s kept: %s", progress.version, progress.previous,
-                        check.message.splitlines()[0])
+            log.warning(
+                "re-index %s: not healthy, %s kept: %s",
+                progress.version,
+                progress.previous,
+                check.message.splitlines()[0],
+            )
             return False
     drop_previous(store, progress)
     return True
 
 
-def run(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchLimits,
-        options: ReindexOptions = ReindexOptions(), policy: RolloutPolicy = RolloutPolicy(),
-        drop_previous_version: bool = False,
-        on_progress: Callable[[ReindexProgress], None] | None = None,
-        retry_skipped: bool = False, topic_sides: Callable[[str], object] | None = None,
-        confirm: Callable[[Decision], bool] | None = None,
-        prepare: Callable[[str], object] | None = None) -> ReindexProgress:
+def run(
+    store: VectorStore,
+    version: str,
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    options: ReindexOptions = ReindexOptions(),
+    policy: RolloutPolicy = RolloutPolicy(),
+    drop_previous_version: bool = False,
+    on_progress: Callable[[ReindexProgress], None] | None = None,
+    retry_skipped: bool = False,
+    topic_sides: Callable[[str], object] | None = None,
+    confirm: Callable[[Decision], bool] | None = None,
+    prepare: Callable[[str], object] | None = None,
+) -> ReindexProgress:
     """The whole job synchronously (in-process / CLI): fill, gate, switch. The previous version
     is kept for a rollback unless ``drop_previous_version``. Idempotent: a finished job only
     re-checks that nothing is missing. Returns the job (state refused / awaiting_confirmation
@@ -419,8 +455,9 @@ def collect_chunks(store: VectorStore, progress: ReindexProgress) -> dict[str, C
     return still_open
 
 
-def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOptions = FanoutOptions()
-                ) -> list[tuple[ChunkRecord, list[tuple[str, str]]]] | None:
+def plan_chunks(
+    store: VectorStore, progress: ReindexProgress, options: FanoutOptions = FanoutOptions()
+) -> list[tuple[ChunkRecord, list[tuple[str, str]]]] | None:
     """One coordinator check: count finished chunks, then plan new ones for the missing images
     that no live chunk holds. Returns the new chunks with their (hash, source) items (records
     written, the job record saved listing them: the caller sends one task each), [] when all
@@ -439,13 +476,16 @@ def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOp
         else:
             # Expired (its worker died, or the message was lost): its images are planned again.
             # It stays listed so that, should it finish after all, its count is not lost.
-            log.info("re-index %s: chunk %s expired (%s), planning its images again", progress.version,
-                     chunk_id, chunk.state if chunk else "never written")
+            log.info(
+                "re-index %s: chunk %s expired (%s), planning its images again",
+                progress.version,
+                chunk_id,
+                chunk.state if chunk else "never written",
+            )
     progress.in_flight = len(still_open)
     want = max(options.max_in_flight - live, 0)
     ask = max(want, 1) * options.chunk_size + len(held) + len(progress.skipped)
-    missing = [item for item in store.missing_vectors(progress.version, limit=ask)
-               if item[0] not in progress.skipped]
+    missing = [item for item in store.missing_vectors(progress.version, limit=ask) if item[0] not in progress.skipped]
     progress.checked_at = now
     if not missing:
         progress.save(store)
@@ -454,7 +494,7 @@ def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOp
     fresh = [item for item in missing if item[0] not in held][: want * options.chunk_size]
     chunks = []
     for start_at in range(0, len(fresh), options.chunk_size):
-        part = fresh[start_at:start_at + options.chunk_size]
+        part = fresh[start_at : start_at + options.chunk_size]
         chunk = ChunkRecord(progress.version, uuid.uuid4().hex[:12], hashes=[h for h, _ in part], planned_at=now)
         chunks.append((chunk, part))
     # The job record lists a chunk before its record and its task exist: a coordinator killed in
@@ -468,9 +508,16 @@ def plan_chunks(store: VectorStore, progress: ReindexProgress, options: FanoutOp
     return chunks
 
 
-def run_chunk(store: VectorStore, version: str, chunk_id: str, items: Sequence[tuple[str, str]],
-              worker: str, encoders: EncoderCache, limits: FetchLimits,
-              options: ReindexOptions = ReindexOptions()) -> ChunkRecord | None:
+def run_chunk(
+    store: VectorStore,
+    version: str,
+    chunk_id: str,
+    items: Sequence[tuple[str, str]],
+    worker: str,
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    options: ReindexOptions = ReindexOptions(),
+) -> ChunkRecord | None:
     """Encode one fan-out chunk and write its record; None when there is nothing to do (the
     job switched or was removed, or this chunk already finished: a redelivered message)."""
     progress = load_record(store, version)
@@ -492,10 +539,20 @@ def run_chunk(store: VectorStore, version: str, chunk_id: str, items: Sequence[t
     return chunk
 
 
-def run_reindex(store: VectorStore, version: str, encoders: EncoderCache, limits: FetchLimits,
-                on_progress: Callable | None = None, chunk_size: int = 256, decode_threads: int = 2,
-                policy: RolloutPolicy | None = None, drop_previous: bool = False, retry_skipped: bool = False,
-                topic_sides=None, confirm=None) -> ReindexProgress:
+def run_reindex(
+    store: VectorStore,
+    version: str,
+    encoders: EncoderCache,
+    limits: FetchLimits,
+    on_progress: Callable | None = None,
+    chunk_size: int = 256,
+    decode_threads: int = 2,
+    policy: RolloutPolicy | None = None,
+    drop_previous: bool = False,
+    retry_skipped: bool = False,
+    topic_sides=None,
+    confirm=None,
+) -> ReindexProgress:
     """Re-index synchronously for `version` (registered with its bundle): fill, gate, precompute
     every exhibition's topic and block for it (worker/precompute.py), switch; the previous
     version is kept for a rollback unless ``drop_previous``. ``run`` with its options spelled as
@@ -506,10 +563,20 @@ def run_reindex(store: VectorStore, version: str, encoders: EncoderCache, limits
 
     options = ReindexOptions(chunk_size=chunk_size, decode_threads=decode_threads)
     sides = precompute.TopicSides(store, device=encoders.device)
-    return run(store, version, encoders, limits, options, policy=policy or RolloutPolicy(),
-               drop_previous_version=drop_previous, on_progress=on_progress,
-               retry_skipped=retry_skipped, topic_sides=topic_sides, confirm=confirm,
-               prepare=lambda v: precompute.precompute_all(store, v, sides))
+    return run(
+        store,
+        version,
+        encoders,
+        limits,
+        options,
+        policy=policy or RolloutPolicy(),
+        drop_previous_version=drop_previous,
+        on_progress=on_progress,
+        retry_skipped=retry_skipped,
+        topic_sides=topic_sides,
+        confirm=confirm,
+        prepare=lambda v: precompute.precompute_all(store, v, sides),
+    )
 
 
 # -- the coordinator's step (Celery): what one clik.reindex task run does ---------------------------
@@ -535,13 +602,18 @@ class CoordinatorOptions:
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> CoordinatorOptions:
-        return cls(fanout=FanoutOptions(chunk_size=settings.reindex_chunk_size,
-                                        max_in_flight=settings.reindex_chunks_in_flight,
-                                        lease_s=settings.reindex_chunk_lease_s),
-                   fill=ReindexOptions(chunk_size=settings.reindex_chunk_size,
-                                       decode_threads=settings.decode_threads),
-                   policy=settings.rollout_policy(), check_s=settings.reindex_check_s,
-                   task_s=settings.reindex_task_s, drop_grace_s=settings.reindex_drop_grace_s)
+        return cls(
+            fanout=FanoutOptions(
+                chunk_size=settings.reindex_chunk_size,
+                max_in_flight=settings.reindex_chunks_in_flight,
+                lease_s=settings.reindex_chunk_lease_s,
+            ),
+            fill=ReindexOptions(chunk_size=settings.reindex_chunk_size, decode_threads=settings.decode_threads),
+            policy=settings.rollout_policy(),
+            check_s=settings.reindex_check_s,
+            task_s=settings.reindex_task_s,
+            drop_grace_s=settings.reindex_drop_grace_s,
+        )
 
 
 def register_bundle(store: VectorStore, version: str, bundle_uri: str) -> None:
@@ -568,8 +640,7 @@ class Coordinator:
     topic_sides: Callable[[], Callable[[str], object] | None]  # the canary's (worker.canary)
     prepare: Callable[[str], object] | None = None  # before the switch (worker.precompute)
 
-    def step(self, version: str, retry_skipped: bool = False, token: str | None = None,
-             wait_s: float = 0.0) -> dict:
+    def step(self, version: str, retry_skipped: bool = False, token: str | None = None, wait_s: float = 0.0) -> dict:
         """Start or resume the job (no `token`: sent by a user), or continue it (the token
         the job's record names; a run with another token is a stale duplicate and stops).
         Each step counts the finished chunks, hands out new ones for what is missing and queues
@@ -604,9 +675,15 @@ class Coordinator:
                     self.dispatch.send_chunk(version, chunk.chunk_id, items)
                 # Queued behind the chunks just sent (FIFO): it checks again once they were taken.
                 self.continue_later(progress, wait_s=0.0 if chunks else self.options.check_s)
-                return {"version": version, "state": progress.state, "done": progress.done,
-                        "total": progress.total, "planned": len(chunks), "in_flight": progress.in_flight,
-                        "continued": True}
+                return {
+                    "version": version,
+                    "state": progress.state,
+                    "done": progress.done,
+                    "total": progress.total,
+                    "planned": len(chunks),
+                    "in_flight": progress.in_flight,
+                    "continued": True,
+                }
             if not self.gate(progress):
                 return self._stopped(progress)
             switch(store, progress, self.prepare)
@@ -614,12 +691,23 @@ class Coordinator:
         # Stragglers ingested with the old version while the last chunks ran: few, done here.
         if not fill(store, progress, self.encoders, self.limits(), self.options.fill, deadline=deadline):
             self.continue_later(progress, wait_s=0.0)
-            return {"version": version, "state": progress.state, "done": progress.done,
-                    "total": progress.total, "continued": True}
+            return {
+                "version": version,
+                "state": progress.state,
+                "done": progress.done,
+                "total": progress.total,
+                "continued": True,
+            }
         if progress.state == SWITCHED:
             self.dispatch.send_drop(version, self.options.drop_grace_s)
-        return {"version": version, "state": progress.state, "done": progress.done, "total": progress.total,
-                "skipped": progress.skipped, "continued": False}
+        return {
+            "version": version,
+            "state": progress.state,
+            "done": progress.done,
+            "total": progress.total,
+            "skipped": progress.skipped,
+            "continued": False,
+        }
 
     def gate(self, progress: ReindexProgress) -> bool:
         """The rollout gate before the switch (coverage, canary, confirmation); False: the job was

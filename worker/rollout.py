@@ -14,6 +14,7 @@ which checks, in order:
 
 The first activation of a store (no active version) has nothing to compare with and passes 1-2.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,18 +62,25 @@ def group_reasons(skipped: Mapping[str, str], limit: int = 8) -> list[tuple[str,
     return [(kind, n, examples[kind]) for kind, n in kinds.most_common(limit)]
 
 
-def coverage_gate(store: VectorStore, new: str, active: str | None, skipped: Mapping[str, str],
-                  policy: RolloutPolicy) -> Decision:
+def coverage_gate(
+    store: VectorStore, new: str, active: str | None, skipped: Mapping[str, str], policy: RolloutPolicy
+) -> Decision:
     versions = [new] + ([active] if active and active != new else [])
     cov = store.coverage(versions)
-    figures = {"products": cov.products, "encoded": cov.encoded, "new": cov.covered[new],
-               "active": cov.covered.get(active, 0) if active else None}
+    figures = {
+        "products": cov.products,
+        "encoded": cov.encoded,
+        "new": cov.covered[new],
+        "active": cov.covered.get(active, 0) if active else None,
+    }
     if not active or active == new:
         return Decision(SWITCH, "no active version to compare with", figures)
     have, had = cov.covered[new], cov.covered[active]
     need = math.ceil(policy.min_coverage * had - 1e-9)
-    summary = (f"new version covers {have} of {cov.products} products, the active one {had} "
-               f"(required: {need}, {policy.min_coverage:.0%} of the active's)")
+    summary = (
+        f"new version covers {have} of {cov.products} products, the active one {had} "
+        f"(required: {need}, {policy.min_coverage:.0%} of the active's)"
+    )
     if have >= need:
         return Decision(SWITCH, summary, figures)
     lines = [f"refused: {summary}; the active version and its vectors are unchanged."]
@@ -80,16 +88,27 @@ def coverage_gate(store: VectorStore, new: str, active: str | None, skipped: Map
         lines.append(f"{len(skipped)} images could not be re-encoded:")
         lines += [f"  {n:>6} × {kind}   (e.g. {example})" for kind, n, example in group_reasons(skipped)]
         if any("outside the allowed roots" in r for r in skipped.values()):
-            lines.append("  hint: local images are read only under CLIK_FILE_ROOTS or the folders the "
-                         "store recorded (`clik index FOLDER` records its folder)")
-    lines.append("fix the cause and run the activation again (skipped images are retried), or lower "
-                 "the bar with --min-coverage / CLIK_ROLLOUT_MIN_COVERAGE")
+            lines.append(
+                "  hint: local images are read only under CLIK_FILE_ROOTS or the folders the "
+                "store recorded (`clik index FOLDER` records its folder)"
+            )
+    lines.append(
+        "fix the cause and run the activation again (skipped images are retried), or lower "
+        "the bar with --min-coverage / CLIK_ROLLOUT_MIN_COVERAGE"
+    )
     return Decision(REFUSE, "\n".join(lines), figures)
 
 
-def decide(store: VectorStore, new: str, active: str | None, skipped: Mapping[str, str],
-           policy: RolloutPolicy, run_canary: Callable[[], dict] | None = None,
-           confirmed: bool = False, confirm: Callable[[Decision], bool] | None = None) -> Decision:
+def decide(
+    store: VectorStore,
+    new: str,
+    active: str | None,
+    skipped: Mapping[str, str],
+    policy: RolloutPolicy,
+    run_canary: Callable[[], dict] | None = None,
+    confirmed: bool = False,
+    confirm: Callable[[Decision], bool] | None = None,
+) -> Decision:
     """Coverage, then canary, then confirmation. ``run_canary`` returns a canary report dict
     (worker.canary.CanaryReport.as_dict) or is None when no text side can be loaded here;
     ``confirm`` asks a person now (CLI), else the decision waits for ``confirmed``."""
@@ -102,8 +121,13 @@ def decide(store: VectorStore, new: str, active: str | None, skipped: Mapping[st
         canary = run_canary()
         message += "\n" + canary_summary(canary)
         if canary["exhibitions"] and canary["top1_agreement"] < policy.min_top1_agreement:
-            return Decision(REFUSE, f"refused: top-1 agreement {canary['top1_agreement']:.0%} is below the "
-                            f"required {policy.min_top1_agreement:.0%}\n{message}", gate.coverage, canary)
+            return Decision(
+                REFUSE,
+                f"refused: top-1 agreement {canary['top1_agreement']:.0%} is below the "
+                f"required {policy.min_top1_agreement:.0%}\n{message}",
+                gate.coverage,
+                canary,
+            )
     if policy.require_confirmation and not confirmed and active and active != new:
         pending = Decision(WAIT, message, gate.coverage, canary)
         if confirm is None or not confirm(pending):
@@ -115,6 +139,8 @@ def canary_summary(canary: Mapping) -> str:
     if not canary.get("exhibitions"):
         return "canary: no exhibitions with ranked products to compare"
     off = canary["offtopic_top1"]
-    return (f"canary on {canary['exhibitions']} exhibitions: top-1 unchanged in {canary['top1_agreement']:.0%} "
-            f"({canary['top1_changed']} changed), mean rank correlation {canary['rank_correlation']:+.2f}, "
-            f"top-1 looking off-topic: active {off['active']:.0%}, new {off['new']:.0%}")
+    return (
+        f"canary on {canary['exhibitions']} exhibitions: top-1 unchanged in {canary['top1_agreement']:.0%} "
+        f"({canary['top1_changed']} changed), mean rank correlation {canary['rank_correlation']:+.2f}, "
+        f"top-1 looking off-topic: active {off['active']:.0%}, new {off['new']:.0%}"
+    )

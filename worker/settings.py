@@ -1,4 +1,5 @@
 """Typed worker settings, read from the environment (prefix ``CLIK_``)."""
+
 from __future__ import annotations
 
 import math
@@ -101,15 +102,18 @@ class WorkerSettings(StoreSettings, FetchSettings, BaseSettings):
         return {"backend": self.image_backend, "onnx_cache_dir": self.onnx_cache_dir, "jpeg_draft": self.jpeg_draft}
 
     def rollout_policy(self) -> RolloutPolicy:
-        return RolloutPolicy(min_coverage=self.rollout_min_coverage,
-                             canary_exhibitions=self.rollout_canary_exhibitions,
-                             min_top1_agreement=self.rollout_min_top1_agreement,
-                             require_confirmation=self.rollout_confirm)
+        return RolloutPolicy(
+            min_coverage=self.rollout_min_coverage,
+            canary_exhibitions=self.rollout_canary_exhibitions,
+            min_top1_agreement=self.rollout_min_top1_agreement,
+            require_confirmation=self.rollout_confirm,
+        )
 
     def longest_task_s(self) -> float:
         """An upper bound of one task's run: a drain (drain_task_s, then its last batch) or a
         re-index run (reindex_task_s, then its last chunk), each fetch at most fetch_deadline_s
         with decode_threads fetching at once."""
+
         def fetch_rounds(images: int) -> float:
             return math.ceil(images / self.decode_threads) * self.fetch_deadline_s
 
@@ -123,4 +127,4 @@ class WorkerSettings(StoreSettings, FetchSettings, BaseSettings):
         return int(self.longest_task_s()) + 60
 
     def retry_delay(self, retries: int) -> float:
-        return min(self.retry_backoff_s * (2 ** retries), self.retry_backoff_max_s)
+        return min(self.retry_backoff_s * (2**retries), self.retry_backoff_max_s)

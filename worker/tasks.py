@@ -1,4 +1,5 @@
 """Celery tasks: thin wrappers over worker.encode / worker.ingest / worker.reindex."""
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,7 @@ def _sides(store: VectorStore) -> precompute.TopicSides:
     global _topic_sides
     with _lock:
         if _topic_sides is None:
-            _topic_sides = precompute.TopicSides(store, device=settings.device or "cpu",
-                                                 size=settings.max_encoders)
+            _topic_sides = precompute.TopicSides(store, device=settings.device or "cpu", size=settings.max_encoders)
         return _topic_sides
 
 
@@ -89,8 +89,7 @@ def encode_products(self, product_ids: list[str]) -> dict:
         return {"queued": list(dict.fromkeys(product_ids))}
     retries = self.request.retries
     try:
-        report = _encode(store, product_ids, encoders, _limits(store),
-                         decode_threads=settings.decode_threads)
+        report = _encode(store, product_ids, encoders, _limits(store), decode_threads=settings.decode_threads)
     except NoActiveVersion as exc:
         if retries >= settings.max_retries:
             raise
@@ -98,8 +97,9 @@ def encode_products(self, product_ids: list[str]) -> dict:
     if report.retry:
         if retries < settings.max_retries:
             # Only the products that hit a transient error go round again.
-            log.info("retrying %d products in %.1fs: %s", len(report.retry),
-                     settings.retry_delay(retries), report.retry)
+            log.info(
+                "retrying %d products in %.1fs: %s", len(report.retry), settings.retry_delay(retries), report.retry
+            )
             raise self.retry(args=[sorted(report.retry)], countdown=settings.retry_delay(retries))
         for pid, reason in report.retry.items():
             reason = f"gave up after {retries + 1} attempts: {reason}"
@@ -116,8 +116,12 @@ def _refresh_exhibitions(store: VectorStore, encoded: list[str]) -> None:
     try:
         exhibitions = refresh.exhibitions_to_refresh(store, encoded, settings.refresh_window_s)
         for start in range(0, len(exhibitions), 500):
-            app.send_task(PRECOMPUTE_EXHIBITIONS, args=[exhibitions[start:start + 500]], queue=settings.queue,
-                          countdown=settings.refresh_window_s)
+            app.send_task(
+                PRECOMPUTE_EXHIBITIONS,
+                args=[exhibitions[start : start + 500]],
+                queue=settings.queue,
+                countdown=settings.refresh_window_s,
+            )
     except Exception as exc:  # the store or the broker down: the vectors are written all the same
         log.warning("exhibitions of %d encoded products not refreshed: %s", len(encoded), exc)
 
@@ -133,8 +137,11 @@ def _schedule_drain(pending: PendingSet, countdown: float | None = None) -> None
     # One drain queued at a time: a burst of events queues one drain behind them (FIFO), which
     # then finds them all waiting. The flag expires in case its drain message is ever lost.
     if countdown is not None or pending.claim_schedule(ttl_s=120):
-        app.send_task(ENCODE_PENDING, queue=settings.queue,
-                      countdown=countdown if countdown is not None else settings.batch_window_s or None)
+        app.send_task(
+            ENCODE_PENDING,
+            queue=settings.queue,
+            countdown=countdown if countdown is not None else settings.batch_window_s or None,
+        )
 
 
 @app.task(bind=True, name=ENCODE_PENDING, max_retries=None, ignore_result=True)  # report: in the log
@@ -143,12 +150,23 @@ def encode_pending(self) -> dict:
     store, encoders, pending = _resources()
     if pending is None:
         return {"skipped": "the store is not Redis: no pending set"}
-    options = DrainOptions(batch_size=settings.batch_size, decode_threads=settings.decode_threads,
-                           max_retries=settings.max_retries, retry_delay=settings.retry_delay,
-                           max_task_s=settings.drain_task_s)
+    options = DrainOptions(
+        batch_size=settings.batch_size,
+        decode_threads=settings.decode_threads,
+        max_retries=settings.max_retries,
+        retry_delay=settings.retry_delay,
+        max_task_s=settings.drain_task_s,
+    )
     try:
-        report, next_in = drain(store, pending, self.request.id, encoders, _limits(store), options,
-                                on_encoded=lambda ids: _refresh_exhibitions(store, ids))
+        report, next_in = drain(
+            store,
+            pending,
+            self.request.id,
+            encoders,
+            _limits(store),
+            options,
+            on_encoded=lambda ids: _refresh_exhibitions(store, ids),
+        )
     except NoActiveVersion as exc:
         raise self.retry(exc=exc, countdown=settings.retry_delay(min(self.request.retries, 8)))  # noqa: B904
     if next_in is not None:  # postponed after a transient error, leased elsewhere, or time up
@@ -187,20 +205,28 @@ class _CeleryDispatch:
     """The coordinator's work, sent as tasks on the queue (worker.reindex.ReindexDispatch)."""
 
     def send_chunk(self, version: str, chunk_id: str, items: list[tuple[str, str]]) -> None:
-        app.send_task(REINDEX_CHUNK, args=[version, chunk_id, [list(i) for i in items]],
-                      queue=settings.queue, ignore_result=True)
+        app.send_task(
+            REINDEX_CHUNK, args=[version, chunk_id, [list(i) for i in items]], queue=settings.queue, ignore_result=True
+        )
 
     def send_continuation(self, version: str, token: str, wait_s: float) -> None:
-        app.send_task(REINDEX, args=[version], kwargs={"token": token, "wait_s": wait_s},
-                      queue=settings.queue, ignore_result=True)
+        app.send_task(
+            REINDEX, args=[version], kwargs={"token": token, "wait_s": wait_s}, queue=settings.queue, ignore_result=True
+        )
 
     def send_drop(self, version: str, countdown_s: float) -> None:
         app.send_task(DROP_PREVIOUS_VERSION, args=[version], queue=settings.queue, countdown=countdown_s)
 
 
 @app.task(bind=True, name=REINDEX, max_retries=None)
-def reindex_version(self, version: str, bundle_uri: str | None = None, retry_skipped: bool = False,
-                    token: str | None = None, wait_s: float = 0.0) -> dict:
+def reindex_version(
+    self,
+    version: str,
+    bundle_uri: str | None = None,
+    retry_skipped: bool = False,
+    token: str | None = None,
+    wait_s: float = 0.0,
+) -> dict:
     """Coordinate the re-index of every image for `version` across the workers on the queue:
     one check of worker.reindex.Coordinator.step per run (sent by a user: no `token`; by the
     coordinator itself to continue: its token)."""
@@ -212,9 +238,14 @@ def reindex_version(self, version: str, bundle_uri: str | None = None, retry_ski
     if bundle_uri:
         reindex.register_bundle(store, version, bundle_uri)
     coordinator = reindex.Coordinator(
-        store, _CeleryDispatch(), reindex.CoordinatorOptions.from_settings(settings), encoders,
-        limits=lambda: _limits(store), topic_sides=lambda: canary.bundle_topic_sides(store),
-        prepare=lambda v: precompute.precompute_all(store, v, _sides(store)))
+        store,
+        _CeleryDispatch(),
+        reindex.CoordinatorOptions.from_settings(settings),
+        encoders,
+        limits=lambda: _limits(store),
+        topic_sides=lambda: canary.bundle_topic_sides(store),
+        prepare=lambda v: precompute.precompute_all(store, v, _sides(store)),
+    )
     return coordinator.step(version, retry_skipped, token, wait_s)
 
 
@@ -241,14 +272,22 @@ def reindex_chunk(self, version: str, chunk_id: str, items: list[list[str]]) -> 
     if not isinstance(version, str) or not version or not isinstance(chunk_id, str) or not chunk_id:
         raise ValueError(f"clik.reindex_chunk takes a version and a chunk id, got {version!r:.100}, {chunk_id!r:.100}")
     if not isinstance(items, list) or not all(
-            isinstance(i, (list, tuple)) and len(i) == 2 and all(isinstance(x, str) and x for x in i) for i in items):
+        isinstance(i, (list, tuple)) and len(i) == 2 and all(isinstance(x, str) and x for x in i) for i in items
+    ):
         raise ValueError(f"clik.reindex_chunk takes a list of [image hash, source] pairs, got {items!r:.200}")
     store, encoders, _ = _resources()
-    options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size,
-                                     decode_threads=settings.decode_threads)
+    options = reindex.ReindexOptions(chunk_size=settings.reindex_chunk_size, decode_threads=settings.decode_threads)
     try:
-        chunk = reindex.run_chunk(store, version, chunk_id, [(h, s) for h, s in items],
-                                  self.request.hostname or "", encoders, _limits(store), options)
+        chunk = reindex.run_chunk(
+            store,
+            version,
+            chunk_id,
+            [(h, s) for h, s in items],
+            self.request.hostname or "",
+            encoders,
+            _limits(store),
+            options,
+        )
     except VersionNotFound:
         chunk = None  # the version was dropped meanwhile: nothing to encode for
     if chunk is None:

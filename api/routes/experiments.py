@@ -4,6 +4,7 @@ Serving happens in `GET /exhibitions/{id}/representative?unit=...` (api/experime
 the definitions live in the store (indexer/experiments.py); results come from the event
 counters (api/experiment_stats.py). Docs: docs/experiments.md.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -28,8 +29,10 @@ class ArmIn(BaseModel):
     share: float = Field(gt=0, le=1_000_000, description="traffic weight (shares are normalised over the arms)")
     policy: Literal["model", "control", "explore"]
     model_version: Id | None = Field(None, description="model: a registered version (default: the active one)")
-    control: Literal["random", "first"] = Field("random", description="control: a random shown product "
-                                                "(the paper's online test) or the exhibition's first listed one")
+    control: Literal["random", "first"] = Field(
+        "random",
+        description="control: a random shown product (the paper's online test) or the exhibition's first listed one",
+    )
     candidates: int = Field(10, ge=2, le=100, description="explore: the model's top-n the sampler chooses among")
     prior_ctr: float = Field(0.05, gt=0, lt=1, description="explore: prior CTR of an average candidate")
     prior_strength: float = Field(20.0, gt=0, le=1e6, description="explore: the prior weighs this many impressions")
@@ -38,10 +41,12 @@ class ArmIn(BaseModel):
 
 class ExperimentIn(BaseModel):
     arms: list[ArmIn] = Field(min_length=1, max_length=20)
-    exhibitions: list[Id] | None = Field(None, max_length=100_000,
-                                         description="the exhibitions it serves; null: every exhibition")
-    control_arm: Id | None = Field(None, description="what the report compares against (default: the first "
-                                   "control arm, else the first arm)")
+    exhibitions: list[Id] | None = Field(
+        None, max_length=100_000, description="the exhibitions it serves; null: every exhibition"
+    )
+    control_arm: Id | None = Field(
+        None, description="what the report compares against (default: the first control arm, else the first arm)"
+    )
     status: Literal["running", "stopped"] = "running"
     salt: str = Field("", max_length=200, description="a new salt reassigns every unit")
 
@@ -50,16 +55,30 @@ def _records(svc: ClikService) -> ExperimentRecords:
     return ExperimentRecords(svc.store)
 
 
-@router.put("/experiments/{experiment_id}", dependencies=[Depends(require_writer)],
-            responses={401: {}, 403: {}, 409: {"description": "another running experiment serves one of its "
-                                                              "exhibitions"}, 503: {}})
-def put_experiment(body: ExperimentIn, request: Request, experiment_id: str = ExperimentId,
-                   svc: ClikService = Depends(service)) -> dict:
+@router.put(
+    "/experiments/{experiment_id}",
+    dependencies=[Depends(require_writer)],
+    responses={
+        401: {},
+        403: {},
+        409: {"description": "another running experiment serves one of its exhibitions"},
+        503: {},
+    },
+)
+def put_experiment(
+    body: ExperimentIn, request: Request, experiment_id: str = ExperimentId, svc: ClikService = Depends(service)
+) -> dict:
     """Create or replace an experiment. A running one serves its exhibitions at once in this
     API process, in others within CLIK_EXPERIMENTS_CACHE_S."""
     try:
-        experiment = make_experiment(experiment_id, [a.model_dump() for a in body.arms], body.exhibitions,
-                                     body.control_arm, body.status, body.salt)
+        experiment = make_experiment(
+            experiment_id,
+            [a.model_dump() for a in body.arms],
+            body.exhibitions,
+            body.control_arm,
+            body.status,
+            body.salt,
+        )
         for arm in experiment.arms:
             if arm.model_version is not None:
                 svc.store.get_version(arm.model_version)  # VersionNotFound -> 422 now, not at serve time
@@ -81,15 +100,20 @@ def list_experiments(svc: ClikService = Depends(service)) -> dict:
 
 def experiment_report(experiment: Experiment, events) -> dict:
     """The definition and the results of an experiment (the CLI's report too)."""
-    exhibitions = list(experiment.exhibitions) if experiment.exhibitions is not None else (
-        events.exhibitions() if events is not None else [])
+    exhibitions = (
+        list(experiment.exhibitions)
+        if experiment.exhibitions is not None
+        else (events.exhibitions() if events is not None else [])
+    )
     counters = (events.counters(e) for e in exhibitions) if events is not None else iter(())
-    return {**report(experiment, arm_totals(experiment, counters)), "definition": experiment.to_json(),
-            "exhibitions_counted": len(exhibitions)}
+    return {
+        **report(experiment, arm_totals(experiment, counters)),
+        "definition": experiment.to_json(),
+        "exhibitions_counted": len(exhibitions),
+    }
 
 
-@router.get("/experiments/{experiment_id}", dependencies=[Depends(require_reader)],
-            responses={404: {}, 503: {}})
+@router.get("/experiments/{experiment_id}", dependencies=[Depends(require_reader)], responses={404: {}, 503: {}})
 def get_experiment(request: Request, experiment_id: str = ExperimentId, svc: ClikService = Depends(service)) -> dict:
     """Impressions, clicks and CTR per arm with 95% intervals, P(arm beats control), lift over
     control with its 95% interval (docs/experiments.md says how each is computed). Counts are

@@ -1,4 +1,5 @@
 """Liveness, readiness (store reachable, active model loaded) and Prometheus metrics."""
+
 from __future__ import annotations
 
 import logging
@@ -40,13 +41,17 @@ def readyz(svc: ClikService = Depends(service)):
             name = active.name
             if svc.text.peek(name) is None:
                 error = svc.loader.errors.get(name)
-                problems.append(f"model {name} cannot be loaded: {error}" if error
-                                else f"model {name} not loaded yet")
+                problems.append(f"model {name} cannot be loaded: {error}" if error else f"model {name} not loaded yet")
                 svc.loader.load(active)
             coverage = _coverage(svc, name, problems)
     problems += _broker_problems(svc)
-    body = Ready(status="not ready" if problems else "ready", model_version=name,
-                 loaded_versions=svc.text.loaded(), coverage=coverage if name else None, problems=problems)
+    body = Ready(
+        status="not ready" if problems else "ready",
+        model_version=name,
+        loaded_versions=svc.text.loaded(),
+        coverage=coverage if name else None,
+        problems=problems,
+    )
     return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
 
 
@@ -61,10 +66,13 @@ def _coverage(svc: ClikService, version: str, problems: list[str]) -> CoverageOu
     share = cov.rankable_share(version)
     need = svc.settings.ready_min_coverage
     if share < need:
-        problems.append(f"active version covers {cov.covered[version]} of {cov.products - cov.failed} rankable "
-                        f"products ({share:.0%}), below the required {need:.0%} (CLIK_READY_MIN_COVERAGE)")
-    return CoverageOut(products=cov.products, with_vectors=cov.covered[version], failed=cov.failed,
-                       share=round(share, 4))
+        problems.append(
+            f"active version covers {cov.covered[version]} of {cov.products - cov.failed} rankable "
+            f"products ({share:.0%}), below the required {need:.0%} (CLIK_READY_MIN_COVERAGE)"
+        )
+    return CoverageOut(
+        products=cov.products, with_vectors=cov.covered[version], failed=cov.failed, share=round(share, 4)
+    )
 
 
 def _broker_problems(svc: ClikService) -> list[str]:
@@ -79,7 +87,6 @@ def _broker_problems(svc: ClikService) -> list[str]:
     return ["broker unavailable: encode tasks cannot be queued"]
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 def metrics(svc: ClikService = Depends(service)):
     return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,5 +1,6 @@
 """Merchandiser overrides of one exhibition: pinned positions, blocked products, boost weights.
 Every change is recorded with the API key's name and the time (GET shows the history)."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
@@ -19,17 +20,28 @@ def _out(svc: ClikService, o: Overrides) -> dict:
     return {"exhibition_id": o.exhibition_id, **o.to_json(), "boosts_in_force": dict(boosts)}
 
 
-@router.get("/exhibitions/{exhibition_id}/overrides", response_model=OverridesOut,
-            dependencies=[Depends(require_reader)], responses={404: {}, 503: {}})
+@router.get(
+    "/exhibitions/{exhibition_id}/overrides",
+    response_model=OverridesOut,
+    dependencies=[Depends(require_reader)],
+    responses={404: {}, 503: {}},
+)
 def get_overrides(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service)):
     svc.store.get_exhibition_topic(exhibition_id)  # 404 for an unknown exhibition
     return _out(svc, svc.merch.overrides(exhibition_id))
 
 
-@router.put("/exhibitions/{exhibition_id}/overrides", response_model=OverridesOut,
-            responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}})
-def put_overrides(body: OverridesIn, exhibition_id: str = ExhibitionId,
-                  svc: ClikService = Depends(service), who: str = Depends(writer_name)):
+@router.put(
+    "/exhibitions/{exhibition_id}/overrides",
+    response_model=OverridesOut,
+    responses={401: {}, 403: {}, 404: {}, 422: {}, 503: {}},
+)
+def put_overrides(
+    body: OverridesIn,
+    exhibition_id: str = ExhibitionId,
+    svc: ClikService = Depends(service),
+    who: str = Depends(writer_name),
+):
     """Replace the exhibition's overrides. Pinned and blocked products must be listed in the
     exhibition (422 naming the first one that is not)."""
     check_overrides(body.pinned, body.blocked)
@@ -41,10 +53,12 @@ def put_overrides(body: OverridesIn, exhibition_id: str = ExhibitionId,
     return _out(svc, svc.merch.write_overrides(exhibition_id, body.pinned, body.blocked, body.boosts, who, "put"))
 
 
-@router.delete("/exhibitions/{exhibition_id}/overrides", status_code=204,
-               responses={401: {}, 403: {}, 404: {}, 503: {}})
-def delete_overrides(exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service),
-                     who: str = Depends(writer_name)):
+@router.delete(
+    "/exhibitions/{exhibition_id}/overrides", status_code=204, responses={401: {}, 403: {}, 404: {}, 503: {}}
+)
+def delete_overrides(
+    exhibition_id: str = ExhibitionId, svc: ClikService = Depends(service), who: str = Depends(writer_name)
+):
     """Clear pins, blocks and the exhibition's boost weights (the history is kept)."""
     svc.store.get_exhibition_topic(exhibition_id)
     svc.merch.write_overrides(exhibition_id, {}, [], None, who, "delete")

@@ -1,4 +1,5 @@
 """POST /rank: rank images given in the request (URLs or uploads) for a topic, on the fly."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,25 @@ _urls = TypeAdapter(list[HttpUrl])
 def _out(ranked: RankedSources, sources: list[str]) -> RankOut:
     return RankOut(
         model_version=ranked.model_version,
-        items=[{"index": it.index, "source": sources[it.index], "score": it.score, "rank": it.rank,
-                "reused": it.reused, "appeal": it.appeal, "topic_fit": it.topic_fit, "off_topic": it.off_topic}
-               for it in ranked.items],
+        items=[
+            {
+                "index": it.index,
+                "source": sources[it.index],
+                "score": it.score,
+                "rank": it.rank,
+                "reused": it.reused,
+                "appeal": it.appeal,
+                "topic_fit": it.topic_fit,
+                "off_topic": it.off_topic,
+            }
+            for it in ranked.items
+        ],
         errors=[{"index": i, "source": sources[i], "reason": reason} for i, reason in sorted(ranked.errors.items())],
     )
 
 
 @router.post("/rank", response_model=RankOut, dependencies=[Depends(require_writer)], responses=_ERRORS)
-def rank(body: RankRequest, model_version: str | None = ModelVersionParam,
-         svc: ClikService = Depends(service)):
+def rank(body: RankRequest, model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
     """Rank images at URLs for a topic. Images whose content the store already encoded for the
     active version are not encoded again. Needs a key: it spends CPU and fetches URLs."""
     limit = svc.settings.rank_max_images
@@ -39,13 +49,15 @@ def rank(body: RankRequest, model_version: str | None = ModelVersionParam,
     return _out(ranked, body.image_urls)
 
 
-@router.post("/rank/upload", response_model=RankOut, dependencies=[Depends(require_writer)],
-             responses=_ERRORS)
-def rank_upload(topic: str = Form(..., max_length=20_000, description="the topic as a JSON object"),
-                images: list[UploadFile] = File(default_factory=list, description="image files"),
-                image_urls: list[str] = Form(default_factory=list, description="image URLs as well"),
-                topk: int | None = Form(None, ge=1),
-                model_version: str | None = ModelVersionParam, svc: ClikService = Depends(service)):
+@router.post("/rank/upload", response_model=RankOut, dependencies=[Depends(require_writer)], responses=_ERRORS)
+def rank_upload(
+    topic: str = Form(..., max_length=20_000, description="the topic as a JSON object"),
+    images: list[UploadFile] = File(default_factory=list, description="image files"),
+    image_urls: list[str] = Form(default_factory=list, description="image URLs as well"),
+    topk: int | None = Form(None, ge=1),
+    model_version: str | None = ModelVersionParam,
+    svc: ClikService = Depends(service),
+):
     """The multipart form of POST /rank: uploaded files (and optionally URLs), ranked together;
     indices count URLs first, then files."""
     try:

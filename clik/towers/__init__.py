@@ -1,4 +1,5 @@
 """The two encoders of CLIK's dual-encoder: topic text and product image."""
+
 from .image import ImageTower
 from .text import TextTower
 

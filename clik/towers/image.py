@@ -1,4 +1,5 @@
 """Image tower: any timm model without its classifier, projected to the shared embedding size."""
+
 from __future__ import annotations
 
 import timm

@@ -6,6 +6,7 @@ convolutional nets (conv_stem → blocks → conv_head) and Vision Transformers 
 blocks → norm). Running stem then top gives the same pooled features as the whole backbone
 (tests/clik/test_stages.py).
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,8 +23,10 @@ def _is_vit(backbone: nn.Module) -> bool:
 
 def stage_count(backbone: nn.Module) -> int:
     if not (_is_convnet(backbone) or _is_vit(backbone)):
-        raise ValueError(f"partial mode cannot cut a {type(backbone).__name__}: "
-                         "it knows timm EfficientNet-style nets and Vision Transformers")
+        raise ValueError(
+            f"partial mode cannot cut a {type(backbone).__name__}: "
+            "it knows timm EfficientNet-style nets and Vision Transformers"
+        )
     return len(backbone.blocks)
 
 
@@ -52,7 +55,7 @@ def run_top(backbone: nn.Module, activations: torch.Tensor, top_stages: int) -> 
     """The pooled features from stem activations: the last `top_stages` stages, then the head."""
     _check(backbone, top_stages)
     x = activations
-    for block in backbone.blocks[len(backbone.blocks) - top_stages:]:
+    for block in backbone.blocks[len(backbone.blocks) - top_stages :]:
         x = block(x)
     if _is_convnet(backbone):
         x = backbone.bn2(backbone.conv_head(x))
@@ -64,7 +67,7 @@ def run_top(backbone: nn.Module, activations: torch.Tensor, top_stages: int) -> 
 def top_modules(backbone: nn.Module, top_stages: int) -> list[nn.Module]:
     """The modules `run_top` runs: what partial mode trains."""
     _check(backbone, top_stages)
-    blocks = list(backbone.blocks[len(backbone.blocks) - top_stages:])
+    blocks = list(backbone.blocks[len(backbone.blocks) - top_stages :])
     head = [backbone.conv_head, backbone.bn2] if _is_convnet(backbone) else [backbone.norm]
     if hasattr(backbone, "fc_norm"):
         head.append(backbone.fc_norm)

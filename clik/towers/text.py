@@ -1,4 +1,5 @@
 """Text tower: any transformers encoder, pooled, projected to the shared embedding size."""
+
 from __future__ import annotations
 
 import torch
@@ -65,8 +66,10 @@ class TextTower(nn.Module):
         self.proj = nn.Linear(self.backbone.config.hidden_size, embed_dim)
         if projection is not None:
             if projection.shape != self.proj.weight.shape:
-                raise ValueError(f"{cfg.name}: its text projection maps to {projection.shape[0]} dimensions; "
-                                 f"set embed_dim to {projection.shape[0]}")
+                raise ValueError(
+                    f"{cfg.name}: its text projection maps to {projection.shape[0]} dimensions; "
+                    f"set embed_dim to {projection.shape[0]}"
+                )
             with torch.no_grad():  # CLIP's projection has no bias
                 self.proj.weight.copy_(projection)
                 self.proj.bias.zero_()
@@ -109,7 +112,7 @@ class TextTower(nn.Module):
         """Pooled features from `hidden_before` states: the last `top_layers` layers, then pooling."""
         # An additive mask, the form every attention implementation of transformers accepts.
         additive = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
-        for layer in self.layers[len(self.layers) - top_layers:]:
+        for layer in self.layers[len(self.layers) - top_layers :]:
             out = layer(hidden, attention_mask=additive)
             hidden = out[0] if isinstance(out, tuple) else out
         return self._pool(hidden, attention_mask)

@@ -15,14 +15,23 @@ app = typer.Typer(
 def hm(
     raw_dir: Path = typer.Argument(..., help="H&M raw layout: articles.csv, sales.csv, images/<article_id>.jpg."),
     out_dir: Path = typer.Argument(..., help="Dataset folder to write (dataset.json, exhibitions.jsonl)."),
-    min_group: int = typer.Option(20, min=1, help="Sold articles a (section, product type) group needs to become a topic."),
+    min_group: int = typer.Option(
+        20, min=1, help="Sold articles a (section, product type) group needs to become a topic."
+    ),
     size: int = typer.Option(50, min=2, help="Products per exhibition, off-topic ones included."),
-    offtopic: float = typer.Option(0.2, min=0.0, max=0.99, help="Share of off-topic products mixed into each exhibition."),
+    offtopic: float = typer.Option(
+        0.2, min=0.0, max=0.99, help="Share of off-topic products mixed into each exhibition."
+    ),
     test_frac: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of topic groups in the test split (1.0: all)."),
     seed: int = typer.Option(0, help="Seed of every random choice; same seed, same dataset."),
-    unsold: bool = typer.Option(True, "--unsold/--sold-only", help="Let unsold articles of a group join its exhibitions with sales 0."),
-    language: str = typer.Option("en", help="Topic language: en (the article values) or ko (Korean, from "
-                                 "training/data/hm_korean.py; same exhibitions, only the topic words differ)."),
+    unsold: bool = typer.Option(
+        True, "--unsold/--sold-only", help="Let unsold articles of a group join its exhibitions with sales 0."
+    ),
+    language: str = typer.Option(
+        "en",
+        help="Topic language: en (the article values) or ko (Korean, from "
+        "training/data/hm_korean.py; same exhibitions, only the topic words differ).",
+    ),
 ) -> None:
     """Turn the H&M raw layout into a clik dataset (images are referenced, not copied).
 
@@ -32,8 +41,15 @@ def hm(
     from training.data.hm import HMOptions, build_hm_dataset
 
     try:
-        options = HMOptions(min_group=min_group, size=size, offtopic=offtopic, test_frac=test_frac,
-                            seed=seed, include_unsold=unsold, language=language)
+        options = HMOptions(
+            min_group=min_group,
+            size=size,
+            offtopic=offtopic,
+            test_frac=test_frac,
+            seed=seed,
+            include_unsold=unsold,
+            language=language,
+        )
         dataset, summary = build_hm_dataset(raw_dir, options)
     except (FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -68,25 +84,41 @@ def synthetic(
     from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
 
     try:
-        options = SyntheticOptions(products_per_group=products_per_group, exhibitions_per_group=exhibitions_per_group,
-                                   size=size, offtopic=offtopic, test_frac=test_frac, seed=seed)
+        options = SyntheticOptions(
+            products_per_group=products_per_group,
+            exhibitions_per_group=exhibitions_per_group,
+            size=size,
+            offtopic=offtopic,
+            test_frac=test_frac,
+            seed=seed,
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     dataset = build_synthetic_dataset(out_dir, options)
     write_dataset(dataset, out_dir)
     n_images = len({p.id for e in dataset.exhibitions for p in e.products})
-    typer.echo(f"wrote {out_dir}: SYNTHETIC catalogue, {len(dataset.exhibitions)} exhibitions "
-               f"({len(dataset.split('test'))} test), {n_images} drawn product images")
+    typer.echo(
+        f"wrote {out_dir}: SYNTHETIC catalogue, {len(dataset.exhibitions)} exhibitions "
+        f"({len(dataset.split('test'))} test), {n_images} drawn product images"
+    )
 
 
 @app.command("events")
 def events(
     out_dir: Path = typer.Argument(..., help="Dataset folder to write (dataset.json, exhibitions.jsonl)."),
-    store_url: Optional[str] = typer.Option(None, "--store", help="The store the events were logged on (default "
-                                            "CLIK_STORE_URL, else the embedded one): topics and images come from it."),
-    days: Optional[Path] = typer.Option(None, "--days", help="Day files written by `clik events --days` (default: "
-                                        "the store's own log: counters on Redis, every event on the embedded store)."),
+    store_url: Optional[str] = typer.Option(
+        None,
+        "--store",
+        help="The store the events were logged on (default "
+        "CLIK_STORE_URL, else the embedded one): topics and images come from it.",
+    ),
+    days: Optional[Path] = typer.Option(
+        None,
+        "--days",
+        help="Day files written by `clik events --days` (default: "
+        "the store's own log: counters on Redis, every event on the embedded store).",
+    ),
     since: Optional[str] = typer.Option(None, help="First UTC day (YYYY-MM-DD) of the day files to read."),
     until: Optional[str] = typer.Option(None, help="Last UTC day (YYYY-MM-DD) of the day files to read."),
     min_impressions: int = typer.Option(100, min=1, help="Impressions a product needs to get a CTR label."),
@@ -94,9 +126,13 @@ def events(
     test_frac: float = typer.Option(0.2, min=0.0, max=1.0, help="Share of exhibitions in the test split."),
     seed: int = typer.Option(0, help="Seed of the split."),
     name: str = typer.Option("events", help="Dataset name (shows up in reports)."),
-    with_labels: Optional[Path] = typer.Option(None, "--with-labels", help="The dataset the served model was "
-                                               "trained on: its train exhibitions are added with their own labels "
-                                               "(default criterion `engagement`; the retraining cycle)."),
+    with_labels: Optional[Path] = typer.Option(
+        None,
+        "--with-labels",
+        help="The dataset the served model was "
+        "trained on: its train exhibitions are added with their own labels "
+        "(default criterion `engagement`; the retraining cycle).",
+    ),
 ) -> None:
     """Turn logged shopper events into a clik dataset with a smoothed `ctr` criterion, for `clik train`.
 
@@ -160,6 +196,8 @@ def events(
     write_dataset(dataset, out_dir)
     meta = dataset.meta
     added = f" ({meta['original_exhibitions']} with the labels of {meta['original']})" if original is not None else ""
-    typer.echo(f"wrote {out_dir}: {len(dataset.exhibitions)} exhibitions{added} ({len(dataset.split('test'))} test), "
-               f"{sum(len(e.products) for e in dataset.exhibitions)} labelled products; "
-               f"{meta['impressions']} impressions, {meta['clicks']} clicks, catalogue CTR {meta['global_ctr']:.4f}")
+    typer.echo(
+        f"wrote {out_dir}: {len(dataset.exhibitions)} exhibitions{added} ({len(dataset.split('test'))} test), "
+        f"{sum(len(e.products) for e in dataset.exhibitions)} labelled products; "
+        f"{meta['impressions']} impressions, {meta['clicks']} clicks, catalogue CTR {meta['global_ctr']:.4f}"
+    )

@@ -8,16 +8,23 @@ import typer
 
 
 def demo(
-    data: Optional[Path] = typer.Option(None, "--data", help="H&M raw layout (articles.csv, sales.csv, images/) "
-                                        "to run on real data; default: a small SYNTHETIC catalogue."),
+    data: Optional[Path] = typer.Option(
+        None,
+        "--data",
+        help="H&M raw layout (articles.csv, sales.csv, images/) "
+        "to run on real data; default: a small SYNTHETIC catalogue.",
+    ),
     workdir: Path = typer.Option(Path(".clik-demo"), help="Where the demo keeps its data, model, store."),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000, min=1, max=65535),
     epochs: float = typer.Option(20.0, min=0.1, help="Training epochs (locked towers)."),
     show: int = typer.Option(4, min=1, help="Exhibitions whose representative images are printed."),
     small: bool = typer.Option(False, help="A smaller synthetic catalogue (a quick check of the whole path)."),
-    serve: bool = typer.Option(True, "--serve/--no-serve", help="Keep the API and the web page running "
-                               "until Ctrl-C (--no-serve: exit after printing)."),
+    serve: bool = typer.Option(
+        True,
+        "--serve/--no-serve",
+        help="Keep the API and the web page running until Ctrl-C (--no-serve: exit after printing).",
+    ),
 ) -> None:
     """The whole system on this machine (no Redis or Celery): data, training, index, API, web page.
 
@@ -58,8 +65,7 @@ def demo(
     api_key = steps.new_api_key()
     counter = EncodeCounter()
     queue = inprocess_queue(store, roots=catalogue.image_roots, on_report=counter)
-    settings = ApiSettings(api_keys=[api_key], file_roots=[str(r) for r in catalogue.image_roots],
-                           preload_model=True)
+    settings = ApiSettings(api_keys=[api_key], file_roots=[str(r) for r in catalogue.image_roots], preload_model=True)
     try:
         server = serve_in_thread(create_app(settings, store=store, encode_queue=queue), host, port)
     except RuntimeError as exc:
@@ -68,8 +74,10 @@ def demo(
         raise typer.Exit(3)
     try:
         held_out = steps.load_catalogue(server.url, api_key, catalogue, queue, counter, echo)
-        echo(f"5. Representative images of held-out exhibitions (top 3, GET /exhibitions/{{id}}/representative)"
-             f"{' — SYNTHETIC data' if catalogue.synthetic else ''}")
+        echo(
+            f"5. Representative images of held-out exhibitions (top 3, GET /exhibitions/{{id}}/representative)"
+            f"{' — SYNTHETIC data' if catalogue.synthetic else ''}"
+        )
         steps.show_representatives(server.url, held_out, show, echo)
         echo(f"Done in {time.monotonic() - started:.0f}s. Web page: {server.url}/ui   API docs: {server.url}/docs")
         if serve:

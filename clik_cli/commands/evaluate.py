@@ -15,7 +15,9 @@ def evaluate(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the 95% intervals (0: none)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON here."),
     device: Optional[str] = typer.Option(None),
-    cache_dir: Optional[str] = typer.Option(None, help="Backbone feature cache (default: the one the run trained with)."),
+    cache_dir: Optional[str] = typer.Option(
+        None, help="Backbone feature cache (default: the one the run trained with)."
+    ),
 ) -> None:
     """Evaluate a trained run with the paper's protocol, scored as the service scores (topic fit
     included): MRR, Top1/3/5-Top1, off-topic@1/@10, and the off-topic flag's AUC, precision and
@@ -27,20 +29,25 @@ def evaluate(
     from training.evaluate import evaluate as run_eval
     from training.evaluate import write_json
 
-    result = run_eval(run, data, split=split, k=k, seed=seed, bootstrap_samples=bootstrap, device=device,
-                      cache_dir=cache_dir)
+    result = run_eval(
+        run, data, split=split, k=k, seed=seed, bootstrap_samples=bootstrap, device=device, cache_dir=cache_dir
+    )
     m, ci = result["metrics"], result["ci95"]
-    typer.echo(f"{result['method']}{'/' + result['query'] if result['query'] else ''} on {result['groups']} {split} groups (K={k})")
+    typer.echo(
+        f"{result['method']}{'/' + result['query'] if result['query'] else ''} on {result['groups']} {split} groups (K={k})"
+    )
     for key, value in m.items():
         interval = f"  [{ci[key][0]:.4f}, {ci[key][1]:.4f}]" if key in ci else ""
         base = f"   random {result['random'][key]:.4f}" if key in result["random"] else ""
         alone = f"   appeal alone {result['appeal_only'][key]:.4f}" if key in result.get("appeal_only", {}) else ""
         typer.echo(f"  {key:<15} {value:.4f}{interval}{base}{alone}")
     d = result["diversity"]
-    typer.echo(f"  top 5: distinct families {d['plain']['families@5']:.2f} plain, "
-               f"{d['diverse']['families@5']:.2f} diverse; mean pairwise cosine "
-               f"{d['plain']['similarity@5']:.3f} plain, {d['diverse']['similarity@5']:.3f} diverse; "
-               f"diverse first pick = plain one in {d['first_pick_same']:.1%} of groups")
+    typer.echo(
+        f"  top 5: distinct families {d['plain']['families@5']:.2f} plain, "
+        f"{d['diverse']['families@5']:.2f} diverse; mean pairwise cosine "
+        f"{d['plain']['similarity@5']:.3f} plain, {d['diverse']['similarity@5']:.3f} diverse; "
+        f"diverse first pick = plain one in {d['first_pick_same']:.1%} of groups"
+    )
     if json_out:
         write_json(result, json_out)
         typer.echo(f"wrote {json_out}")

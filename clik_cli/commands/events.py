@@ -1,4 +1,5 @@
 """`clik events`: count the shopper events of the stream (Redis store), exactly once each."""
+
 from __future__ import annotations
 
 import os
@@ -14,11 +15,15 @@ def events(
     store_url: Optional[str] = typer.Option(None, "--store", help="The Redis store (default CLIK_STORE_URL)."),
     consumer: Optional[str] = typer.Option(None, help="Consumer name in the group (default host-pid)."),
     batch: int = typer.Option(500, min=1, help="Events per read and per counting script."),
-    idle_exit: Optional[float] = typer.Option(None, min=0, help="Exit after this many seconds without events "
-                                              "(default: run until Ctrl-C)."),
-    days: Optional[Path] = typer.Option(None, "--days", envvar="CLIK_EVENTS_DAYS_DIR",
-                                        help="Also append every event to day files here "
-                                        "(events-YYYY-MM-DD.jsonl, UTC) for `clik data events`."),
+    idle_exit: Optional[float] = typer.Option(
+        None, min=0, help="Exit after this many seconds without events (default: run until Ctrl-C)."
+    ),
+    days: Optional[Path] = typer.Option(
+        None,
+        "--days",
+        envvar="CLIK_EVENTS_DAYS_DIR",
+        help="Also append every event to day files here (events-YYYY-MM-DD.jsonl, UTC) for `clik data events`.",
+    ),
 ) -> None:
     """Count events from POST /events per (exhibition, product, model version, arm, type).
 
@@ -46,10 +51,17 @@ def events(
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     started = time.monotonic()
     try:
-        counted = consume(log, name, batch=batch, stop_after_idle=idle_exit,
-                          before_commit=DayFiles(days).append_entries if days is not None else None)
+        counted = consume(
+            log,
+            name,
+            batch=batch,
+            stop_after_idle=idle_exit,
+            before_commit=DayFiles(days).append_entries if days is not None else None,
+        )
     except KeyboardInterrupt:
         counted = None
     stats = log.stats()
-    typer.echo(f"consumer {name}: {'' if counted is None else f'{counted} events counted, '}"
-               f"{time.monotonic() - started:.1f}s; stream {stats}")
+    typer.echo(
+        f"consumer {name}: {'' if counted is None else f'{counted} events counted, '}"
+        f"{time.monotonic() - started:.1f}s; stream {stats}"
+    )

@@ -1,5 +1,6 @@
 """`clik experiments report ID` and `clik experiments replay ID`: an online experiment's results,
 and an off-policy estimate of a candidate model version from its logged exploration."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,7 @@ from typing import List, Optional
 
 import typer
 
-app = typer.Typer(help="Online experiments (docs/experiments.md): results and off-policy replay.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Online experiments (docs/experiments.md): results and off-policy replay.", no_args_is_help=True)
 
 
 def _experiment(store, experiment_id: str):
@@ -58,10 +58,14 @@ class _NoQueue:
 def replay(
     experiment_id: str = typer.Argument(..., help="The experiment whose randomised arms were logged."),
     candidate: str = typer.Option("active", help="Model version to estimate (registered, with vectors), or 'active'."),
-    days: Optional[Path] = typer.Option(None, "--days", help="Day files of `clik events --days` (needed on Redis; "
-                                        "default on the embedded store: its own log)."),
-    arm: Optional[List[str]] = typer.Option(None, "--arm", help="Arms whose answers to use (default: every explore "
-                                            "and control=random arm)."),
+    days: Optional[Path] = typer.Option(
+        None,
+        "--days",
+        help="Day files of `clik events --days` (needed on Redis; default on the embedded store: its own log).",
+    ),
+    arm: Optional[List[str]] = typer.Option(
+        None, "--arm", help="Arms whose answers to use (default: every explore and control=random arm)."
+    ),
     store_url: Optional[str] = typer.Option(None, "--store", help="The store (default CLIK_STORE_URL, else embedded)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the estimate as JSON here."),
 ) -> None:
@@ -81,8 +85,9 @@ def replay(
 
     store = open_cli_store(store_url)
     experiment = _experiment(store, experiment_id)
-    names = arm or [a.name for a in experiment.arms
-                    if a.policy == "explore" or (a.policy == "control" and a.control == "random")]
+    names = arm or [
+        a.name for a in experiment.arms if a.policy == "explore" or (a.policy == "control" and a.control == "random")
+    ]
     unknown = [n for n in names if n not in {a.name for a in experiment.arms}]
     if unknown or not names:
         typer.echo(f"error: no randomising arm to replay ({', '.join(unknown) or 'none found'})", err=True)
@@ -115,9 +120,11 @@ def replay(
         typer.echo("no logged impressions with a propensity for these arms")
     else:
         lo, hi = result["ips_ci95"]
-        typer.echo(f"candidate {version}: IPS CTR {result['ips']:.4f} [{lo:.4f}, {hi:.4f}], SNIPS "
-                   f"{result['snips'] if result['snips'] is not None else float('nan'):.4f}; "
-                   f"{result['matched']} of {result['impressions']} logged impressions match, effective sample "
-                   f"size {result['effective_sample_size']:.0f}; logged CTR {result['logged_ctr']:.4f}")
+        typer.echo(
+            f"candidate {version}: IPS CTR {result['ips']:.4f} [{lo:.4f}, {hi:.4f}], SNIPS "
+            f"{result['snips'] if result['snips'] is not None else float('nan'):.4f}; "
+            f"{result['matched']} of {result['impressions']} logged impressions match, effective sample "
+            f"size {result['effective_sample_size']:.0f}; logged CTR {result['logged_ctr']:.4f}"
+        )
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2))

@@ -7,16 +7,23 @@ import typer
 
 
 def export(
-    source: Optional[Path] = typer.Argument(None, help="A training checkpoint directory (or a run directory holding checkpoint/)."),
+    source: Optional[Path] = typer.Argument(
+        None, help="A training checkpoint directory (or a run directory holding checkpoint/)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     pretrained: Optional[str] = typer.Option(
-        None, help="Instead of a checkpoint, export a fresh model of this config (e.g. clik-minilm-lite0): "
-        "pretrained towers, untrained projections and heads."
+        None,
+        help="Instead of a checkpoint, export a fresh model of this config (e.g. clik-minilm-lite0): "
+        "pretrained towers, untrained projections and heads.",
     ),
-    register: bool = typer.Option(True, "--register/--no-register", help="Register the bundle as a model "
-                                  "version in the store (activate it with `clik models activate`)."),
-    store_url: Optional[str] = typer.Option(None, "--store", help="Store URL or folder; default CLIK_STORE_URL, "
-                                            "else the embedded ./.clik/store."),
+    register: bool = typer.Option(
+        True,
+        "--register/--no-register",
+        help="Register the bundle as a model version in the store (activate it with `clik models activate`).",
+    ),
+    store_url: Optional[str] = typer.Option(
+        None, "--store", help="Store URL or folder; default CLIK_STORE_URL, else the embedded ./.clik/store."
+    ),
 ) -> None:
     """Export a model as a split bundle (text side for the API, image side for workers).
 
@@ -37,7 +44,9 @@ def export(
         model, tokenizer, _ = clik.load_checkpoint(ckpt)
     topic_fit = _calibration(source) if source is not None else None
     info = clik.export_bundle(model.eval(), tokenizer, out, topic_fit=topic_fit)
-    typer.echo(f"topic fit: {'calibrated on ' + str(topic_fit.get('fitted_on')) if topic_fit else 'the prior (no calibration in the run)'}")
+    typer.echo(
+        f"topic fit: {'calibrated on ' + str(topic_fit.get('fitted_on')) if topic_fit else 'the prior (no calibration in the run)'}"
+    )
     typer.echo(f"bundle {info.path} version {info.version} ({info.method}, query={info.query}, dim={info.embed_dim})")
     if register:
         from clik_cli.settings import open_cli_store
@@ -50,8 +59,10 @@ def export(
             typer.echo(f"error: bundle written but not registered, store unavailable: {exc}", err=True)
             raise typer.Exit(3)
         state = "active" if version.active else version.state.value
-        typer.echo(f"registered version {info.version[:16]} ({state}); switch to it with "
-                   f"`clik models activate {info.version[:12]}`")
+        typer.echo(
+            f"registered version {info.version[:16]} ({state}); switch to it with "
+            f"`clik models activate {info.version[:12]}`"
+        )
 
 
 def _calibration(source: Path) -> dict | None:

@@ -1,4 +1,5 @@
 """`clik index SOURCE`: register a catalogue's products in the store and encode their images."""
+
 from __future__ import annotations
 
 import csv
@@ -57,8 +58,10 @@ def _csv_rows(path: Path):
         reader = csv.DictReader(handle)
         missing = {"product_id", "image_url"} - set(reader.fieldnames or [])
         if missing:
-            raise typer.BadParameter(f"{path}: missing column(s) {', '.join(sorted(missing))} "
-                                     f"(found: {', '.join(reader.fieldnames or []) or 'none'})")
+            raise typer.BadParameter(
+                f"{path}: missing column(s) {', '.join(sorted(missing))} "
+                f"(found: {', '.join(reader.fieldnames or []) or 'none'})"
+            )
         for n, row in enumerate(reader, start=2):
             yield f"{path.name}:{n}", row
 
@@ -81,13 +84,21 @@ def _jsonl_rows(path: Path, cat: ProductSource):
 def index(
     source: Path = typer.Argument(..., exists=True, help="Folder of images, or a CSV / JSONL of product_id,image_url."),
     store_url: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", "-b", help="Bundle to encode with; registered, and "
-                                          "activated when the store has no active version. Default: the active one."),
-    celery: bool = typer.Option(False, "--celery", help="Enqueue to Celery workers (CLIK_BROKER_URL) instead of "
-                                "encoding here."),
+    bundle: Optional[Path] = typer.Option(
+        None,
+        "--bundle",
+        "-b",
+        help="Bundle to encode with; registered, and "
+        "activated when the store has no active version. Default: the active one.",
+    ),
+    celery: bool = typer.Option(
+        False, "--celery", help="Enqueue to Celery workers (CLIK_BROKER_URL) instead of encoding here."
+    ),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Images per forward pass (default CLIK_BATCH_SIZE)."),
     chunk: int = typer.Option(64, min=1, help="--celery: product ids per task."),
-    decode_threads: Optional[int] = typer.Option(None, min=1, help="Threads fetching/decoding (default CLIK_DECODE_THREADS)."),
+    decode_threads: Optional[int] = typer.Option(
+        None, min=1, help="Threads fetching/decoding (default CLIK_DECODE_THREADS)."
+    ),
     device: Optional[str] = typer.Option(None, help="cuda / cpu (default: cuda when available)."),
 ) -> None:
     """Register products and encode their images.
@@ -123,11 +134,20 @@ def index(
             raise typer.Exit(2)
         if celery:
             _enqueue(settings, list(cat.products), chunk)
-            typer.echo(f"queued {len(cat.products)} products for the workers on {settings.queue}; "
-                       f"watch their status in the store" + _first_errors(cat.errors, "skipped"))
+            typer.echo(
+                f"queued {len(cat.products)} products for the workers on {settings.queue}; "
+                f"watch their status in the store" + _first_errors(cat.errors, "skipped")
+            )
             return
-        failed = _encode_here(store, settings, version, cat, batch_size or settings.batch_size,
-                              decode_threads or settings.decode_threads, device or settings.device)
+        failed = _encode_here(
+            store,
+            settings,
+            version,
+            cat,
+            batch_size or settings.batch_size,
+            decode_threads or settings.decode_threads,
+            device or settings.device,
+        )
     finally:
         store.close()
     if failed == len(cat.products):
@@ -153,8 +173,11 @@ def _version(store, bundle: Optional[Path]):
     if active is None:
         return store.activate(info.version)
     if active.name != info.version:
-        typer.echo(f"error: the store's active version is {active.name}, not this bundle's {info.version}; "
-                   f"switch with `clik models activate {bundle}` (re-index) first", err=True)
+        typer.echo(
+            f"error: the store's active version is {active.name}, not this bundle's {info.version}; "
+            f"switch with `clik models activate {bundle}` (re-index) first",
+            err=True,
+        )
         raise typer.Exit(2)
     return version
 
@@ -169,7 +192,7 @@ def _enqueue(settings, product_ids: list[str], chunk: int) -> None:
     try:
         with tqdm(total=len(product_ids), unit="product", desc="queue") as bar:
             for start in range(0, len(product_ids), chunk):
-                part = product_ids[start:start + chunk]
+                part = product_ids[start : start + chunk]
                 app.send_task(ENCODE_PRODUCTS, args=[part], queue=settings.queue, ignore_result=True)
                 bar.update(len(part))
     except Exception as exc:  # kombu raises transport-specific errors
@@ -179,8 +202,9 @@ def _enqueue(settings, product_ids: list[str], chunk: int) -> None:
         app.close()
 
 
-def _encode_here(store, settings, version, cat: ProductSource, batch_size: int, decode_threads: int,
-                 device: Optional[str]) -> int:
+def _encode_here(
+    store, settings, version, cat: ProductSource, batch_size: int, decode_threads: int, device: Optional[str]
+) -> int:
     """Encode in this process with a progress bar; prints the summary; returns failures."""
     from tqdm import tqdm
 
@@ -197,8 +221,9 @@ def _encode_here(store, settings, version, cat: ProductSource, batch_size: int, 
     started = time.perf_counter()
     with tqdm(total=len(ids), unit="img", desc="index") as bar:
         for start in range(0, len(ids), batch_size):
-            report = encode_products(store, ids[start:start + batch_size], encoders, limits, version,
-                                     decode_threads=decode_threads)
+            report = encode_products(
+                store, ids[start : start + batch_size], encoders, limits, version, decode_threads=decode_threads
+            )
             encoded += len(report.encoded)
             new_vectors += report.new_vectors
             failed.update(report.failed)
@@ -220,8 +245,10 @@ def _encode_here(store, settings, version, cat: ProductSource, batch_size: int, 
             failed[pid] = f"gave up after 3 attempts: {reason}"
             bar.update(1)
     seconds = time.perf_counter() - started
-    typer.echo(f"encoded {encoded} of {len(ids)} products ({new_vectors} new vectors, version "
-               f"{version.name[:12]}) in {seconds:.1f}s; failed {len(failed)}")
+    typer.echo(
+        f"encoded {encoded} of {len(ids)} products ({new_vectors} new vectors, version "
+        f"{version.name[:12]}) in {seconds:.1f}s; failed {len(failed)}"
+    )
     for where, reason in list(failed.items())[:20]:
         typer.echo(f"  failed  {where}: {reason}", err=True)
     if len(failed) > 20:

@@ -1,4 +1,5 @@
 """`clik models`: the model versions in the store (register, re-index and switch, drop, watch)."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,10 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Model versions: list, register, activate (re-index, gate, switch), rollback, "
-                       "confirm, drop, watch.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Model versions: list, register, activate (re-index, gate, switch), rollback, confirm, drop, watch.",
+    no_args_is_help=True,
+)
 
 STORE_HELP = "Store URL (redis://...) or folder; default CLIK_STORE_URL, else the embedded ./.clik/store."
 
@@ -49,7 +51,9 @@ def _resolve(store, ref: str):
         matches = [v for v in store.list_versions() if v.name.startswith(ref)]
         if len(matches) == 1:
             return matches[0]
-        _fail(f"no model version {ref!r}" if not matches else f"{ref!r} matches {len(matches)} versions; give more of it")
+        _fail(
+            f"no model version {ref!r}" if not matches else f"{ref!r} matches {len(matches)} versions; give more of it"
+        )
 
 
 def _coverage_line(store, version: str) -> str:
@@ -76,17 +80,33 @@ def list_versions(
     rows = []
     for v in versions:
         job = ReindexProgress.load(store, v.name)
-        rows.append({
-            "version": v.name, "active": v.active, "state": v.state.value, "dim": v.dim,
-            "bundle": v.bundle_uri,
-            "created": datetime.fromtimestamp(v.created_at, timezone.utc).isoformat(timespec="seconds"),
-            "coverage": {"products": cov.products, "with_vectors": cov.covered[v.name],
-                         "share": round(cov.share(v.name), 4)},
-            "reindex": None if job is None else {"state": job.state, "done": job.done, "total": job.total,
-                                                 "skipped": len(job.skipped), "in_flight": job.in_flight,
-                                                 "workers": job.workers, "previous": job.previous,
-                                                 "decision": job.decision},
-        })
+        rows.append(
+            {
+                "version": v.name,
+                "active": v.active,
+                "state": v.state.value,
+                "dim": v.dim,
+                "bundle": v.bundle_uri,
+                "created": datetime.fromtimestamp(v.created_at, timezone.utc).isoformat(timespec="seconds"),
+                "coverage": {
+                    "products": cov.products,
+                    "with_vectors": cov.covered[v.name],
+                    "share": round(cov.share(v.name), 4),
+                },
+                "reindex": None
+                if job is None
+                else {
+                    "state": job.state,
+                    "done": job.done,
+                    "total": job.total,
+                    "skipped": len(job.skipped),
+                    "in_flight": job.in_flight,
+                    "workers": job.workers,
+                    "previous": job.previous,
+                    "decision": job.decision,
+                },
+            }
+        )
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -98,8 +118,10 @@ def list_versions(
         progress = f"job {job['state']} {job['done']}/{job['total']}" if job else "no re-index job"
         c = r["coverage"]
         covered = f"{c['with_vectors']}/{c['products']} ({c['share']:.0%})"
-        typer.echo(f"{'*' if r['active'] else ' '} {r['version'][:16]}  {r['state']:<8} covers {covered:<18} "
-                   f"{progress:<36} {r['bundle']}")
+        typer.echo(
+            f"{'*' if r['active'] else ' '} {r['version'][:16]}  {r['state']:<8} covers {covered:<18} "
+            f"{progress:<36} {r['bundle']}"
+        )
     typer.echo("(* active; coverage = products with a vector in that version / products)")
 
 
@@ -123,17 +145,33 @@ def register(
 def activate(
     ref: str = typer.Argument(..., help="A version name (or unique prefix), or a bundle folder to register."),
     store_url: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
-    celery: bool = typer.Option(False, "--celery", help="Let the Celery workers re-index (task clik.reindex) "
-                                "and follow the progress, instead of encoding in this process."),
-    keep_previous: bool = typer.Option(True, "--keep-previous/--drop-previous",
-                                       help="Keep the previously active version's vectors for an instant "
-                                       "`clik models rollback` (default), or drop them once the switch is done. "
-                                       "--celery: the workers drop them after CLIK_REINDEX_DROP_GRACE_S unless kept."),
-    min_coverage: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Share of the products the active "
-                                                 "version covers that the new one must cover (default "
-                                                 "CLIK_ROLLOUT_MIN_COVERAGE, 1.0)."),
-    canary: Optional[int] = typer.Option(None, min=0, help="Exhibitions ranked by both versions before the switch "
-                                         "(default CLIK_ROLLOUT_CANARY_EXHIBITIONS; 0: no canary)."),
+    celery: bool = typer.Option(
+        False,
+        "--celery",
+        help="Let the Celery workers re-index (task clik.reindex) "
+        "and follow the progress, instead of encoding in this process.",
+    ),
+    keep_previous: bool = typer.Option(
+        True,
+        "--keep-previous/--drop-previous",
+        help="Keep the previously active version's vectors for an instant "
+        "`clik models rollback` (default), or drop them once the switch is done. "
+        "--celery: the workers drop them after CLIK_REINDEX_DROP_GRACE_S unless kept.",
+    ),
+    min_coverage: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Share of the products the active "
+        "version covers that the new one must cover (default "
+        "CLIK_ROLLOUT_MIN_COVERAGE, 1.0).",
+    ),
+    canary: Optional[int] = typer.Option(
+        None,
+        min=0,
+        help="Exhibitions ranked by both versions before the switch "
+        "(default CLIK_ROLLOUT_CANARY_EXHIBITIONS; 0: no canary).",
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Confirm the switch without asking (CLIK_ROLLOUT_CONFIRM)."),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass (in-process)."),
     timeout: float = typer.Option(0, min=0, help="--celery: give up waiting after this many seconds (0: never)."),
@@ -170,8 +208,9 @@ def _policy(settings, min_coverage: Optional[float], canary: Optional[int]):
     return policy
 
 
-def _activate_here(store, version, settings, policy, keep_previous: bool, batch_size: int, yes: bool,
-                   interactive: bool = True):
+def _activate_here(
+    store, version, settings, policy, keep_previous: bool, batch_size: int, yes: bool, interactive: bool = True
+):
     """Returns the job; exits 1 when the gate refused (or the switch was not confirmed)."""
     from tqdm import tqdm
 
@@ -198,11 +237,19 @@ def _activate_here(store, version, settings, policy, keep_previous: bool, batch_
         typer.echo(decision.message)
         return typer.confirm(f"switch the active version to {version.name[:16]}?", default=False)
 
-    progress = run_reindex(store, version.name, encoders, settings.fetch_limits(stored_file_roots(store)),
-                           on_progress=show, chunk_size=max(batch_size, 64),
-                           decode_threads=settings.decode_threads, policy=policy,
-                           drop_previous=not keep_previous, topic_sides=bundle_topic_sides(store),
-                           confirm=confirm)
+    progress = run_reindex(
+        store,
+        version.name,
+        encoders,
+        settings.fetch_limits(stored_file_roots(store)),
+        on_progress=show,
+        chunk_size=max(batch_size, 64),
+        decode_threads=settings.decode_threads,
+        policy=policy,
+        drop_previous=not keep_previous,
+        topic_sides=bundle_topic_sides(store),
+        confirm=confirm,
+    )
     bar.close()
     if progress.state in (REFUSED, AWAITING):
         typer.echo(progress.decision, err=True)
@@ -241,8 +288,7 @@ def _activate_with_workers(store, version, settings, keep_previous: bool, yes: b
                 break
         if timeout and time.monotonic() - start > timeout:
             bar.close()
-            _fail(f"re-index not finished after {timeout:.0f}s; it goes on in the workers "
-                  f"(see `clik models list`)", 4)
+            _fail(f"re-index not finished after {timeout:.0f}s; it goes on in the workers (see `clik models list`)", 4)
         time.sleep(1.0)
     bar.close()
     if progress.state in (REFUSED, AWAITING):
@@ -254,8 +300,10 @@ def _activate_with_workers(store, version, settings, keep_previous: bool, yes: b
 
 
 def _summary(store, progress) -> None:
-    typer.echo(f"active: {progress.version} ({progress.done} images encoded, {len(progress.skipped)} skipped); "
-               f"covers {_coverage_line(store, progress.version)}")
+    typer.echo(
+        f"active: {progress.version} ({progress.done} images encoded, {len(progress.skipped)} skipped); "
+        f"covers {_coverage_line(store, progress.version)}"
+    )
     if progress.decision:
         typer.echo(progress.decision)
     for digest, reason in list(progress.skipped.items())[:20]:
@@ -266,15 +314,18 @@ def _summary(store, progress) -> None:
         elif progress.keep_previous:
             typer.echo(f"previous version {progress.previous[:16]}: kept (`clik models rollback` switches back)")
         else:
-            typer.echo(f"previous version {progress.previous[:16]}: kept for the grace period, then dropped by "
-                       f"the workers if this one stays healthy (`clik models rollback` meanwhile)")
+            typer.echo(
+                f"previous version {progress.previous[:16]}: kept for the grace period, then dropped by "
+                f"the workers if this one stays healthy (`clik models rollback` meanwhile)"
+            )
 
 
 @app.command("rollback")
 def rollback(
     store_url: Optional[str] = typer.Option(None, "--store", help=STORE_HELP),
-    to: Optional[str] = typer.Option(None, "--to", help="The version to go back to (default: the one active "
-                                     "before the current one)."),
+    to: Optional[str] = typer.Option(
+        None, "--to", help="The version to go back to (default: the one active before the current one)."
+    ),
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass (products added since the switch)."),
 ) -> None:
     """Switch back to the previous model version at once (its vectors are still in the store).
@@ -406,8 +457,16 @@ def watch(
         if candidates:
             path = max(candidates)[1]
             typer.echo(f"new bundle {path}")
-            job = _activate_here(store, _resolve(store, str(path)), settings, settings.rollout_policy(),
-                                 keep_previous=True, batch_size=batch_size, yes=False, interactive=False)
+            job = _activate_here(
+                store,
+                _resolve(store, str(path)),
+                settings,
+                settings.rollout_policy(),
+                keep_previous=True,
+                batch_size=batch_size,
+                yes=False,
+                interactive=False,
+            )
             if job.state in (REFUSED, AWAITING):
                 typer.echo(f"not rolled out: {path} (fix the cause, then `clik models activate {path}`)", err=True)
         if once:

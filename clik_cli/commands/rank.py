@@ -49,13 +49,27 @@ def rank(
     predictor = clik.Predictor.load(bundle)
     result = predictor(attrs, paths, topk=topk)
     if as_json:
-        typer.echo(json.dumps({
-            "model_version": result.model_version,
-            "items": [{"rank": r + 1, "image": paths[i], "score": s, "appeal": result.appeal[r],
-                       "topic_fit": result.topic_fit[r], "off_topic": result.off_topic[r]}
-                      for r, (i, s) in enumerate(result)],
-            "errors": {paths[i]: e for i, e in result.errors.items()},
-        }, ensure_ascii=False, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "model_version": result.model_version,
+                    "items": [
+                        {
+                            "rank": r + 1,
+                            "image": paths[i],
+                            "score": s,
+                            "appeal": result.appeal[r],
+                            "topic_fit": result.topic_fit[r],
+                            "off_topic": result.off_topic[r],
+                        }
+                        for r, (i, s) in enumerate(result)
+                    ],
+                    "errors": {paths[i]: e for i, e in result.errors.items()},
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         typer.echo("  #   score  appeal  topic fit")
         for r, (i, s) in enumerate(result):

@@ -9,11 +9,16 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 in a container)."),
     port: int = typer.Option(8000, min=1, max=65535),
     workers: int = typer.Option(1, min=1, help="API processes (Redis store only; each loads the text tower)."),
-    store_url: Optional[str] = typer.Option(None, "--store", help="Store URL or folder; default CLIK_STORE_URL, "
-                                            "else the embedded ./.clik/store."),
-    inprocess: Optional[bool] = typer.Option(None, "--inprocess/--celery", help="Encode product images in a thread "
-                                             "of this process, or send them to Celery workers. Default: in-process "
-                                             "for the embedded store, Celery for Redis."),
+    store_url: Optional[str] = typer.Option(
+        None, "--store", help="Store URL or folder; default CLIK_STORE_URL, else the embedded ./.clik/store."
+    ),
+    inprocess: Optional[bool] = typer.Option(
+        None,
+        "--inprocess/--celery",
+        help="Encode product images in a thread "
+        "of this process, or send them to Celery workers. Default: in-process "
+        "for the embedded store, Celery for Redis.",
+    ),
 ) -> None:
     """Run the HTTP API (representative images, rankings, search, /ui, /docs, /metrics).
 
@@ -30,8 +35,9 @@ def serve(
         inprocess = not on_redis
     if workers > 1:
         if not on_redis or inprocess:
-            typer.echo("error: --workers > 1 needs the Redis store and Celery workers (processes share nothing else)",
-                       err=True)
+            typer.echo(
+                "error: --workers > 1 needs the Redis store and Celery workers (processes share nothing else)", err=True
+            )
             raise typer.Exit(2)
         import os
 
@@ -43,8 +49,11 @@ def serve(
         # (Older uvicorn releases that pyproject.toml still allows have neither ping nor setting.)
         import inspect
 
-        patience = ({"timeout_worker_healthcheck": 300}
-                    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters else {})
+        patience = (
+            {"timeout_worker_healthcheck": 300}
+            if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters
+            else {}
+        )
         uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers, **patience)
         return
 
@@ -62,8 +71,10 @@ def serve(
         raise typer.Exit(3)
     queue = inprocess_queue(store) if inprocess else None
     app = create_app(settings, store=store, encode_queue=queue)
-    typer.echo(f"CLIK API on http://{host}:{port} (store {url or '.clik/store'}, "
-               f"{'in-process encoding' if inprocess else 'Celery workers'}); web page /ui, docs /docs")
+    typer.echo(
+        f"CLIK API on http://{host}:{port} (store {url or '.clik/store'}, "
+        f"{'in-process encoding' if inprocess else 'Celery workers'}); web page /ui, docs /docs"
+    )
     try:
         uvicorn.run(app, host=host, port=port)
     finally:

@@ -10,14 +10,20 @@ def train(
     data: Path = typer.Option(..., "--data", help="Dataset directory (dataset.json + exhibitions.jsonl)."),
     out: Path = typer.Option(..., "--out", help="Run directory: checkpoint, logs, config."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML training config (see configs/)."),
-    method: Optional[str] = typer.Option(None, help="clik | triplet | pairwise | pointwise | probe (linear probe, closed form)"),
+    method: Optional[str] = typer.Option(
+        None, help="clik | triplet | pairwise | pointwise | probe (linear probe, closed form)"
+    ),
     query: Optional[str] = typer.Option(None, help="For clik: group | virtual | topic"),
     mode: Optional[str] = typer.Option(None, help="locked (cached backbone features) | full"),
     epochs: Optional[float] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:1 ... (default: cuda if present)"),
     resume: bool = typer.Option(False, help="Continue from OUT's last checkpoint."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's or bundle's weights "
-                                             "(the retraining cycle: the served bundle, fine-tuned on CTR labels)."),
+    init_from: Optional[Path] = typer.Option(
+        None,
+        "--init-from",
+        help="Start from this run's or bundle's weights "
+        "(the retraining cycle: the served bundle, fine-tuned on CTR labels).",
+    ),
     set_: List[str] = typer.Option([], "--set", help="Any option as key=value, e.g. --set w_rank=20"),
 ) -> None:
     """Train CLIK or a baseline on a dataset's train split.
@@ -30,8 +36,16 @@ def train(
     from training.trainer import train as run_training
 
     try:
-        cfg = load_config(config, set_, method=method, query=query, mode=mode, epochs=epochs, device=device,
-                          init_from=str(init_from) if init_from else None)
+        cfg = load_config(
+            config,
+            set_,
+            method=method,
+            query=query,
+            mode=mode,
+            epochs=epochs,
+            device=device,
+            init_from=str(init_from) if init_from else None,
+        )
     except (ValueError, FileNotFoundError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)

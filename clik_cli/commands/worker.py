@@ -1,4 +1,5 @@
 """`clik worker`: a Celery worker for encoding and re-indexing (settings: CLIK_* variables)."""
+
 from __future__ import annotations
 
 import os
@@ -9,12 +10,15 @@ import typer
 
 def worker(
     queue: Optional[str] = typer.Option(None, "--queue", "-Q", help="Queue to consume (default CLIK_QUEUE, 'clik')."),
-    pool: str = typer.Option("solo", help="solo: one task at a time in this process (one per device); "
-                             "prefork: --concurrency processes (CPU only)."),
+    pool: str = typer.Option(
+        "solo",
+        help="solo: one task at a time in this process (one per device); prefork: --concurrency processes (CPU only).",
+    ),
     concurrency: int = typer.Option(1, min=1, help="Processes with --pool prefork."),
     device: Optional[str] = typer.Option(None, help="cuda, cuda:1, cpu (default: cuda when available)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads per process (default: cores - 1; "
-                                          "with prefork, cores / concurrency)."),
+    threads: Optional[int] = typer.Option(
+        None, min=1, help="torch CPU threads per process (default: cores - 1; with prefork, cores / concurrency)."
+    ),
     loglevel: str = typer.Option("info", "--loglevel", "-l"),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Worker node name (default clik@HOST)."),
 ) -> None:
@@ -35,10 +39,21 @@ def worker(
             os.environ[f"CLIK_{key}"] = str(value)
     from worker.app import app as celery_app, settings
 
-    argv = ["worker", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", settings.queue,
-            "-n", name or f"{settings.queue}@%h", "-l", loglevel]
-    typer.echo(f"clik worker: broker {settings.broker_url}, store {settings.store_url}, queue {settings.queue}, "
-               f"pool {pool}x{concurrency}")
+    argv = [
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        "-Q",
+        settings.queue,
+        "-n",
+        name or f"{settings.queue}@%h",
+        "-l",
+        loglevel,
+    ]
+    typer.echo(
+        f"clik worker: broker {settings.broker_url}, store {settings.store_url}, queue {settings.queue}, "
+        f"pool {pool}x{concurrency}"
+    )
     celery_app.worker_main(argv)
 
 

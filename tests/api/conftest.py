@@ -2,6 +2,7 @@
 local HTTP server, the real Redis (store db 15 / broker db 13, unique prefix and queue), a real
 Celery worker process, and the API served by uvicorn on a free port, called over HTTP.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,17 +85,46 @@ def env(api_bundle, image_server, tmp_path_factory) -> Iterator[Env]:
     store.register_version(api_bundle.version, api_bundle.embed_dim, bundle_uri=str(api_bundle.path))
     store.activate(api_bundle.version)
 
-    worker_env = {**os.environ, "CLIK_BROKER_URL": BROKER_URL, "CLIK_QUEUE": queue,
-                  "CLIK_STORE_URL": STORE_URL, "CLIK_STORE_PREFIX": prefix, "CLIK_DEVICE": "cpu",
-                  "CLIK_ALLOW_PRIVATE_HOSTS": "true", "CLIK_BATCH_SIZE": "8", "CLIK_MAX_RETRIES": "1",
-                  "CLIK_RETRY_BACKOFF_S": "0.2"}
+    worker_env = {
+        **os.environ,
+        "CLIK_BROKER_URL": BROKER_URL,
+        "CLIK_QUEUE": queue,
+        "CLIK_STORE_URL": STORE_URL,
+        "CLIK_STORE_PREFIX": prefix,
+        "CLIK_DEVICE": "cpu",
+        "CLIK_ALLOW_PRIVATE_HOSTS": "true",
+        "CLIK_BATCH_SIZE": "8",
+        "CLIK_MAX_RETRIES": "1",
+        "CLIK_RETRY_BACKOFF_S": "0.2",
+    }
     log_path = tmp_path_factory.mktemp("celery") / "worker.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--concurrency=1",
-         "-Q", queue, "-n", f"{queue}@%h", "-l", "info", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
-        cwd=ROOT, env=worker_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=worker_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while "ready." not in log_path.read_text():

@@ -1,4 +1,5 @@
 """Where the API processes of a host keep the shared catalogue index."""
+
 from __future__ import annotations
 
 from api.catalogue import default_catalogue_dir

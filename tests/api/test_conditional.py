@@ -1,6 +1,7 @@
 """Ranking answers are conditional over real HTTP on the real Redis: an ETag that two API
 processes agree on, 304 for a client holding it, a new tag on any change of what the answer
 depends on (products, their attrs, vectors, the exhibition, the overrides), Cache-Control."""
+
 from __future__ import annotations
 
 import uuid
@@ -37,8 +38,12 @@ def test_etags_are_shared_exact_and_answered_with_304(two_apis):
     assert tag.startswith('"') and b.get("/exhibitions/e/representative", params={"topk": 3}).headers["etag"] == tag
     again = a.get("/exhibitions/e/representative", params={"topk": 3}, headers={"If-None-Match": tag})
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
-    assert b.get("/exhibitions/e/representative", params={"topk": 3},
-                 headers={"If-None-Match": f'"other", {tag}'}).status_code == 304
+    assert (
+        b.get(
+            "/exhibitions/e/representative", params={"topk": 3}, headers={"If-None-Match": f'"other", {tag}'}
+        ).status_code
+        == 304
+    )
     assert a.get("/exhibitions/e/representative", params={"topk": 4}).headers["etag"] != tag  # other page
     assert a.get("/exhibitions/e/ranking").headers["etag"] != tag
 

@@ -1,5 +1,6 @@
 """The API over the embedded (sqlite) store with an injected queue, as the single-machine demo
 runs it: the queue hands ids to the real encoding code (worker.encode) in this process."""
+
 from __future__ import annotations
 
 from indexer.config import EmbeddedStoreConfig
@@ -16,12 +17,15 @@ def test_embedded_store_and_injected_queue(api_bundle, image_server, tmp_path):
     store.register_version(api_bundle.version, api_bundle.embed_dim, bundle_uri=str(api_bundle.path))
     store.activate(api_bundle.version)
     queue = InlineEncodeQueue(store, root)
-    settings = ApiSettings(_env_file=None, store_url=str(tmp_path / "unused"), api_keys=[API_KEY],
-                           device="cpu", catalogue_min_rebuild_s=0)
+    settings = ApiSettings(
+        _env_file=None, store_url=str(tmp_path / "unused"), api_keys=[API_KEY], device="cpu", catalogue_min_rebuild_s=0
+    )
     with ApiServer(create_app(settings, store=store, encode_queue=queue)) as server:
         http = server.client()
-        r = http.put("/products", json={"products": [
-            {"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg")} for i in range(4)]})
+        r = http.put(
+            "/products",
+            json={"products": [{"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg")} for i in range(4)]},
+        )
         assert r.status_code == 202 and r.json()["queued"] == ["p0", "p1", "p2", "p3"]
         assert queue.submitted == [["p0", "p1", "p2", "p3"]]
         assert {http.get(f"/products/p{i}").json()["status"] for i in range(4)} == {"encoded"}

@@ -1,5 +1,6 @@
 """CeleryEncodeQueue on the real brokers (Redis and RabbitMQ): tasks land in the worker's queue
 in chunks, the depth gauge counts them, a dead broker fails fast with QueueUnavailable."""
+
 from __future__ import annotations
 
 import socket

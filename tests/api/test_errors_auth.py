@@ -1,4 +1,5 @@
 """Auth and every error status, over HTTP: 401/403, 404, 422 naming the field, 409, 503."""
+
 from __future__ import annotations
 
 import uuid
@@ -45,27 +46,35 @@ def test_closed_reads_need_a_key(api_bundle):
 
 
 def test_unknown_ids_are_404(env, uid):
-    for path in (f"/products/{uid}", f"/exhibitions/{uid}", f"/exhibitions/{uid}/representative",
-                 f"/exhibitions/{uid}/ranking", f"/products/{uid}/image"):
+    for path in (
+        f"/products/{uid}",
+        f"/exhibitions/{uid}",
+        f"/exhibitions/{uid}/representative",
+        f"/exhibitions/{uid}/ranking",
+        f"/products/{uid}/image",
+    ):
         r = env.http.get(path)
         assert r.status_code == 404 and uid in r.json()["detail"], path
     assert env.http.delete(f"/exhibitions/{uid}").status_code == 404
 
 
-@pytest.mark.parametrize("path, body, field", [
-    ("/products/p", {}, "image_url"),
-    ("/products/p", {"image_url": ""}, "image_url"),
-    ("/products/p", {"image_url": "a.jpg", "attrs": "x"}, "attrs"),
-    ("/products/p", {"image_url": "http://shop.example:99999/a.jpg"}, "image_url"),
-    ("/products/p", {"image_url": "http://\U001047b6.example/a.jpg"}, "image_url"),
-    ("/products/p", {"image_url": "ftp://shop.example/a.jpg"}, "image_url"),
-    ("/products/p", {"image_url": "a.jpg", "colour": "red"}, "colour"),
-    ("/exhibitions/e", {"topic": {"name": "x", "colour": "red"}}, "colour"),
-    ("/exhibitions/e", {"topic": {"name": 5}}, "name"),
-    ("/exhibitions/e", {"topic": {}, "product_ids": ["ok", ""]}, "product_ids"),
-    ("/exhibitions/e", {"product_ids": []}, "topic"),
-    ("/products", {"products": [{"product_id": "a"}]}, "image_url"),
-])
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        ("/products/p", {}, "image_url"),
+        ("/products/p", {"image_url": ""}, "image_url"),
+        ("/products/p", {"image_url": "a.jpg", "attrs": "x"}, "attrs"),
+        ("/products/p", {"image_url": "http://shop.example:99999/a.jpg"}, "image_url"),
+        ("/products/p", {"image_url": "http://\U001047b6.example/a.jpg"}, "image_url"),
+        ("/products/p", {"image_url": "ftp://shop.example/a.jpg"}, "image_url"),
+        ("/products/p", {"image_url": "a.jpg", "colour": "red"}, "colour"),
+        ("/exhibitions/e", {"topic": {"name": "x", "colour": "red"}}, "colour"),
+        ("/exhibitions/e", {"topic": {"name": 5}}, "name"),
+        ("/exhibitions/e", {"topic": {}, "product_ids": ["ok", ""]}, "product_ids"),
+        ("/exhibitions/e", {"product_ids": []}, "topic"),
+        ("/products", {"products": [{"product_id": "a"}]}, "image_url"),
+    ],
+)
 def test_invalid_bodies_are_422_naming_the_field(env, path, body, field):
     r = env.http.put(path, json=body)
     assert r.status_code == 422, r.text
@@ -74,19 +83,26 @@ def test_invalid_bodies_are_422_naming_the_field(env, path, body, field):
 
 def test_invalid_queries_are_422(env, uid):
     env.http.put(f"/exhibitions/{uid}", json={"topic": {"name": "x"}})
-    cases = [(f"/exhibitions/{uid}/representative", {"topk": 0}, "topk"),
-             (f"/exhibitions/{uid}/representative", {"topk": 10_000}, "topk"),
-             (f"/exhibitions/{uid}/ranking", {"offset": -1}, "offset"),
-             (f"/exhibitions/{uid}/ranking", {"limit": "many"}, "limit"),
-             ("/search", {}, "q"), ("/search", {"q": "x", "k": 0}, "k"), ("/search", {"q": "   "}, "q")]
+    cases = [
+        (f"/exhibitions/{uid}/representative", {"topk": 0}, "topk"),
+        (f"/exhibitions/{uid}/representative", {"topk": 10_000}, "topk"),
+        (f"/exhibitions/{uid}/ranking", {"offset": -1}, "offset"),
+        (f"/exhibitions/{uid}/ranking", {"limit": "many"}, "limit"),
+        ("/search", {}, "q"),
+        ("/search", {"q": "x", "k": 0}, "k"),
+        ("/search", {"q": "   "}, "q"),
+    ]
     for path, params, field in cases:
         r = env.http.get(path, params=params)
         assert r.status_code == 422, (path, params, r.text)
         assert any(field in [str(x) for x in e["loc"]] for e in r.json()["detail"]), r.json()
     r = env.http.put("/products/p", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
-    r = env.http.put(f"/products/{uid}", content=b'{"image_url": "a.jpg", "attrs": {"x": NaN}}',
-                     headers={"content-type": "application/json"})
+    r = env.http.put(
+        f"/products/{uid}",
+        content=b'{"image_url": "a.jpg", "attrs": {"x": NaN}}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and "attrs" in r.text
     assert env.http.get(f"/products/{uid}").status_code == 404  # nothing written
 
@@ -109,10 +125,14 @@ def test_store_down_is_503():
     with ApiServer(create_app(settings)) as server:
         http = server.client()
         for method, path, body in [
-            ("GET", "/exhibitions/e/representative", None), ("GET", "/exhibitions/e/ranking", None),
-            ("GET", "/exhibitions", None), ("GET", "/products/p", None), ("GET", "/search?q=x", None),
+            ("GET", "/exhibitions/e/representative", None),
+            ("GET", "/exhibitions/e/ranking", None),
+            ("GET", "/exhibitions", None),
+            ("GET", "/products/p", None),
+            ("GET", "/search?q=x", None),
             ("PUT", "/products/p", {"image_url": "http://x.example/a.jpg"}),
-            ("PUT", "/exhibitions/e", {"topic": {"name": "x"}}), ("DELETE", "/products/p", None),
+            ("PUT", "/exhibitions/e", {"topic": {"name": "x"}}),
+            ("DELETE", "/products/p", None),
         ]:
             r = http.request(method, path, json=body)
             assert r.status_code == 503, (method, path, r.text)
@@ -135,7 +155,9 @@ def test_no_active_version_and_broker_down_are_503(api_bundle):
             r = http.get("/exhibitions/e/representative")
             assert r.status_code == 503 and "no active model version" in r.json()["detail"]
             assert http.get("/readyz").json()["problems"] == [
-                "no active model version", "broker unavailable: encode tasks cannot be queued"]
+                "no active model version",
+                "broker unavailable: encode tasks cannot be queued",
+            ]
             r = http.put("/products/p", json={"image_url": "http://x.example/a.jpg"})
             assert r.status_code == 503 and "queue" in r.json()["detail"]
             # the product is kept (pending): PUT again once the broker is back queues it again

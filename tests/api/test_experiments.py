@@ -2,6 +2,7 @@
 refused when bad, units assigned deterministically, propensities that match what is served,
 the plain path untouched, the report's intervals on a known case, Thompson sampling finding a
 clearly best product of a new exhibition from clicks counted by the real consumer."""
+
 from __future__ import annotations
 
 import threading
@@ -53,16 +54,21 @@ def embedded_api(api_bundle, tmp_path):
 
     store = open_store(str(tmp_path / "store"))
     _catalogue(store, api_bundle)
-    with ApiServer(create_app(api_settings("clik:", store_url=str(tmp_path / "store"), experiments_cache_s=0),
-                              store=store)) as server:
+    with ApiServer(
+        create_app(api_settings("clik:", store_url=str(tmp_path / "store"), experiments_cache_s=0), store=store)
+    ) as server:
         yield server, store
     store.close()
 
 
-THREE_ARMS = {"exhibitions": ["e"], "arms": [
-    {"name": "clik", "share": 0.5, "policy": "model"},
-    {"name": "control", "share": 0.3, "policy": "control"},
-    {"name": "explore", "share": 0.2, "policy": "explore", "candidates": 4}]}
+THREE_ARMS = {
+    "exhibitions": ["e"],
+    "arms": [
+        {"name": "clik", "share": 0.5, "policy": "model"},
+        {"name": "control", "share": 0.3, "policy": "control"},
+        {"name": "explore", "share": 0.2, "policy": "explore", "candidates": 4},
+    ],
+}
 
 
 def _check_experiment_serving(server) -> None:
@@ -113,11 +119,14 @@ def test_experiments_serve_on_the_embedded_store(embedded_api):
 def test_bad_definitions_are_refused_and_exhibitions_bound_once(redis_api):
     server, _, _ = redis_api
     http = server.client()
-    bad = [({"arms": []}, "arms"), ({"arms": [{"name": "a", "share": 0, "policy": "model"}]}, "share"),
-           ({"arms": [{"name": "a", "share": 1, "policy": "bandit"}]}, "policy"),
-           ({"arms": [{"name": "a", "share": 1, "policy": "model"}] * 2}, "used twice"),
-           ({"arms": [{"name": "a", "share": 1, "policy": "model", "model_version": "nope"}]}, "nope"),
-           ({"arms": [{"name": "a", "share": 1, "policy": "model"}], "control_arm": "b"}, "control_arm")]
+    bad = [
+        ({"arms": []}, "arms"),
+        ({"arms": [{"name": "a", "share": 0, "policy": "model"}]}, "share"),
+        ({"arms": [{"name": "a", "share": 1, "policy": "bandit"}]}, "policy"),
+        ({"arms": [{"name": "a", "share": 1, "policy": "model"}] * 2}, "used twice"),
+        ({"arms": [{"name": "a", "share": 1, "policy": "model", "model_version": "nope"}]}, "nope"),
+        ({"arms": [{"name": "a", "share": 1, "policy": "model"}], "control_arm": "b"}, "control_arm"),
+    ]
     for body, where in bad:
         r = http.put("/experiments/bad", json=body)
         assert r.status_code == 422 and where in r.text, (body, r.text)
@@ -141,8 +150,19 @@ def test_bad_definitions_are_refused_and_exhibitions_bound_once(redis_api):
 def test_explore_propensities_match_what_is_served(redis_api):
     server, _, _ = redis_api
     http = server.client()
-    body = {"exhibitions": ["e"], "arms": [{"name": "explore", "share": 1, "policy": "explore", "candidates": 4,
-                                            "prior_strength": 4, "prior_scale": 1.0}]}
+    body = {
+        "exhibitions": ["e"],
+        "arms": [
+            {
+                "name": "explore",
+                "share": 1,
+                "policy": "explore",
+                "candidates": 4,
+                "prior_strength": 4,
+                "prior_scale": 1.0,
+            }
+        ],
+    }
     assert http.put("/experiments/tp", json=body).status_code == 200
     served, logged = Counter(), {}
     n = 400
@@ -161,26 +181,47 @@ def test_explore_propensities_match_what_is_served(redis_api):
 
 def _post(http, events: list[dict]) -> None:
     for i in range(0, len(events), 1000):
-        assert http.post("/events", json={"events": events[i:i + 1000]}).status_code == 202
+        assert http.post("/events", json={"events": events[i : i + 1000]}).status_code == 202
 
 
 @pytest.mark.redis
 def test_report_intervals_on_a_known_case(redis_api):
     server, prefix, _ = redis_api
     http = server.client()
-    body = {"exhibitions": ["e", "new"], "arms": [{"name": "control", "share": 1, "policy": "control"},
-                                                  {"name": "clik", "share": 1, "policy": "model"},
-                                                  {"name": "idle", "share": 1, "policy": "model"}]}
+    body = {
+        "exhibitions": ["e", "new"],
+        "arms": [
+            {"name": "control", "share": 1, "policy": "control"},
+            {"name": "clik", "share": 1, "policy": "model"},
+            {"name": "idle", "share": 1, "policy": "model"},
+        ],
+    }
     assert http.put("/experiments/known", json=body).status_code == 200
     events = []
     for arm, n, clicks in (("control", 1000, 50), ("clik", 1000, 80)):
         for i in range(n):
             exhibition = "e" if i % 2 else "new"
-            events.append({"event_id": f"{arm}-i{i}", "type": "impression", "exhibition_id": exhibition,
-                           "product_id": f"p{i % 8}", "arm": f"known:{arm}", "request_id": f"{arm}-{i}"})
+            events.append(
+                {
+                    "event_id": f"{arm}-i{i}",
+                    "type": "impression",
+                    "exhibition_id": exhibition,
+                    "product_id": f"p{i % 8}",
+                    "arm": f"known:{arm}",
+                    "request_id": f"{arm}-{i}",
+                }
+            )
             if i < clicks:
-                events.append({"event_id": f"{arm}-c{i}", "type": "click", "exhibition_id": exhibition,
-                               "product_id": f"p{i % 8}", "arm": f"known:{arm}", "request_id": f"{arm}-{i}"})
+                events.append(
+                    {
+                        "event_id": f"{arm}-c{i}",
+                        "type": "click",
+                        "exhibition_id": exhibition,
+                        "product_id": f"p{i % 8}",
+                        "arm": f"known:{arm}",
+                        "request_id": f"{arm}-{i}",
+                    }
+                )
     events.append({**events[0], "arm": "other:control"})  # another experiment's arm: not counted here
     _post(http, events)
     consume(RedisEventLog.from_url(STORE_URL, prefix), "t", stop_after_idle=0.3)
@@ -218,11 +259,28 @@ def test_thompson_converges_on_the_clearly_best_product_of_a_new_exhibition(redi
             r = http.get("/exhibitions/new/representative", params={"unit": f"r{round_}-v{v}"}).json()
             product, rid = r["items"][0]["product_id"], r["request_id"]
             last_round.append(product)
-            events.append({"event_id": rid + "-i", "type": "impression", "exhibition_id": "new",
-                           "product_id": product, "arm": r["arm"], "request_id": rid, "propensity": r["propensity"]})
+            events.append(
+                {
+                    "event_id": rid + "-i",
+                    "type": "impression",
+                    "exhibition_id": "new",
+                    "product_id": product,
+                    "arm": r["arm"],
+                    "request_id": rid,
+                    "propensity": r["propensity"],
+                }
+            )
             if rng.random() < ctr[product]:
-                events.append({"event_id": rid + "-c", "type": "click", "exhibition_id": "new",
-                               "product_id": product, "arm": r["arm"], "request_id": rid})
+                events.append(
+                    {
+                        "event_id": rid + "-c",
+                        "type": "click",
+                        "exhibition_id": "new",
+                        "product_id": product,
+                        "arm": r["arm"],
+                        "request_id": rid,
+                    }
+                )
         _post(http, events)
         consume(log, "t", stop_after_idle=0.2)
     assert last_round.count(best) >= 0.75 * len(last_round), Counter(last_round)

@@ -1,4 +1,5 @@
 """product -> encoded by the real worker -> exhibition -> representative, over real HTTP."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,16 +9,17 @@ from clik.encoders import TopicEncoder
 
 pytestmark = pytest.mark.redis
 
-TOPIC = {"name": "Summer linen shirts", "cat1": "Fashion", "cat2": "Men", "kwds": "linen,summer",
-         "date": "2022-06-01"}
+TOPIC = {"name": "Summer linen shirts", "cat1": "Fashion", "cat2": "Men", "kwds": "linen,summer", "date": "2022-06-01"}
 
 
 def _put_products(env, uid: str, images: list[int]) -> list[str]:
     ids = []
     for i in images:
         pid = f"{uid}-p{i}"
-        r = env.http.put(f"/products/{pid}", json={"image_url": f"{env.images}/img{i}.jpg",
-                                                   "attrs": {"title": f"shirt {i}", "price": 10 + i}})
+        r = env.http.put(
+            f"/products/{pid}",
+            json={"image_url": f"{env.images}/img{i}.jpg", "attrs": {"title": f"shirt {i}", "price": 10 + i}},
+        )
         assert r.status_code == 202, r.text
         assert r.json() == {"product_id": pid, "status": "pending", "queued": True}
         ids.append(pid)
@@ -32,8 +34,12 @@ def _expected_order(env, topic: dict, product_ids: list[str]) -> tuple[list[str]
     encoder = TopicEncoder.load(env.bundle.path, device="cpu")
     emb, query = encoder.embeddings_and_queries([topic])
     query = query[0] / np.linalg.norm(query[0])
-    vecs = np.stack([env.store.get_vector(env.bundle.version, env.store.get_product(pid).image_hash)
-                     .astype(np.float32) for pid in product_ids])
+    vecs = np.stack(
+        [
+            env.store.get_vector(env.bundle.version, env.store.get_product(pid).image_hash).astype(np.float32)
+            for pid in product_ids
+        ]
+    )
     appeal = vecs @ query
     fit = TopicFit.from_dict(encoder.info.topic_fit) if encoder.info.topic_fit else DEFAULT_FIT
     score = score_products(appeal, product_features(vecs, emb[0]), fit).score
@@ -49,8 +55,7 @@ def test_product_encoded_then_exhibition_representative(env, uid):
     assert products[ids[1]]["image_url"].endswith("/img1.jpg")
 
     # the same image again: not queued (nothing to encode); new attrs are kept
-    r = env.http.put(f"/products/{ids[0]}", json={"image_url": f"{env.images}/img0.jpg",
-                                                  "attrs": {"title": "renamed"}})
+    r = env.http.put(f"/products/{ids[0]}", json={"image_url": f"{env.images}/img0.jpg", "attrs": {"title": "renamed"}})
     assert r.status_code == 202 and r.json()["queued"] is False and r.json()["status"] == "encoded"
     assert env.http.get(f"/products/{ids[0]}").json()["attrs"] == {"title": "renamed"}
 
@@ -142,8 +147,9 @@ def test_failed_and_pending_products_are_reported(env, uid):
 
 
 def test_batch_put_and_delete_products(env, uid):
-    items = [{"product_id": f"{uid}-b{i}", "image_url": f"{env.images}/img{i}.jpg", "attrs": {"i": i}}
-             for i in range(3)]
+    items = [
+        {"product_id": f"{uid}-b{i}", "image_url": f"{env.images}/img{i}.jpg", "attrs": {"i": i}} for i in range(3)
+    ]
     r = env.http.put("/products", json={"products": items})
     assert r.status_code == 202, r.text
     assert r.json() == {"accepted": 3, "queued": [f"{uid}-b{i}" for i in range(3)]}
@@ -171,8 +177,10 @@ def test_product_image_is_served(env, uid, image_server):
 
 def test_list_exhibitions(env, uid):
     for n in range(3):
-        env.http.put(f"/exhibitions/{uid}-list{n}", json={"topic": {"name": f"topic {n}"},
-                                                         "product_ids": [f"x{k}" for k in range(n)]})
+        env.http.put(
+            f"/exhibitions/{uid}-list{n}",
+            json={"topic": {"name": f"topic {n}"}, "product_ids": [f"x{k}" for k in range(n)]},
+        )
     body = env.http.get("/exhibitions", params={"limit": 1000}).json()
     mine = [e for e in body["items"] if e["exhibition_id"].startswith(f"{uid}-list")]
     assert [(e["name"], e["products"]) for e in mine] == [("topic 0", 0), ("topic 1", 1), ("topic 2", 2)]

@@ -2,6 +2,7 @@
 a real worker: body limits and the key checked before the body, 422s that echo nothing large,
 no 500 for odd strings (fuzzed), the image proxy off the request pool, ids in a safe alphabet,
 /readyz seeing the broker, and no internal address in errors."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,7 @@ def _healthz_ms(url: str) -> float:
 
 
 def test_a_huge_body_without_a_key_is_refused_before_it_is_read(env):
-    head = ("PUT /products/x HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-            "Content-Length: 103000000")
+    head = "PUT /products/x HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 103000000"
     took, data = _raw_request(env.server.url, head, b'{"image_url": "' + b"a" * 100_000)
     assert data.startswith(b"HTTP/1.1 401"), (took, data[:200])
     assert took < 1.0
@@ -52,8 +52,10 @@ def test_a_huge_body_without_a_key_is_refused_before_it_is_read(env):
 
 
 def test_a_huge_body_with_a_key_is_413_from_its_content_length(env):
-    head = (f"PUT /products/x HTTP/1.1\r\nHost: test\r\nX-API-Key: {API_KEY}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: 103000000")
+    head = (
+        f"PUT /products/x HTTP/1.1\r\nHost: test\r\nX-API-Key: {API_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: 103000000"
+    )
     took, data = _raw_request(env.server.url, head, b'{"image_url": "')
     assert data.startswith(b"HTTP/1.1 413"), (took, data[:200])
     assert b"CLIK_MAX_BODY_BYTES" in data or b"at most" in data
@@ -88,20 +90,44 @@ def test_uploads_have_their_own_larger_limit(env):
 
 
 def test_lone_surrogates_are_422_not_500(env, uid):
-    for body in ({"image_url": "\ud800"}, {"image_url": "a.jpg", "attrs": {"k": "\ud800"}},
-                 {"image_url": "a.jpg", "attrs": {"\udfff": 1}}):
+    for body in (
+        {"image_url": "\ud800"},
+        {"image_url": "a.jpg", "attrs": {"k": "\ud800"}},
+        {"image_url": "a.jpg", "attrs": {"\udfff": 1}},
+    ):
         r = env.http.put(f"/products/{uid}", content=json.dumps(body), headers={"content-type": "application/json"})
         assert r.status_code == 422, (body, r.status_code, r.text[:300])
         r.json()
-    r = env.http.put(f"/exhibitions/{uid}", content=json.dumps({"topic": {"name": "\ud800"}}),
-                     headers={"content-type": "application/json"})
+    r = env.http.put(
+        f"/exhibitions/{uid}",
+        content=json.dumps({"topic": {"name": "\ud800"}}),
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422, r.text[:300]
     assert env.http.get(f"/products/{uid}").status_code == 404
 
 
 _ODD = st.one_of(
-    st.sampled_from(["\ud800", "\udfff", "a\ud800b", "\x00", "\u2028", "\ufeff", "", " ", "/", "../x",
-                     "\U0010ffff", "%00", "x" * 600, "y" * 200_000, "\r\n", "\\u0000"]),
+    st.sampled_from(
+        [
+            "\ud800",
+            "\udfff",
+            "a\ud800b",
+            "\x00",
+            "\u2028",
+            "\ufeff",
+            "",
+            " ",
+            "/",
+            "../x",
+            "\U0010ffff",
+            "%00",
+            "x" * 600,
+            "y" * 200_000,
+            "\r\n",
+            "\\u0000",
+        ]
+    ),
     st.text(st.characters(categories=["Cs", "Cc", "Zs", "Co", "Lo"]), max_size=20),
 )
 
@@ -111,10 +137,12 @@ def _bodies(odd: st.SearchStrategy) -> dict[str, st.SearchStrategy]:
     product = st.fixed_dictionaries({"image_url": odd}, optional={"attrs": st.dictionaries(odd, odd, max_size=2)})
     return {
         "PUT /products/{id}": product,
-        "PUT /products": st.fixed_dictionaries({"products": st.lists(
-            st.fixed_dictionaries({"product_id": odd, "image_url": odd}), min_size=1, max_size=3)}),
-        "PUT /exhibitions/{id}": st.fixed_dictionaries({"topic": topic},
-                                                       optional={"product_ids": st.lists(odd, max_size=3)}),
+        "PUT /products": st.fixed_dictionaries(
+            {"products": st.lists(st.fixed_dictionaries({"product_id": odd, "image_url": odd}), min_size=1, max_size=3)}
+        ),
+        "PUT /exhibitions/{id}": st.fixed_dictionaries(
+            {"topic": topic}, optional={"product_ids": st.lists(odd, max_size=3)}
+        ),
         "POST /rank": st.fixed_dictionaries({"topic": topic, "image_urls": st.lists(odd, min_size=1, max_size=2)}),
     }
 
@@ -143,8 +171,13 @@ def test_fuzz_every_json_route_with_odd_strings(env):
         check(http.request(method, path, content=json.dumps(body), headers={"content-type": "application/json"}))
         check(http.get(f"/products/{pid}"))
         check(http.get(f"/exhibitions/{pid}/representative"))
-        check(http.post("/rank/upload", data={"topic": json.dumps(body.get("topic", body))},
-                        files=[("images", ("a.jpg", b"\xff\xd8", "image/jpeg"))]))
+        check(
+            http.post(
+                "/rank/upload",
+                data={"topic": json.dumps(body.get("topic", body))},
+                files=[("images", ("a.jpg", b"\xff\xd8", "image/jpeg"))],
+            )
+        )
 
     run()
 

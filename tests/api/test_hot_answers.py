@@ -1,6 +1,7 @@
 """The hot path (api/hot_answers.py): warm ranking answers sent from the event loop, in front of
 the FastAPI route, on the real Redis. It must answer exactly what the route would (same tag,
 headers, body), only when the answer is known, and hand everything else to the route."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,10 +28,20 @@ class CountingRoute:
 
 
 async def _get(asgi, path: str, query: str = "", headers: dict | None = None) -> tuple[int, dict, bytes]:
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-             "query_string": query.encode(), "server": ("test", 80), "client": ("127.0.0.1", 5000),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query.encode(),
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    }
     sent: list[dict] = []
 
     async def receive():
@@ -57,8 +68,13 @@ def hot(api_bundle):
     app = create_app(settings, store=store)  # its own hot path has no reads (no lifespan): it hands on
     route = CountingRoute(app)
     reads = store.async_reads()
-    yield HotAnswers(route, answers=app.state.answers, settings=settings, reads=lambda: reads,
-                     routes={}), route, store, api_bundle, reads
+    yield (
+        HotAnswers(route, answers=app.state.answers, settings=settings, reads=lambda: reads, routes={}),
+        route,
+        store,
+        api_bundle,
+        reads,
+    )
     store.close()
     delete_keys(STORE_URL, prefix + "*")
 
@@ -72,13 +88,15 @@ def test_a_warm_answer_leaves_from_the_hot_path_with_the_routes_tag_headers_and_
         again = await _get(path, "/exhibitions/e/representative", "topk=2")
         assert route.calls == 1 and again == first  # status, every header, body
         assert first[1][b"etag"].startswith(b'"') and first[1][b"cache-control"] == b"public, max-age=5"
-        held = await _get(path, "/exhibitions/e/representative", "topk=2",
-                          {"If-None-Match": first[1][b"etag"].decode()})
+        held = await _get(
+            path, "/exhibitions/e/representative", "topk=2", {"If-None-Match": first[1][b"etag"].decode()}
+        )
         assert held[0] == 304 and held[2] == b"" and held[1][b"etag"] == first[1][b"etag"] and route.calls == 1
         page = await _get(path, "/exhibitions/e/ranking", "offset=1&limit=3")
         assert route.calls == 2 and await _get(path, "/exhibitions/e/ranking", "offset=1&limit=3") == page
         assert route.calls == 2
         await reads.aclose()
+
     asyncio.run(run())
 
 
@@ -97,6 +115,7 @@ def test_any_change_makes_the_hot_path_hand_on_to_the_route_until_the_new_answer
         stale = await _get(path, "/exhibitions/e/representative", "", {"If-None-Match": old[1][b"etag"].decode()})
         assert stale == new and route.calls == 2
         await reads.aclose()
+
     asyncio.run(run())
 
 
@@ -105,8 +124,16 @@ def test_the_route_answers_what_the_hot_path_does_not_read(hot):
 
     async def run():
         await _get(path, "/exhibitions/e/representative")  # the answer and the threshold are known now
-        cases = {"topk=0": 422, "topk=abc": 422, "topk=100000": 422, "topk=1&topk=2": 200, "diverse=maybe": 422,
-                 "unit=visitor-1": 200, "colour=red": 200, f"model_version={bundle.version}x": 409}
+        cases = {
+            "topk=0": 422,
+            "topk=abc": 422,
+            "topk=100000": 422,
+            "topk=1&topk=2": 200,
+            "diverse=maybe": 422,
+            "unit=visitor-1": 200,
+            "colour=red": 200,
+            f"model_version={bundle.version}x": 409,
+        }
         for query, status in cases.items():
             calls = route.calls
             got = await _get(path, "/exhibitions/e/representative", query)
@@ -119,6 +146,7 @@ def test_the_route_answers_what_the_hot_path_does_not_read(hot):
         same = await _get(path, "/exhibitions/e/representative", f"model_version={bundle.version}&topk=1")
         assert same[0] == 200 and route.calls == calls  # the active version named: still a warm answer
         await reads.aclose()
+
     asyncio.run(run())
 
 
@@ -134,6 +162,7 @@ def test_with_closed_reads_only_a_valid_key_gets_a_warm_answer(api_bundle):
     reads = store.async_reads()
     path = HotAnswers(route, answers=route.app.state.answers, settings=settings, reads=lambda: reads, routes={})
     try:
+
         async def run():
             assert (await _get(path, "/exhibitions/e/representative", "", {"X-API-Key": API_KEY}))[0] == 200
             assert (await _get(path, "/exhibitions/e/representative", "", {"X-API-Key": API_KEY}))[0] == 200
@@ -142,6 +171,7 @@ def test_with_closed_reads_only_a_valid_key_gets_a_warm_answer(api_bundle):
             assert (await _get(path, "/exhibitions/e/representative", "", {"X-API-Key": "wrong"}))[0] == 403
             assert route.calls == 3
             await reads.aclose()
+
         asyncio.run(run())
     finally:
         store.close()
@@ -165,8 +195,10 @@ def test_over_http_the_hot_answer_equals_the_routes_and_is_timed_under_the_route
                 for name in ("etag", "cache-control", "content-type", "content-length"):
                     assert r.headers[name] == first.headers[name], name
             metrics = http.get("/metrics").text
-            assert ('clik_api_request_seconds_count{method="GET",route="/exhibitions/{exhibition_id}/representative",'
-                    'status="200"} 3.0') in metrics
+            assert (
+                'clik_api_request_seconds_count{method="GET",route="/exhibitions/{exhibition_id}/representative",'
+                'status="200"} 3.0'
+            ) in metrics
             assert 'clik_api_answers_total{source="memory"} 2.0' in metrics
     finally:
         store.close()

@@ -2,6 +2,7 @@
 code: pins keep positions, blocks and sold-out products never appear, boosts move products as
 configured, the diverse selection keeps one image per family and drops near-duplicates, and
 every override change is audited with the key's name."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,18 @@ from tests.support.api_server import InlineEncodeQueue
 # The H&M development set lives beside the checkout (../shared/data/hm), never in the repository;
 # CLIK_HM_DATA points elsewhere. Tests that need it skip on a machine without it.
 _ROOT = Path(__file__).resolve().parents[2]
-HM = next((p for p in (Path(os.environ.get("CLIK_HM_DATA", "/nonexistent")), _ROOT.parent / "shared" / "data" / "hm",
-                       Path("/work/shared/data/hm")) if (p / "articles.csv").is_file()), Path("/nonexistent"))
+HM = next(
+    (
+        p
+        for p in (
+            Path(os.environ.get("CLIK_HM_DATA", "/nonexistent")),
+            _ROOT.parent / "shared" / "data" / "hm",
+            Path("/work/shared/data/hm"),
+        )
+        if (p / "articles.csv").is_file()
+    ),
+    Path("/nonexistent"),
+)
 
 
 @pytest.fixture
@@ -32,11 +43,17 @@ def server(api_bundle, image_server, tmp_path):
     store = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
     store.register_version(api_bundle.version, api_bundle.embed_dim, bundle_uri=str(api_bundle.path))
     store.activate(api_bundle.version)
-    settings = ApiSettings(_env_file=None, store_url=str(tmp_path / "unused"), api_keys=[API_KEY, "other-key"],
-                           api_key_names={API_KEY: "alice"}, device="cpu", catalogue_min_rebuild_s=0,
-                           # the random tiny model puts every picture within cosine 0.92-0.99 of
-                           # the others: only a copy of one image counts as a duplicate here
-                           diverse_duplicate_threshold=0.999)
+    settings = ApiSettings(
+        _env_file=None,
+        store_url=str(tmp_path / "unused"),
+        api_keys=[API_KEY, "other-key"],
+        api_key_names={API_KEY: "alice"},
+        device="cpu",
+        catalogue_min_rebuild_s=0,
+        # the random tiny model puts every picture within cosine 0.92-0.99 of
+        # the others: only a copy of one image counts as a duplicate here
+        diverse_duplicate_threshold=0.999,
+    )
     queue = InlineEncodeQueue(store, root)
     queue.limits = FetchLimits(file_roots=(str(root), str(HM)))
     with ApiServer(create_app(settings, store=store, encode_queue=queue)) as srv:
@@ -47,12 +64,19 @@ def server(api_bundle, image_server, tmp_path):
 
 def _load(http, root, n=10, attrs=None, exhibition="e"):
     attrs = attrs or {}
-    r = http.put("/products", json={"products": [
-        {"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg"), "attrs": attrs.get(f"p{i}", {})}
-        for i in range(n)]})
+    r = http.put(
+        "/products",
+        json={
+            "products": [
+                {"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg"), "attrs": attrs.get(f"p{i}", {})}
+                for i in range(n)
+            ]
+        },
+    )
     assert r.status_code == 202, r.text
-    r = http.put(f"/exhibitions/{exhibition}", json={"topic": {"name": "blocks"},
-                                                     "product_ids": [f"p{i}" for i in range(n)]})
+    r = http.put(
+        f"/exhibitions/{exhibition}", json={"topic": {"name": "blocks"}, "product_ids": [f"p{i}" for i in range(n)]}
+    )
     assert r.status_code == 200, r.text
 
 
@@ -135,10 +159,12 @@ def test_sold_out_and_hidden_products_are_never_the_hero_image(server):
     _load(http, server.root, n=6)
     plain = _ids(http, "/exhibitions/e/ranking", limit=6)
     hero, second = plain[0], plain[1]
-    http.put(f"/products/{hero}", json={"image_url": str(server.root / f"img{hero[1:]}.jpg"),
-                                        "attrs": {"available": False}})
-    http.put(f"/products/{second}", json={"image_url": str(server.root / f"img{second[1:]}.jpg"),
-                                          "attrs": {"hidden": True}})
+    http.put(
+        f"/products/{hero}", json={"image_url": str(server.root / f"img{hero[1:]}.jpg"), "attrs": {"available": False}}
+    )
+    http.put(
+        f"/products/{second}", json={"image_url": str(server.root / f"img{second[1:]}.jpg"), "attrs": {"hidden": True}}
+    )
     # even pinned at 1, a sold-out product is not shown
     http.put("/exhibitions/e/overrides", json={"pinned": {hero: 1}})
     rep = http.get("/exhibitions/e/representative", params={"topk": 6}).json()
@@ -146,8 +172,9 @@ def test_sold_out_and_hidden_products_are_never_the_hero_image(server):
     assert ids == plain[2:] and sorted(rep["unavailable"]) == sorted([hero, second])
     assert hero not in _ids(http, topk=6, diverse="true")
     # back in stock: back in the ranking
-    http.put(f"/products/{hero}", json={"image_url": str(server.root / f"img{hero[1:]}.jpg"),
-                                        "attrs": {"available": True}})
+    http.put(
+        f"/products/{hero}", json={"image_url": str(server.root / f"img{hero[1:]}.jpg"), "attrs": {"available": True}}
+    )
     assert _ids(http, topk=1) == [hero]
     r = http.put("/products/p0", json={"image_url": str(server.root / "img0.jpg"), "attrs": {"sold_out": "yes"}})
     assert r.status_code == 422 and "sold_out" in r.text
@@ -163,8 +190,13 @@ def test_boosts_move_products_and_show_in_the_explained_score(server):
     plain = http.get("/exhibitions/e/ranking", params={"limit": 6}).json()["items"]
     last = plain[-1]
     gap = plain[0]["score"] - last["score"]
-    http.put(f"/products/{last['product_id']}", json={
-        "image_url": str(server.root / f"img{last['product_id'][1:]}.jpg"), "attrs": {"margin": 2.0, "title": "x"}})
+    http.put(
+        f"/products/{last['product_id']}",
+        json={
+            "image_url": str(server.root / f"img{last['product_id'][1:]}.jpg"),
+            "attrs": {"margin": 2.0, "title": "x"},
+        },
+    )
     assert _ids(http, topk=1) != [last["product_id"]]  # no weights yet: no effect
     r = http.put("/exhibitions/e/overrides", json={"boosts": {"margin": gap}})  # 2 * gap: above the top
     assert r.json()["boosts_in_force"] == {"margin": gap}
@@ -214,9 +246,15 @@ def test_diverse_removes_colourway_duplicates_on_real_hm_photos(server):
     rows = articles[articles.product_code.isin(big)].groupby("product_code").head(5)
     rows = pd.concat([rows, articles[articles.product_code.isin(singles)]])
     http = server.client()
-    r = http.put("/products", json={"products": [
-        {"product_id": a, "image_url": str(HM / "images" / f"{a}.jpg"), "attrs": {"family": c}}
-        for a, c in zip(rows.article_id, rows.product_code)]})
+    r = http.put(
+        "/products",
+        json={
+            "products": [
+                {"product_id": a, "image_url": str(HM / "images" / f"{a}.jpg"), "attrs": {"family": c}}
+                for a, c in zip(rows.article_id, rows.product_code)
+            ]
+        },
+    )
     assert r.status_code == 202, r.text
     http.put("/exhibitions/hm", json={"topic": {"name": "Trousers"}, "product_ids": list(rows.article_id)})
     family = dict(zip(rows.article_id, rows.product_code))

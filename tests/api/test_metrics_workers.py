@@ -1,6 +1,7 @@
 """/metrics sums every uvicorn worker process (prometheus_client multiprocess mode): two real
 worker processes behind one port, requests spread over them on fresh connections, and whichever
 process answers a scrape reports all of them."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ from tests.support.worker_harness import ROOT
 
 pytestmark = pytest.mark.redis
 
-HEALTHZ = re.compile(r'^clik_api_request_seconds_count\{method="GET",route="/healthz",status="200"\} ([0-9.e+]+)$', re.M)
+HEALTHZ = re.compile(
+    r'^clik_api_request_seconds_count\{method="GET",route="/healthz",status="200"\} ([0-9.e+]+)$', re.M
+)
 
 
 def test_metrics_are_summed_over_two_worker_processes(tmp_path):
@@ -28,8 +31,15 @@ def test_metrics_are_summed_over_two_worker_processes(tmp_path):
     from clik_cli.commands.serve import metrics_folder
 
     prefix = f"clik-mptest-{uuid.uuid4().hex[:8]}:"
-    env = {**os.environ, "CLIK_STORE_URL": STORE_URL, "CLIK_STORE_PREFIX": prefix, "CLIK_BROKER_URL": BROKER_URL,
-           "CLIK_QUEUE": f"clik-mptest-{prefix}", "CLIK_DEVICE": "cpu", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "CLIK_STORE_URL": STORE_URL,
+        "CLIK_STORE_PREFIX": prefix,
+        "CLIK_BROKER_URL": BROKER_URL,
+        "CLIK_QUEUE": f"clik-mptest-{prefix}",
+        "CLIK_DEVICE": "cpu",
+        "PYTHONPATH": str(ROOT),
+    }
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "counter_1.db").write_bytes(b"left by an earlier run")
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
@@ -37,16 +47,38 @@ def test_metrics_are_summed_over_two_worker_processes(tmp_path):
     assert folder == str(tmp_path / "metrics") and not list((tmp_path / "metrics").glob("*.db"))
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", "127.0.0.1", "--port",
-         str(port), "--workers", "2", "--log-level", "warning", "--timeout-worker-healthcheck", "300"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "api.app:app_from_env",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+            "--timeout-worker-healthcheck",
+            "300",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 400  # two processes importing torch on a busy box: minutes
         while True:  # both processes up: each one's metric files are there
             try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200 and len(
-                        {p.stem.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("histogram_*.db")}) >= 2:
+                if (
+                    httpx.get(url + "/healthz", timeout=2).status_code == 200
+                    and len({p.stem.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("histogram_*.db")}) >= 2
+                ):
                     break
             except httpx.HTTPError:
                 pass

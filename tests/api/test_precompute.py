@@ -3,6 +3,7 @@ with a real Celery worker: after an exhibition PUT the worker makes its topic qu
 block, so the first read encodes nothing (seen in /metrics, not timed); an answer rendered by one
 API process is served by another from the store, and a change of products, vectors, the
 exhibition or the active version gives a new answer, never the cached one."""
+
 from __future__ import annotations
 
 import re
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.redis
 def counter(http, name: str, label: str) -> float:
     """A counter's value in /metrics (0 when that label was never counted)."""
     text = http.get("/metrics").text
-    found = re.search(rf'^{name}{{{label}}} ([0-9.e+]+)$', text, re.M)
+    found = re.search(rf"^{name}{{{label}}} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
 
 
@@ -57,8 +58,10 @@ def test_first_read_after_put_is_a_warm_read_once_the_worker_precomputed(env, ui
 
     # the worker announces it; this process renders the default answer (api/announced.py) with
     # the topic entry read from the store, not encoded
-    wait_for(lambda: counter(env.http, "clik_api_precompute_total", 'result="rendered"') == 1,
-             what="default answer rendered after the notice")
+    wait_for(
+        lambda: counter(env.http, "clik_api_precompute_total", 'result="rendered"') == 1,
+        what="default answer rendered after the notice",
+    )
     assert counter(env.http, "clik_api_topic_cache_total", 'result="miss"') == 0
     assert counter(env.http, "clik_api_topic_cache_total", 'result="store"') == 1
     computed = counter(env.http, "clik_api_answers_total", 'source="computed"')
@@ -157,8 +160,12 @@ def test_the_embedded_stack_warms_its_own_process_after_a_put(api_bundle, tmp_pa
     app = create_app(api_settings("unused:", store_url=str(tmp_path / "store")), store=store, encode_queue=Queue())
     with ApiServer(app) as server:
         http = server.client()
-        assert http.put("/exhibitions/e", json={"topic": {"name": "warm"}, "product_ids": ["p0", "p1", "p2", "p3"]}
-                        ).status_code == 200
+        assert (
+            http.put(
+                "/exhibitions/e", json={"topic": {"name": "warm"}, "product_ids": ["p0", "p1", "p2", "p3"]}
+            ).status_code
+            == 200
+        )
         assert app.state.precompute.join(30)
         assert counter(http, "clik_api_precompute_total", 'result="warmed"') == 1
         misses = counter(http, "clik_api_topic_cache_total", 'result="miss"')
@@ -173,14 +180,24 @@ def test_an_announced_exhibition_is_rendered_by_one_process_and_served_warm_by_b
     a, b, store, bundle, _ = two_apis
     rendered = [counter(http, "clik_api_precompute_total", 'result="rendered"') for http in (a, b)]
     store.announce_precomputed(bundle.version, ["e"])
-    wait_for(lambda: sum(counter(http, "clik_api_precompute_total", f'result="{result}"')
-                         for http in (a, b) for result in ("rendered", "claimed_elsewhere")) == 2,
-             what="both processes heard the notice")
+    wait_for(
+        lambda: (
+            sum(
+                counter(http, "clik_api_precompute_total", f'result="{result}"')
+                for http in (a, b)
+                for result in ("rendered", "claimed_elsewhere")
+            )
+            == 2
+        ),
+        what="both processes heard the notice",
+    )
     assert [counter(http, "clik_api_precompute_total", 'result="rendered"') for http in (a, b)] != rendered
     assert sum(counter(http, "clik_api_precompute_total", 'result="rendered"') for http in (a, b)) == 1
     # the process that lost the claim copies the winner's bytes into its memory
-    wait_for(lambda: sum(counter(http, "clik_api_precompute_total", 'result="copied"') for http in (a, b)) == 1,
-             what="the rendered answer copied by the other process")
+    wait_for(
+        lambda: sum(counter(http, "clik_api_precompute_total", 'result="copied"') for http in (a, b)) == 1,
+        what="the rendered answer copied by the other process",
+    )
     first_a, first_b = a.get("/exhibitions/e/representative"), b.get("/exhibitions/e/representative")
     assert first_a.status_code == first_b.status_code == 200 and first_a.content == first_b.content
     assert first_a.headers["etag"] == first_b.headers["etag"]
@@ -188,8 +205,10 @@ def test_an_announced_exhibition_is_rendered_by_one_process_and_served_warm_by_b
         assert [counter(http, "clik_api_answers_total", f'source="{source}"') for http in (a, b)] == [count, count]
     # a notice about a version that is not the active one renders nothing
     store.announce_precomputed(bundle.version + "-other", ["e"])
-    wait_for(lambda: sum(counter(http, "clik_api_precompute_total", 'result="not_active"') for http in (a, b)) == 2,
-             what="the other version's notice heard")
+    wait_for(
+        lambda: sum(counter(http, "clik_api_precompute_total", 'result="not_active"') for http in (a, b)) == 2,
+        what="the other version's notice heard",
+    )
     # exact after a change: the rendered answer is never served for the new state
     store.put_product("p1", "https://img.example/1.jpg", {"sold_out": True})
     after = a.get("/exhibitions/e/representative")

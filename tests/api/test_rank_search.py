@@ -1,4 +1,5 @@
 """POST /rank (URLs from a local HTTP server, uploads), GET /search, /metrics, /readyz."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +37,7 @@ def test_rank_reuses_stored_vectors(env, uid, image_server):
     pid = f"{uid}-p11"
     env.http.put(f"/products/{pid}", json={"image_url": f"{base}/img11.jpg"})
     env.wait_encoded([pid])
-    body = env.http.post("/rank", json={"topic": TOPIC, "image_urls": [f"{base}/img11.jpg", f"{base}/img3.jpg"]
-                                        }).json()
+    body = env.http.post("/rank", json={"topic": TOPIC, "image_urls": [f"{base}/img11.jpg", f"{base}/img3.jpg"]}).json()
     reused = {i["source"].rsplit("/", 1)[1]: i["reused"] for i in body["items"]}
     assert reused["img11.jpg"] is True
 
@@ -46,13 +46,16 @@ def test_rank_uploads(env, image_server):
     base, root = image_server
     files = [("images", (f"img{i}.jpg", (root / f"img{i}.jpg").read_bytes(), "image/jpeg")) for i in (6, 7)]
     files.append(("images", ("junk.jpg", b"\x00" * 100, "image/jpeg")))
-    data = {"topic": '{"name": "Colourful blocks", "cat1": "Toys", "kwds": "blocks,colour", "date": "2022-05-05"}',
-            "image_urls": [f"{base}/img8.jpg"]}
+    data = {
+        "topic": '{"name": "Colourful blocks", "cat1": "Toys", "kwds": "blocks,colour", "date": "2022-05-05"}',
+        "image_urls": [f"{base}/img8.jpg"],
+    }
     r = env.http.post("/rank/upload", data=data, files=files)
     assert r.status_code == 200, r.text
     body = r.json()
     expected = clik.Predictor.load(env.bundle.path, device="cpu")(
-        TOPIC, [root / "img8.jpg", root / "img6.jpg", root / "img7.jpg"])
+        TOPIC, [root / "img8.jpg", root / "img6.jpg", root / "img7.jpg"]
+    )
     assert [i["index"] for i in body["items"]] == list(expected.indices)
     assert [i["source"] for i in body["items"]][0] in (f"{base}/img8.jpg", "img6.jpg", "img7.jpg")
     assert [e["index"] for e in body["errors"]] == [3] and body["errors"][0]["source"] == "junk.jpg"
@@ -66,7 +69,9 @@ def test_rank_uploads(env, image_server):
 
 
 def test_rank_limits_and_refusals(env):
-    many = [f"http://example.com/{i}.jpg" for i in range(env.server.server.config.app.state.settings.rank_max_images + 1)]
+    many = [
+        f"http://example.com/{i}.jpg" for i in range(env.server.server.config.app.state.settings.rank_max_images + 1)
+    ]
     r = env.http.post("/rank", json={"topic": TOPIC, "image_urls": many})
     assert r.status_code == 422 and "image_urls" in r.text
     r = env.http.post("/rank", json={"topic": TOPIC, "image_urls": ["file:///etc/passwd"]})
@@ -92,8 +97,9 @@ def test_rank_refuses_private_hosts_by_default(api_bundle):
     store.activate(api_bundle.version)
     try:
         with ApiServer(create_app(api_settings(prefix, allow_private_hosts=False), store=store)) as server:
-            body = server.client().post("/rank", json={"topic": TOPIC,
-                                                       "image_urls": ["http://127.0.0.1:9/a.jpg"]}).json()
+            body = (
+                server.client().post("/rank", json={"topic": TOPIC, "image_urls": ["http://127.0.0.1:9/a.jpg"]}).json()
+            )
             assert body["items"] == [] and "refused address 127.0.0.1" in body["errors"][0]["reason"]
     finally:
         store.close()
@@ -122,7 +128,9 @@ def test_search_finds_products_and_follows_the_catalogue(env, uid, image_server)
     assert dict(zip(found, scores))[ids[0]] == pytest.approx(float(vec.astype(np.float32) @ q), abs=2e-3)
     # a deleted product leaves the search results (the index is rebuilt from the store)
     env.http.delete(f"/products/{ids[0]}")
-    found = [i["product_id"] for i in env.http.get("/search", params={"q": "colourful blocks", "k": 100}).json()["items"]]
+    found = [
+        i["product_id"] for i in env.http.get("/search", params={"q": "colourful blocks", "k": 100}).json()["items"]
+    ]
     assert ids[0] not in found and ids[1] in found
 
 
@@ -135,8 +143,9 @@ def test_readyz_and_metrics(env, uid):
         env.http.get(f"/exhibitions/{uid}/representative")
     env.http.get(f"/exhibitions/{uid}-nope/representative")
     text = env.http.get("/metrics").text
-    assert ('clik_api_request_seconds_count{method="GET",route="/exhibitions/{exhibition_id}/representative",'
-            'status="200"}') in text
+    assert (
+        'clik_api_request_seconds_count{method="GET",route="/exhibitions/{exhibition_id}/representative",status="200"}'
+    ) in text
     assert 'route="/exhibitions/{exhibition_id}/representative",status="404"' in text
     # the topic was read once (encoded here, or precomputed by the worker after the PUT); the
     # later reads were answered from this process's rendered answer without looking at it

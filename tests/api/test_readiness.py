@@ -1,5 +1,6 @@
 """/readyz tells the truth about coverage: a version that cannot rank the catalogue is not ready
 (real HTTP, the embedded store, real images encoded by the worker code)."""
+
 from __future__ import annotations
 
 import time
@@ -20,19 +21,31 @@ def test_readyz_reports_coverage_and_fails_below_the_share(api_bundle, image_ser
     store = EmbeddedStore(EmbeddedStoreConfig(path=tmp_path / "store"))
     store.register_version(api_bundle.version, api_bundle.embed_dim, bundle_uri=str(api_bundle.path))
     store.activate(api_bundle.version)
-    settings = ApiSettings(_env_file=None, store_url=str(tmp_path / "unused"), api_keys=[API_KEY],
-                           device="cpu", coverage_refresh_s=0, ready_min_coverage=0.5)
+    settings = ApiSettings(
+        _env_file=None,
+        store_url=str(tmp_path / "unused"),
+        api_keys=[API_KEY],
+        device="cpu",
+        coverage_refresh_s=0,
+        ready_min_coverage=0.5,
+    )
     with ApiServer(create_app(settings, store=store, encode_queue=InlineEncodeQueue(store, root))) as server:
         http = server.client()
-        assert http.get("/readyz").json()["coverage"] == {"products": 0, "with_vectors": 0, "failed": 0,
-                                                          "share": 1.0}
+        assert http.get("/readyz").json()["coverage"] == {"products": 0, "with_vectors": 0, "failed": 0, "share": 1.0}
         # The text side loads in the background; on a busy machine it was not loaded yet when
         # the 200 below was asked for (1 run in 4 here, on main too). This test is about coverage.
-        wait_for(lambda: api_bundle.version in http.get("/readyz").json()["loaded_versions"], 60,
-                 "the active version's text side to load")
-        http.put("/products", json={"products": [
-            {"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg")} for i in range(4)]
-            + [{"product_id": "broken", "image_url": str(root / "missing.jpg")}]})
+        wait_for(
+            lambda: api_bundle.version in http.get("/readyz").json()["loaded_versions"],
+            60,
+            "the active version's text side to load",
+        )
+        http.put(
+            "/products",
+            json={
+                "products": [{"product_id": f"p{i}", "image_url": str(root / f"img{i}.jpg")} for i in range(4)]
+                + [{"product_id": "broken", "image_url": str(root / "missing.jpg")}]
+            },
+        )
         deadline = time.monotonic() + 60
         while (ready := http.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)  # the text side loads in the background (slow on a busy machine)

@@ -1,5 +1,6 @@
 """Schemathesis against the live OpenAPI document: generated requests never get a 5xx and
 responses match their declared schemas (about a minute on the 2-core box)."""
+
 from __future__ import annotations
 
 import uuid
@@ -30,8 +31,9 @@ def live_api(api_bundle, image_server):
     store.put_exhibition("e", {"name": "summer"}, ["p0", "p1", "p2"])
     # No worker encodes these products: readiness must not depend on their coverage here
     # (a 503 from /readyz is its documented answer, which the server-error check cannot tell).
-    settings_ = api_settings(prefix, connect_timeout_s=1.0, read_timeout_s=2.0, allow_private_hosts=False,
-                             ready_min_coverage=0.0)
+    settings_ = api_settings(
+        prefix, connect_timeout_s=1.0, read_timeout_s=2.0, allow_private_hosts=False, ready_min_coverage=0.0
+    )
     try:
         with ApiServer(create_app(settings_, store=store)) as server:
             yield server
@@ -48,11 +50,14 @@ def test_no_server_errors(live_api):
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 13
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def run(case):
-            case.call_and_validate(base_url=live_api.url, headers={"X-API-Key": API_KEY},
-                                   checks=[not_a_server_error, response_schema_conformance])
+            case.call_and_validate(
+                base_url=live_api.url,
+                headers={"X-API-Key": API_KEY},
+                checks=[not_a_server_error, response_schema_conformance],
+            )
 
         run()

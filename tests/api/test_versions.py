@@ -1,5 +1,6 @@
 """The API follows the store's active version (a re-index switched it) without a restart,
 keeping at most two text sides loaded; topic queries are cached per version."""
+
 from __future__ import annotations
 
 import uuid
@@ -54,15 +55,15 @@ def test_active_version_switch_is_followed(api_bundle, api_bundle2, tmp_path):
 
             def ranking() -> tuple[str, dict[str, float]]:
                 body = http.get("/exhibitions/e/ranking", params={"limit": n}).json()
-                return body["model_version"], pytest.approx({i["product_id"]: i["appeal"] for i in body["items"]},
-                                                            abs=2e-3)
+                return body["model_version"], pytest.approx(
+                    {i["product_id"]: i["appeal"] for i in body["items"]}, abs=2e-3
+                )
 
             assert ranking() == (api_bundle.version, _expected(api_bundle, vecs[api_bundle.version]))
             store.activate(api_bundle2.version)  # the re-index job's atomic switch
             assert ranking() == (api_bundle2.version, _expected(api_bundle2, vecs[api_bundle2.version]))
             # asking for the old version explicitly is a conflict now
-            assert http.get("/exhibitions/e/ranking", params={"model_version": api_bundle.version}
-                            ).status_code == 409
+            assert http.get("/exhibitions/e/ranking", params={"model_version": api_bundle.version}).status_code == 409
             store.activate(third.version)
             assert ranking() == (third.version, _expected(third, vecs[third.version]))
             loaded = http.get("/readyz").json()["loaded_versions"]

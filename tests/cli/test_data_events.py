@@ -2,6 +2,7 @@
 `clik events --days` (a real consumer on the real Redis) writing day files, `clik data events`
 turning them into a clik-dataset/1 with the smoothed `ctr` criterion; the same on the embedded
 store from its own log. Retried events and day-file lines written twice count once."""
+
 from __future__ import annotations
 
 import os
@@ -19,16 +20,26 @@ from tests.support.worker_harness import ROOT
 from training.data.format import load_dataset
 
 # (exhibition, product): (impressions, clicks)
-TRAFFIC = {("e1", "a"): (40, 8), ("e1", "b"): (20, 1), ("e1", "c"): (3, 3),  # c: too few impressions
-           ("e2", "a"): (30, 0), ("e2", "d"): (2, 0)}  # e2 keeps one product: dropped
+TRAFFIC = {
+    ("e1", "a"): (40, 8),
+    ("e1", "b"): (20, 1),
+    ("e1", "c"): (3, 3),  # c: too few impressions
+    ("e2", "a"): (30, 0),
+    ("e2", "d"): (2, 0),
+}  # e2 keeps one product: dropped
 
 
 def _events() -> list[dict]:
     out = []
     for (ex, pid), (n, c) in TRAFFIC.items():
         for i in range(n):
-            common = {"exhibition_id": ex, "product_id": pid, "arm": "x:clik", "request_id": f"{ex}-{pid}-{i}",
-                      "timestamp": 1_780_000_000.0 + i * 3600}  # spread over two UTC days
+            common = {
+                "exhibition_id": ex,
+                "product_id": pid,
+                "arm": "x:clik",
+                "request_id": f"{ex}-{pid}-{i}",
+                "timestamp": 1_780_000_000.0 + i * 3600,
+            }  # spread over two UTC days
             out.append({"event_id": f"{ex}-{pid}-i{i}", "type": "impression", "propensity": 1.0, **common})
             if i < c:
                 out.append({"event_id": f"{ex}-{pid}-c{i}", "type": "click", **common})
@@ -60,8 +71,21 @@ def _check(out: Path) -> None:
 
 
 def _data_events(env: dict, out: Path, *extra: str) -> None:
-    cmd = [sys.executable, "-m", "clik_cli.main", "data", "events", str(out), "--min-impressions", "5",
-           "--smoothing", "10", "--test-frac", "0", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "clik_cli.main",
+        "data",
+        "events",
+        str(out),
+        "--min-impressions",
+        "5",
+        "--smoothing",
+        "10",
+        "--test-frac",
+        "0",
+        *extra,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr
     assert "1 exhibitions" in done.stdout
@@ -84,9 +108,14 @@ def test_day_files_from_the_consumer_become_a_ctr_dataset(tmp_path):
             assert http.post("/events", json={"events": events[:30]}).status_code == 202  # a client's retry
         env = {**os.environ, "CLIK_STORE_URL": STORE_URL, "CLIK_STORE_PREFIX": prefix}
         days = tmp_path / "days"
-        consumer = subprocess.run([sys.executable, "-m", "clik_cli.main", "events", "--days", str(days),
-                                   "--idle-exit", "1", "--batch", "50"], cwd=ROOT, env=env, capture_output=True,
-                                  text=True, timeout=400)
+        consumer = subprocess.run(
+            [sys.executable, "-m", "clik_cli.main", "events", "--days", str(days), "--idle-exit", "1", "--batch", "50"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         assert consumer.returncode == 0, consumer.stderr
         files = sorted(p.name for p in days.iterdir())
         assert files == ["events-2026-05-28.jsonl", "events-2026-05-29.jsonl", "events-2026-05-30.jsonl"]
@@ -133,27 +162,71 @@ def test_with_labels_adds_the_original_train_exhibitions_beside_the_ctr_labels(t
 
     original = tmp_path / "sales"
     (original / "images").mkdir(parents=True)
-    write_dataset(Dataset("sales-v1", ["sales"], "sales", "test", [
-        Exhibition("e1", "shirts", "train", {"name": "Linen shirts"},
-                   [Product("a", "images/a.jpg", {"sales": 3.0}), Product("b", "images/b.jpg", {"sales": 9.0}),
-                    Product("z", "images/z.jpg", {"sales": 1.0}, on_topic=False)]),
-        Exhibition("orig", "coats", "train", {"name": "Wool coats"},
-                   [Product("c", "images/c.jpg", {"sales": 5.0}), Product("d", "images/d.jpg", {"sales": 2.0})]),
-        Exhibition("kept-for-eval", "bags", "test", {"name": "Bags"},
-                   [Product("x", "images/x.jpg", {"sales": 1.0}), Product("y", "images/y.jpg", {"sales": 4.0})]),
-    ]), original)
+    write_dataset(
+        Dataset(
+            "sales-v1",
+            ["sales"],
+            "sales",
+            "test",
+            [
+                Exhibition(
+                    "e1",
+                    "shirts",
+                    "train",
+                    {"name": "Linen shirts"},
+                    [
+                        Product("a", "images/a.jpg", {"sales": 3.0}),
+                        Product("b", "images/b.jpg", {"sales": 9.0}),
+                        Product("z", "images/z.jpg", {"sales": 1.0}, on_topic=False),
+                    ],
+                ),
+                Exhibition(
+                    "orig",
+                    "coats",
+                    "train",
+                    {"name": "Wool coats"},
+                    [Product("c", "images/c.jpg", {"sales": 5.0}), Product("d", "images/d.jpg", {"sales": 2.0})],
+                ),
+                Exhibition(
+                    "kept-for-eval",
+                    "bags",
+                    "test",
+                    {"name": "Bags"},
+                    [Product("x", "images/x.jpg", {"sales": 1.0}), Product("y", "images/y.jpg", {"sales": 4.0})],
+                ),
+            ],
+        ),
+        original,
+    )
     path = tmp_path / "store"
     store = open_store(str(path))
     _store(store)
     store.put_exhibition("e3", {"name": "Summer hats"}, ["a", "b"])
-    events = _events() + [{**e, "exhibition_id": "e3", "event_id": "e3-" + e["event_id"]} for e in _events()
-                          if e["exhibition_id"] == "e1" and e["product_id"] in "ab"]
+    events = _events() + [
+        {**e, "exhibition_id": "e3", "event_id": "e3-" + e["event_id"]}
+        for e in _events()
+        if e["exhibition_id"] == "e1" and e["product_id"] in "ab"
+    ]
     with ApiServer(create_app(api_settings("clik:", store_url=str(path)), store=store)) as server:
         assert server.client().post("/events", json={"events": events}).status_code == 202
     store.close()
     env = {**os.environ, "CLIK_STORE_URL": str(path)}
-    cmd = [sys.executable, "-m", "clik_cli.main", "data", "events", str(tmp_path / "ds"), "--min-impressions", "5",
-           "--smoothing", "10", "--test-frac", "0", "--with-labels", str(original)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "clik_cli.main",
+        "data",
+        "events",
+        str(tmp_path / "ds"),
+        "--min-impressions",
+        "5",
+        "--smoothing",
+        "10",
+        "--test-frac",
+        "0",
+        "--with-labels",
+        str(original),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr
     assert "3 exhibitions (2 with the labels of sales-v1)" in done.stdout, done.stdout
@@ -166,6 +239,7 @@ def test_with_labels_adds_the_original_train_exhibitions_beside_the_ctr_labels(t
     assert not e1["z"].on_topic and e1["a"].image == str(original / "images" / "a.jpg")
     e3 = {p.id: p.criteria for p in by_id["e3"].products}
     assert e3["a"]["engagement"] == e3["a"]["ctr"] and e3["a"]["impressions"] == 40  # the logged CTR
-    bad = subprocess.run(cmd[:-1] + [str(tmp_path / "nowhere")], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=400)
+    bad = subprocess.run(
+        cmd[:-1] + [str(tmp_path / "nowhere")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400
+    )
     assert bad.returncode == 2 and "error" in bad.stderr

@@ -1,5 +1,6 @@
 """`clik demo` end to end on a small synthetic catalogue: real towers from the wheels, training,
 export, the embedded store, the API over HTTP with in-process encoding, and the web page."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,22 @@ from tests.support.api_server import free_port
 def test_demo_runs_the_whole_path_and_prints_representatives(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CLIK_STORE_URL", raising=False)
-    result = CliRunner().invoke(app, ["demo", "--small", "--no-serve", "--epochs", "5", "--show", "2",
-                                      "--workdir", str(tmp_path / "demo"), "--port", str(free_port())])
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--small",
+            "--no-serve",
+            "--epochs",
+            "5",
+            "--show",
+            "2",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(free_port()),
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = result.output
     assert "SYNTHETIC" in out
@@ -34,8 +49,9 @@ def test_demo_runs_the_whole_path_and_prints_representatives(tmp_path, monkeypat
     # with nothing else configured: a new bundle (a stand-in for `clik train` + `clik export RUN`)
     # must re-read every image and switch, keeping the demo's version for a rollback.
     store_dir = str(tmp_path / "demo" / "store")
-    export = CliRunner().invoke(app, ["export", "--pretrained", "clik-tiny-test", "--out", str(tmp_path / "B2"),
-                                      "--store", store_dir])
+    export = CliRunner().invoke(
+        app, ["export", "--pretrained", "clik-tiny-test", "--out", str(tmp_path / "B2"), "--store", store_dir]
+    )
     assert export.exit_code == 0, export.output
     rollout = CliRunner().invoke(app, ["models", "activate", str(tmp_path / "B2"), "--store", store_dir])
     assert rollout.exit_code == 0, rollout.output

@@ -2,6 +2,7 @@
 commands themselves: an experiment PUT over real HTTP, events posted to the API, counted by
 `clik events --days` on the real Redis (and by the embedded store's own log), then the printed
 table and estimates compared with values worked out by hand below."""
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,14 @@ from tests.support.bundles import store_with_linen_shirts, tiny_bundle
 from tests.support.services import STORE_URL, delete_keys, redis_or_skip
 
 runner = CliRunner()
-ARMS = {"exhibitions": ["e"], "arms": [{"name": "control", "share": 1, "policy": "control", "control": "random"},
-                                       {"name": "clik", "share": 1, "policy": "model"},
-                                       {"name": "explore", "share": 1, "policy": "explore", "candidates": 4}]}
+ARMS = {
+    "exhibitions": ["e"],
+    "arms": [
+        {"name": "control", "share": 1, "policy": "control", "control": "random"},
+        {"name": "clik", "share": 1, "policy": "model"},
+        {"name": "explore", "share": 1, "policy": "explore", "candidates": 4},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +51,35 @@ def _known_log(top: str, other: str) -> list[dict]:
     control: `other` 10 times at 1/8 (1 click)
     clik:    `top` 10 times at propensity 1 (3 clicks): not randomised, left out of the replay
     A click on a product the answer did not show (same request) is no reward."""
-    plan = ([("explore", top, 0.5, i < 1) for i in range(4)] + [("explore", top, 0.25, i < 1) for i in range(2)]
-            + [("explore", other, 0.2, i < 1) for i in range(4)] + [("control", other, 0.125, i < 1) for i in range(10)]
-            + [("clik", top, 1.0, i < 3) for i in range(10)])
+    plan = (
+        [("explore", top, 0.5, i < 1) for i in range(4)]
+        + [("explore", top, 0.25, i < 1) for i in range(2)]
+        + [("explore", other, 0.2, i < 1) for i in range(4)]
+        + [("control", other, 0.125, i < 1) for i in range(10)]
+        + [("clik", top, 1.0, i < 3) for i in range(10)]
+    )
     events = []
     for i, (arm, product, propensity, clicked) in enumerate(plan):
-        common = {"exhibition_id": "e", "product_id": product, "arm": f"known:{arm}", "request_id": f"r{i}",
-                  "position": 1}
+        common = {
+            "exhibition_id": "e",
+            "product_id": product,
+            "arm": f"known:{arm}",
+            "request_id": f"r{i}",
+            "position": 1,
+        }
         events.append({"event_id": f"i{i}", "type": "impression", "propensity": propensity, **common})
         if clicked:
             events.append({"event_id": f"c{i}", "type": "click", **common})
-    events.append({"event_id": "stray", "type": "click", "exhibition_id": "e", "product_id": top, "arm": "known:control",
-                   "request_id": "r19"})  # r19 showed `other`: this click is counted, but rewards nothing
+    events.append(
+        {
+            "event_id": "stray",
+            "type": "click",
+            "exhibition_id": "e",
+            "product_id": top,
+            "arm": "known:control",
+            "request_id": "r19",
+        }
+    )  # r19 showed `other`: this click is counted, but rewards nothing
     return events
 
 
@@ -70,11 +93,24 @@ def _known_log(top: str, other: str) -> list[dict]:
 REPORT_ROWS = {  # the printed columns: arm, policy, impressions, clicks, CTR, CTR 95%, P(>ctl), lift, lift 95%
     "control": ["control", "control", "10", "2", "20.00%", "[5.67%,", "50.98%]", "-", "-", "-"],
     "clik": ["clik", "model", "10", "3", "30.00%", "[10.78%,", "60.32%]", "P", "50.00%", "[-68.47%,", "613.67%]"],
-    "explore": ["explore", "explore", "10", "3", "30.00%", "[10.78%,", "60.32%]", "P", "50.00%", "[-68.47%,",
-                "613.67%]"],
+    "explore": [
+        "explore",
+        "explore",
+        "10",
+        "3",
+        "30.00%",
+        "[10.78%,",
+        "60.32%]",
+        "P",
+        "50.00%",
+        "[-68.47%,",
+        "613.67%]",
+    ],
 }
-LIFT_CI = (math.exp(math.log(1.5) - 1.959963984540054 * math.sqrt(1 / 3 - 1 / 10 + 1 / 2 - 1 / 10)) - 1,
-           math.exp(math.log(1.5) + 1.959963984540054 * math.sqrt(1 / 3 - 1 / 10 + 1 / 2 - 1 / 10)) - 1)
+LIFT_CI = (
+    math.exp(math.log(1.5) - 1.959963984540054 * math.sqrt(1 / 3 - 1 / 10 + 1 / 2 - 1 / 10)) - 1,
+    math.exp(math.log(1.5) + 1.959963984540054 * math.sqrt(1 / 3 - 1 / 10 + 1 / 2 - 1 / 10)) - 1,
+)
 
 # The replay of the active version (its top product is `top`), by hand. n = 20 randomised rows;
 # w = 1/p where the logged product is `top`: 2, 2, 2, 2, 4, 4, then 0 fourteen times.
@@ -82,8 +118,14 @@ LIFT_CI = (math.exp(math.log(1.5) - 1.959963984540054 * math.sqrt(1 / 3 - 1 / 10
 #   terms w·r: 2, 0, 0, 0, 4, 0 and 14 zeros: sample variance (1.7² + 3.7² + 18·0.3²) / 19
 #   = 0.957895, half width 1.96·sqrt(0.957895 / 20) = 0.428935 -> [-0.1289, 0.7289]
 #   matched 6, effective sample size 16² / (4·4 + 2·16) = 5.33, logged CTR 4 / 20 = 0.2
-REPLAY = {"impressions": 20, "matched": 6, "ips": 0.3, "snips": 0.375, "effective_sample_size": 256 / 48,
-          "logged_ctr": 0.2}
+REPLAY = {
+    "impressions": 20,
+    "matched": 6,
+    "ips": 0.3,
+    "snips": 0.375,
+    "effective_sample_size": 256 / 48,
+    "logged_ctr": 0.2,
+}
 REPLAY_CI = (0.3 - 0.4289354955, 0.3 + 0.4289354955)
 
 
@@ -113,8 +155,10 @@ def _check_report(output: str, doc: dict) -> None:
 
 
 def _check_replay(output: str, doc: dict, version: str) -> None:
-    assert output.strip() == (f"candidate {version}: IPS CTR 0.3000 [-0.1289, 0.7289], SNIPS 0.3750; 6 of 20 logged "
-                              "impressions match, effective sample size 5; logged CTR 0.2000")
+    assert output.strip() == (
+        f"candidate {version}: IPS CTR 0.3000 [-0.1289, 0.7289], SNIPS 0.3750; 6 of 20 logged "
+        "impressions match, effective sample size 5; logged CTR 0.2000"
+    )
     assert {k: doc[k] for k in REPLAY} == pytest.approx(REPLAY)
     assert doc["ips_ci95"] == pytest.approx(REPLAY_CI, abs=1e-9)
     assert doc["candidate"] == version and sorted(doc["arms"]) == ["control", "explore"]
@@ -137,8 +181,9 @@ def test_report_and_replay_on_redis_match_the_hand_computed_log(bundle, tmp_path
         done = runner.invoke(app, ["experiments", "report", "known", "--json", str(tmp_path / "report.json")])
         assert done.exit_code == 0, done.output
         _check_report(done.output, json.loads((tmp_path / "report.json").read_text()))
-        replayed = runner.invoke(app, ["experiments", "replay", "known", "--days", str(days), "--json",
-                                       str(tmp_path / "replay.json")])
+        replayed = runner.invoke(
+            app, ["experiments", "replay", "known", "--days", str(days), "--json", str(tmp_path / "replay.json")]
+        )
         assert replayed.exit_code == 0, replayed.output
         _check_replay(replayed.output, json.loads((tmp_path / "replay.json").read_text()), bundle.version)
         # only the explore arm: its 10 rows, w·r = 2 + 4 -> IPS 0.6, SNIPS 6 / 16
@@ -157,7 +202,9 @@ def test_report_and_replay_on_the_embedded_store_read_its_own_log(bundle, tmp_pa
 
     path = tmp_path / "store"
     store = store_with_linen_shirts(bundle, str(path), "clik:")
-    with ApiServer(create_app(api_settings("clik:", store_url=str(path), experiments_cache_s=0), store=store)) as server:
+    with ApiServer(
+        create_app(api_settings("clik:", store_url=str(path), experiments_cache_s=0), store=store)
+    ) as server:
         _serve_and_log(server)
     store.close()
     os.environ["CLIK_STORE_URL"] = str(path)

@@ -1,5 +1,6 @@
 """`clik index` (embedded store, real photos, in-process; and --celery onto a real Redis broker)
 and `clik worker` (a real worker process started through the command)."""
+
 from __future__ import annotations
 
 import base64
@@ -52,9 +53,12 @@ def env(tmp_path, monkeypatch):
 def write_photos(folder: Path) -> dict[str, Path]:
     (folder / "women" / "tops").mkdir(parents=True)
     (folder / "men").mkdir()
-    files = {"women/tops/cat": folder / "women" / "tops" / "cat.jpg", "men/coffee": folder / "men" / "coffee.png",
-             "rocket": folder / "rocket.jpg"}
-    for (name, path) in zip(("chelsea", "coffee", "rocket"), files.values()):
+    files = {
+        "women/tops/cat": folder / "women" / "tops" / "cat.jpg",
+        "men/coffee": folder / "men" / "coffee.png",
+        "rocket": folder / "rocket.jpg",
+    }
+    for name, path in zip(("chelsea", "coffee", "rocket"), files.values()):
         Image.fromarray(photo(name)).save(path)
     (folder / "men" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 20)
     (folder / "notes.txt").write_text("not an image, not picked up")
@@ -63,8 +67,10 @@ def write_photos(folder: Path) -> dict[str, Path]:
 
 def test_folder_is_registered_and_encoded_in_process(env, bundle):
     files = write_photos(env / "catalogue")
-    result = runner.invoke(index_cmd.app, [str(env / "catalogue"), "--store", str(env / "store"),
-                                           "--bundle", str(bundle.path), "--batch-size", "2"])
+    result = runner.invoke(
+        index_cmd.app,
+        [str(env / "catalogue"), "--store", str(env / "store"), "--bundle", str(bundle.path), "--batch-size", "2"],
+    )
     assert result.exit_code == 0, result.output
     assert "encoded 3 of 4 products" in result.output and "failed 1" in result.output
     assert "men/broken" in result.output and "corrupt image" in result.output
@@ -95,14 +101,16 @@ def test_csv_and_jsonl_use_the_active_version_and_report_each_failure(env, bundl
         f"sku-2,{images / '1.jpg'},blue\n"
         "sku-3,http://127.0.0.1:9/x.jpg,green\n"
         "sku-4,imgs/nope.jpg,\n"
-        ",imgs/2.jpg,\n")
+        ",imgs/2.jpg,\n"
+    )
     result = runner.invoke(index_cmd.app, [str(env / "products.csv"), "--store", store_dir])  # no --bundle
     assert result.exit_code == 0, result.output
     assert "encoded 2 of 4 products" in result.output and "failed 3" in result.output
     assert "refused address 127.0.0.1" in result.output and "file not found" in result.output
     assert "products.csv:6: needs both product_id and image_url" in result.output
     (env / "products.jsonl").write_text(
-        json.dumps({"product_id": "j-1", "image_url": "imgs/2.jpg"}) + "\n" + "{broken json\n" + "[1, 2]\n")
+        json.dumps({"product_id": "j-1", "image_url": "imgs/2.jpg"}) + "\n" + "{broken json\n" + "[1, 2]\n"
+    )
     result = runner.invoke(index_cmd.app, [str(env / "products.jsonl"), "--store", store_dir])
     assert result.exit_code == 0, result.output
     assert "encoded 1 of 1" in result.output and "products.jsonl:2: not JSON" in result.output
@@ -148,8 +156,19 @@ def test_celery_mode_enqueues_chunks_on_the_broker(env, bundle, monkeypatch):
     monkeypatch.setenv("CLIK_QUEUE", queue)
     broker = redis.Redis.from_url(BROKER_URL)
     try:
-        result = runner.invoke(index_cmd.app, [str(env / "catalogue"), "--store", str(env / "store"),
-                                               "--bundle", str(bundle.path), "--celery", "--chunk", "3"])
+        result = runner.invoke(
+            index_cmd.app,
+            [
+                str(env / "catalogue"),
+                "--store",
+                str(env / "store"),
+                "--bundle",
+                str(bundle.path),
+                "--celery",
+                "--chunk",
+                "3",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert "queued 4 products" in result.output
         messages = [json.loads(m) for m in broker.lrange(queue, 0, -1)]
@@ -177,9 +196,23 @@ def test_worker_command_starts_a_real_worker(env, tmp_path):
     child_env = {**os.environ, "CLIK_BROKER_URL": BROKER_URL, "CLIK_STORE_URL": str(tmp_path / "store")}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from clik_cli.commands.worker import app; app()", "--queue", queue,
-             "--threads", "1", "--device", "cpu"],
-            cwd=ROOT, env=child_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-c",
+                "from clik_cli.commands.worker import app; app()",
+                "--queue",
+                queue,
+                "--threads",
+                "1",
+                "--device",
+                "cpu",
+            ],
+            cwd=ROOT,
+            env=child_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 60
         while "ready." not in log.read_text():
@@ -194,6 +227,5 @@ def test_worker_command_starts_a_real_worker(env, tmp_path):
         broker = redis.Redis.from_url(BROKER_URL)
         for key in broker.scan_iter(match=f"*{queue}*"):
             broker.delete(key)
-    result = runner.invoke(worker_cmd.app,
-                           ["--pool", "solo", "--concurrency", "2"])
+    result = runner.invoke(worker_cmd.app, ["--pool", "solo", "--concurrency", "2"])
     assert result.exit_code == 2 and "--pool prefork" in result.output

@@ -1,4 +1,5 @@
 """`clik models` and `clik config` on the embedded store, with real bundles and real images."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,9 @@ def test_activate_reindexes_switches_and_keeps_the_old_version(env):
     for i in range(5):
         store.put_product(f"p{i}", str(images / f"p{i}.jpg"))
     store.put_exhibition("e1", {"name": "shirts"}, [f"p{i}" for i in range(5)])
-    report = encode_products(store, [f"p{i}" for i in range(5)], EncoderCache("cpu", 8), WorkerSettings().fetch_limits())
+    report = encode_products(
+        store, [f"p{i}" for i in range(5)], EncoderCache("cpu", 8), WorkerSettings().fetch_limits()
+    )
     assert len(report.encoded) == 5 and not report.failed
 
     result = _run("models", "activate", str(v2.path))

@@ -1,6 +1,7 @@
 """Rollouts through the documented commands on the embedded store, with real bundles and real
 images: `clik index FOLDER` then `clik models activate / rollback`, in separate command runs that
 share nothing but the store (as a user running them one after another)."""
+
 from __future__ import annotations
 
 import json

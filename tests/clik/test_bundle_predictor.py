@@ -1,4 +1,5 @@
 """Export → split bundle → Predictor, end to end on real image files."""
+
 import json
 
 import numpy as np
@@ -53,7 +54,9 @@ def test_sides_load_alone_and_match_the_full_model(bundle, pretrained_model, pho
     assert images.version == encoder.version
     out = images.encode([photo_files["coffee"]])
     with torch.no_grad():
-        direct = torch.nn.functional.normalize(model.encode_images(images.preprocess(photo_files["coffee"])[None]), dim=-1)
+        direct = torch.nn.functional.normalize(
+            model.encode_images(images.preprocess(photo_files["coffee"])[None]), dim=-1
+        )
     np.testing.assert_allclose(out.vectors[0], direct[0].numpy(), atol=1e-5)
 
 
@@ -73,13 +76,13 @@ def test_predictor_ranks_every_input_kind_and_reports_bad_ones(bundle, photo_fil
     text_file = tmp_path / "notes.jpg"
     text_file.write_text("this is not an image")
     inputs = [
-        photo_files["chelsea"],                    # path
-        str(photo_files["coffee_png"]),            # str path, PNG
-        Image.fromarray(photo("rocket")),          # PIL image
-        photo("astronaut"),                        # numpy array
-        corrupt,                                   # truncated JPEG
-        tmp_path / "missing.jpg",                  # missing file
-        text_file,                                 # not an image
+        photo_files["chelsea"],  # path
+        str(photo_files["coffee_png"]),  # str path, PNG
+        Image.fromarray(photo("rocket")),  # PIL image
+        photo("astronaut"),  # numpy array
+        corrupt,  # truncated JPEG
+        tmp_path / "missing.jpg",  # missing file
+        text_file,  # not an image
     ]
     predictor = clik.Predictor.load(bundle.path, device="cpu", batch_size=2)
     result = predictor({"name": "cat"}, inputs, topk=10)
@@ -121,9 +124,11 @@ def test_checkpoint_save_is_atomic_and_survives_an_interrupted_swap(pretrained_m
     model, tokenizer = pretrained_model
     target = tmp_path / "run" / "checkpoint"
     clik.save_checkpoint(model, tokenizer, target, extra={"step": 1})
+
     # A save that dies while writing the weights leaves the previous checkpoint as it was.
     def broken_save(*args, **kwargs):
         raise OSError("disk full")
+
     monkeypatch.setattr(ckpt, "save_model", broken_save)
     with pytest.raises(OSError, match="disk full"):
         clik.save_checkpoint(model, tokenizer, target, extra={"step": 2})

@@ -1,4 +1,5 @@
 """The diverse selection on hand-made vectors: every rule can be seen to hold or break."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,8 +51,9 @@ def test_pins_blocked_rows_and_flagged_ones():
     flagged[1] = True
     eligible = np.ones(10, dtype=bool)
     eligible[2] = False
-    picked = select_diverse(scores, v, 10, flagged=flagged, eligible=eligible, fixed={0: 9},
-                            options=DiverseOptions(duplicate_threshold=1.1))
+    picked = select_diverse(
+        scores, v, 10, flagged=flagged, eligible=eligible, fixed={0: 9}, options=DiverseOptions(duplicate_threshold=1.1)
+    )
     assert picked[0] == 9 and 2 not in picked and picked[-1] == 1 and len(picked) == 9
 
 

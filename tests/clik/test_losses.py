@@ -1,4 +1,5 @@
 """Each loss against a value computed by hand on a tiny case."""
+
 import math
 
 import pytest
@@ -51,7 +52,7 @@ def test_clik_loss_weights():
 def test_triplet_loss():
     topic = torch.tensor([E0])
     pos = torch.tensor([[1.0, 1.0]])  # |t - p|^2 = 2 - 2cos45 = 2 - sqrt2
-    neg = torch.tensor([E1])          # |t - n|^2 = 2
+    neg = torch.tensor([E1])  # |t - n|^2 = 2
     expected = max(2 - math.sqrt(2) - 2 + 0.2, 0.0)
     assert TripletLoss(0.2)(topic, pos, neg).item() == pytest.approx(expected, abs=1e-6)
     # A negative closer than the positive costs more than the margin.
@@ -68,7 +69,6 @@ def test_pairwise_loss():
 
 def test_pointwise_loss():
     assert PointwiseLoss()(torch.tensor([1.0, 3.0]), torch.tensor([2.0, 1.0])).item() == pytest.approx((1 + 4) / 2)
-
 
 
 def test_listwise_loss_weights_every_image_by_engagement_and_ties_alike():

@@ -5,7 +5,7 @@ from clik.metrics import evaluate_groups, predicted_ranks, random_baseline, reci
 
 
 def test_hand_made_rankings():
-    criterion = [10, 50, 30, 20]          # image 1 is best, image 2 second
+    criterion = [10, 50, 30, 20]  # image 1 is best, image 2 second
     perfect = [4, 9, 7, 1]
     assert reciprocal_rank(perfect, criterion) == 1.0
     assert top1_true_rank(perfect, criterion) == 1
@@ -21,7 +21,7 @@ def test_hand_made_rankings():
 def test_ties_in_criterion_any_tied_best_counts():
     criterion = [5, 5, 1]
     assert list(true_ranks(criterion)) == [1, 1, 3]
-    assert reciprocal_rank([0.1, 0.9, 0.5], criterion) == 1.0   # image 1 is a tied best
+    assert reciprocal_rank([0.1, 0.9, 0.5], criterion) == 1.0  # image 1 is a tied best
     assert top1_true_rank([0.1, 0.9, 0.5], criterion) == 1
 
 

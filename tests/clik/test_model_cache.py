@@ -1,4 +1,5 @@
 """clik.model_cache: the one per-version model cache of the API and the workers."""
+
 from __future__ import annotations
 
 import threading

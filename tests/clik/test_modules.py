@@ -1,4 +1,5 @@
 """Shapes and gradient flow through every module of the model."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -76,9 +77,13 @@ def test_towers_shapes_and_gradients(pretrained_model):
     scores = model.score(query, images.unsqueeze(0).expand(2, -1, -1))
     assert scores.shape == (2, 3)
     scores.sum().backward()
-    for name, module in [("text backbone", model.topic.text.backbone), ("text proj", model.topic.text.proj),
-                         ("image backbone", model.image.backbone), ("image proj", model.image.proj),
-                         ("aggregation", model.topic.query_head.aggregation)]:
+    for name, module in [
+        ("text backbone", model.topic.text.backbone),
+        ("text proj", model.topic.text.proj),
+        ("image backbone", model.image.backbone),
+        ("image proj", model.image.proj),
+        ("aggregation", model.topic.query_head.aggregation),
+    ]:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
     model.zero_grad(set_to_none=True)

@@ -3,6 +3,7 @@
 Marked slow: exporting a tower takes tens of seconds on the shared 2-core machine (one export
 per module here, cached as a worker would cache it).
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,10 @@ def test_onnx_vectors_match_eager_within_fp16(both, photo_files):
     assert np.abs(a.vectors - b.vectors).max() < FP16_TOLERANCE
     np.testing.assert_allclose(np.linalg.norm(b.vectors, axis=1), 1.0, atol=1e-5)
     # what the store keeps: the fp16 vectors of both runtimes, at most a step or two apart
-    assert np.abs(a.vectors.astype(np.float16).astype(np.float32)
-                  - b.vectors.astype(np.float16).astype(np.float32)).max() < FP16_TOLERANCE
+    assert (
+        np.abs(a.vectors.astype(np.float16).astype(np.float32) - b.vectors.astype(np.float16).astype(np.float32)).max()
+        < FP16_TOLERANCE
+    )
 
 
 def test_export_is_cached_per_version_and_reused(tiny_bundle, cache_dir, both):
@@ -91,11 +94,18 @@ def test_worker_encodes_with_onnx_as_with_torch(tiny_bundle, cache_dir, both, ph
         for pid, src in sources.items():
             store.put_product(pid, str(src))
         encoders = EncoderCache("cpu", 2, backend=backend, onnx_cache_dir=str(cache_dir))
-        report = encode_products(store, list(sources), encoders, FetchLimits(file_roots=(str(tmp_path),
-                                 str(photo_files["chelsea"].parent))), decode_threads=2)
+        report = encode_products(
+            store,
+            list(sources),
+            encoders,
+            FetchLimits(file_roots=(str(tmp_path), str(photo_files["chelsea"].parent))),
+            decode_threads=2,
+        )
         assert sorted(report.encoded) == ["cat", "cup"] and list(report.failed) == ["broken"]
-        vectors[backend] = {pid: store.get_vector(tiny_bundle.version, store.get_product(pid).image_hash)
-                            .astype(np.float32) for pid in ("cat", "cup")}
+        vectors[backend] = {
+            pid: store.get_vector(tiny_bundle.version, store.get_product(pid).image_hash).astype(np.float32)
+            for pid in ("cat", "cup")
+        }
         store.close()
     for pid in ("cat", "cup"):
         assert np.abs(vectors["torch"][pid] - vectors["onnx"][pid]).max() < FP16_TOLERANCE
@@ -108,8 +118,13 @@ def test_default_tower_efficientnet_lite0_on_hm_photos(tmp_path):
     bundle = clik.export_bundle(model, clik.create_tokenizer(model), tmp_path / "bundle")
     photos = sorted(HM_IMAGES.glob("*.jpg"))[:24]
     eager = ImageEncoder.load(bundle.path, device="cpu", batch_size=8)
-    onnx = ImageEncoder.load(bundle.path, device="cpu", batch_size=8, backend="onnx",
-                             onnx_cache_dir=os.environ.get("CLIK_ONNX_CACHE_DIR", tmp_path / "cache"))
+    onnx = ImageEncoder.load(
+        bundle.path,
+        device="cpu",
+        batch_size=8,
+        backend="onnx",
+        onnx_cache_dir=os.environ.get("CLIK_ONNX_CACHE_DIR", tmp_path / "cache"),
+    )
     a, b = eager.encode(photos), onnx.encode(photos)
     assert len(a.indices) == len(b.indices) == 24
     assert np.abs(a.vectors - b.vectors).max() < FP16_TOLERANCE

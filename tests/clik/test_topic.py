@@ -12,9 +12,20 @@ def test_missing_keys_are_empty_and_date_defaults_to_today():
 
 
 def test_segments_follow_the_paper_layout():
-    attrs = {"name": "주문폭주 가을코디", "date": "2021-08-30", "cat1": "패션", "cat2": "여성의류",
-             "cat3": "니트", "kwds": "가을신상,데일리룩,데이트룩"}
-    assert topic_segments(attrs) == ["주문폭주 가을코디", "2021-08-30", "패션 > 여성의류", "가을신상, 데일리룩, 데이트룩"]
+    attrs = {
+        "name": "주문폭주 가을코디",
+        "date": "2021-08-30",
+        "cat1": "패션",
+        "cat2": "여성의류",
+        "cat3": "니트",
+        "kwds": "가을신상,데일리룩,데이트룩",
+    }
+    assert topic_segments(attrs) == [
+        "주문폭주 가을코디",
+        "2021-08-30",
+        "패션 > 여성의류",
+        "가을신상, 데일리룩, 데이트룩",
+    ]
 
 
 def test_normalisation_makes_spellings_share_a_key():
@@ -41,9 +52,15 @@ def test_training_augmentation_only_adds_deeper_categories():
 def test_korean_keyword_lists_split_on_their_separators_not_on_spaces():
     from clik.topic import split_keywords
 
-    same = ["가을신상,데일리룩,데이트룩", "가을신상, 데일리룩 ,데이트룩", "#가을신상 #데일리룩 #데이트룩",
-            "가을신상\n데일리룩\n데이트룩", "가을신상;데일리룩|데이트룩", "가을신상、데일리룩，데이트룩",
-            "가을신상,가을신상,데일리룩,,데이트룩"]
+    same = [
+        "가을신상,데일리룩,데이트룩",
+        "가을신상, 데일리룩 ,데이트룩",
+        "#가을신상 #데일리룩 #데이트룩",
+        "가을신상\n데일리룩\n데이트룩",
+        "가을신상;데일리룩|데이트룩",
+        "가을신상、데일리룩，데이트룩",
+        "가을신상,가을신상,데일리룩,,데이트룩",
+    ]
     for spelling in same:
         assert split_keywords(spelling) == ["가을신상", "데일리룩", "데이트룩"], spelling
     # A keyword may have several words, and "·" joins the parts of one keyword.
@@ -53,13 +70,22 @@ def test_korean_keyword_lists_split_on_their_separators_not_on_spaces():
 def test_korean_spellings_of_one_topic_share_a_key():
     import unicodedata
 
-    base = {"name": "주문폭주 가을코디 매일매일 업뎃", "date": "2021-08-30", "cat1": "패션", "cat2": "여성의류",
-            "kwds": "가을신상,데일리룩,데이트룩"}
+    base = {
+        "name": "주문폭주 가을코디 매일매일 업뎃",
+        "date": "2021-08-30",
+        "cat1": "패션",
+        "cat2": "여성의류",
+        "kwds": "가을신상,데일리룩,데이트룩",
+    }
     variants = [
         {**base, "name": unicodedata.normalize("NFD", base["name"])},  # jamo typed one by one
         {**base, "name": "주문폭주\u200b 가을코디\u00a0 매일매일\t업뎃\ufeff"},  # invisible and odd spaces
-        {**base, "date": "2021.08.30"}, {**base, "date": "2021. 8. 30."}, {**base, "date": "2021년 8월 30일"},
-        {**base, "date": "2021/8/30"}, {**base, "date": "20210830"}, {**base, "date": "2021-08-30T09:30:00+09:00"},
+        {**base, "date": "2021.08.30"},
+        {**base, "date": "2021. 8. 30."},
+        {**base, "date": "2021년 8월 30일"},
+        {**base, "date": "2021/8/30"},
+        {**base, "date": "20210830"},
+        {**base, "date": "2021-08-30T09:30:00+09:00"},
         {**base, "kwds": "#가을신상 #데일리룩 #데이트룩"},
         {**base, "cat2": "여성의류 "},
     ]

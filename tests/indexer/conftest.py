@@ -15,6 +15,7 @@ from indexer.redis_store import RedisStore
 from indexer.store import VectorStore
 from tests.support.redis_stores import REDIS_KINDS, cleanup_prefix, redis_url_for
 
+
 class StoreFactory:
     """Opens stores over the same data (a second API replica / worker process)."""
 
@@ -29,8 +30,6 @@ class StoreFactory:
             store = EmbeddedStore(EmbeddedStoreConfig(path=self.tmp_path / "store"))
         self.opened.append(store)
         return store
-
-
 
 
 @pytest.fixture(params=["embedded", *REDIS_KINDS])

@@ -82,8 +82,12 @@ def test_redis_drop_version_deletes_every_key_of_it(redis_store):
     vid1 = s.get_version("v1").id
 
     def keys_of(vid):  # records under s.core ("{prefix}" on a cluster), blocks under s.prefix
-        return [k for start in {s.core, s.prefix} for k in s.r.scan_iter(match=start + "*", count=1000)
-                if k.decode().removeprefix(start).split(":")[:2][-1] == str(vid)]
+        return [
+            k
+            for start in {s.core, s.prefix}
+            for k in s.r.scan_iter(match=start + "*", count=1000)
+            if k.decode().removeprefix(start).split(":")[:2][-1] == str(vid)
+        ]
 
     assert keys_of(vid1)
     s.drop_version("v1")
@@ -161,8 +165,7 @@ def test_a_block_written_after_its_exhibition_was_deleted_is_never_served_to_a_n
 
 
 def test_the_catalogue_change_log_is_capped_and_says_when_it_no_longer_reaches_back(redis_store):
-    store = RedisStore(RedisStoreConfig(url=redis_store.config.url, prefix=redis_store.prefix,
-                                        catalogue_log_cap=3))
+    store = RedisStore(RedisStoreConfig(url=redis_store.config.url, prefix=redis_store.prefix, catalogue_log_cap=3))
     start = store.catalogue_generation()
     for i in range(5):
         store.put_product(f"p{i}", f"src{i}")

@@ -1,5 +1,6 @@
 """The Redis event log on one Redis and on a three-master cluster: its script touches the stream,
 the seen-markers and the counters together, so they share one hash tag there."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Job records (re-index progress) on both backends: written by one process, read by another."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,9 +33,11 @@ def test_update_jobs_loses_no_update_between_processes(store_factory):
 
     def add(store, name: str) -> None:
         for i in range(steps):
+
             def change(current, i=i):
                 doc = current["tally"] or {"n": 0, "who": []}
                 return {"tally": {"n": doc["n"] + 1, "who": doc["who"] + [f"{name}-{i}"]}}
+
             store.update_jobs(["tally", "untouched"], change)
 
     threads = [threading.Thread(target=add, args=(stores[k % 2], f"w{k}")) for k in range(4)]

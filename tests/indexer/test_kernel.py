@@ -27,7 +27,7 @@ def test_ties_are_broken_by_position_across_pages():
 def test_cosine_scores_of_unit_rows():
     m = np.stack([normalised_fp16(v, 3) for v in ([1, 0, 0], [1, 1, 0], [0, 0, 5])]).astype(np.float32)
     s = cosine_scores(m, np.array([1, 0, 0], np.float32))
-    np.testing.assert_allclose(s, [1, 2 ** -0.5, 0], atol=1e-3)
+    np.testing.assert_allclose(s, [1, 2**-0.5, 0], atol=1e-3)
 
 
 def test_packed_block_roundtrip_and_corruption():

@@ -1,6 +1,7 @@
 """The pending set's claim semantics on a real Redis and on a real three-master Redis Cluster:
 leases, a redelivered drain taking its own leases back, compare-and-delete, postponing, the
 order of claims, next_due, and entries written in the layout before the sorted set."""
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,12 @@ from indexer.redis_pending import RedisPendingSet
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
-@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster])])
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
+    ]
+)
 def client(request):
     if request.param == "cluster":
         url = request.getfixturevalue("redis_cluster_url")

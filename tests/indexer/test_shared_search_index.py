@@ -1,5 +1,6 @@
 """The catalogue index shared by a host's processes: built once, caught up with only the products
 that changed, mapped by the processes that did not update it (both store backends)."""
+
 from __future__ import annotations
 
 import fcntl
@@ -85,8 +86,7 @@ def test_while_another_process_updates_the_saved_generation_is_searched(store, t
 
 
 def test_a_change_log_that_no_longer_reaches_back_means_one_rebuild(redis_store, tmp_path):
-    capped = RedisStore(RedisStoreConfig(url=redis_store.config.url, prefix=redis_store.prefix,
-                                         catalogue_log_cap=5))
+    capped = RedisStore(RedisStoreConfig(url=redis_store.config.url, prefix=redis_store.prefix, catalogue_log_cap=5))
     vecs = catalogue(capped, 20)
     shared = SharedSearchIndex(capped, tmp_path, capped.get_version("v1"))
     shared.refresh(capped.catalogue_generation(), wait=True)
@@ -115,10 +115,16 @@ print(json.dumps({"rebuilds": shared.counts.rebuilds, "size": len(index)}))
 def test_processes_starting_together_build_the_index_once(redis_store, tmp_path):
     catalogue(redis_store, 2000)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, redis_store.config.url, redis_store.prefix,
-                               str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, redis_store.config.url, redis_store.prefix, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
     outs = [json.loads(p.communicate("go\n", timeout=120)[0]) for p in procs]
     assert sorted(o["rebuilds"] for o in outs) == [0, 0, 1]
     assert {o["size"] for o in outs} == {2000}
-

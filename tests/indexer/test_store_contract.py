@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from indexer.errors import (
-    ExhibitionNotFound, InvalidId, InvalidInput, InvalidVector, NoActiveVersion, ProductNotFound,
-    VectorNotFound, VersionConflict, VersionInUse, VersionNotFound,
+    ExhibitionNotFound,
+    InvalidId,
+    InvalidInput,
+    InvalidVector,
+    NoActiveVersion,
+    ProductNotFound,
+    VectorNotFound,
+    VersionConflict,
+    VersionInUse,
+    VersionNotFound,
 )
 from indexer.pending import PendingSet
 from indexer.records import ProductStatus, VersionState
@@ -61,8 +69,12 @@ def test_product_lifecycle(store):
 
 @pytest.mark.parametrize("op", ["get", "encoded", "failed", "delete"])
 def test_unknown_product_raises_not_found(store, op):
-    call = {"get": lambda: store.get_product("nope"), "encoded": lambda: store.mark_encoded("nope", "h"),
-            "failed": lambda: store.mark_failed("nope", "x"), "delete": lambda: store.delete_product("nope")}
+    call = {
+        "get": lambda: store.get_product("nope"),
+        "encoded": lambda: store.mark_encoded("nope", "h"),
+        "failed": lambda: store.mark_failed("nope", "x"),
+        "delete": lambda: store.delete_product("nope"),
+    }
     with pytest.raises(ProductNotFound):
         call[op]()
 
@@ -135,8 +147,17 @@ def test_vectors_are_normalised_fp16(store):
         store.get_vector("v1", "other")
 
 
-@pytest.mark.parametrize("bad", [np.ones(DIM + 1), np.ones((2, DIM)), np.full(DIM, np.nan),
-                                 np.r_[np.ones(DIM - 1), np.inf], np.zeros(DIM), ["a"] * DIM])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.ones(DIM + 1),
+        np.ones((2, DIM)),
+        np.full(DIM, np.nan),
+        np.r_[np.ones(DIM - 1), np.inf],
+        np.zeros(DIM),
+        ["a"] * DIM,
+    ],
+)
 def test_bad_vectors_rejected(store, bad):
     store.register_version("v1", DIM)
     with pytest.raises(InvalidVector):
@@ -344,8 +365,7 @@ def test_product_attributes_are_kept_replaced_and_deleted(store):
     assert store.put_product("p1", "src-1").attrs == {}  # a deleted product forgets them
 
 
-@pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": object()}, {1: "a"}, ["a"],
-                                 {"x": "y" * 70_000}])
+@pytest.mark.parametrize("bad", [{"x": float("nan")}, {"x": object()}, {1: "a"}, ["a"], {"x": "y" * 70_000}])
 def test_bad_product_attributes_rejected_and_nothing_written(store, bad):
     with pytest.raises(InvalidInput):
         store.put_product("p1", "src", bad)
@@ -527,9 +547,11 @@ def test_block_stamp_is_the_stamp_of_the_block_with_the_records_asked_for(store_
     assert (name, record, missing) == ("v1", {"pinned": {"p1": 1}}, None)
     assert other.stamped_block("e")[1] == stamp
     assert other.block_stamp("e")[2] == []
-    for change in (lambda: store.put_vector("v1", "h1", np.ones(DIM)),
-                   lambda: store.put_exhibition("e", {"name": "winter"}, ["p0", "p1"]),
-                   lambda: store.put_product("p0", "https://img/0.jpg", {"sold_out": True})):
+    for change in (
+        lambda: store.put_vector("v1", "h1", np.ones(DIM)),
+        lambda: store.put_exhibition("e", {"name": "winter"}, ["p0", "p1"]),
+        lambda: store.put_product("p0", "https://img/0.jpg", {"sold_out": True}),
+    ):
         change()
         now = other.block_stamp("e")[1]
         assert now != stamp and now == store.stamped_block("e")[1]

@@ -1,6 +1,7 @@
 """Callers hold a VectorStore, not a backend: every public method a backend offers must be
 declared on the interface (indexer/store.py), or a caller that works on one backend finds it
 missing on the other. `isinstance(store, VectorStore)` cannot see this; this test can."""
+
 from __future__ import annotations
 
 import abc

@@ -1,5 +1,6 @@
 """The API as the tests run it: served by uvicorn on a free port in a thread of the test process,
 settings for the test Redis, and an encode queue that encodes in the caller's thread."""
+
 from __future__ import annotations
 
 import socket
@@ -28,8 +29,9 @@ class ApiServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "ApiServer":
@@ -54,9 +56,16 @@ def api_settings(prefix: str, **overrides):
     """ApiSettings on the test Redis under prefix (no .env file read), private hosts allowed."""
     from api.settings import ApiSettings
 
-    values = dict(store_url=STORE_URL, store_prefix=prefix, broker_url=BROKER_URL,
-                  queue=f"clik-api-test-{prefix.strip(':')}", api_keys=[API_KEY],
-                  allow_private_hosts=True, device="cpu", catalogue_min_rebuild_s=0.0)
+    values = dict(
+        store_url=STORE_URL,
+        store_prefix=prefix,
+        broker_url=BROKER_URL,
+        queue=f"clik-api-test-{prefix.strip(':')}",
+        api_keys=[API_KEY],
+        allow_private_hosts=True,
+        device="cpu",
+        catalogue_min_rebuild_s=0.0,
+    )
     values.update(overrides)
     return ApiSettings(_env_file=None, **values)
 

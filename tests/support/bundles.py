@@ -1,5 +1,6 @@
 """The tiny model bundle the API, worker and CLI tests run on: clik-tiny-test with random weights
 (no pretrained towers, exported in well under a second); another seed, another model version."""
+
 from __future__ import annotations
 
 from pathlib import Path

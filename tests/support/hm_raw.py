@@ -1,4 +1,5 @@
 """A tiny raw H&M layout (articles.csv, sales.csv, JPEGs) for the reader's and the experiment's tests."""
+
 from __future__ import annotations
 
 import csv
@@ -7,10 +8,21 @@ from pathlib import Path
 from PIL import Image
 
 COLUMNS = [
-    "article_id", "product_code", "prod_name", "product_type_name", "product_group_name",
-    "graphical_appearance_name", "colour_group_name", "perceived_colour_value_name",
-    "perceived_colour_master_name", "department_name", "index_name", "index_group_name",
-    "section_name", "garment_group_name", "detail_desc",
+    "article_id",
+    "product_code",
+    "prod_name",
+    "product_type_name",
+    "product_group_name",
+    "graphical_appearance_name",
+    "colour_group_name",
+    "perceived_colour_value_name",
+    "perceived_colour_master_name",
+    "department_name",
+    "index_name",
+    "index_group_name",
+    "section_name",
+    "garment_group_name",
+    "detail_desc",
 ]
 # (section, product type, product group, index group, garment group, department, sold, unsold)
 GROUPS = [
@@ -33,13 +45,21 @@ def write_hm_raw(root: Path) -> dict[str, dict]:
             aid = f"0{g}{i:08d}"  # 10 digits, leading zero as in the real data
             colour = ["Black", "Black", "White", "Dark Blue", "Light Pink"][i % 5]
             rows[aid] = {
-                "article_id": aid, "product_code": aid[1:7], "prod_name": f"{ptype} {i}",
-                "product_type_name": ptype, "product_group_name": pgroup,
+                "article_id": aid,
+                "product_code": aid[1:7],
+                "prod_name": f"{ptype} {i}",
+                "product_type_name": ptype,
+                "product_group_name": pgroup,
                 "graphical_appearance_name": ["Solid", "Solid", "Stripe", "Unknown"][i % 4],
-                "colour_group_name": colour, "perceived_colour_value_name": "Dark",
-                "perceived_colour_master_name": colour, "department_name": dept if i else "Odd Dept",
-                "index_name": igroup, "index_group_name": igroup, "section_name": section,
-                "garment_group_name": garment, "detail_desc": "A product, with a comma.",
+                "colour_group_name": colour,
+                "perceived_colour_value_name": "Dark",
+                "perceived_colour_master_name": colour,
+                "department_name": dept if i else "Odd Dept",
+                "index_name": igroup,
+                "index_group_name": igroup,
+                "section_name": section,
+                "garment_group_name": garment,
+                "detail_desc": "A product, with a comma.",
                 "week_sales": (i + 1) * 3 if i < sold else 0,
             }
             if aid != MISSING_IMAGE:

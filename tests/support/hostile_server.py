@@ -10,6 +10,7 @@ Paths (``/<kind>/<arg>``):
   /redirect-loop/<n>     302 to /redirect-loop/<n+1>, forever
   /redirect-to/x?u=URL   302 to URL
 """
+
 from __future__ import annotations
 
 import collections
@@ -82,7 +83,7 @@ class HostileServer:
             self._head(h, 200, len(body))
             step = max(1, len(body) // 64)
             for start in range(0, len(body), step):
-                h.wfile.write(body[start:start + step])
+                h.wfile.write(body[start : start + step])
                 h.wfile.flush()
                 time.sleep(self.slow_s / 64)
             return None

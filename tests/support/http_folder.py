@@ -1,5 +1,6 @@
 """A folder served over local HTTP (quiet, on a free port, in a daemon thread): the image server
 of the tests and benchmarks that fetch real images by URL."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Small real images for tests."""
+
 from __future__ import annotations
 
 import io
@@ -6,8 +7,9 @@ import io
 import numpy as np
 
 
-def jpeg_bytes(seed: int, size: tuple[int, int] = (64, 48), rectangles: int = 5,
-               rectangle: tuple[int, int] = (20, 16)) -> bytes:
+def jpeg_bytes(
+    seed: int, size: tuple[int, int] = (64, 48), rectangles: int = 5, rectangle: tuple[int, int] = (20, 16)
+) -> bytes:
     """A small real JPEG: a random background with random coloured rectangles (another seed,
     another image)."""
     from PIL import Image, ImageDraw
@@ -17,8 +19,10 @@ def jpeg_bytes(seed: int, size: tuple[int, int] = (64, 48), rectangles: int = 5,
     draw = ImageDraw.Draw(image)
     for _ in range(rectangles):
         x0, y0 = rng.integers(0, size[0] // 2), rng.integers(0, size[1] // 2)
-        draw.rectangle([int(x0), int(y0), int(x0 + rectangle[0]), int(y0 + rectangle[1])],
-                       fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        draw.rectangle(
+            [int(x0), int(y0), int(x0 + rectangle[0]), int(y0 + rectangle[1])],
+            fill=tuple(int(c) for c in rng.integers(0, 255, 3)),
+        )
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=90)
     return buf.getvalue()

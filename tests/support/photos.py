@@ -1,4 +1,5 @@
 """Real photographs shipped inside scikit-image, for tests that need real images."""
+
 from __future__ import annotations
 
 import numpy as np

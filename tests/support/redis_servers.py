@@ -8,6 +8,7 @@ port + 10000 free too), with its config file and data in a temporary folder; ``r
 persists: ``--save ""``, no AOF. Without redis-server the tests skip on a laptop and fail under
 CLIK_REQUIRE_SERVICES=1 (tests/services.py).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -60,8 +61,23 @@ def _start_node(server: str, port: int, node: Path, *extra: str) -> subprocess.P
     node.mkdir(parents=True)
     with (node / "log").open("wb") as log:
         return subprocess.Popen(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node), "--save", "",
-             "--appendonly", "no", *extra], stdout=log, stderr=subprocess.STDOUT)
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(node),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -102,14 +118,36 @@ def redis_cluster(folder: Path) -> Iterator[str]:
     try:
         for port in ports:
             node = folder / str(port)
-            procs.append(_start_node(server, port, node, "--cluster-enabled", "yes", "--cluster-config-file",
-                                     str(node / "nodes.conf"), "--cluster-node-timeout", "5000"))
+            procs.append(
+                _start_node(
+                    server,
+                    port,
+                    node,
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(node / "nodes.conf"),
+                    "--cluster-node-timeout",
+                    "5000",
+                )
+            )
         clients = [redis.Redis(port=p, socket_connect_timeout=1) for p in ports]
         for c in clients:
             _wait(c.ping, "a node did not answer")
-        subprocess.run([cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-                        "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *[f"127.0.0.1:{p}" for p in ports],
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         for c in clients:
             _wait(lambda c=c: c.cluster("info")["cluster_state"] == "ok", "the cluster did not come up")
         for c in clients:

@@ -1,5 +1,6 @@
 """Which Redis a store test runs on: one server, or the session's three-master cluster
 (fixture `redis_cluster_url`), and how its keys are cleaned up afterwards."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,7 +23,7 @@ def cleanup_prefix(client, prefix: str) -> None:
     # on a cluster the keys scripts touch start with "{<prefix>", the others with the prefix
     keys = [k for pattern in (prefix + "*", "{" + prefix + "*") for k in client.scan_iter(match=pattern, count=1000)]
     for i in range(0, len(keys), 1000):
-        client.delete(*keys[i:i + 1000])
+        client.delete(*keys[i : i + 1000])
 
 
 def redis_url_for(kind: str, request) -> str:
@@ -35,5 +36,7 @@ def redis_url_for(kind: str, request) -> str:
     return REDIS_URL
 
 
-REDIS_KINDS = [pytest.param("redis", marks=pytest.mark.redis),
-               pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster])]
+REDIS_KINDS = [
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("cluster", marks=[pytest.mark.redis, pytest.mark.cluster]),
+]

@@ -3,6 +3,7 @@
 scripts/test.sh starts Redis and sets CLIK_REQUIRE_SERVICES=1, so a CI run where Redis did not
 come up fails loudly instead of passing with half the suite skipped.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,4 +53,4 @@ def delete_keys(target, pattern: str) -> None:
     client = redis.Redis.from_url(target) if isinstance(target, str) else target
     keys = list(client.scan_iter(match=pattern, count=1000))
     for i in range(0, len(keys), 1000):
-        client.delete(*keys[i:i + 1000])
+        client.delete(*keys[i : i + 1000])

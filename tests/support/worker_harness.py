@@ -6,6 +6,7 @@ checks in clik.image_source run exactly as in production (a loopback URL is stil
 while the bytes come from this server. It serves images, slow images, hangs, 404s, oversize
 bodies and redirects to private addresses, and counts hits per path.
 """
+
 from __future__ import annotations
 
 import collections
@@ -121,10 +122,31 @@ class CeleryWorker:
         self.starts += 1
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-             "--concurrency=1", "-Q", self.queue, "-n", f"{self.queue}-{self.starts}@%h", "-l", "info",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "-Q",
+                self.queue,
+                "-n",
+                f"{self.queue}-{self.starts}@%h",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while "ready." not in self.log_path.read_text():
@@ -186,7 +208,11 @@ def cleanup_broker(client, queue: str, amqp: bool) -> None:
     # Results are kept under celery-task-meta-<id>; the client tracked none, the worker wrote
     # some for tasks it queued itself: they expire (result_expires), and we drop what we know.
     # kombu's own bookkeeping keys; dropped when nothing else uses this database
-    if set(broker.scan_iter(count=1000)) <= {b"_kombu.binding_deadlines", b"unacked", b"unacked_index",
-                                              b"unacked_mutex"}:
+    if set(broker.scan_iter(count=1000)) <= {
+        b"_kombu.binding_deadlines",
+        b"unacked",
+        b"unacked_index",
+        b"unacked_mutex",
+    }:
         for key in (b"_kombu.binding_deadlines", b"unacked", b"unacked_index", b"unacked_mutex"):
             broker.delete(key)

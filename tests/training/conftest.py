@@ -1,4 +1,5 @@
 """A small dataset in the project's format, with images drawn here (no shared data needed)."""
+
 from __future__ import annotations
 
 import random
@@ -38,15 +39,42 @@ def make_dataset(root: Path, exhibitions_per_group: int = 2, size: int = 8, seed
                 name = f"img{n:04d}.jpg"
                 n += 1
                 draw(root / "images" / name, c, s, rng)
-                products.append(Product(id=f"p{n}", image=f"images/{name}", criteria={"sales": float(rng.randint(0, 30))}, on_topic=not off))
-            exhibitions.append(Exhibition(
-                id=f"{colour}-{shape}-{e}", group=f"{colour}|{shape}", split=split,
-                topic={"name": f"{colour} {shape}s", "desc": "", "date": "2020-09-22", "cat1": "Shapes", "cat2": shape,
-                       "cat3": "", "cat4": "", "kwds": f"{colour},{shape}"},
-                products=products,
-            ))
-    write_dataset(Dataset(name="shapes", criteria=["sales"], default_criterion="sales", source="drawn by the tests",
-                          exhibitions=exhibitions), root)
+                products.append(
+                    Product(
+                        id=f"p{n}",
+                        image=f"images/{name}",
+                        criteria={"sales": float(rng.randint(0, 30))},
+                        on_topic=not off,
+                    )
+                )
+            exhibitions.append(
+                Exhibition(
+                    id=f"{colour}-{shape}-{e}",
+                    group=f"{colour}|{shape}",
+                    split=split,
+                    topic={
+                        "name": f"{colour} {shape}s",
+                        "desc": "",
+                        "date": "2020-09-22",
+                        "cat1": "Shapes",
+                        "cat2": shape,
+                        "cat3": "",
+                        "cat4": "",
+                        "kwds": f"{colour},{shape}",
+                    },
+                    products=products,
+                )
+            )
+    write_dataset(
+        Dataset(
+            name="shapes",
+            criteria=["sales"],
+            default_criterion="sales",
+            source="drawn by the tests",
+            exhibitions=exhibitions,
+        ),
+        root,
+    )
     return root
 
 

@@ -1,5 +1,6 @@
 """The topic-fit calibration picks its context weight and threshold from held-out exhibitions:
 known cases where the context term helps and where it hurts, and the cross-fitting folds."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,9 +30,16 @@ def _group(rng, appealing_off_topic: bool, n_on: int = 16, n_off: int = 4) -> Gr
         best = int(np.argmax(labels))
         vectors[best] = _unit(centre + 0.9 * _unit(rng.standard_normal(DIM)))  # the best looks unusual
         query = vectors[best]
-    return GroupData(exhibition_id=str(rng.integers(1e9)), vectors=vectors, topic_emb=centre.astype(np.float32),
-                     query=query.astype(np.float32), labels=labels,
-                     on_topic=np.array([True] * n_on + [False] * n_off), images=[], product_ids=[])
+    return GroupData(
+        exhibition_id=str(rng.integers(1e9)),
+        vectors=vectors,
+        topic_emb=centre.astype(np.float32),
+        query=query.astype(np.float32),
+        labels=labels,
+        on_topic=np.array([True] * n_on + [False] * n_off),
+        images=[],
+        product_ids=[],
+    )
 
 
 def test_context_weight_follows_what_the_held_out_exhibitions_reward():
@@ -47,9 +55,12 @@ def test_folds_cover_every_train_group_once(tmp_path):
     from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
     from training.data.format import load_dataset, write_dataset
 
-    write_dataset(build_synthetic_dataset(tmp_path / "d", SyntheticOptions(products_per_group=8,
-                                                                           exhibitions_per_group=1, size=10)),
-                  tmp_path / "d")
+    write_dataset(
+        build_synthetic_dataset(
+            tmp_path / "d", SyntheticOptions(products_per_group=8, exhibitions_per_group=1, size=10)
+        ),
+        tmp_path / "d",
+    )
     groups = {e.group for e in load_dataset(tmp_path / "d").split("train")}
     folds = group_folds(tmp_path / "d", 3, seed=0)
     assert len(folds) == 3 and set().union(*folds) == groups and sum(map(len, folds)) == len(groups)

@@ -7,6 +7,7 @@ models' own (so the towers start where CLIP's zero-shot alignment would be), tha
 trains, exports and ranks, and that the named config is well-formed. CLIP's real weights are never
 loaded here.
 """
+
 import json
 import shutil
 from pathlib import Path
@@ -26,16 +27,31 @@ def clip_twin(tmp_path_factory):
     root = tmp_path_factory.mktemp("clip-twin")
     text_dir = root / "text"
     minilm = resolve_text_tower("minilm")
-    config = CLIPTextConfig(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=2, max_position_embeddings=40, projection_dim=24,
-                            eos_token_id=102, bos_token_id=101, pad_token_id=0)
+    config = CLIPTextConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=40,
+        projection_dim=24,
+        eos_token_id=102,
+        bos_token_id=101,
+        pad_token_id=0,
+    )
     torch.manual_seed(0)
     CLIPTextModelWithProjection(config).save_pretrained(text_dir)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(Path(minilm) / name, text_dir / name)
-    cfg = {"embed_dim": 24, "method": "clik", "query": "group", "memory_bank_size": 8, "temperature": 0.07,
-           "text": {"name": str(text_dir), "architecture": "clip", "pretrained": True, "pooling": "eos", "max_length": 32},
-           "image": {"name": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 224, "init_proj_from_head": True}}
+    cfg = {
+        "embed_dim": 24,
+        "method": "clik",
+        "query": "group",
+        "memory_bank_size": 8,
+        "temperature": 0.07,
+        "text": {"name": str(text_dir), "architecture": "clip", "pretrained": True, "pooling": "eos", "max_length": 32},
+        "image": {"name": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 224, "init_proj_from_head": True},
+    }
     path = root / "clik-clip-twin.json"
     path.write_text(json.dumps(cfg))
     return path, text_dir
@@ -61,9 +77,18 @@ def test_a_clip_twin_trains_exports_and_ranks(clip_twin, shapes_dataset, tmp_pat
     from training.trainer import train
 
     path, _ = clip_twin
-    cfg = load_config(overrides=[f"model={path}", "epochs=1", "tm_batch=4", "groups_per_batch=2",
-                                 "images_per_group=6", "device=cpu", f"cache_dir={tmp_path / 'cache'}",
-                                 "calibration_folds=0"])
+    cfg = load_config(
+        overrides=[
+            f"model={path}",
+            "epochs=1",
+            "tm_batch=4",
+            "groups_per_batch=2",
+            "images_per_group=6",
+            "device=cpu",
+            f"cache_dir={tmp_path / 'cache'}",
+            "calibration_folds=0",
+        ]
+    )
     run = train(shapes_dataset, cfg, tmp_path / "run", progress=False)
     model, tokenizer, _ = clik.load_checkpoint(run / "checkpoint")
     assert model.cfg.text.architecture == "clip" and model.cfg.image.init_proj_from_head

@@ -1,4 +1,5 @@
 """clik-dataset/1: round trip, labels and the validation errors a team will meet first."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,16 @@ from training.data import Dataset, Exhibition, Product, load_dataset, write_data
 
 def exhibition_obj(ex_id: str = "summer-dresses", **changes) -> dict:
     obj = {
-        "id": ex_id, "group": "dresses", "split": "train",
-        "topic": {"name": "Summer dresses", "date": "2024-06-01", "cat1": "Women", "cat2": "Dresses", "kwds": "linen, floral"},
+        "id": ex_id,
+        "group": "dresses",
+        "split": "train",
+        "topic": {
+            "name": "Summer dresses",
+            "date": "2024-06-01",
+            "cat1": "Women",
+            "cat2": "Dresses",
+            "kwds": "linen, floral",
+        },
         "products": [
             {"id": "p1", "image": "images/p1.jpg", "criteria": {"ctr": 0.031, "sales": 12}},
             {"id": "p2", "image": "/abs/p2.jpg", "criteria": {"ctr": 0.054}},
@@ -26,8 +35,13 @@ def exhibition_obj(ex_id: str = "summer-dresses", **changes) -> dict:
 
 def write_raw(root: Path, lines: list, header: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    header = header or {"format": "clik-dataset/1", "name": "shop", "criteria": ["ctr", "sales"],
-                        "default_criterion": "ctr", "source": "our tables"}
+    header = header or {
+        "format": "clik-dataset/1",
+        "name": "shop",
+        "criteria": ["ctr", "sales"],
+        "default_criterion": "ctr",
+        "source": "our tables",
+    }
     (root / "dataset.json").write_text(json.dumps(header))
     (root / "exhibitions.jsonl").write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
     return root
@@ -54,12 +68,18 @@ def test_load_round_trip_and_accessors(tmp_path):
 
 
 def test_labels_put_offtopic_last_and_best_on_topic():
-    ex = Exhibition("e", "g", "train", {"name": "x"}, [
-        Product("a", "a.jpg", {"ctr": 0.1}),
-        Product("b", "b.jpg", {"ctr": 0.9}, on_topic=False),  # best seller, wrong topic
-        Product("c", "c.jpg", {"ctr": 0.4}),
-        Product("d", "d.jpg", {"ctr": -2.0}, on_topic=False),
-    ])
+    ex = Exhibition(
+        "e",
+        "g",
+        "train",
+        {"name": "x"},
+        [
+            Product("a", "a.jpg", {"ctr": 0.1}),
+            Product("b", "b.jpg", {"ctr": 0.9}, on_topic=False),  # best seller, wrong topic
+            Product("c", "c.jpg", {"ctr": 0.4}),
+            Product("d", "d.jpg", {"ctr": -2.0}, on_topic=False),
+        ],
+    )
     labels = ex.labels("ctr")
     on = np.array([True, False, True, False])
     assert labels[on].tolist() == [0.1, 0.4]
@@ -87,25 +107,48 @@ def _product_change(**fields):
     return obj
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("{not json", r"exhibitions\.jsonl:2: not valid JSON"),
-    (exhibition_obj(), r"exhibitions\.jsonl:2: field 'id': duplicate exhibition id 'summer-dresses' \(first on line 1\)"),
-    (exhibition_obj("x", split="validation"), r":2: field 'split': expected one of \['train', 'test'\]"),
-    (exhibition_obj("x", topic={"name": "a", "colour": "red"}), r":2: field 'topic': unknown topic attributes \['colour'\]"),
-    (exhibition_obj("x", topic={"name": 3}), r":2: field 'topic.name': expected a string"),
-    (exhibition_obj("x", products=[exhibition_obj()["products"][0]]), r":2: field 'products': an exhibition needs at least 2"),
-    (exhibition_obj("x", extra=1), r":2: unknown fields \['extra'\]"),
-    (exhibition_obj("", ), r":2: field 'id': expected a non-empty string"),
-    (_product_change(id="x", criteria={"sales": 3}), r":2: field 'products\[0\]\.criteria': missing the default criterion 'ctr'"),
-    (_product_change(id=7), r":2: field 'products\[0\]\.id': expected a non-empty string"),
-    (_product_change(criteria={"ctr": float("nan")}), r":2: field 'products\[0\]\.criteria\.ctr': expected a finite number"),
-    (_product_change(criteria={"ctr": True}), r"products\[0\]\.criteria\.ctr': expected a finite number"),
-    (_product_change(criteria={"ctr": 1, "views": 3}), r"products\[0\]\.criteria': \['views'\] not declared"),
-    (_product_change(on_topic="no"), r"products\[0\]\.on_topic': expected true or false"),
-    (_product_change(image="s3://bucket/p1.jpg"), r"products\[0\]\.image': only file paths and http\(s\) URLs"),
-    (_product_change(ontopic=False), r"products\[0\]': unknown fields \['ontopic'\]"),
-    (_product_change(id="p2"), r"products\[1\]\.id': duplicate product id 'p2'"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", r"exhibitions\.jsonl:2: not valid JSON"),
+        (
+            exhibition_obj(),
+            r"exhibitions\.jsonl:2: field 'id': duplicate exhibition id 'summer-dresses' \(first on line 1\)",
+        ),
+        (exhibition_obj("x", split="validation"), r":2: field 'split': expected one of \['train', 'test'\]"),
+        (
+            exhibition_obj("x", topic={"name": "a", "colour": "red"}),
+            r":2: field 'topic': unknown topic attributes \['colour'\]",
+        ),
+        (exhibition_obj("x", topic={"name": 3}), r":2: field 'topic.name': expected a string"),
+        (
+            exhibition_obj("x", products=[exhibition_obj()["products"][0]]),
+            r":2: field 'products': an exhibition needs at least 2",
+        ),
+        (exhibition_obj("x", extra=1), r":2: unknown fields \['extra'\]"),
+        (
+            exhibition_obj(
+                "",
+            ),
+            r":2: field 'id': expected a non-empty string",
+        ),
+        (
+            _product_change(id="x", criteria={"sales": 3}),
+            r":2: field 'products\[0\]\.criteria': missing the default criterion 'ctr'",
+        ),
+        (_product_change(id=7), r":2: field 'products\[0\]\.id': expected a non-empty string"),
+        (
+            _product_change(criteria={"ctr": float("nan")}),
+            r":2: field 'products\[0\]\.criteria\.ctr': expected a finite number",
+        ),
+        (_product_change(criteria={"ctr": True}), r"products\[0\]\.criteria\.ctr': expected a finite number"),
+        (_product_change(criteria={"ctr": 1, "views": 3}), r"products\[0\]\.criteria': \['views'\] not declared"),
+        (_product_change(on_topic="no"), r"products\[0\]\.on_topic': expected true or false"),
+        (_product_change(image="s3://bucket/p1.jpg"), r"products\[0\]\.image': only file paths and http\(s\) URLs"),
+        (_product_change(ontopic=False), r"products\[0\]': unknown fields \['ontopic'\]"),
+        (_product_change(id="p2"), r"products\[1\]\.id': duplicate product id 'p2'"),
+    ],
+)
 def test_bad_lines_name_line_and_field(tmp_path, line, message):
     obj = exhibition_obj("first")
     root = write_raw(tmp_path, [exhibition_obj(), line] if "duplicate exhibition" in message else [obj, line])
@@ -122,12 +165,15 @@ def test_no_on_topic_product(tmp_path):
         load_dataset(write_raw(tmp_path, [obj]))
 
 
-@pytest.mark.parametrize(("header", "message"), [
-    ({"format": "clik-dataset/2"}, r"dataset\.json: field 'format': expected 'clik-dataset/1'"),
-    ({"default_criterion": "views"}, r"field 'default_criterion': 'views' is not one of"),
-    ({"criteria": []}, r"field 'criteria': expected a non-empty list"),
-    ({"owner": "me"}, r"unknown fields \['owner'\]"),
-])
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ({"format": "clik-dataset/2"}, r"dataset\.json: field 'format': expected 'clik-dataset/1'"),
+        ({"default_criterion": "views"}, r"field 'default_criterion': 'views' is not one of"),
+        ({"criteria": []}, r"field 'criteria': expected a non-empty list"),
+        ({"owner": "me"}, r"unknown fields \['owner'\]"),
+    ],
+)
 def test_bad_header(tmp_path, header, message):
     full = {"format": "clik-dataset/1", "name": "shop", "criteria": ["ctr"], "default_criterion": "ctr", "source": ""}
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,5 @@
 """The all-gathers behind DDP training, in a real 2-process gloo group."""
+
 import os
 
 import torch
@@ -19,8 +20,13 @@ def _worker(rank: int, port: int, out):
     bank = MemoryBank(size=8, dim=3)
     torch.manual_seed(rank)  # different local embeddings on each rank
     bank.update(torch.randn(2, 3))
-    out[rank] = {"shape": tuple(gathered.shape), "first": gathered[:, 0].tolist(), "grad": x.grad.tolist(),
-                 "bank": bank.bank[:4].tolist(), "ptr": int(bank.ptr)}
+    out[rank] = {
+        "shape": tuple(gathered.shape),
+        "first": gathered[:, 0].tolist(),
+        "grad": x.grad.tolist(),
+        "bank": bank.bank[:4].tolist(),
+        "ptr": int(bank.ptr),
+    }
     dist.destroy_process_group()
 
 

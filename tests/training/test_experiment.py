@@ -1,5 +1,6 @@
 """`clik experiment`'s engine on small synthetic splits: every run trained and evaluated per
 seed, one summary with means over seeds and pooled bootstrap intervals, resumable."""
+
 from __future__ import annotations
 
 import json
@@ -12,20 +13,35 @@ def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
 
     def build(seed: int):
         # drawn where the split's dataset is written: image paths are relative to it
-        return build_synthetic_dataset(tmp_path / "exp" / f"split{seed}" / "data", SyntheticOptions(
-            products_per_group=6, exhibitions_per_group=1, size=8, image_size=64, seed=seed))
+        return build_synthetic_dataset(
+            tmp_path / "exp" / f"split{seed}" / "data",
+            SyntheticOptions(products_per_group=6, exhibitions_per_group=1, size=8, image_size=64, seed=seed),
+        )
 
-    plan = ExperimentPlan(raw_dir=tmp_path, out_dir=tmp_path / "exp", seeds=(1, 2), runs=("clik-group", "triplet"),
-                          overrides=("model=clik-tiny-test", "epochs=1", "tm_batch=4", "memory_bank_size=8",
-                                     "calibration_folds=0", f"cache_dir={tmp_path / 'cache'}"),
-                          build=build)
+    plan = ExperimentPlan(
+        raw_dir=tmp_path,
+        out_dir=tmp_path / "exp",
+        seeds=(1, 2),
+        runs=("clik-group", "triplet"),
+        overrides=(
+            "model=clik-tiny-test",
+            "epochs=1",
+            "tm_batch=4",
+            "memory_bank_size=8",
+            "calibration_folds=0",
+            f"cache_dir={tmp_path / 'cache'}",
+        ),
+        build=build,
+    )
     seen: list[str] = []
     summary = run_experiment(plan, echo=seen.append)
     assert seen == ["split 1: clik-group", "split 2: clik-group", "split 1: triplet", "split 2: triplet"]
     for name in ("clik-group", "triplet"):
         run = summary["runs"][name]
-        per_seed = [json.loads((tmp_path / "exp" / f"split{s}" / name / "eval.json").read_text())["metrics"]["MRR"]
-                    for s in (1, 2)]
+        per_seed = [
+            json.loads((tmp_path / "exp" / f"split{s}" / name / "eval.json").read_text())["metrics"]["MRR"]
+            for s in (1, 2)
+        ]
         assert run["mean"]["MRR"] == sum(per_seed) / 2
         low, high = run["ci95"]["MRR"]
         assert 0 <= low <= high <= 1 and run["exhibitions"] > 0
@@ -44,16 +60,24 @@ def test_topic_languages_run_on_the_same_exhibitions_and_are_compared(tmp_path):
 
     raw = tmp_path / "raw"
     write_hm_raw(raw)
-    plan = ExperimentPlan(raw_dir=raw, out_dir=tmp_path / "exp", seeds=(1,), runs=("probe",), test_frac=0.34,
-                          overrides=("model=clik-tiny-test", "calibration_folds=0", f"cache_dir={tmp_path / 'cache'}"),
-                          languages=("en", "ko"), reader_options={"min_group": 6, "size": 10})
+    plan = ExperimentPlan(
+        raw_dir=raw,
+        out_dir=tmp_path / "exp",
+        seeds=(1,),
+        runs=("probe",),
+        test_frac=0.34,
+        overrides=("model=clik-tiny-test", "calibration_folds=0", f"cache_dir={tmp_path / 'cache'}"),
+        languages=("en", "ko"),
+        reader_options={"min_group": 6, "size": 10},
+    )
     seen: list[str] = []
     summary = run_experiment(plan, echo=seen.append)
     assert seen == ["split 1: probe", "split 1: probe-ko"]
     english = load_dataset(tmp_path / "exp" / "split1" / "data")
     korean = load_dataset(tmp_path / "exp" / "split1" / "data-ko")
-    assert [(e.id, e.split, [p.id for p in e.products]) for e in english.exhibitions] == \
-        [(e.id, e.split, [p.id for p in e.products]) for e in korean.exhibitions]
+    assert [(e.id, e.split, [p.id for p in e.products]) for e in english.exhibitions] == [
+        (e.id, e.split, [p.id for p in e.products]) for e in korean.exhibitions
+    ]
     assert any(e.topic["name"] == "디바이디드 베이직 바지" for e in korean.exhibitions)
     assert set(summary["runs"]) == {"probe", "probe-ko"} and summary["languages"] == ["en", "ko"]
     text = (tmp_path / "exp" / "summary.md").read_text()
@@ -63,7 +87,8 @@ def test_topic_languages_run_on_the_same_exhibitions_and_are_compared(tmp_path):
 def test_languages_need_the_hm_reader(tmp_path):
     import pytest
 
-    plan = ExperimentPlan(raw_dir=tmp_path, out_dir=tmp_path / "exp", runs=("probe",), languages=("en", "ko"),
-                          build=lambda seed: None)
+    plan = ExperimentPlan(
+        raw_dir=tmp_path, out_dir=tmp_path / "exp", runs=("probe",), languages=("en", "ko"), build=lambda seed: None
+    )
     with pytest.raises(ValueError, match="H&M reader"):
         run_experiment(plan)

@@ -1,4 +1,5 @@
 """The backbone feature cache: keyed by content, persisted, and honest about bad images."""
+
 import shutil
 
 import numpy as np

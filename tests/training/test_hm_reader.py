@@ -1,4 +1,5 @@
 """The H&M reader on a small sample in the real raw layout, written here so CI needs no shared data."""
+
 from __future__ import annotations
 
 import csv
@@ -73,7 +74,12 @@ def test_topic_attributes(raw):
     t = vest.topic
     assert t["name"] == "Womens Everyday Basics Vest top"
     assert (t["date"], t["desc"]) == ("2020-09-22", "")
-    assert (t["cat1"], t["cat2"], t["cat3"], t["cat4"]) == ("Ladieswear", "Garment Upper body", "Jersey Basic", "Jersey Basic")
+    assert (t["cat1"], t["cat2"], t["cat3"], t["cat4"]) == (
+        "Ladieswear",
+        "Garment Upper body",
+        "Jersey Basic",
+        "Jersey Basic",
+    )
     kwds = t["kwds"].split(",")
     assert kwds[0] == "Black" and "Solid" in kwds and "Unknown" not in kwds
     assert len(kwds) == len(set(kwds)) <= 5
@@ -133,7 +139,20 @@ def test_cli(raw, tmp_path):
     from clik_cli.main import app
 
     out = tmp_path / "hm-data"
-    args = ["data", "hm", str(raw[0]), str(out), "--min-group", "6", "--size", "10", "--test-frac", "0.4", "--seed", "3"]
+    args = [
+        "data",
+        "hm",
+        str(raw[0]),
+        str(out),
+        "--min-group",
+        "6",
+        "--size",
+        "10",
+        "--test-frac",
+        "0.4",
+        "--seed",
+        "3",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "topic groups: 3 (train 2, test 1)" in result.output
@@ -166,20 +185,33 @@ def test_products_carry_their_family_the_product_code(raw, tmp_path):
 
 
 def test_korean_topics_are_the_english_template_over_the_tables(raw):
-    from training.data.hm_korean import (DEPARTMENTS, GARMENT_GROUPS, GRAPHICAL_APPEARANCES, INDEX_GROUPS,
-                                         PRODUCT_GROUPS, PRODUCT_TYPES, SECTIONS, korean_colour)
+    from training.data.hm_korean import (
+        DEPARTMENTS,
+        GARMENT_GROUPS,
+        GRAPHICAL_APPEARANCES,
+        INDEX_GROUPS,
+        PRODUCT_GROUPS,
+        PRODUCT_TYPES,
+        SECTIONS,
+        korean_colour,
+    )
 
     english, _ = build(raw[0])
     korean, summary = build(raw[0], language="ko")
     # Same exhibitions, same products in the same order, same groups: only the topic differs.
-    assert [(e.id, e.group, e.split, [p.id for p in e.products]) for e in korean.exhibitions] == \
-        [(e.id, e.group, e.split, [p.id for p in e.products]) for e in english.exhibitions]
+    assert [(e.id, e.group, e.split, [p.id for p in e.products]) for e in korean.exhibitions] == [
+        (e.id, e.group, e.split, [p.id for p in e.products]) for e in english.exhibitions
+    ]
     assert korean.meta["language"] == "ko" and english.meta["language"] == "en"
     for en, ko in zip(english.exhibitions, korean.exhibitions):
         section, ptype = en.group.split("|")
         assert ko.topic["name"] == f"{SECTIONS.get(section, section)} {PRODUCT_TYPES[ptype]}"
-        for slot, table in (("cat1", INDEX_GROUPS), ("cat2", PRODUCT_GROUPS), ("cat3", GARMENT_GROUPS),
-                            ("cat4", DEPARTMENTS)):
+        for slot, table in (
+            ("cat1", INDEX_GROUPS),
+            ("cat2", PRODUCT_GROUPS),
+            ("cat3", GARMENT_GROUPS),
+            ("cat4", DEPARTMENTS),
+        ):
             assert ko.topic[slot] == table.get(en.topic[slot], en.topic[slot])
         en_words, ko_words = en.topic["kwds"].split(","), ko.topic["kwds"].split(",")
         assert len(ko_words) == len(en_words)
@@ -227,8 +259,23 @@ def test_cli_writes_korean_topics(raw, tmp_path):
     from clik_cli.main import app
 
     out = tmp_path / "ko"
-    result = CliRunner().invoke(app, ["data", "hm", str(raw[0]), str(out), "--min-group", "6", "--size", "10",
-                                      "--test-frac", "0", "--language", "ko"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "hm",
+            str(raw[0]),
+            str(out),
+            "--min-group",
+            "6",
+            "--size",
+            "10",
+            "--test-frac",
+            "0",
+            "--language",
+            "ko",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "kept in English" in result.output
     names = {e.topic["name"] for e in load_dataset(out).exhibitions}

@@ -1,6 +1,7 @@
 """The linear probe (`--method probe`): fitted in closed form on a small synthetic catalogue,
 better than random there, its penalty chosen on train groups only, and served from its bundle
 exactly as evaluation scored it."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,14 @@ from training.probe import PENALTIES, TARGETS, TOPIC_CODES, log1p_target, rank_t
 from training.trainer import train
 
 
-COLOURS = {"red": (200, 30, 30), "blue": (30, 60, 200), "green": (30, 160, 60), "yellow": (230, 200, 30),
-           "black": (20, 20, 20), "pink": (240, 120, 180)}
+COLOURS = {
+    "red": (200, 30, 30),
+    "blue": (30, 60, 200),
+    "green": (30, 160, 60),
+    "yellow": (230, 200, 30),
+    "black": (20, 20, 20),
+    "pink": (240, 120, 180),
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +54,18 @@ def catalogue(tmp_path_factory):
                 ImageDraw.Draw(image).ellipse((32 - radius, 32 - radius, 32 + radius, 32 + radius), fill=fill)
                 name = f"images/{colour}-{e}-{p}.png"
                 image.save(root / name)
-                products.append(Product(id=f"{colour}-{e}-{p}", image=name, criteria={"sales": float(radius)},
-                                        on_topic=not off))
-            exhibitions.append(Exhibition(id=f"{colour}-{e}", group=colour, split="test" if gi in (1, 4) else "train",
-                                          topic={"name": f"{colour} discs", "kwds": colour}, products=products))
+                products.append(
+                    Product(id=f"{colour}-{e}-{p}", image=name, criteria={"sales": float(radius)}, on_topic=not off)
+                )
+            exhibitions.append(
+                Exhibition(
+                    id=f"{colour}-{e}",
+                    group=colour,
+                    split="test" if gi in (1, 4) else "train",
+                    topic={"name": f"{colour} discs", "kwds": colour},
+                    products=products,
+                )
+            )
     write_dataset(Dataset("discs", ["sales"], "sales", "drawn by tests/training/test_probe.py", exhibitions), root)
     return root
 
@@ -117,8 +132,9 @@ def test_exported_probe_serves_the_ranking_evaluation_scored(probe_run, catalogu
     served = predictor(group["topic"], images)
     assert not served.errors
     appeal = dict(zip(served.indices, served.appeal))
-    np.testing.assert_allclose([appeal[i] for i in range(len(images))],
-                               [item["appeal"] for item in group["ranking"]], atol=2e-3)
+    np.testing.assert_allclose(
+        [appeal[i] for i in range(len(images))], [item["appeal"] for item in group["ranking"]], atol=2e-3
+    )
     assert served.indices[0] == 0  # evaluation's first image is the service's first
 
 

@@ -1,4 +1,5 @@
 """The synthetic catalogue: valid clik-dataset/1, deterministic, labelled synthetic, learnable signal."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,20 @@ def _digest(folder) -> str:
 
 
 def test_cli_writes_a_valid_dataset_said_to_be_synthetic(tmp_path):
-    result = CliRunner().invoke(app, ["data", "synthetic", str(tmp_path / "d"), "--products-per-group", "6",
-                                      "--exhibitions-per-group", "1", "--size", "8"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "synthetic",
+            str(tmp_path / "d"),
+            "--products-per-group",
+            "6",
+            "--exhibitions-per-group",
+            "1",
+            "--size",
+            "8",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "SYNTHETIC" in result.output
     dataset = load_dataset(tmp_path / "d")

@@ -1,4 +1,5 @@
 """Training end to end on a small drawn dataset: every method, resume, evaluation, export."""
+
 import json
 import os
 import subprocess
@@ -14,14 +15,32 @@ from training.trainer import train
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(epochs=3, tm_batch=8, memory_bank_size=16, groups_per_batch=2, images_per_group=6,
-                log_every=1, device="cpu", cache_dir=str(tmp_path / "cache"), lr=1e-3)
+    base = dict(
+        epochs=3,
+        tm_batch=8,
+        memory_bank_size=16,
+        groups_per_batch=2,
+        images_per_group=6,
+        log_every=1,
+        device="cpu",
+        cache_dir=str(tmp_path / "cache"),
+        lr=1e-3,
+    )
     base.update(kw)
     return load_config(overrides=[f"{k}={v}" for k, v in base.items()])
 
 
-@pytest.mark.parametrize("method,query", [("clik", "group"), ("clik", "virtual"), ("clik", "topic"),
-                                          ("triplet", "group"), ("pairwise", "group"), ("pointwise", "group")])
+@pytest.mark.parametrize(
+    "method,query",
+    [
+        ("clik", "group"),
+        ("clik", "virtual"),
+        ("clik", "topic"),
+        ("triplet", "group"),
+        ("pairwise", "group"),
+        ("pointwise", "group"),
+    ],
+)
 def test_every_method_trains_and_evaluates(shapes_dataset, tmp_path, method, query):
     run = train(shapes_dataset, _cfg(tmp_path, method=method, query=query), tmp_path / "run", progress=False)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
@@ -78,11 +97,38 @@ def test_bad_options_are_refused_with_their_name(tmp_path):
 
 def test_torchrun_two_processes_train_together(shapes_dataset, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-           "-m", "clik_cli.main", "train", "--data", str(shapes_dataset), "--out", str(tmp_path / "ddp"),
-           "--device", "cpu", "--epochs", "2",
-           "--set", "tm_batch=4", "--set", "memory_bank_size=16", "--set", "groups_per_batch=2",
-           "--set", "images_per_group=6", "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "log_every=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "-m",
+        "clik_cli.main",
+        "train",
+        "--data",
+        str(shapes_dataset),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "2",
+        "--set",
+        "tm_batch=4",
+        "--set",
+        "memory_bank_size=16",
+        "--set",
+        "groups_per_batch=2",
+        "--set",
+        "images_per_group=6",
+        "--set",
+        f"cache_dir={tmp_path / 'cache'}",
+        "--set",
+        "log_every=1",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
@@ -107,8 +153,12 @@ def test_full_mode_fine_tunes_the_towers(shapes_dataset, tmp_path):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert all(r["matching"] == r["matching"] for r in log)
     # Locked mode, same start: the backbones stay exactly as they were.
-    locked = train(shapes_dataset, _cfg(tmp_path, model="clik-tiny-test", epochs=1, tm_batch=4, memory_bank_size=8),
-                   tmp_path / "locked", progress=False)
+    locked = train(
+        shapes_dataset,
+        _cfg(tmp_path, model="clik-tiny-test", epochs=1, tm_batch=4, memory_bank_size=8),
+        tmp_path / "locked",
+        progress=False,
+    )
     frozen, _, _ = clik.load_checkpoint(locked / "checkpoint")
     assert torch.equal(frozen.image.state_dict()[conv], before.image.state_dict()[conv])
     assert torch.equal(frozen.topic.text.state_dict()[emb], before.topic.text.state_dict()[emb])
@@ -122,13 +172,22 @@ def test_report_has_both_tables_a_plot_and_contact_sheets(shapes_dataset, tmp_pa
 
     results = []
     for method, query in (("clik", "group"), ("clik", "topic"), ("pointwise", "group")):
-        run = train(shapes_dataset, _cfg(tmp_path, method=method, query=query, epochs=1), tmp_path / f"{method}-{query}", progress=False)
+        run = train(
+            shapes_dataset,
+            _cfg(tmp_path, method=method, query=query, epochs=1),
+            tmp_path / f"{method}-{query}",
+            progress=False,
+        )
         results.append(evaluate(run, shapes_dataset, bootstrap_samples=20))
     path = write_report(results, tmp_path / "report", exhibition_id="red-square-1")
     text = path.read_text()
     assert "Table 2 shape" in text and "Table 3 shape" in text
     assert "| CLIK |" in text and "| Pointwise |" in text and "| Random |" in text
-    assert "| Group Query |" in text and "| Topic |" in text and "Virtual Image" not in text.split("Table 3")[1].split("Random")[0]
+    assert (
+        "| Group Query |" in text
+        and "| Topic |" in text
+        and "Virtual Image" not in text.split("Table 3")[1].split("Random")[0]
+    )
     for name in ("metrics.png", "contact-clik-group.png", "contact-clik-topic.png", "contact-pointwise.png"):
         assert Image.open(tmp_path / "report" / name).size[0] > 300
     assert "exhibitions red-square-1" in text
@@ -151,12 +210,15 @@ def test_text_tower_option_replaces_the_model_configs_tower(tmp_path):
 
     from training.trainer import build_model
 
-    BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-               intermediate_size=37).save_pretrained(tmp_path / "tiny-bert")
+    BertConfig(
+        vocab_size=120, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+    ).save_pretrained(tmp_path / "tiny-bert")
     cfg = load_config(overrides=["model=clik-tiny-test", f"text_tower={tmp_path / 'tiny-bert'}"])
     model = build_model(cfg)
     assert model.cfg.text.name == str(tmp_path / "tiny-bert")
-    backbone_cfg = next(m for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "intermediate_size")).config
+    backbone_cfg = next(
+        m for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "intermediate_size")
+    ).config
     assert (backbone_cfg.hidden_size, backbone_cfg.intermediate_size) == (32, 37)
     assert build_model(load_config(overrides=["model=clik-tiny-test"])).cfg.text.name == "minilm"
 
@@ -168,8 +230,16 @@ def test_partial_mode_trains_the_last_stages_from_cached_activations(shapes_data
     from training.data.format import load_dataset
     from training.features import image_features
 
-    cfg = _cfg(tmp_path, mode="partial", model="clik-tiny-test", epochs=2, tm_batch=4, memory_bank_size=8,
-               image_top_stages=1, text_top_layers=1)
+    cfg = _cfg(
+        tmp_path,
+        mode="partial",
+        model="clik-tiny-test",
+        epochs=2,
+        tm_batch=4,
+        memory_bank_size=8,
+        image_top_stages=1,
+        text_top_layers=1,
+    )
     torch.manual_seed(0)
     before = clik.ClikModel(clik.get_model_config("clik-tiny-test"), load_weights=False)
     run = train(shapes_dataset, cfg, tmp_path / "partial", progress=False)
@@ -183,10 +253,14 @@ def test_partial_mode_trains_the_last_stages_from_cached_activations(shapes_data
     assert torch.equal(image_now["backbone.bn2.running_mean"], image_then["backbone.bn2.running_mean"])
     text_now, text_then = model.topic.text.state_dict(), before.topic.text.state_dict()
     last = len(model.topic.text.layers) - 1
-    assert torch.equal(text_now["backbone.encoder.layer.0.attention.self.query.weight"],
-                       text_then["backbone.encoder.layer.0.attention.self.query.weight"])
-    assert not torch.equal(text_now[f"backbone.encoder.layer.{last}.attention.self.query.weight"],
-                           text_then[f"backbone.encoder.layer.{last}.attention.self.query.weight"])
+    assert torch.equal(
+        text_now["backbone.encoder.layer.0.attention.self.query.weight"],
+        text_then["backbone.encoder.layer.0.attention.self.query.weight"],
+    )
+    assert not torch.equal(
+        text_now[f"backbone.encoder.layer.{last}.attention.self.query.weight"],
+        text_then[f"backbone.encoder.layer.{last}.attention.self.query.weight"],
+    )
     assert any(p.name.startswith("stem-") for p in (tmp_path / "cache").iterdir())
 
     result = evaluate(run, shapes_dataset, split="test", bootstrap_samples=0, cache_dir=str(tmp_path / "cache"))
@@ -197,8 +271,9 @@ def test_partial_mode_trains_the_last_stages_from_cached_activations(shapes_data
     sources = sorted({dataset.resolve_image(e, p) for e in dataset.split("test") for p in e.products})
     from_stems = image_features(model, sources, tmp_path / "cache", progress=False)
     from_pixels = image_features(model, sources, tmp_path / "fresh", progress=False)
-    torch.testing.assert_close(torch.as_tensor(from_stems.of(sources)), torch.as_tensor(from_pixels.of(sources)),
-                               rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(
+        torch.as_tensor(from_stems.of(sources)), torch.as_tensor(from_pixels.of(sources)), rtol=2e-2, atol=2e-2
+    )
 
 
 def test_listwise_ranking_loss_trains(shapes_dataset, tmp_path):
@@ -230,19 +305,44 @@ def test_init_from_starts_training_from_a_run_or_its_bundle(shapes_dataset, tmp_
         load_initial_weights(build_model(_cfg(tmp_path, memory_bank_size=32)), served)
     with pytest.raises(FileNotFoundError):
         load_initial_weights(build_model(_cfg(tmp_path)), tmp_path)
-    missing = CliRunner().invoke(app, ["train", "--data", str(shapes_dataset), "--out", str(tmp_path / "x"),
-                                       "--init-from", str(tmp_path / "nowhere")])
+    missing = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(shapes_dataset),
+            "--out",
+            str(tmp_path / "x"),
+            "--init-from",
+            str(tmp_path / "nowhere"),
+        ],
+    )
     assert missing.exit_code == 2 and "does not exist" in missing.output
     # one epoch from the bundle: fine-tuned, so near the source but not equal to it
-    tuned = train(shapes_dataset, _cfg(tmp_path, epochs=1, seed=4, lr=1e-4, init_from=str(tmp_path / "bundle")),
-                  tmp_path / "tuned", progress=False, calibrate=False)
+    tuned = train(
+        shapes_dataset,
+        _cfg(tmp_path, epochs=1, seed=4, lr=1e-4, init_from=str(tmp_path / "bundle")),
+        tmp_path / "tuned",
+        progress=False,
+        calibrate=False,
+    )
     after = clik.load_checkpoint(tuned / "checkpoint")[0].state_dict()
     moved = [k for k, v in after.items() if v.is_floating_point() and not torch.equal(v, reference[k])]
     assert moved
-    fresh = clik.load_checkpoint(train(shapes_dataset, _cfg(tmp_path, epochs=1, seed=4, lr=1e-4),
-                                       tmp_path / "fresh", progress=False, calibrate=False) / "checkpoint")[0].state_dict()
-    distance = {name: sum(float((s[k] - reference[k]).norm()) for k in moved) for name, s in
-                (("tuned", after), ("fresh", fresh))}
+    fresh = clik.load_checkpoint(
+        train(
+            shapes_dataset,
+            _cfg(tmp_path, epochs=1, seed=4, lr=1e-4),
+            tmp_path / "fresh",
+            progress=False,
+            calibrate=False,
+        )
+        / "checkpoint"
+    )[0].state_dict()
+    distance = {
+        name: sum(float((s[k] - reference[k]).norm()) for k in moved)
+        for name, s in (("tuned", after), ("fresh", fresh))
+    }
     assert distance["tuned"] < distance["fresh"], distance
 
 
@@ -260,8 +360,9 @@ def test_a_warm_start_on_ctr_labels_keeps_its_sources_topic_fit(shapes_dataset, 
     ctr_only = tmp_path / "ctr-only"
     write_dataset(source, ctr_only)
     served = train(shapes_dataset, _cfg(tmp_path, epochs=1), tmp_path / "served", progress=False, calibrate=False)
-    fitted = replace(DEFAULT_FIT, weights=(0.5, 1.0, 0.2, 0.1, 0.3, 1.2), bias=2.5, context_weight=1.5,
-                     fitted_on={"exhibitions": 8})
+    fitted = replace(
+        DEFAULT_FIT, weights=(0.5, 1.0, 0.2, 0.1, 0.3, 1.2), bias=2.5, context_weight=1.5, fitted_on={"exhibitions": 8}
+    )
     (served / "checkpoint" / "topic_fit.json").write_text(json.dumps(fitted.to_dict()))
     warm = train(ctr_only, _cfg(tmp_path, epochs=1, init_from=str(served)), tmp_path / "warm", progress=False)
     kept = TopicFit.from_dict(json.loads((warm / "checkpoint" / "topic_fit.json").read_text()))

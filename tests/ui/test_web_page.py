@@ -1,6 +1,7 @@
 """The /ui web page in a real headless Chromium (Debian's package) driven by playwright: the list
 of exhibitions with their representative image, then one exhibition's ranking in API order with
 pending and failed products marked."""
+
 from __future__ import annotations
 
 import os
@@ -42,11 +43,15 @@ def site(tmp_path_factory):
         store.put_product(f"p{i}", str(images / f"p{i}.jpg"))
     store.put_product("broken", str(images / "broken.jpg"))
     store.put_product("later", str(images / "p0.jpg"))  # registered, never encoded: pending
-    report = encode_products(store, [f"p{i}" for i in range(6)] + ["broken"], EncoderCache("cpu", 8),
-                             fetch_limits(store, [images]))
+    report = encode_products(
+        store, [f"p{i}" for i in range(6)] + ["broken"], EncoderCache("cpu", 8), fetch_limits(store, [images])
+    )
     assert len(report.encoded) == 6 and "broken" in report.failed
-    store.put_exhibition("linen", {"name": "Summer linen", "cat1": "Women", "kwds": "linen,summer"},
-                         ["p0", "p1", "p2", "p3", "broken", "later"])
+    store.put_exhibition(
+        "linen",
+        {"name": "Summer linen", "cat1": "Women", "kwds": "linen,summer"},
+        ["p0", "p1", "p2", "p3", "broken", "later"],
+    )
     store.put_exhibition("knit", {"name": "Winter knits"}, ["p3", "p4", "p5"])
     # Six near-identical packshots and one plain green square: the square is the outlier.
     from PIL import Image, ImageEnhance
@@ -57,8 +62,9 @@ def site(tmp_path_factory):
         store.put_product(f"m{i}", str(images / f"m{i}.jpg"))
     Image.new("RGB", (64, 48), (20, 200, 40)).save(images / "green.jpg")
     store.put_product("green", str(images / "green.jpg"))
-    report = encode_products(store, [f"m{i}" for i in range(6)] + ["green"], EncoderCache("cpu", 8),
-                             fetch_limits(store, [images]))
+    report = encode_products(
+        store, [f"m{i}" for i in range(6)] + ["green"], EncoderCache("cpu", 8), fetch_limits(store, [images])
+    )
     assert len(report.encoded) == 7
     store.put_exhibition("mixed", {"name": "Linen shirts"}, [f"m{i}" for i in range(6)] + ["green"])
 
@@ -165,8 +171,12 @@ def test_pin_and_block_from_the_grid_and_the_diverse_collage(site, browser):
     with who changed them, the diverse collage toggle; the API agrees with what the page shows."""
     url, _ = site
     api = httpx.Client(base_url=url, headers={"X-API-Key": "k"})
-    assert api.put("/exhibitions/merch", json={"topic": {"name": "Merch"},
-                                               "product_ids": [f"p{i}" for i in range(6)]}).status_code == 200
+    assert (
+        api.put(
+            "/exhibitions/merch", json={"topic": {"name": "Merch"}, "product_ids": [f"p{i}" for i in range(6)]}
+        ).status_code
+        == 200
+    )
     order = [i["product_id"] for i in api.get("/exhibitions/merch/ranking").json()["items"]]
     page = browser.new_page()
     page.goto(f"{url}/ui#/exhibitions/merch")
@@ -192,13 +202,17 @@ def test_pin_and_block_from_the_grid_and_the_diverse_collage(site, browser):
     assert first.locator(".badge.pin").inner_text() == "pinned"
     page.locator(f"[data-testid=ranking] figure[data-product-id={order[5]}] button[data-action=pin]").click()
     saved(page, 3)
-    assert page.locator(f"[data-testid=ranking] figure[data-product-id={order[5]}]").get_attribute("data-pinned") == "true"
+    assert (
+        page.locator(f"[data-testid=ranking] figure[data-product-id={order[5]}]").get_attribute("data-pinned") == "true"
+    )
     o = api.get("/exhibitions/merch/overrides").json()
     assert o["blocked"] == [order[0]] and o["pinned"] == {order[1]: 1, order[5]: 5}
     assert o["updated_by"].startswith("key-")
     assert "last change by key-" in page.locator("#overrides-meta").inner_text()
-    assert [li.get_attribute("data-product-id") for li in page.locator("[data-testid=pinned] li").all()] == \
-        [order[1], order[5]]
+    assert [li.get_attribute("data-product-id") for li in page.locator("[data-testid=pinned] li").all()] == [
+        order[1],
+        order[5],
+    ]
     shown = [page.locator("[data-testid=ranking] figure").nth(i).get_attribute("data-product-id") for i in range(5)]
     assert shown == [i["product_id"] for i in api.get("/exhibitions/merch/ranking").json()["items"]]
     # the diverse collage: the API's diverse top 6, shown on demand
@@ -225,13 +239,41 @@ def saved(page, n: int) -> None:
 def test_experiment_page_shows_the_report_table_and_plot(site, browser):
     url, _ = site
     http = httpx.Client(base_url=url, headers={"X-API-Key": "k"})
-    assert http.put("/experiments/ui-ab", json={"exhibitions": ["knit"], "arms": [
-        {"name": "control", "share": 1, "policy": "control"}, {"name": "clik", "share": 1, "policy": "model"}]}
-    ).status_code == 200
-    events = [{"event_id": f"ui-{arm}-{i}", "type": "impression", "exhibition_id": "knit", "product_id": "p3",
-               "arm": f"ui-ab:{arm}"} for arm, n in (("control", 200), ("clik", 100)) for i in range(n)]
-    events += [{"event_id": f"ui-{arm}-c{i}", "type": "click", "exhibition_id": "knit", "product_id": "p3",
-                "arm": f"ui-ab:{arm}"} for arm, n in (("control", 10), ("clik", 12)) for i in range(n)]
+    assert (
+        http.put(
+            "/experiments/ui-ab",
+            json={
+                "exhibitions": ["knit"],
+                "arms": [
+                    {"name": "control", "share": 1, "policy": "control"},
+                    {"name": "clik", "share": 1, "policy": "model"},
+                ],
+            },
+        ).status_code
+        == 200
+    )
+    events = [
+        {
+            "event_id": f"ui-{arm}-{i}",
+            "type": "impression",
+            "exhibition_id": "knit",
+            "product_id": "p3",
+            "arm": f"ui-ab:{arm}",
+        }
+        for arm, n in (("control", 200), ("clik", 100))
+        for i in range(n)
+    ]
+    events += [
+        {
+            "event_id": f"ui-{arm}-c{i}",
+            "type": "click",
+            "exhibition_id": "knit",
+            "product_id": "p3",
+            "arm": f"ui-ab:{arm}",
+        }
+        for arm, n in (("control", 10), ("clik", 12))
+        for i in range(n)
+    ]
     assert http.post("/events", json={"events": events}).status_code == 202  # embedded: counted at once
     expected = http.get("/experiments/ui-ab").json()
 

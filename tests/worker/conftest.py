@@ -1,4 +1,5 @@
 """Fixtures: a tiny exported bundle (random weights), image files on disk, stores."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,4 +57,3 @@ def store(tmp_path, tiny_bundle):
     s.activate(tiny_bundle.version)
     yield s
     s.close()
-

@@ -1,5 +1,6 @@
 """The rollout canary and gate over a real (embedded) store with controlled vectors: what changes
 between two versions is known, so the figures are checked exactly."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +38,7 @@ def store(tmp_path):
 
 def sides(queries: dict[str, np.ndarray]):
     """version -> (topic -> (topic embedding on axis 0, that version's ranking query))."""
-    return lambda version: (lambda topic: (AXES[0], queries[version]))
+    return lambda version: lambda topic: (AXES[0], queries[version])
 
 
 def test_same_ranking_agrees_fully(store):
@@ -81,9 +82,12 @@ def test_coverage_gate_counts_products_not_vectors(store):
 def test_helpers():
     assert looks_off_topic(np.array([0.8, 0.82, 0.79, 0.81, 0.1])).tolist() == [False] * 4 + [True]
     assert not looks_off_topic(np.array([0.5, 0.5, 0.5])).any()  # no spread: nobody is an outlier
-    assert group_reasons({"a": "HTTP 404 from http://x/1.jpg", "b": "HTTP 404 from http://x/2.jpg",
-                          "c": "corrupt image: truncated"}) == [
-        ("HTTP 404 from …", 2, "HTTP 404 from http://x/1.jpg"), ("corrupt image: truncated", 1, "corrupt image: truncated")]
+    assert group_reasons(
+        {"a": "HTTP 404 from http://x/1.jpg", "b": "HTTP 404 from http://x/2.jpg", "c": "corrupt image: truncated"}
+    ) == [
+        ("HTTP 404 from …", 2, "HTTP 404 from http://x/1.jpg"),
+        ("corrupt image: truncated", 1, "corrupt image: truncated"),
+    ]
 
 
 def test_sample_is_spread_and_deterministic(store):

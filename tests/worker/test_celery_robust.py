@@ -1,6 +1,7 @@
 """A real worker on Redis under stress: every bad URL kind, SIGKILL mid-batch, re-index (and a
 re-index killed halfway). HTTP images come from tests.support.worker_harness.Internet through a proxy,
 so the worker's address checks run as in production (no private-host exemption)."""
+
 from __future__ import annotations
 
 import io
@@ -43,11 +44,21 @@ def rig(tmp_path_factory, tiny_bundle, image_root):
     token = uuid.uuid4().hex[:10]
     queue, prefix = f"clik-test-{token}", f"clik-test-{token}:"
     settings = {
-        "broker_url": BROKER_URL, "queue": queue,  # no result backend: the store tells
-        "store_url": STORE_URL, "store_prefix": prefix, "file_roots": json.dumps([str(image_root)]),
-        "device": "cpu", "batch_size": "16", "decode_threads": "4", "max_retries": "1",
-        "retry_backoff_s": "0.2", "connect_timeout_s": "1", "max_bytes": str(MAX_BYTES),
-        "max_pixels": str(MAX_PIXELS), "visibility_timeout_s": "4", "reindex_chunk_size": "2",
+        "broker_url": BROKER_URL,
+        "queue": queue,  # no result backend: the store tells
+        "store_url": STORE_URL,
+        "store_prefix": prefix,
+        "file_roots": json.dumps([str(image_root)]),
+        "device": "cpu",
+        "batch_size": "16",
+        "decode_threads": "4",
+        "max_retries": "1",
+        "retry_backoff_s": "0.2",
+        "connect_timeout_s": "1",
+        "max_bytes": str(MAX_BYTES),
+        "max_pixels": str(MAX_PIXELS),
+        "visibility_timeout_s": "4",
+        "reindex_chunk_size": "2",
         "reindex_drop_grace_s": "0.5",
     }
     proxy = {"http_proxy": internet.proxy, "HTTP_PROXY": internet.proxy, "no_proxy": "", "NO_PROXY": ""}
@@ -65,10 +76,19 @@ def rig(tmp_path_factory, tiny_bundle, image_root):
 
     def settled(product_ids) -> bool:
         return not pending.waiting(product_ids) and all(
-            store.get_product(p).status is not ProductStatus.PENDING for p in product_ids)
+            store.get_product(p).status is not ProductStatus.PENDING for p in product_ids
+        )
 
-    yield {"store": store, "worker": worker, "client": client, "pending": pending, "internet": internet,
-           "send": send, "settled": settled, "queue": queue}
+    yield {
+        "store": store,
+        "worker": worker,
+        "client": client,
+        "pending": pending,
+        "internet": internet,
+        "send": send,
+        "settled": settled,
+        "queue": queue,
+    }
     worker.stop()
     internet.close()
     cleanup_broker(client, queue, amqp=False)
@@ -84,31 +104,54 @@ def png_bytes(width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-def test_every_bad_image_and_url_fails_with_its_reason_while_the_rest_succeed(rig, image_root, outside_file,
-                                                                               tiny_bundle, tmp_path):
+def test_every_bad_image_and_url_fails_with_its_reason_while_the_rest_succeed(
+    rig, image_root, outside_file, tiny_bundle, tmp_path
+):
     store, net, pending = rig["store"], rig["internet"], rig["pending"]
-    net.files.update({"good-a.jpg": jpeg_bytes(101), "good-b.jpg": jpeg_bytes(102), "slow.jpg": jpeg_bytes(103),
-                      "huge.png": png_bytes(1200, 1000)})
+    net.files.update(
+        {
+            "good-a.jpg": jpeg_bytes(101),
+            "good-b.jpg": jpeg_bytes(102),
+            "slow.jpg": jpeg_bytes(103),
+            "huge.png": png_bytes(1200, 1000),
+        }
+    )
     (image_root / "huge.png").write_bytes(png_bytes(1100, 1000))
     (image_root / "big.jpg").write_bytes(jpeg_bytes(104) + b"\x00" * MAX_BYTES)
     sources = {
-        "http-a": net.url("/img/good-a.jpg"), "http-b": net.url("/img/good-b.jpg"),
+        "http-a": net.url("/img/good-a.jpg"),
+        "http-b": net.url("/img/good-b.jpg"),
         "file-0": str(image_root / "good0.jpg"),
-        "corrupt": str(image_root / "corrupt.jpg"), "not-image": str(image_root / "notes.jpg"),
-        "pixels-file": str(image_root / "huge.png"), "pixels-http": net.url("/img/huge.png"),
-        "big-file": str(image_root / "big.jpg"), "big-http": net.url(f"/big/{MAX_BYTES + 10}"),
-        "private": "http://10.1.2.3/a.jpg", "loopback": "http://127.0.0.1:9/a.jpg",
-        "metadata": "http://169.254.169.254/latest/meta-data", "outside": str(outside_file),
-        "redirect": net.url("/redirect-private/x.jpg"), "404": net.url("/missing.jpg"),
-        "timeout": net.url("/hang/x.jpg"), "scheme": "gopher://example.com/a.jpg",
+        "corrupt": str(image_root / "corrupt.jpg"),
+        "not-image": str(image_root / "notes.jpg"),
+        "pixels-file": str(image_root / "huge.png"),
+        "pixels-http": net.url("/img/huge.png"),
+        "big-file": str(image_root / "big.jpg"),
+        "big-http": net.url(f"/big/{MAX_BYTES + 10}"),
+        "private": "http://10.1.2.3/a.jpg",
+        "loopback": "http://127.0.0.1:9/a.jpg",
+        "metadata": "http://169.254.169.254/latest/meta-data",
+        "outside": str(outside_file),
+        "redirect": net.url("/redirect-private/x.jpg"),
+        "404": net.url("/missing.jpg"),
+        "timeout": net.url("/hang/x.jpg"),
+        "scheme": "gopher://example.com/a.jpg",
     }
     expected = {
-        "corrupt": "corrupt image", "not-image": "not an image", "pixels-file": "too many pixels",
-        "pixels-http": "too many pixels", "big-file": "file too large", "big-http": "image too large",
-        "private": "refused address 10.1.2.3", "loopback": "refused address 127.0.0.1",
-        "metadata": "refused address 169.254.169.254", "outside": "outside the allowed roots",
-        "redirect": "refused address 10.1.2.3", "404": "HTTP 404",
-        "timeout": "gave up after 2 attempts", "scheme": "unsupported URL scheme",
+        "corrupt": "corrupt image",
+        "not-image": "not an image",
+        "pixels-file": "too many pixels",
+        "pixels-http": "too many pixels",
+        "big-file": "file too large",
+        "big-http": "image too large",
+        "private": "refused address 10.1.2.3",
+        "loopback": "refused address 127.0.0.1",
+        "metadata": "refused address 169.254.169.254",
+        "outside": "outside the allowed roots",
+        "redirect": "refused address 10.1.2.3",
+        "404": "HTTP 404",
+        "timeout": "gave up after 2 attempts",
+        "scheme": "unsupported URL scheme",
     }
     for pid, src in sources.items():
         store.put_product(pid, src)
@@ -181,10 +224,15 @@ def test_reindex_switches_version_drops_the_old_and_rankings_follow(rig, tiny_bu
     assert len(encoded) >= 8
     store.put_exhibition("robust-ex", {"name": "anything"}, sorted(_encoded_products(store)))
     assert _ranking_version(store, tiny_bundle.embed_dim) == tiny_bundle.version
-    client.send_task("clik.reindex", args=[second_bundle.version, str(second_bundle.path)], queue=rig["queue"],
-                     ignore_result=True)
-    wait_for(lambda: (ReindexProgress.load(store, second_bundle.version) or ReindexProgress("x")).state == "done",
-             120, "the re-index to finish", worker.tail)
+    client.send_task(
+        "clik.reindex", args=[second_bundle.version, str(second_bundle.path)], queue=rig["queue"], ignore_result=True
+    )
+    wait_for(
+        lambda: (ReindexProgress.load(store, second_bundle.version) or ReindexProgress("x")).state == "done",
+        120,
+        "the re-index to finish",
+        worker.tail,
+    )
     progress = ReindexProgress.load(store, second_bundle.version)
     assert progress.previous == tiny_bundle.version and not progress.skipped
     assert progress.done == progress.total == len(encoded)

@@ -1,4 +1,5 @@
 """worker.encode without Celery: an embedded store in a temp dir and the tiny bundle."""
+
 from __future__ import annotations
 
 import hashlib
@@ -42,11 +43,16 @@ def test_content_hash_is_the_training_hash():
 def test_good_images_shared_image_and_every_bad_kind(store, encoders, image_root, outside_file, tiny_bundle):
     v = tiny_bundle.version
     sources = {
-        "g0": image_root / "good0.jpg", "g1": image_root / "good1.jpg",
-        "g0-copy": image_root / "copy_of_good0.jpg", "g0-again": f"file://{image_root / 'good0.jpg'}",
-        "corrupt": image_root / "corrupt.jpg", "text": image_root / "notes.jpg",
-        "missing": image_root / "nope.jpg", "outside": outside_file,
-        "loopback": "http://127.0.0.1:9/a.jpg", "metadata": "http://169.254.169.254/latest/x.jpg",
+        "g0": image_root / "good0.jpg",
+        "g1": image_root / "good1.jpg",
+        "g0-copy": image_root / "copy_of_good0.jpg",
+        "g0-again": f"file://{image_root / 'good0.jpg'}",
+        "corrupt": image_root / "corrupt.jpg",
+        "text": image_root / "notes.jpg",
+        "missing": image_root / "nope.jpg",
+        "outside": outside_file,
+        "loopback": "http://127.0.0.1:9/a.jpg",
+        "metadata": "http://169.254.169.254/latest/x.jpg",
         "scheme": "ftp://example.com/a.jpg",
     }
     for pid, src in sources.items():

@@ -1,6 +1,7 @@
 """A real worker against a hostile image host (a dripping server is cut off at the fetch
 deadline, a truncated body is a transient error) and a worker SIGKILLed mid-batch with DEFAULT
 settings: its products are encoded soon after a new worker starts, none twice."""
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,13 @@ def _rig(tmp_path_factory, bundle, settings: dict, extra_env: dict | None = None
 
     token = uuid.uuid4().hex[:10]
     queue, prefix = f"clik-test-{token}", f"clik-test-{token}:"
-    plumbing = {"broker_url": BROKER_URL, "queue": queue, "store_url": STORE_URL, "store_prefix": prefix,
-                "device": "cpu"}
+    plumbing = {
+        "broker_url": BROKER_URL,
+        "queue": queue,
+        "store_url": STORE_URL,
+        "store_prefix": prefix,
+        "device": "cpu",
+    }
     store = RedisStore(RedisStoreConfig(url=STORE_URL, prefix=prefix))
     store.register_version(bundle.version, bundle.embed_dim, bundle_uri=str(bundle.path))
     store.activate(bundle.version)
@@ -60,13 +66,23 @@ def test_a_dripping_or_truncating_host_holds_the_worker_only_until_the_deadline(
     host.files["cut.jpg"] = jpeg_bytes(2)
     host.drip_interval_s = 0.2
     store, worker, client, pending, queue, cleanup = _rig(
-        tmp_path_factory, tiny_bundle,
-        {"allow_private_hosts": "true", "fetch_deadline_s": "2", "max_retries": "1", "retry_backoff_s": "0.2",
-         "decode_threads": "1"})
+        tmp_path_factory,
+        tiny_bundle,
+        {
+            "allow_private_hosts": "true",
+            "fetch_deadline_s": "2",
+            "max_retries": "1",
+            "retry_backoff_s": "0.2",
+            "decode_threads": "1",
+        },
+    )
     try:
         worker.start()
-        sources = {"drip": host.url("/drip/100000"), "cut": host.url("/truncate/cut.jpg"),
-                   "good": host.url("/img/good.jpg")}
+        sources = {
+            "drip": host.url("/drip/100000"),
+            "cut": host.url("/truncate/cut.jpg"),
+            "good": host.url("/img/good.jpg"),
+        }
         for pid, url in sources.items():
             store.put_product(pid, url)
         start = time.monotonic()

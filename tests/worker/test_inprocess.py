@@ -1,4 +1,5 @@
 """The embedded default without Redis or Celery: the in-process queue and the in-process re-index."""
+
 from __future__ import annotations
 
 import threading
@@ -23,8 +24,11 @@ def encoders():
 def test_queue_batches_many_single_submits_and_fails_bad_ones(store, encoders, image_root, tiny_bundle):
     limits = FetchLimits(file_roots=(str(image_root),))
     sources = {f"g{i}": image_root / f"good{i}.jpg" for i in range(4)}
-    sources |= {"copy": image_root / "copy_of_good0.jpg", "corrupt": image_root / "corrupt.jpg",
-                "text": image_root / "notes.jpg"}
+    sources |= {
+        "copy": image_root / "copy_of_good0.jpg",
+        "corrupt": image_root / "corrupt.jpg",
+        "text": image_root / "notes.jpg",
+    }
     for pid, src in sources.items():
         store.put_product(pid, str(src))
     gate = threading.Event()
@@ -56,8 +60,7 @@ def test_queue_batches_many_single_submits_and_fails_bad_ones(store, encoders, i
         queue.submit(["g0"])
 
 
-def test_reindex_in_process_switches_version_and_drops_the_old(store, encoders, image_root,
-                                                              tiny_bundle, second_bundle):
+def test_reindex_in_process_switches_version_and_drops_the_old(store, encoders, image_root, tiny_bundle, second_bundle):
     limits = FetchLimits(file_roots=(str(image_root),))
     old, new = tiny_bundle.version, second_bundle.version
     for i in range(4):
@@ -70,8 +73,15 @@ def test_reindex_in_process_switches_version_and_drops_the_old(store, encoders, 
 
     store.register_version(new, second_bundle.embed_dim, bundle_uri=str(second_bundle.path))
     seen = []
-    progress = run_reindex(store, new, encoders, limits, on_progress=lambda p: seen.append((p.done, p.total)),
-                           chunk_size=2, drop_previous=True)
+    progress = run_reindex(
+        store,
+        new,
+        encoders,
+        limits,
+        on_progress=lambda p: seen.append((p.done, p.total)),
+        chunk_size=2,
+        drop_previous=True,
+    )
     assert progress.state == "done" and progress.previous == old
     assert progress.done == progress.total == 4  # four distinct images; the copy shares one
     assert seen[0] == (0, 4) and seen[-1] == (4, 4) and len(seen) >= 3  # one report per chunk
@@ -92,8 +102,9 @@ def test_reindex_in_process_switches_version_and_drops_the_old(store, encoders, 
     assert again.done == 4 and store.active_version().name == new
 
 
-def test_reindex_skips_images_that_changed_or_vanished(store, encoders, tmp_path, image_root,
-                                                      tiny_bundle, second_bundle):
+def test_reindex_skips_images_that_changed_or_vanished(
+    store, encoders, tmp_path, image_root, tiny_bundle, second_bundle
+):
     root = tmp_path / "imgs"
     root.mkdir()
     for i in range(3):

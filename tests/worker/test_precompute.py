@@ -1,5 +1,6 @@
 """Precompute: topic entries (clik.topic_cache) and packed blocks made ahead of the first read,
 on the real embedded store with a real (tiny) bundle; and by the re-index before its switch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,11 @@ from worker.encode import EncoderCache, encode_products
 from worker.reindex import run_reindex
 from worker.precompute import TopicSides, precompute, precompute_all
 
-TOPICS = {"a": {"name": "linen shirts", "cat1": "Men"}, "b": {"name": "wool coats"}, "c": {"name": "linen shirts", "cat1": "Men"}}
+TOPICS = {
+    "a": {"name": "linen shirts", "cat1": "Men"},
+    "b": {"name": "wool coats"},
+    "c": {"name": "linen shirts", "cat1": "Men"},
+}
 
 
 def _exhibitions(store, image_root, encoders) -> None:
@@ -41,7 +46,8 @@ def test_precompute_writes_the_entry_the_api_reads_and_stores_each_block(store, 
 
 
 def test_the_reindex_precomputes_every_exhibition_for_the_new_version_before_the_switch(
-        store, image_root, tiny_bundle, second_bundle):
+    store, image_root, tiny_bundle, second_bundle
+):
     encoders = EncoderCache(device="cpu", batch_size=8)
     _exhibitions(store, image_root, encoders)
     new = second_bundle.version
@@ -50,8 +56,9 @@ def test_the_reindex_precomputes_every_exhibition_for_the_new_version_before_the
     activate = store.activate
 
     def activate_and_look(name):  # what the store holds at the moment of the switch
-        seen_at_switch.update({eid: store.get_topic_embedding(new, topic_cache.entry_key(t)) is not None
-                               for eid, t in TOPICS.items()})
+        seen_at_switch.update(
+            {eid: store.get_topic_embedding(new, topic_cache.entry_key(t)) is not None for eid, t in TOPICS.items()}
+        )
         return activate(name)
 
     store.activate = activate_and_look

@@ -2,6 +2,7 @@
 share the chunks of one re-index; a worker SIGKILLed mid-chunk leaves its chunk to the other
 after the lease. Images are HTTP through tests.support.worker_harness.Internet (a small delay per image,
 so chunks take long enough for both workers to take some and for a kill to land mid-chunk)."""
+
 from __future__ import annotations
 
 import threading
@@ -44,10 +45,18 @@ def rig(tmp_path_factory, tiny_bundle):
     token = uuid.uuid4().hex[:10]
     queue, prefix = f"clik-test-{token}", f"clik-test-{token}:"
     settings = {
-        "broker_url": BROKER_URL, "queue": queue, "store_url": STORE_URL, "store_prefix": prefix,
-        "device": "cpu", "batch_size": "16", "decode_threads": "1", "max_retries": "1",
-        "reindex_chunk_size": str(CHUNK_SIZE), "reindex_check_s": "0.3",
-        "reindex_chunk_lease_s": str(LEASE_S), "reindex_drop_grace_s": "0.5",
+        "broker_url": BROKER_URL,
+        "queue": queue,
+        "store_url": STORE_URL,
+        "store_prefix": prefix,
+        "device": "cpu",
+        "batch_size": "16",
+        "decode_threads": "1",
+        "max_retries": "1",
+        "reindex_chunk_size": str(CHUNK_SIZE),
+        "reindex_check_s": "0.3",
+        "reindex_chunk_lease_s": str(LEASE_S),
+        "reindex_drop_grace_s": "0.5",
     }
     proxy = {"http_proxy": internet.proxy, "HTTP_PROXY": internet.proxy, "no_proxy": "", "NO_PROXY": ""}
     store = RedisStore(RedisStoreConfig(url=STORE_URL, prefix=prefix))
@@ -65,8 +74,7 @@ def rig(tmp_path_factory, tiny_bundle):
         store.put_vectors(tiny_bundle.version, [(digest, rng.standard_normal(tiny_bundle.embed_dim))])
         hashes.append(digest)
 
-    workers = [CeleryWorker(settings, queue, tmp_path_factory.mktemp(f"fanout{n}"), extra_env=proxy)
-               for n in range(2)]
+    workers = [CeleryWorker(settings, queue, tmp_path_factory.mktemp(f"fanout{n}"), extra_env=proxy) for n in range(2)]
     workers[1].starts = 10  # node names <queue>-1@host and <queue>-11@host: told apart in the records
     starting = [threading.Thread(target=w.start) for w in workers]
     for t in starting:
@@ -76,8 +84,7 @@ def rig(tmp_path_factory, tiny_bundle):
     assert all(w.alive() for w in workers), "a worker did not start"
     client = make_app(WorkerSettings(**settings, _env_file=None))
 
-    yield {"store": store, "workers": workers, "client": client, "internet": internet, "queue": queue,
-           "hashes": hashes}
+    yield {"store": store, "workers": workers, "client": client, "internet": internet, "queue": queue, "hashes": hashes}
     for w in workers:
         w.stop()
     internet.close()
@@ -100,8 +107,12 @@ def logs(rig) -> str:
 
 
 def wait_done(rig, version: str, timeout: float = 60) -> ReindexProgress:
-    wait_for(lambda: (ReindexProgress.load(rig["store"], version) or ReindexProgress("x")).state == "done",
-             timeout, f"the re-index of {version[:12]} to finish", lambda: logs(rig))
+    wait_for(
+        lambda: (ReindexProgress.load(rig["store"], version) or ReindexProgress("x")).state == "done",
+        timeout,
+        f"the re-index of {version[:12]} to finish",
+        lambda: logs(rig),
+    )
     return ReindexProgress.load(rig["store"], version)
 
 
@@ -158,7 +169,7 @@ def test_worker_killed_mid_chunk_the_other_finishes_after_the_lease(rig, second_
 
     def victim_running() -> bool:
         record = load_record(store, v3)
-        for chunk_id in (record.open_chunks if record else {}):
+        for chunk_id in record.open_chunks if record else {}:
             chunk = ChunkRecord.load(store, v3, chunk_id)
             if chunk and chunk.state == CHUNK_RUNNING and chunk.worker.split("@")[0] == node(victim):
                 victim_chunk.append(chunk)
@@ -187,17 +198,19 @@ def test_worker_killed_mid_chunk_the_other_finishes_after_the_lease(rig, second_
     assert not load_record(store, v3).open_chunks  # the dead chunk is no longer tracked after the switch
 
 
-def test_a_reindex_whose_images_all_fail_is_refused_and_the_active_version_stays(rig, second_bundle,
-                                                                                 third_bundle):
+def test_a_reindex_whose_images_all_fail_is_refused_and_the_active_version_stays(rig, second_bundle, third_bundle):
     store, client, net = rig["store"], rig["client"], rig["internet"]
     assert store.active_version().name == third_bundle.version, "runs after the kill test"
     v2, v3 = second_bundle.version, third_bundle.version
     files, net.files = net.files, {}  # the image host now answers 404 for every image
     try:
-        client.send_task("clik.reindex", args=[v2, str(second_bundle.path)], queue=rig["queue"],
-                         ignore_result=True)
-        wait_for(lambda: (load_record(store, v2) or ReindexProgress("x")).state == "refused", 60,
-                 "the refusal", lambda: logs(rig))
+        client.send_task("clik.reindex", args=[v2, str(second_bundle.path)], queue=rig["queue"], ignore_result=True)
+        wait_for(
+            lambda: (load_record(store, v2) or ReindexProgress("x")).state == "refused",
+            60,
+            "the refusal",
+            lambda: logs(rig),
+        )
     finally:
         net.files = files
     job = load_record(store, v2)

@@ -3,6 +3,7 @@
 Broker and results live in Redis db 13 under a queue and worker name unique to this session;
 the store in db 15 under a unique prefix. Everything is deleted and the worker stopped after.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,6 +22,7 @@ from tests.support.worker_harness import CeleryWorker, cleanup_broker, wait_for
 
 pytestmark = pytest.mark.redis
 
+
 @pytest.fixture(scope="module", params=["redis", "amqp"])
 def env(request, tmp_path_factory, tiny_bundle, image_root):
     try:
@@ -36,9 +38,16 @@ def env(request, tmp_path_factory, tiny_bundle, image_root):
     token = uuid.uuid4().hex[:10]
     queue, prefix = f"clik-test-{token}", f"clik-test-{token}:"
     settings = {
-        "broker_url": broker_url, "result_backend": BROKER_URL, "queue": queue,
-        "store_url": STORE_URL, "store_prefix": prefix, "file_roots": json.dumps([str(image_root)]),
-        "device": "cpu", "batch_size": "8", "max_retries": "1", "retry_backoff_s": "0.2",
+        "broker_url": broker_url,
+        "result_backend": BROKER_URL,
+        "queue": queue,
+        "store_url": STORE_URL,
+        "store_prefix": prefix,
+        "file_roots": json.dumps([str(image_root)]),
+        "device": "cpu",
+        "batch_size": "8",
+        "max_retries": "1",
+        "retry_backoff_s": "0.2",
     }
     store = RedisStore(RedisStoreConfig(url=STORE_URL, prefix=prefix))
     store.register_version(tiny_bundle.version, tiny_bundle.embed_dim, bundle_uri=str(tiny_bundle.path))
@@ -55,9 +64,11 @@ def env(request, tmp_path_factory, tiny_bundle, image_root):
             client.send_task("clik.encode_products", args=[[pid]], queue=queue, ignore_result=True)
 
         def done() -> bool:
-            return (pending.stats().get("images", 0) >= seen + len(product_ids)
-                    and not pending.waiting(product_ids)
-                    and all(store.get_product(p).status is not ProductStatus.PENDING for p in product_ids))
+            return (
+                pending.stats().get("images", 0) >= seen + len(product_ids)
+                and not pending.waiting(product_ids)
+                and all(store.get_product(p).status is not ProductStatus.PENDING for p in product_ids)
+            )
 
         wait_for(done, timeout, "the products to be processed", worker.tail)
         return {pid: store.get_product(pid).status for pid in product_ids}
@@ -85,17 +96,27 @@ def test_events_encode_good_images_and_fail_each_bad_one(env, image_root, outsid
     store, run, worker, pending = env
     v = tiny_bundle.version
     sources = {
-        "g0": image_root / "good0.jpg", "g1": image_root / "good1.jpg", "g2": image_root / "good2.jpg",
+        "g0": image_root / "good0.jpg",
+        "g1": image_root / "good1.jpg",
+        "g2": image_root / "good2.jpg",
         "g0-copy": image_root / "copy_of_good0.jpg",
-        "corrupt": image_root / "corrupt.jpg", "text": image_root / "notes.jpg",
-        "missing": image_root / "nope.jpg", "outside": outside_file, "loopback": "http://127.0.0.1:9/a.jpg",
+        "corrupt": image_root / "corrupt.jpg",
+        "text": image_root / "notes.jpg",
+        "missing": image_root / "nope.jpg",
+        "outside": outside_file,
+        "loopback": "http://127.0.0.1:9/a.jpg",
     }
     for pid, src in sources.items():
         store.put_product(pid, str(src))
     statuses = run(list(sources))
 
-    expected = {"corrupt": "corrupt image", "text": "not an image", "missing": "file not found",
-                "outside": "outside the allowed roots", "loopback": "refused address 127.0.0.1"}
+    expected = {
+        "corrupt": "corrupt image",
+        "text": "not an image",
+        "missing": "file not found",
+        "outside": "outside the allowed roots",
+        "loopback": "refused address 127.0.0.1",
+    }
     for pid, words in expected.items():
         product = store.get_product(pid)
         assert statuses[pid] is ProductStatus.FAILED and words in product.error, (pid, product.error)
@@ -158,8 +179,10 @@ def test_an_exhibition_is_precomputed_again_when_its_products_vectors_arrive(env
 
     def precomputed_now() -> bool:  # nothing read the exhibition: only the worker builds these
         _, stamp, _ = store.block_stamp(eid)
-        return (store.r.hget(block_key, "s") == stamp.encode()
-                and store.get_topic_embedding(tiny_bundle.version, topic_cache.entry_key(topic)) is not None)
+        return (
+            store.r.hget(block_key, "s") == stamp.encode()
+            and store.get_topic_embedding(tiny_bundle.version, topic_cache.entry_key(topic)) is not None
+        )
 
     wait_for(precomputed_now, 60, "the exhibition precomputed after its vectors arrived", worker.tail)
     name, stamp, block = store.stamped_block(eid)

@@ -12,6 +12,7 @@ a hash of (seed, id): the same events give the same dataset.
 No store access here (training/ imports only clik/): the caller hands in the counts and the
 exhibitions' topics and images (`clik data events` reads them from the store).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,8 +63,13 @@ def _split(exhibition_id: str, options: CtrOptions) -> str:
     return "test" if h / 2.0**64 < options.test_frac else "train"
 
 
-def ctr_dataset(counts: Mapping[tuple[str, str], Sequence[int]], exhibitions: Iterable[ListedExhibition],
-                options: CtrOptions = CtrOptions(), name: str = "events", source: str = "") -> Dataset:
+def ctr_dataset(
+    counts: Mapping[tuple[str, str], Sequence[int]],
+    exhibitions: Iterable[ListedExhibition],
+    options: CtrOptions = CtrOptions(),
+    name: str = "events",
+    source: str = "",
+) -> Dataset:
     total_n = sum(v[0] for v in counts.values())
     total_c = sum(min(v[1], v[0]) for v in counts.values())
     global_ctr = total_c / total_n if total_n else 0.0
@@ -81,10 +87,18 @@ def ctr_dataset(counts: Mapping[tuple[str, str], Sequence[int]], exhibitions: It
             continue
         topic = {k: str(v) for k, v in ex.topic.items() if k in TOPIC_KEYS}
         out.append(Exhibition(ex.exhibition_id, ex.exhibition_id, _split(ex.exhibition_id, options), topic, products))
-    meta = {"min_impressions": options.min_impressions, "smoothing": options.smoothing, "global_ctr": global_ctr,
-            "impressions": total_n, "clicks": total_c, "test_frac": options.test_frac, "seed": options.seed}
-    return Dataset(name, ["ctr", "clicks", "impressions"], "ctr", source or "clik data events: logged shopper events",
-                   out, meta)
+    meta = {
+        "min_impressions": options.min_impressions,
+        "smoothing": options.smoothing,
+        "global_ctr": global_ctr,
+        "impressions": total_n,
+        "clicks": total_c,
+        "test_frac": options.test_frac,
+        "seed": options.seed,
+    }
+    return Dataset(
+        name, ["ctr", "clicks", "impressions"], "ctr", source or "clik data events: logged shopper events", out, meta
+    )
 
 
 ENGAGEMENT = "engagement"  # the criterion of a dataset with the original labels added
@@ -106,18 +120,39 @@ def with_original_labels(logged: Dataset, original: Dataset) -> Dataset:
     out, taken = [], set()
     for ex in original.split("train"):
         taken.add(ex.id)
-        products = [Product(p.id, ex.resolve_image(p, original.data_dir), {ENGAGEMENT: float(p.criteria[criterion])},
-                            p.on_topic, dict(p.attrs)) for p in ex.products]
+        products = [
+            Product(
+                p.id,
+                ex.resolve_image(p, original.data_dir),
+                {ENGAGEMENT: float(p.criteria[criterion])},
+                p.on_topic,
+                dict(p.attrs),
+            )
+            for p in ex.products
+        ]
         out.append(Exhibition(ex.id, ex.group, "train", dict(ex.topic), products))
     logged_kept = 0
     for ex in logged.exhibitions:
         if ex.id in taken:
             continue
         logged_kept += 1
-        products = [Product(p.id, p.image, {**p.criteria, ENGAGEMENT: p.criteria["ctr"]}, p.on_topic, dict(p.attrs))
-                    for p in ex.products]
+        products = [
+            Product(p.id, p.image, {**p.criteria, ENGAGEMENT: p.criteria["ctr"]}, p.on_topic, dict(p.attrs))
+            for p in ex.products
+        ]
         out.append(Exhibition(ex.id, ex.group, ex.split, dict(ex.topic), products))
-    meta = {**logged.meta, "original": original.name, "original_criterion": criterion,
-            "original_exhibitions": len(taken), "logged_exhibitions": logged_kept}
-    return Dataset(logged.name, [ENGAGEMENT, *logged.criteria], ENGAGEMENT,
-                   f"{logged.source} + the train labels of {original.name} ({criterion})", out, meta)
+    meta = {
+        **logged.meta,
+        "original": original.name,
+        "original_criterion": criterion,
+        "original_exhibitions": len(taken),
+        "logged_exhibitions": logged_kept,
+    }
+    return Dataset(
+        logged.name,
+        [ENGAGEMENT, *logged.criteria],
+        ENGAGEMENT,
+        f"{logged.source} + the train labels of {original.name} ({criterion})",
+        out,
+        meta,
+    )

@@ -8,6 +8,7 @@ Layout (see docs/dataset.md for the full description and an example)::
 Loading validates everything up front and names the file, line and field of the first problem,
 because a bad row found hours into a training run is far more expensive than one found at load.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,13 @@ class Exhibition:
 
     def to_json(self) -> dict[str, Any]:
         topic = {k: v for k, v in self.topic.items() if v}  # empty attributes add nothing
-        return {"id": self.id, "group": self.group, "split": self.split, "topic": topic,
-                "products": [p.to_json() for p in self.products]}
+        return {
+            "id": self.id,
+            "group": self.group,
+            "split": self.split,
+            "topic": topic,
+            "products": [p.to_json() for p in self.products],
+        }
 
 
 @dataclass
@@ -122,13 +128,20 @@ class Dataset:
         for n, ex in enumerate(self.exhibitions, start=1):
             where = f"{EXHIBITIONS_FILE}:{n}"
             if ex.id in seen:
-                raise ValueError(f"{where}: field 'id': duplicate exhibition id {ex.id!r} (first on line {seen[ex.id]})")
+                raise ValueError(
+                    f"{where}: field 'id': duplicate exhibition id {ex.id!r} (first on line {seen[ex.id]})"
+                )
             seen[ex.id] = n
             _check_exhibition(ex, self.criteria, self.default_criterion, where)
 
     def to_header(self) -> dict[str, Any]:
-        header: dict[str, Any] = {"format": FORMAT, "name": self.name, "criteria": list(self.criteria),
-                                  "default_criterion": self.default_criterion, "source": self.source}
+        header: dict[str, Any] = {
+            "format": FORMAT,
+            "name": self.name,
+            "criteria": list(self.criteria),
+            "default_criterion": self.default_criterion,
+            "source": self.source,
+        }
         if self.meta:
             header["meta"] = self.meta
         return header
@@ -165,7 +178,9 @@ def load_dataset(path: str | os.PathLike[str]) -> Dataset:
             ex = _parse_exhibition(obj, where)
             _check_exhibition(ex, criteria, default, where)
             if ex.id in seen:
-                raise ValueError(f"{where}: field 'id': duplicate exhibition id {ex.id!r} (first on line {seen[ex.id]})")
+                raise ValueError(
+                    f"{where}: field 'id': duplicate exhibition id {ex.id!r} (first on line {seen[ex.id]})"
+                )
             seen[ex.id] = lineno
             exhibitions.append(ex)
     if not exhibitions:
@@ -196,8 +211,12 @@ def _check_header(name: Any, criteria: Any, default: Any, source: Any, where: st
         raise ValueError(f"{where}: field 'name': expected a non-empty string")
     if not isinstance(source, str):
         raise ValueError(f"{where}: field 'source': expected a string")
-    if (not isinstance(criteria, list) or not criteria
-            or not all(isinstance(c, str) and c for c in criteria) or len(set(criteria)) != len(criteria)):
+    if (
+        not isinstance(criteria, list)
+        or not criteria
+        or not all(isinstance(c, str) and c for c in criteria)
+        or len(set(criteria)) != len(criteria)
+    ):
         raise ValueError(f"{where}: field 'criteria': expected a non-empty list of distinct names")
     if default not in criteria:
         raise ValueError(f"{where}: field 'default_criterion': {default!r} is not one of {criteria}")
@@ -283,7 +302,9 @@ def _check_exhibition(ex: Exhibition, criteria: list[str], default: str, where: 
     if ex.split not in SPLITS:
         raise ValueError(f"{where}: field 'split': expected one of {list(SPLITS)}, got {ex.split!r}")
     if len(ex.products) < 2:
-        raise ValueError(f"{where}: field 'products': an exhibition needs at least 2 products to rank, got {len(ex.products)}")
+        raise ValueError(
+            f"{where}: field 'products': an exhibition needs at least 2 products to rank, got {len(ex.products)}"
+        )
     if not any(p.on_topic for p in ex.products):
         raise ValueError(f"{where}: field 'products': no on-topic product, so no best image")
     ids: set[str] = set()
@@ -295,7 +316,9 @@ def _check_exhibition(ex: Exhibition, criteria: list[str], default: str, where: 
             raise ValueError(f"{where}: field 'products[{i}].criteria': missing the default criterion {default!r}")
         extra = set(p.criteria) - set(criteria)
         if extra:
-            raise ValueError(f"{where}: field 'products[{i}].criteria': {sorted(extra)} not declared in {DATASET_FILE} criteria {criteria}")
+            raise ValueError(
+                f"{where}: field 'products[{i}].criteria': {sorted(extra)} not declared in {DATASET_FILE} criteria {criteria}"
+            )
 
 
 # ---------------------------------------------------------------- writing

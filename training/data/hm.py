@@ -6,6 +6,7 @@ other product types mixed in and flagged off-topic, so a model is judged on topi
 on attractiveness. Every random choice comes from a generator seeded with (seed, group key), so a
 group's exhibitions do not change when other groups come or go (e.g. with another --min-group).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,15 @@ CRITERION = "sales"
 
 # Columns the reader uses; the raw files may hold more.
 ARTICLE_COLUMNS = (
-    "article_id", "product_type_name", "product_group_name", "graphical_appearance_name",
-    "colour_group_name", "department_name", "index_group_name", "section_name", "garment_group_name",
+    "article_id",
+    "product_type_name",
+    "product_group_name",
+    "graphical_appearance_name",
+    "colour_group_name",
+    "department_name",
+    "index_group_name",
+    "section_name",
+    "garment_group_name",
 )
 SALES_COLUMNS = ("article_id", "week_sales")
 # The article's garment: its colour variants share it (attrs.family, one per diverse collage).
@@ -95,10 +103,14 @@ class HMSummary:
         for split in ("train", "test"):
             n = self.products[split]
             share = self.offtopic_products[split] / n if n else 0.0
-            out.append(f"{split:>5}: {self.exhibitions[split]} exhibitions, {n} products, "
-                       f"{self.offtopic_products[split]} off-topic ({share:.1%})")
-        out.append(f"total: {sum(self.exhibitions.values())} exhibitions, {total} products, "
-                   f"off-topic share {off / total if total else 0.0:.1%}, unsold on-topic {self.unsold_on_topic}")
+            out.append(
+                f"{split:>5}: {self.exhibitions[split]} exhibitions, {n} products, "
+                f"{self.offtopic_products[split]} off-topic ({share:.1%})"
+            )
+        out.append(
+            f"total: {sum(self.exhibitions.values())} exhibitions, {total} products, "
+            f"off-topic share {off / total if total else 0.0:.1%}, unsold on-topic {self.unsold_on_topic}"
+        )
         if self.skipped_exhibitions:
             out.append(f"skipped {self.skipped_exhibitions} exhibitions with no sold on-topic product or < 2 products")
         if self.untranslated:
@@ -120,8 +132,10 @@ def read_hm_tables(raw_dir: str | Path, summary: HMSummary | None = None) -> pd.
     bad = week.isna() | (week < 0) | (week != week.round())
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{raw / SALES_FILE}:{i + 2}: field 'week_sales': expected a count >= 0, "
-                         f"got {sales['week_sales'].iloc[i]!r}")
+        raise ValueError(
+            f"{raw / SALES_FILE}:{i + 2}: field 'week_sales': expected a count >= 0, "
+            f"got {sales['week_sales'].iloc[i]!r}"
+        )
     sales = sales.assign(week_sales=week.astype(np.int64))
 
     df = articles.merge(sales, on="article_id", how="left")
@@ -158,8 +172,10 @@ def _check_ids(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     bad = ~ids.str.fullmatch(r"\d{10}")
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"{path}:{i + 2}: field 'article_id': expected 10 digits, got {df['article_id'].iloc[i]!r} "
-                         "(leading zeros lost by a spreadsheet?)")
+        raise ValueError(
+            f"{path}:{i + 2}: field 'article_id': expected 10 digits, got {df['article_id'].iloc[i]!r} "
+            "(leading zeros lost by a spreadsheet?)"
+        )
     dup = ids.duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
@@ -218,15 +234,24 @@ def _chunks(members: pd.DataFrame, rng: np.random.Generator, options: HMOptions)
     """
     sold = members[members["week_sales"] >= 1]
     unsold = members[members["week_sales"] < 1]
-    order = np.concatenate([sold.index.to_numpy()[rng.permutation(len(sold))],
-                            unsold.index.to_numpy()[rng.permutation(len(unsold))]])
+    order = np.concatenate(
+        [sold.index.to_numpy()[rng.permutation(len(sold))], unsold.index.to_numpy()[rng.permutation(len(unsold))]]
+    )
     n_chunks = math.ceil(len(order) / options.on_per_exhibition)
     return [members.loc[order[i::n_chunks]] for i in range(n_chunks)]
 
 
-def _exhibition(key: str, k: int, members: pd.DataFrame, others: pd.DataFrame, split: str,
-                rng: np.random.Generator, options: HMOptions, used_ids: set[str],
-                summary: HMSummary) -> Exhibition | None:
+def _exhibition(
+    key: str,
+    k: int,
+    members: pd.DataFrame,
+    others: pd.DataFrame,
+    split: str,
+    rng: np.random.Generator,
+    options: HMOptions,
+    used_ids: set[str],
+    summary: HMSummary,
+) -> Exhibition | None:
     n_on = len(members)
     # n_off / (n_on + n_off) = offtopic, capped so the exhibition stays within --size
     n_off = min(round_half_up(n_on * options.offtopic / (1.0 - options.offtopic)), options.size - n_on, len(others))
@@ -243,8 +268,13 @@ def _exhibition(key: str, k: int, members: pd.DataFrame, others: pd.DataFrame, s
         id=_unique_id(f"hm-{_slug(section)}-{_slug(ptype)}-{k:02d}", used_ids),
         group=key,  # the key stays English in every language: it names the group, not the topic
         split=split,
-        topic={"name": f"{say('section_name', section)} {say('product_type_name', ptype)}", "desc": "",
-               "date": DATE, **_categories(members, say), "kwds": _keywords(members, options, say)},
+        topic={
+            "name": f"{say('section_name', section)} {say('product_type_name', ptype)}",
+            "desc": "",
+            "date": DATE,
+            **_categories(members, say),
+            "kwds": _keywords(members, options, say),
+        },
         products=products,
     )
 
@@ -270,21 +300,30 @@ class _Words:
 
 def _product(row, on_topic: bool) -> Product:
     family = getattr(row, FAMILY_COLUMN)
-    return Product(id=row.article_id, image=row.image, criteria={CRITERION: float(row.week_sales)}, on_topic=on_topic,
-                   attrs={"family": family} if family else {})
+    return Product(
+        id=row.article_id,
+        image=row.image,
+        criteria={CRITERION: float(row.week_sales)},
+        on_topic=on_topic,
+        attrs={"family": family} if family else {},
+    )
 
 
 def _categories(members: pd.DataFrame, say: _Words) -> dict[str, str]:
-    return {f"cat{i}": say(col, (_most_frequent(members[col], 1) or [""])[0])
-            for i, col in enumerate(CATEGORY_COLUMNS, start=1)}
+    return {
+        f"cat{i}": say(col, (_most_frequent(members[col], 1) or [""])[0])
+        for i, col in enumerate(CATEGORY_COLUMNS, start=1)
+    }
 
 
 def _keywords(members: pd.DataFrame, options: HMOptions, say: _Words) -> str:
     # Chosen and de-duplicated on the English values (counts, alphabetical ties), then put into
     # the topic language, so both languages keep the same keywords.
     words = [("colour_group_name", w) for w in _most_frequent(members["colour_group_name"], options.n_colours)]
-    words += [("graphical_appearance_name", w)
-              for w in _most_frequent(members["graphical_appearance_name"], options.n_appearances)]
+    words += [
+        ("graphical_appearance_name", w)
+        for w in _most_frequent(members["graphical_appearance_name"], options.n_appearances)
+    ]
     seen: list[tuple[str, str]] = []
     for column, w in words:
         if w.lower() not in {s.lower() for _, s in seen}:

@@ -10,6 +10,7 @@ before a base colour, as H&M spells them. The tables cover every value the dev d
 reader's summary, so another split of the source says what it is missing. Written by hand for
 this project (docs/multilingual.md lists the choices).
 """
+
 from __future__ import annotations
 
 # H&M brand lines keep their names (Divided, H&M+), as a Korean shop writes them.

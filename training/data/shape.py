@@ -1,5 +1,6 @@
 """What every dataset reader checks about the exhibitions it builds (size, off-topic share, test
 share) and the one rounding rule they count with."""
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ a large item on a plain light background, near the centre, sells more than a sma
 item on a cluttered background. So a model has to learn both halves of the task: which images fit
 the topic (colour and kind) and which of those are most attractive (the photo's composition).
 """
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,27 @@ CRITERION = "sales"
 DATE = "2026-06-01"
 
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (200, 30, 40), "blue": (30, 70, 200), "green": (30, 150, 60),
-    "yellow": (235, 200, 30), "black": (25, 25, 25), "pink": (240, 120, 180),
+    "red": (200, 30, 40),
+    "blue": (30, 70, 200),
+    "green": (30, 150, 60),
+    "yellow": (235, 200, 30),
+    "black": (25, 25, 25),
+    "pink": (240, 120, 180),
 }
 # Silhouettes in a unit box (x right, y down); polygons, plus extra parts for some kinds.
 _SHAPES: dict[str, list[tuple[float, float]]] = {
-    "t-shirt": [(0.3, 0), (0.7, 0), (1, 0.2), (0.85, 0.38), (0.75, 0.3), (0.75, 1), (0.25, 1),
-                (0.25, 0.3), (0.15, 0.38), (0, 0.2)],
+    "t-shirt": [
+        (0.3, 0),
+        (0.7, 0),
+        (1, 0.2),
+        (0.85, 0.38),
+        (0.75, 0.3),
+        (0.75, 1),
+        (0.25, 1),
+        (0.25, 0.3),
+        (0.15, 0.38),
+        (0, 0.2),
+    ],
     "dress": [(0.36, 0), (0.64, 0), (0.6, 0.35), (0.95, 1), (0.05, 1), (0.4, 0.35)],
     "bag": [(0.08, 0.38), (0.92, 0.38), (0.86, 1), (0.14, 1)],
     "hat": [(0.25, 0.15), (0.75, 0.15), (0.8, 0.75), (0.2, 0.75)],
@@ -54,8 +69,10 @@ class SyntheticOptions:
     def __post_init__(self) -> None:
         check_exhibition_shape(self.size, self.offtopic, self.test_frac)
         if self.on_per_exhibition > self.products_per_group:
-            raise ValueError(f"an exhibition needs {self.on_per_exhibition} on-topic products but a group "
-                             f"has only {self.products_per_group}")
+            raise ValueError(
+                f"an exhibition needs {self.on_per_exhibition} on-topic products but a group "
+                f"has only {self.products_per_group}"
+            )
         if self.image_size < 64:
             raise ValueError(f"image_size must be >= 64, got {self.image_size}")
 
@@ -89,8 +106,9 @@ def build_synthetic_dataset(out_dir: str | Path, options: SyntheticOptions | Non
         items = []
         for i in range(options.products_per_group):
             pid = f"{colour}-{kind}-{i:03d}"
-            look = _Look(scale=float(rng.uniform(0.3, 0.9)), plain=bool(rng.random() < 0.5),
-                         offset=float(rng.uniform(0.0, 0.25)))
+            look = _Look(
+                scale=float(rng.uniform(0.3, 0.9)), plain=bool(rng.random() < 0.5), offset=float(rng.uniform(0.0, 0.25))
+            )
             image = f"images/{pid}.jpg"
             _draw(colour, kind, look, options.image_size, rng).save(out_dir / image, quality=88)
             noise = float(rng.normal(0.0, 0.25))
@@ -112,17 +130,29 @@ def build_synthetic_dataset(out_dir: str | Path, options: SyntheticOptions | Non
             members += [Product(others[i].id, others[i].image, dict(others[i].criteria), on_topic=False) for i in off]
             order = rng.permutation(len(members))
             theme = _THEMES[int(rng.integers(len(_THEMES)))]
-            exhibitions.append(Exhibition(
-                id=f"{colour}-{kind}-{n + 1:02d}", group=f"{colour}/{kind}",
-                split="test" if (colour, kind) in test else "train",
-                topic={"name": f"{colour.capitalize()} {_PLURAL[kind]} {theme}", "date": DATE,
-                       "cat1": "Fashion", "cat2": _CATEGORY[kind], "kwds": f"{colour},{kind}"},
-                products=[members[i] for i in order],
-            ))
+            exhibitions.append(
+                Exhibition(
+                    id=f"{colour}-{kind}-{n + 1:02d}",
+                    group=f"{colour}/{kind}",
+                    split="test" if (colour, kind) in test else "train",
+                    topic={
+                        "name": f"{colour.capitalize()} {_PLURAL[kind]} {theme}",
+                        "date": DATE,
+                        "cat1": "Fashion",
+                        "cat2": _CATEGORY[kind],
+                        "kwds": f"{colour},{kind}",
+                    },
+                    products=[members[i] for i in order],
+                )
+            )
     return Dataset(
-        name=f"synthetic-{options.seed}", criteria=[CRITERION], default_criterion=CRITERION,
+        name=f"synthetic-{options.seed}",
+        criteria=[CRITERION],
+        default_criterion=CRITERION,
         source="SYNTHETIC: drawn silhouettes with a made-up sales signal (clik data synthetic); not real data",
-        exhibitions=exhibitions, meta={"synthetic": True, "options": asdict(options)}, data_dir=out_dir,
+        exhibitions=exhibitions,
+        meta={"synthetic": True, "options": asdict(options)},
+        data_dir=out_dir,
     )
 
 
@@ -148,8 +178,9 @@ def _draw(colour: str, kind: str, look: _Look, size: int, rng: np.random.Generat
     points = [(x0 + x * span, y0 + y * span) for x, y in _SHAPES[kind]]
     draw.polygon(points, fill=fill, outline=(0, 0, 0))
     if kind == "bag":  # handle
-        draw.arc([x0 + 0.3 * span, y0, x0 + 0.7 * span, y0 + 0.7 * span], 180, 360, fill=fill,
-                 width=max(2, int(span * 0.06)))
+        draw.arc(
+            [x0 + 0.3 * span, y0, x0 + 0.7 * span, y0 + 0.7 * span], 180, 360, fill=fill, width=max(2, int(span * 0.06))
+        )
     elif kind == "hat":  # brim
         draw.ellipse([x0, y0 + 0.65 * span, x0 + span, y0 + 0.95 * span], fill=fill, outline=(0, 0, 0))
     return image
