@@ -17,6 +17,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # Lint and types first: seconds, and a failure there says more than a failing test.
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 .venv/bin/mypy
 export CLIK_REQUIRE_BROWSER=1
 # Tests that need Redis fail instead of skipping (tests/support/services.py): CI must not pass half-run.
