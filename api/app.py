@@ -123,6 +123,7 @@ def create_app(
         settings=settings,
         reads=lambda: app.state.async_reads,
         routes=_answer_routes(),
+        units=lambda: app.state.experiments,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     # outermost: a refused body is never read, whatever route it was sent to

@@ -56,6 +56,18 @@ class _Ttl:
             self._refresh(key, read)
         return hit[0]
 
+    def peek(self, key: str, read: Callable[[], object]) -> tuple[bool, object]:
+        """(True, value) when the key has been read before (a stale one is read again in the
+        background, as get does), (False, None) when only a store read could tell: never waits."""
+        if self.ttl_s <= 0:
+            return False, None
+        hit = self._items.get(key)
+        if hit is None:
+            return False, None
+        if time.monotonic() - hit[1] >= self.ttl_s:
+            self._refresh(key, read)
+        return True, hit[0]
+
     def _put(self, key: str, value: object) -> None:
         with self._lock:
             if len(self._items) > 100_000:
@@ -107,34 +119,61 @@ class ExperimentServing:
         assert isinstance(found, Experiment)
         return found
 
-    def forget(self) -> None:
-        """After a PUT through this process: seen at once here (elsewhere within the TTL)."""
-        self._experiments = _Ttl(self._experiments.ttl_s)
+    def plain_extras(self, exhibition_id: str, unit: str, experiment_id: str | None) -> dict | None:
+        """The experiment fields of an answer that is the active version's plain answer (no
+        experiment serves the exhibition, or the unit's arm is the active model), when this is
+        known without a store read; None when it is not (or the unit gets something else): the
+        route serves it then. For api/hot_answers.py, which must never wait on the store."""
+        if experiment_id is None:
+            known, bound = self._experiments.peek("bind:" + exhibition_id, lambda: self.records.bound(exhibition_id))
+            if not known:
+                return None
+            experiment_id = None if bound is None else str(bound)
+        experiment = None
+        if experiment_id is not None:
+            known, found = self._experiments.peek("id:" + experiment_id, lambda: self.records.get(experiment_id))
+            if not known or not isinstance(found, Experiment):
+                return None  # unread, or no such experiment: the route's 404
+            experiment = found
+        extras, arm = self._assigned(experiment, exhibition_id, unit)
+        if arm is None:
+            return extras
+        if arm.policy == "model" and arm.model_version is None:
+            return {**extras, "propensity": 1.0}
+        return None
 
-    def serve(self, exhibition_id: str, unit: str, experiment_id: str | None, topk: int, diverse: bool) -> Served:
+    def _assigned(self, experiment: Experiment | None, exhibition_id: str, unit: str) -> tuple[dict, Arm | None]:
+        """The fields every answer with a unit carries, and the unit's arm (None: no experiment
+        serves this exhibition, the plain answer with propensity 1)."""
         request_id = uuid.uuid4().hex
-        experiment = self.experiment(experiment_id, exhibition_id)
         if experiment is None or not experiment.serves(exhibition_id):
-            # the plain answer: the route sends its cached bytes (ranking None), propensity 1
-            return Served(
-                None,
-                {
-                    "request_id": request_id,
-                    "experiment": None,
-                    "arm": None,
-                    "policy": None,
-                    "propensity": 1.0,
-                    "share": None,
-                },
-            )
+            return {
+                "request_id": request_id,
+                "experiment": None,
+                "arm": None,
+                "policy": None,
+                "propensity": 1.0,
+                "share": None,
+            }, None
         arm, share = assign(experiment, unit)
-        extras = {
+        return {
             "request_id": request_id,
             "experiment": experiment.experiment_id,
             "arm": arm.label(experiment.experiment_id),
             "policy": arm.policy,
             "share": share,
-        }
+        }, arm
+
+    def forget(self) -> None:
+        """After a PUT through this process: seen at once here (elsewhere within the TTL)."""
+        self._experiments = _Ttl(self._experiments.ttl_s)
+
+    def serve(self, exhibition_id: str, unit: str, experiment_id: str | None, topk: int, diverse: bool) -> Served:
+        experiment = self.experiment(experiment_id, exhibition_id)
+        extras, arm = self._assigned(experiment, exhibition_id, unit)
+        if experiment is None or arm is None:  # the plain answer: the route sends its cached bytes, propensity 1
+            return Served(None, extras)
+        request_id = extras["request_id"]
         if arm.policy == "model":
             if arm.model_version is None:  # the active version: the plain answer's cached bytes
                 return Served(None, {**extras, "propensity": 1.0})

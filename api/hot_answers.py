@@ -22,25 +22,53 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import parse_qsl
 
 from api.answers import cache_control, etag_matches
 from api.auth import key_problem
 from api.merch import OVERRIDES_RECORD
+from api.experiment_serve import prefixed
 from api.ranked_answers import PAGE, REPRESENTATIVE, RankingAnswers, Request
+from api.schemas import ID_PATTERN
 from api.settings import ApiSettings
 from indexer.async_reads import ThreadedReads
+
+
+class UnitExtras(Protocol):
+    def plain_extras(self, exhibition_id: str, unit: str, experiment_id: str | None) -> dict | None: ...
+
 
 _PATH = re.compile(r"/exhibitions/([\w.:@+=~-]{1,512})/(representative|ranking)")
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
 _KINDS = {"representative": REPRESENTATIVE, "ranking": PAGE}
-_PARAMS = {REPRESENTATIVE: {"topk", "diverse", "model_version"}, PAGE: {"offset", "limit", "diverse", "model_version"}}
+_PARAMS = {
+    REPRESENTATIVE: {"topk", "diverse", "model_version", "unit", "experiment"},
+    PAGE: {"offset", "limit", "diverse", "model_version"},
+}
+_EXPERIMENT_ID = re.compile(ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class UnitOf:
+    """An experiment's visitor on a representative request (`?unit=`, maybe `&experiment=`)."""
+
+    unit: str
+    experiment: str | None
 
 
 def read_request(path: str, query: bytes, settings: ApiSettings) -> Request | None:
     """The answer a GET asks for, when its path and query are plain and within the limits the
     route checks; None for anything else (the route then answers, 422s included)."""
+    read = read_unit_request(path, query, settings)
+    return None if read is None or read[1] is not None else read[0]
+
+
+def read_unit_request(path: str, query: bytes, settings: ApiSettings) -> tuple[Request, UnitOf | None] | None:
+    """read_request, and the unit of an experiment's visitor when the query names one (the
+    request is then for the plain answer that visitor may be served)."""
     match = _PATH.fullmatch(path)
     if match is None:
         return None
@@ -48,7 +76,16 @@ def read_request(path: str, query: bytes, settings: ApiSettings) -> Request | No
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     params = dict(pairs)
     if len(params) != len(pairs) or not params.keys() <= _PARAMS[kind]:
-        return None  # repeated or other parameters (unit, experiment, ...): the route's
+        return None  # repeated or other parameters: the route's
+    unit_of = None
+    unit, experiment = params.get("unit"), params.get("experiment")
+    if unit is not None or experiment is not None:
+        # the route's rules: experiment needs unit, model_version goes without it (else a 422)
+        if unit is None or "model_version" in params or not 1 <= len(unit) <= 256:
+            return None
+        if experiment is not None and not (len(experiment) <= 200 and _EXPERIMENT_ID.match(experiment)):
+            return None
+        unit_of = UnitOf(unit, experiment)
     numbers: dict[str, int] = {}
     for name, default in (("topk", 1), ("offset", 0), ("limit", 50)):
         raw = params.get(name)
@@ -63,11 +100,11 @@ def read_request(path: str, query: bytes, settings: ApiSettings) -> Request | No
     if kind == REPRESENTATIVE:
         if not 1 <= numbers["topk"] <= top:
             return None
-        return Request(kind, match.group(1), 0, numbers["topk"], version, diverse)
+        return Request(kind, match.group(1), 0, numbers["topk"], version, diverse), unit_of
     offset, limit = numbers["offset"], numbers["limit"]
     if not (offset <= 10**9 and 1 <= limit <= settings.page_max) or (diverse and offset + limit > top):
         return None
-    return Request(kind, match.group(1), offset, limit, version, diverse)
+    return Request(kind, match.group(1), offset, limit, version, diverse), None
 
 
 class HotAnswers:
@@ -79,23 +116,33 @@ class HotAnswers:
         settings: ApiSettings,
         reads: Callable[[], ThreadedReads | None],
         routes: Mapping[str, object],
+        units: Callable[[], UnitExtras | None] = lambda: None,
     ) -> None:
         self.app = app
         self.answers, self.settings = answers, settings
         self.reads = reads  # opened by the app's lifespan on its loop; None before
         self.routes = routes  # kind -> the route it stands in for (the metrics' route label)
+        self.units = units  # the experiments being served (api/experiment_serve.py), or None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            req = read_request(scope["path"], scope.get("query_string", b""), self.settings)
-            if req is not None and await self._answered(scope, req, send):
+            read = read_unit_request(scope["path"], scope.get("query_string", b""), self.settings)
+            if read is not None and await self._answered(scope, *read, send):
                 return
         await self.app(scope, receive, send)
 
-    async def _answered(self, scope, req: Request, send) -> bool:
+    async def _answered(self, scope, req: Request, unit_of: UnitOf | None, send) -> bool:
         reads = self.reads()
         if reads is None:
             return False
+        extras = None
+        if unit_of is not None:
+            # a visitor in an experiment: here only when its answer is the plain one and that
+            # is known without a store read (the experiment's record cached); else the route
+            units = self.units()
+            extras = None if units is None else units.plain_extras(req.exhibition_id, unit_of.unit, unit_of.experiment)
+            if extras is None:
+                return False
         headers = dict(scope.get("headers", ()))
         if (
             not self.settings.open_reads
@@ -111,9 +158,15 @@ class HotAnswers:
         if threshold is None or (req.model_version is not None and req.model_version != name):
             return False
         etag = answers.tag_for(req, name, stamp, record, threshold)
-        fields = [(b"etag", etag.encode()), (b"cache-control", cache_control(self.settings.result_max_age_s).encode())]
-        if etag_matches(headers.get(b"if-none-match", b"").decode("latin-1"), etag):
-            return await self._send(scope, send, req, 304, fields, b"")
+        if extras is not None:  # per request: no tag, never a 304 (as the route answers it)
+            fields = [(b"cache-control", b"private, no-store")]
+        else:
+            fields = [
+                (b"etag", etag.encode()),
+                (b"cache-control", cache_control(self.settings.result_max_age_s).encode()),
+            ]
+            if etag_matches(headers.get(b"if-none-match", b"").decode("latin-1"), etag):
+                return await self._send(scope, send, req, 304, fields, b"")
         key = answers.memory_key(req, etag)
         body = answers.memory.peek(key)
         source = "memory"
@@ -127,6 +180,8 @@ class HotAnswers:
             answers.memory.put(key, body)
             source = "store"
         answers.on_lookup(source)
+        if extras is not None:  # the experiment's fields in front; a propensity only where something was served
+            body = prefixed(extras if b'"items":[]' not in body else {**extras, "propensity": None}, body)
         fields += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
         return await self._send(scope, send, req, 200, fields, body)
 

@@ -69,7 +69,14 @@ def hot(api_bundle):
     route = CountingRoute(app)
     reads = store.async_reads()
     yield (
-        HotAnswers(route, answers=app.state.answers, settings=settings, reads=lambda: reads, routes={}),
+        HotAnswers(
+            route,
+            answers=app.state.answers,
+            settings=settings,
+            reads=lambda: reads,
+            routes={},
+            units=lambda: app.state.experiments,
+        ),
         route,
         store,
         api_bundle,
@@ -203,3 +210,57 @@ def test_over_http_the_hot_answer_equals_the_routes_and_is_timed_under_the_route
     finally:
         store.close()
         delete_keys(STORE_URL, prefix + "*")
+
+
+def test_a_visitor_whose_answer_is_the_plain_one_is_served_by_the_hot_path_with_its_experiment_fields(hot):
+    import json
+
+    from indexer.experiments import Arm, Experiment, ExperimentRecords
+
+    path, route, store, _, reads = hot
+
+    def fields(body: bytes) -> dict:
+        doc = json.loads(body)
+        assert len(doc.pop("request_id")) == 32
+        return doc
+
+    async def run():
+        plain = await _get(path, "/exhibitions/e/representative", "topk=2")
+        first = await _get(path, "/exhibitions/e/representative", "topk=2&unit=visitor-1")
+        assert route.calls == 2  # the exhibition's experiment not known yet: the route said
+        again = await _get(path, "/exhibitions/e/representative", "topk=2&unit=visitor-2")
+        assert route.calls == 2 and again[0] == 200
+        assert again[1][b"cache-control"] == b"private, no-store" and b"etag" not in again[1]
+        assert (
+            fields(again[2])
+            == fields(first[2])
+            == {
+                **json.loads(plain[2]),
+                "experiment": None,
+                "arm": None,
+                "policy": None,
+                "propensity": 1.0,
+                "share": None,
+            }
+        )
+        # an experiment whose one arm is the active model: its fields in front of the same bytes
+        ExperimentRecords(store).put(Experiment("exp", (Arm("model", 1.0, "model"),), ("e",), "model"))
+        app = route.app
+        app.state.experiments.forget()
+        routed = await _get(path, "/exhibitions/e/representative", "topk=2&unit=visitor-3")
+        assert route.calls == 3  # read the experiment
+        hot_one = await _get(path, "/exhibitions/e/representative", "topk=2&unit=visitor-4")
+        assert route.calls == 3 and fields(hot_one[2]) == fields(routed[2])
+        assert fields(hot_one[2])["arm"] == "exp:model" and fields(hot_one[2])["propensity"] == 1.0
+        # a control arm computes its own answer: always the route's
+        ExperimentRecords(store).put(Experiment("exp", (Arm("control", 1.0, "control"),), ("e",), "control"))
+        app.state.experiments.forget()
+        for visitor in ("a", "b"):
+            await _get(path, "/exhibitions/e/representative", f"topk=2&unit={visitor}")
+        assert route.calls == 5
+        # what the route refuses stays the route's (422)
+        bad = await _get(path, "/exhibitions/e/representative", "unit=v&model_version=x")
+        assert bad[0] == 422 and route.calls == 6
+        await reads.aclose()
+
+    asyncio.run(run())
