@@ -83,6 +83,13 @@ class TopicTokenizer:
         return {k: batch[k] for k in ("input_ids", "attention_mask")}
 
     def save(self, directory: str | Path) -> None:
+        # A fast tokenizer keeps the padding and truncation of its last call and writes them into
+        # tokenizer.json; encode_texts passes both on every call, so they are dropped here: else the
+        # bundle's content hash (its version) changed with whatever was tokenized before the export.
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            backend.no_padding()
+            backend.no_truncation()
         self.tokenizer.save_pretrained(str(directory))
         if self.prefix or self.separator is not None:
             write_topic_format(directory, self.prefix, self.separator)

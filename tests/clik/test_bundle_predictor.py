@@ -42,6 +42,13 @@ def test_version_is_a_content_hash(pretrained_model, bundle, tmp_path):
     assert changed.version != bundle.version
 
 
+def test_the_version_does_not_depend_on_what_the_tokenizer_encoded_last(pretrained_model, tmp_path):
+    model, tokenizer = pretrained_model
+    first = clik.export_bundle(model.eval(), tokenizer, tmp_path / "first")
+    tokenizer([{"name": "Men trousers", "kwds": "spandex,pants"}, {"name": "Cropped sweatshirt"}])
+    assert clik.export_bundle(model, tokenizer, tmp_path / "after").version == first.version
+
+
 def test_sides_load_alone_and_match_the_full_model(bundle, pretrained_model, photo_files):
     model, tokenizer = pretrained_model
     topic = {"name": "Espresso cups", "cat1": "Kitchen", "kwds": "coffee,espresso", "date": "2022-01-01"}
