@@ -24,11 +24,13 @@ from tests.support.services import BROKER_URL, STORE_URL, delete_keys
 from tests.support.worker_harness import cleanup_broker
 from worker.reindex import CHUNK_RUNNING, ChunkRecord, ReindexProgress, load_record
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.serial]  # kills timed against leases
 
 N_IMAGES = 24
 CHUNK_SIZE = 4
-LEASE_S = 4.0
+# Long enough that no chunk outlives its lease on a busy CI box (two test processes beside the
+# workers: 4 s was seen to run out, and an image was read twice); the kill test waits it out.
+LEASE_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +163,7 @@ def test_worker_killed_mid_chunk_the_other_finishes_after_the_lease(rig, second_
     assert store.active_version().name == second_bundle.version, "runs after the first test"
     victim, survivor = workers
     v3 = third_bundle.version
-    net.delay_s = 0.3  # 1.2 s per chunk: a kill lands mid-chunk
+    net.delay_s = 0.6  # 2.4 s per chunk: a kill lands mid-chunk, even on a busy box
     hits_before = sum(net.hits[f"/img/fan{i}.jpg"] for i in range(N_IMAGES))
     client.send_task("clik.reindex", args=[v3, str(third_bundle.path)], queue=rig["queue"], ignore_result=True)
 
