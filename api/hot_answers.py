@@ -59,16 +59,11 @@ class UnitOf:
     experiment: str | None
 
 
-def read_request(path: str, query: bytes, settings: ApiSettings) -> Request | None:
+def read_request(path: str, query: bytes, settings: ApiSettings) -> tuple[Request, UnitOf | None] | None:
     """The answer a GET asks for, when its path and query are plain and within the limits the
-    route checks; None for anything else (the route then answers, 422s included)."""
-    read = read_unit_request(path, query, settings)
-    return None if read is None or read[1] is not None else read[0]
-
-
-def read_unit_request(path: str, query: bytes, settings: ApiSettings) -> tuple[Request, UnitOf | None] | None:
-    """read_request, and the unit of an experiment's visitor when the query names one (the
-    request is then for the plain answer that visitor may be served)."""
+    route checks, and the unit of an experiment's visitor when the query names one (the request
+    is then for the plain answer that visitor may be served); None for anything else (the route
+    then answers, 422s included)."""
     match = _PATH.fullmatch(path)
     if match is None:
         return None
@@ -126,7 +121,7 @@ class HotAnswers:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET" and not scope.get("root_path"):
-            read = read_unit_request(scope["path"], scope.get("query_string", b""), self.settings)
+            read = read_request(scope["path"], scope.get("query_string", b""), self.settings)
             if read is not None and await self._answered(scope, *read, send):
                 return
         await self.app(scope, receive, send)
