@@ -37,6 +37,7 @@ from .towers import ImageTower
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
+CHECKPOINT_WEIGHTS = "model.safetensors"  # a training checkpoint's whole model (both towers, buffers)
 BUNDLE_META = "bundle.json"
 TOPIC_FIT = "topic_fit.json"  # in text/: the calibrated topic-fit model (clik.topic_fit)
 
@@ -54,7 +55,7 @@ def save_checkpoint(
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
         _write_json(staging / CONFIG, {"model": model.cfg.to_dict(), **(extra or {})})
-        save_model(model, str(staging / "model.safetensors"))
+        save_model(model, str(staging / CHECKPOINT_WEIGHTS))
         tokenizer.save(staging / "tokenizer")
         old = _previous(directory)
         if directory.exists():
@@ -79,7 +80,7 @@ def load_checkpoint(directory: str | Path, device: str = "cpu") -> tuple[ClikMod
     meta = _read_json(directory / CONFIG)
     cfg = ModelConfig.from_dict(meta.pop("model"))
     model = ClikModel(cfg, load_weights=False)
-    load_model(model, str(directory / "model.safetensors"), device=device)
+    load_model(model, str(directory / CHECKPOINT_WEIGHTS), device=device)
     tokenizer = TopicTokenizer.from_pretrained(directory / "tokenizer", max_length=cfg.text.max_length)
     _check_tokenizer_fits(model.topic.text, tokenizer, directory / "tokenizer")
     return model.to(device).eval(), tokenizer, meta

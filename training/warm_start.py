@@ -16,7 +16,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 import clik
-from clik.checkpoint import BUNDLE_META, CONFIG, WEIGHTS
+from clik.checkpoint import BUNDLE_META, CHECKPOINT_WEIGHTS, CONFIG, WEIGHTS
 
 
 def _model_config(path: Path) -> dict:
@@ -33,9 +33,9 @@ def _source_state(path: Path) -> tuple[dict, dict]:
             state.update({f"{module}.{k}": v for k, v in load_file(str(path / side / WEIGHTS)).items()})
         return config, state
     checkpoint = path / "checkpoint" if (path / "checkpoint").is_dir() else path
-    if not (checkpoint / "model.safetensors").exists():
+    if not (checkpoint / CHECKPOINT_WEIGHTS).exists():
         raise FileNotFoundError(f"init_from {path}: not a training run, checkpoint or bundle")
-    return _model_config(checkpoint / CONFIG), load_file(str(checkpoint / "model.safetensors"))
+    return _model_config(checkpoint / CONFIG), load_file(str(checkpoint / CHECKPOINT_WEIGHTS))
 
 
 def load_initial_weights(model: clik.ClikModel, path: str | Path) -> None:
