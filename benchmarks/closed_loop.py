@@ -52,6 +52,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import support  # noqa: E402
 from benchmarks.support import delete_prefix  # noqa: E402
 
 KEY = "bench-key"
@@ -134,23 +135,6 @@ def subset(dataset, keep, criterion: str | None = None, labels=None):
             dict(dataset.meta),
         )
     return Dataset(dataset.name, [criterion], criterion, dataset.source, exhibitions, dict(dataset.meta))
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 900) -> None:
-    """Until /readyz says ready (both uvicorn workers loading torch and the model can take
-    minutes on a busy 2-core box)."""
-    deadline, last = time.monotonic() + timeout, ""
-    while True:
-        try:
-            r = httpx.get(url + "/readyz", timeout=5)
-            if r.status_code == 200:
-                return
-            last = r.text
-        except httpx.HTTPError as exc:
-            last = str(exc)
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not become ready: {last}")
-        time.sleep(0.5)
 
 
 def counted(r: redis.Redis, prefix: str) -> int:
@@ -302,34 +286,14 @@ def main() -> None:
             "CLIK_READY_MIN_COVERAGE": "0.5",
             "HF_HUB_OFFLINE": "1",
         }
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "api.app:app_from_env",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-        )
+        api = support.start_api(env, port, args.workers)
         procs.append(api)
         consumer_cmd = [sys.executable, "-m", "clik_cli.main", "events", "--days", str(days), "--batch", "500"]
         consumer = subprocess.Popen(
             consumer_cmd + ["--consumer", "a"], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL
         )
         procs.append(consumer)
-        wait_http(url, api)
+        support.wait_ready(url, api, timeout=900)
         http = httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=60)
         all_ids = [ex.id for ex in dataset.exhibitions]
         new_exhibition = sorted(test_ids)[0]
@@ -563,12 +527,7 @@ def main() -> None:
         )
     finally:
         for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+            support.stop(p, grace_s=15)
         store.close()
         if not args.reuse:
             delete_prefix(r, prefix)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -26,6 +25,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import support  # noqa: E402
 from benchmarks.support import delete_prefix  # noqa: E402
 
 from indexer.events import RedisEventLog, consume  # noqa: E402
@@ -52,39 +52,10 @@ def main() -> None:
         "CLIK_EVENTS_BATCH_MAX": str(args.batch),
         "CLIK_DEVICE": "cpu",
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.app:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
+    proc = support.start_api(env, port, args.workers)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.3)
+        support.wait_ready(url, proc, path="/healthz", timeout=120)
         bodies = []
         for start in range(0, args.events, args.batch):
             events = [
@@ -126,8 +97,7 @@ def main() -> None:
             t.join()
         accept_s = time.perf_counter() - started
     finally:
-        proc.terminate()
-        proc.wait(20)
+        support.stop(proc)
     log = RedisEventLog.from_url(args.redis, prefix)
     started = time.perf_counter()
     counted = consume(log, "bench", batch=2000, block_ms=200, stop_after_idle=1.0)
