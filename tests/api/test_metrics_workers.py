@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -16,6 +13,7 @@ import httpx
 import pytest
 
 from tests.support.api_server import free_port
+from tests.support.deployed_api import start_api, stop
 from tests.support.services import BROKER_URL, STORE_URL, delete_keys, redis_or_skip
 from tests.support.worker_harness import ROOT
 
@@ -46,30 +44,7 @@ def test_metrics_are_summed_over_two_worker_processes(tmp_path):
     folder = metrics_folder(env)  # what `clik serve --workers 2` does before starting them
     assert folder == str(tmp_path / "metrics") and not list((tmp_path / "metrics").glob("*.db"))
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "api.app:app_from_env",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-            "--timeout-worker-healthcheck",
-            "300",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_api(env, port, 2, tmp_path / "api.log", extra_args=("--timeout-worker-healthcheck", "300"))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 400  # two processes importing torch on a busy box: minutes
@@ -98,10 +73,5 @@ def test_metrics_are_summed_over_two_worker_processes(tmp_path):
         pids = {p.stem.rsplit("_", 1)[1] for p in (tmp_path / "metrics").glob("histogram_*.db")}
         assert len(pids) >= 2
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc)
         delete_keys(STORE_URL, prefix + "*")
