@@ -19,8 +19,9 @@ exhibition also run at concurrency 64. First read after a PUT: 20 exhibitions PU
 Celery worker precomputes each (the benchmark waits until its topic entry and packed block are in
 the store and an API process rendered its answer), then one GET each is timed (on a raw
 kept-alive socket like the load generator's: httpx's own cost is not the server's); the same for 20 exhibitions written behind the API's back
-(no precompute: what a first read cost before). The targets are checked as ratios to /healthz of
-the same run (this box is shared; absolute times move from run to run). Because the load of
+(no precompute: what a first read cost before). Each precomputed first read is compared with a
+warm read of the same exhibition after the same wait (first_reads_after_put says why). The other
+targets are checked as ratios to /healthz of the same run (this box is shared; absolute times move from run to run). Because the load of
 other jobs moves within a run too, /healthz, the 10,000-product exhibition and the many
 exhibitions are then measured again at c=8 one after the other, --rounds times, with the CPU
 the uvicorn workers spent per request (from /proc): the medians of those neighbours' ratios.
