@@ -26,6 +26,12 @@ def experiment(
         help="Topic languages, comma-separated (en, ko): every run also on the "
         "same exhibitions with topics in the others, as <run>-ko.",
     ),
+    train_seeds: str = typer.Option(
+        "",
+        "--train-seeds",
+        help="Training seeds, comma-separated (e.g. 0,1,2): every run trained with each on every "
+        "split, the table pooling them (default: the config's seed, one run per split).",
+    ),
 ) -> None:
     """Train and evaluate every run on every split seed, then write summary.md and summary.json
     (Table 2 and Table 3 shapes, means and 95% intervals). Finished runs are not redone.
@@ -33,6 +39,8 @@ def experiment(
     Example: clik experiment ../shared/data/hm --out runs/exp --seeds 1,2,3 --runs clik-group,triplet
     Korean topics: clik experiment ../shared/data/hm --out runs/ko --config configs/hm-e5-locked.yaml \
         --runs clik-group --languages en,ko
+    Training seeds too: clik experiment ../shared/data/hm --out runs/exp --runs clik-group,pairwise \
+        --train-seeds 0,1,2
     """
     from training.experiment import ExperimentPlan, run_experiment
 
@@ -46,6 +54,7 @@ def experiment(
             config,
             tuple(set_),
             languages=tuple(lang.strip() for lang in languages.split(",") if lang.strip()),
+            train_seeds=tuple(int(t) for t in train_seeds.split(",") if t.strip()) or None,
         )
         run_experiment(plan, echo=typer.echo)
     except (ValueError, FileNotFoundError) as exc:

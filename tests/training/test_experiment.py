@@ -92,3 +92,57 @@ def test_languages_need_the_hm_reader(tmp_path):
     )
     with pytest.raises(ValueError, match="H&M reader"):
         run_experiment(plan)
+
+
+def test_training_seeds_are_trained_per_split_and_pooled_per_exhibition(tmp_path):
+    """`--train-seeds 0,1`: each run trained with both seeds on every split (seed 0 in the plain
+    run's folder), the mean taken over splits and training seeds, each exhibition's figures
+    averaged over the training seeds before the bootstrap (so the count stays the exhibitions')."""
+    from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
+
+    def build(seed: int):
+        return build_synthetic_dataset(
+            tmp_path / "exp" / f"split{seed}" / "data",
+            SyntheticOptions(products_per_group=6, exhibitions_per_group=1, size=8, image_size=64, seed=seed),
+        )
+
+    plan = ExperimentPlan(
+        raw_dir=tmp_path,
+        out_dir=tmp_path / "exp",
+        seeds=(1, 2),
+        runs=("clik-group",),
+        overrides=(
+            "model=clik-tiny-test",
+            "epochs=1",
+            "tm_batch=4",
+            "memory_bank_size=8",
+            "calibration_folds=0",
+            f"cache_dir={tmp_path / 'cache'}",
+        ),
+        build=build,
+        train_seeds=(0, 1),
+    )
+    seen: list[str] = []
+    summary = run_experiment(plan, echo=seen.append)
+    assert seen == [
+        "split 1: clik-group (training seed 0)",
+        "split 1: clik-group (training seed 1)",
+        "split 2: clik-group (training seed 0)",
+        "split 2: clik-group (training seed 1)",
+    ]
+    evals = {
+        (s, t): json.loads((tmp_path / "exp" / f"split{s}" / folder / "eval.json").read_text())
+        for s in (1, 2)
+        for t, folder in ((0, "clik-group"), (1, "clik-group-t1"))
+    }
+    config = (tmp_path / "exp" / "split1" / "clik-group-t1" / "config.yaml").read_text()
+    assert "seed: 1" in config.splitlines()
+    run = summary["runs"]["clik-group"]
+    mrr = {k: e["metrics"]["MRR"] for k, e in evals.items()}
+    assert abs(run["mean"]["MRR"] - sum(mrr.values()) / 4) < 1e-12
+    assert [round(t["MRR"], 12) for t in run["per_train_seed"]] == [
+        round((mrr[1, t] + mrr[2, t]) / 2, 12) for t in (0, 1)
+    ]
+    assert run["exhibitions"] == sum(len(evals[s, 0]["per_group"]) for s in (1, 2))
+    assert summary["train_seeds"] == [0, 1]
+    assert "training seeds [0, 1]" in (tmp_path / "exp" / "summary.md").read_text()
