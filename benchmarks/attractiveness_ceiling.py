@@ -17,7 +17,7 @@ split seed, reports MRR and Top1-Top1 of:
   last. The kind of prior a merchandiser's rule of thumb ("black sells") gives.
 - ``random``: the expected MRR of a random order of the on-topic products (off-topic last).
 
-Ties in the scores are counted pessimistically, as clik.metrics does.
+Ties in the scores are counted pessimistically (clik.metrics computes every figure).
 """
 
 from __future__ import annotations
@@ -25,31 +25,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from clik.metrics import evaluate_groups, random_baseline  # noqa: E402
 
 ATTRIBUTES = ("colour_group_name", "graphical_appearance_name", "perceived_colour_value_name")
 SHRINK = 10.0  # pseudo-products at percentile 0.5 behind every attribute value
-
-
-def reciprocal_rank_and_top1(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    best = labels == labels.max()
-    predicted = (scores[None, :] >= scores[:, None]).sum(axis=1)  # pessimistic ranks
-    top = scores == scores.max()
-    return 1.0 / predicted[best].min(), float(best[top].all())
-
-
-def random_mrr(n_on: int, n_best: int) -> float:
-    """Expected reciprocal rank of the first of n_best best products in a random order of n_on."""
-    # P(first best at rank r) for r = 1..n_on - n_best + 1, by the hypergeometric product.
-    total, p_none_before = 0.0, 1.0
-    for r in range(1, n_on - n_best + 2):
-        p_here = p_none_before * n_best / (n_on - r + 1)
-        total += p_here / r
-        p_none_before *= 1 - n_best / (n_on - r + 1)
-    return total
 
 
 def attribute_prior(exhibitions: list[dict], articles: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -74,30 +62,31 @@ def split_figures(split_dir: Path, run: str, articles: dict[str, dict]) -> dict:
     result = json.loads((split_dir / run / "eval.json").read_text())
     exhibitions = [json.loads(line) for line in (split_dir / "data" / "exhibitions.jsonl").open()]
     prior = attribute_prior(exhibitions, articles)
-    rows: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    randoms = []
+    rankings: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+        "as served": [],
+        "perfect topic fit": [],
+        "catalogue attributes": [],
+    }
+    on_topic_labels = []
     for group in result["per_group"]:
         ranking = group["ranking"]
         labels = np.array([r["label"] for r in ranking])
         on = np.array([r["on_topic"] for r in ranking])
         served = np.array([r["score"] for r in ranking])
-        gated = np.where(on, served, -np.inf)
+        # off-topic products last: below every on-topic score (clik.metrics wants finite scores)
+        gated = np.where(on, served, served.min() - 1.0)
         attrs = np.array(
             [
-                sum(prior[a].get(articles[r["product_id"]][a], 0.5) for a in ATTRIBUTES) if o else -np.inf
+                sum(prior[a].get(articles[r["product_id"]][a], 0.5) for a in ATTRIBUTES) if o else -1.0
                 for r, o in zip(ranking, on)
             ]
         )
         for name, scores in (("as served", served), ("perfect topic fit", gated), ("catalogue attributes", attrs)):
-            rows[name].append(reciprocal_rank_and_top1(scores, labels))
-        on_labels = labels[on]
-        n_best = int((on_labels == labels.max()).sum())
-        randoms.append((random_mrr(len(on_labels), n_best), n_best / len(on_labels)))
-    rows["random (on-topic first)"] = randoms
-    return {
-        name: {"MRR": float(np.mean([m for m, _ in v])), "Top1-Top1": float(np.mean([t for _, t in v]))}
-        for name, v in rows.items()
-    }
+            rankings[name].append((scores, labels))
+        on_topic_labels.append(labels[on])
+    figures = {name: evaluate_groups(pairs, ks=(1,)) for name, pairs in rankings.items()}
+    figures["random (on-topic first)"] = random_baseline(on_topic_labels, ks=(1,))
+    return {name: {"MRR": m.mrr, "Top1-Top1": m.topk_top1[1]} for name, m in figures.items()}
 
 
 def main() -> None:
