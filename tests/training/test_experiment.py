@@ -8,7 +8,9 @@ import json
 from training.experiment import ExperimentPlan, run_experiment
 
 
-def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
+def synthetic_plan(tmp_path, runs: tuple[str, ...], **fields) -> ExperimentPlan:
+    """An experiment over two small synthetic splits (seeds 1, 2) with the tiny random model and
+    one epoch: quick, and every run has something to evaluate."""
     from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
 
     def build(seed: int):
@@ -18,11 +20,11 @@ def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
             SyntheticOptions(products_per_group=6, exhibitions_per_group=1, size=8, image_size=64, seed=seed),
         )
 
-    plan = ExperimentPlan(
+    return ExperimentPlan(
         raw_dir=tmp_path,
         out_dir=tmp_path / "exp",
         seeds=(1, 2),
-        runs=("clik-group", "triplet"),
+        runs=runs,
         overrides=(
             "model=clik-tiny-test",
             "epochs=1",
@@ -32,7 +34,12 @@ def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
             f"cache_dir={tmp_path / 'cache'}",
         ),
         build=build,
+        **fields,
     )
+
+
+def test_runs_over_seeds_are_summarised_in_both_table_shapes(tmp_path):
+    plan = synthetic_plan(tmp_path, ("clik-group", "triplet"))
     seen: list[str] = []
     summary = run_experiment(plan, echo=seen.append)
     assert seen == ["split 1: clik-group", "split 2: clik-group", "split 1: triplet", "split 2: triplet"]
@@ -98,30 +105,7 @@ def test_training_seeds_are_trained_per_split_and_pooled_per_exhibition(tmp_path
     """`--train-seeds 0,1`: each run trained with both seeds on every split (seed 0 in the plain
     run's folder), the mean taken over splits and training seeds, each exhibition's figures
     averaged over the training seeds before the bootstrap (so the count stays the exhibitions')."""
-    from training.data.synthetic import SyntheticOptions, build_synthetic_dataset
-
-    def build(seed: int):
-        return build_synthetic_dataset(
-            tmp_path / "exp" / f"split{seed}" / "data",
-            SyntheticOptions(products_per_group=6, exhibitions_per_group=1, size=8, image_size=64, seed=seed),
-        )
-
-    plan = ExperimentPlan(
-        raw_dir=tmp_path,
-        out_dir=tmp_path / "exp",
-        seeds=(1, 2),
-        runs=("clik-group",),
-        overrides=(
-            "model=clik-tiny-test",
-            "epochs=1",
-            "tm_batch=4",
-            "memory_bank_size=8",
-            "calibration_folds=0",
-            f"cache_dir={tmp_path / 'cache'}",
-        ),
-        build=build,
-        train_seeds=(0, 1),
-    )
+    plan = synthetic_plan(tmp_path, ("clik-group",), train_seeds=(0, 1))
     seen: list[str] = []
     summary = run_experiment(plan, echo=seen.append)
     assert seen == [
