@@ -182,6 +182,12 @@ class ExhibitionList(BaseModel):
     items: list[ExhibitionSummary]
 
 
+APPEAL = (
+    "CLIK's ranking score: cosine of the image vector with the group query, whose appeal-prior "
+    "coordinate adds how attractive the image looks whatever the topic"
+)
+
+
 class SearchItem(BaseModel):
     product_id: str
     score: float = Field(description="cosine of the image with the topic's ranking query")
@@ -193,7 +199,7 @@ class RankedItem(BaseModel):
     score: float = Field(
         description="orders the ranking: appeal + how much the product looks like its exhibition; below every fitting product when off_topic"
     )
-    appeal: float = Field(description="CLIK's ranking score: cosine of the image with the group query")
+    appeal: float = Field(description=APPEAL)
     topic_fit: float = Field(description="calibrated probability that the product belongs to the topic")
     off_topic: bool = Field(description="topic_fit below topic_fit_threshold")
     rank: int
@@ -238,7 +244,7 @@ class RankedImage(BaseModel):
     score: float
     rank: int
     reused: bool = Field(description="vector taken from the store (same image content, active version)")
-    appeal: float = Field(description="CLIK's ranking score: cosine of the image with the group query")
+    appeal: float = Field(description=APPEAL)
     topic_fit: float = Field(description="calibrated probability that the image belongs to the topic")
     off_topic: bool = Field(description="topic_fit below the threshold")
 

@@ -160,7 +160,7 @@ def load_image_side(bundle_dir: str | Path, device: str = "cpu") -> tuple[ImageT
     """Only the image tower and its projection: what an encoding worker needs."""
     info = read_bundle_info(bundle_dir)
     cfg = _side_config(info.path, "image")
-    tower = ImageTower(cfg.image, cfg.embed_dim, load_weights=False)
+    tower = ImageTower(cfg.image, cfg.embed_dim, load_weights=False, appeal_prior=cfg.appeal_prior)
     _load_weights(tower, info.path / "image" / WEIGHTS, device)
     return tower.to(device).eval(), info
 

@@ -68,6 +68,9 @@ class ModelConfig:
     attention_temperature: float = 1.0
     text: TextTowerConfig = field(default_factory=TextTowerConfig)
     image: ImageTowerConfig = field(default_factory=ImageTowerConfig)
+    # The last embedding coordinate is the appeal prior (clik/appeal.py), fitted after training;
+    # the projections learn the other embed_dim - 1. CLIK only (the baselines rank without it).
+    appeal_prior: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +101,13 @@ class ModelConfig:
             raise ValueError(f"unknown query variant {self.query!r}")
         if self.memory_bank_size <= 0 or self.temperature <= 0 or self.attention_temperature <= 0:
             raise ValueError("memory_bank_size, temperature and attention_temperature must be > 0")
+        if self.appeal_prior:
+            if self.method != "clik":
+                raise ValueError(f"appeal_prior is for method 'clik', not {self.method!r}")
+            if self.embed_dim < 2:
+                raise ValueError("appeal_prior needs embed_dim >= 2 (one coordinate is the prior)")
+            if self.image.init_proj_from_head or self.text.architecture == "clip":
+                raise ValueError("appeal_prior cannot keep a CLIP model's own projections (they map to embed_dim)")
 
 
 @dataclass

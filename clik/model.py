@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import appeal
 from .config import ModelConfig, get_model_config
 from .heads import LinearQuery, QueryHead, ScoreHead
 from .towers import ImageTower, TextTower
@@ -33,10 +34,13 @@ class TopicSide(nn.Module):
         self.cfg = cfg
         if not load_weights and cfg.text.hf_config is None:
             cfg.text.pretrained = False
-        self.text = TextTower(cfg.text, cfg.embed_dim)
+        self.text = TextTower(cfg.text, cfg.embed_dim, appeal_prior=cfg.appeal_prior)
         self.query_head = QueryHead(cfg.embed_dim, cfg.memory_bank_size, cfg.query, cfg.attention_temperature)
         self.score_head = ScoreHead(cfg.embed_dim) if cfg.method in ("pairwise", "pointwise") else None
         self.probe_head = LinearQuery(cfg.embed_dim) if cfg.method == "probe" else None
+        if cfg.appeal_prior:
+            # beta of clik/appeal.py: 0 (rank by the cosine alone) until a prior is fitted.
+            self.register_buffer("appeal_share", torch.zeros(()))
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.text(input_ids, attention_mask)
@@ -44,7 +48,8 @@ class TopicSide(nn.Module):
     def ranking_query(self, topic_emb: torch.Tensor) -> torch.Tensor:
         """Unit query vector(s) whose cosine with an image embedding orders the images."""
         if self.cfg.method == "clik":
-            return self.query_head(topic_emb)
+            query = self.query_head(topic_emb)
+            return appeal.ranking_query(query, self.appeal_share) if self.cfg.appeal_prior else query
         if self.cfg.method == "triplet":
             return F.normalize(topic_emb, dim=-1)
         if self.probe_head is not None:
@@ -61,7 +66,7 @@ class ClikModel(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.topic = TopicSide(cfg, load_weights=load_weights)
-        self.image = ImageTower(cfg.image, cfg.embed_dim, load_weights=load_weights)
+        self.image = ImageTower(cfg.image, cfg.embed_dim, load_weights=load_weights, appeal_prior=cfg.appeal_prior)
 
     def encode_topics(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.topic.encode(input_ids, attention_mask)

@@ -72,6 +72,15 @@ class TrainConfig:
     # one calibration-only run per fold without it (locked mode), so the calibration is fitted on
     # topics its model never saw. 0: fit on the train exhibitions themselves.
     calibration_folds: int = 3
+    # The appeal prior (clik/appeal.py, training/appeal.py): after training, CLIK (locked mode)
+    # fits one topic-independent attractiveness direction over the frozen image features in
+    # closed form and the ranking adds `appeal_weight` times it to the cosine. 0 turns it off.
+    # Chosen on the H&M dev splits 11-13 and checked on 1-3 (docs/training.md).
+    appeal_weight: float = 1.0
+    # Ridge penalty per train image on the standardised features: large, so the direction is
+    # close to the features' covariance with "is the exhibition's best seller" (what generalises
+    # to new topics), not a fit of the train topics.
+    appeal_penalty: float = 100.0
     # Bookkeeping.
     cache_dir: str = ".cache/features"
     checkpoint_every: int = 0  # steps; 0 = at the end of every epoch

@@ -152,7 +152,7 @@ def load_groups(
         prepared_split = without_groups(prepared_split, frozenset(g.group for g in prepared_split.groups) - groups)
     found = split_features(model, tokenizer, prepared_split, cache_dir, device=device)
     prepared = found.split
-    topic_emb = model.topic.text.proj(torch.as_tensor(found.topics, device=device))
+    topic_emb = model.topic.text.project(torch.as_tensor(found.topics, device=device))
     queries = model.ranking_query(topic_emb).float().cpu().numpy()
     topics = F.normalize(topic_emb.float(), dim=-1).cpu().numpy()
 
@@ -164,7 +164,7 @@ def load_groups(
         if len(idx) > k:
             idx = np.sort(rng.choice(len(idx), size=k, replace=False))
         rows = group.image_rows[idx]
-        emb = model.image.proj(torch.as_tensor(found.images[rows], device=device))
+        emb = model.image.project(torch.as_tensor(found.images[rows], device=device))
         out.append(
             GroupData(
                 exhibition_id=group.exhibition_id,

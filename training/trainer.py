@@ -48,7 +48,20 @@ def build_model(cfg: TrainConfig) -> clik.ClikModel:
             setattr(model_cfg, name, getattr(cfg, name))
     if cfg.text_tower is not None:
         model_cfg.text.name = cfg.text_tower
+    model_cfg.appeal_prior = uses_appeal_prior(cfg, model_cfg)
     return clik.ClikModel(model_cfg)
+
+
+def uses_appeal_prior(cfg: TrainConfig, model_cfg: clik.ModelConfig) -> bool:
+    """CLIK in locked mode fits it (over the features it cached); a warm start keeps what its
+    source has; the baselines, partial and full mode (whose features move) and CLIP towers do not."""
+    if cfg.init_from:
+        from .warm_start import source_model_config
+
+        return bool(source_model_config(cfg.init_from).get("appeal_prior", False))
+    if model_cfg.method != "clik" or cfg.mode != "locked" or cfg.appeal_weight <= 0:
+        return False
+    return not (model_cfg.image.init_proj_from_head or model_cfg.text.architecture == "clip")
 
 
 def signed_log1p(x: torch.Tensor) -> torch.Tensor:
@@ -69,18 +82,18 @@ class TrainStep(nn.Module):
     def _topics(self, x):
         text = self.model.topic.text
         if self.mode == "locked":
-            return text.proj(x)
+            return text.project(x)
         if self.mode == "partial":
-            return text.proj(text.features_from_hidden(x["hidden"].float(), x["mask"], self.text_top_layers))
+            return text.project(text.features_from_hidden(x["hidden"].float(), x["mask"], self.text_top_layers))
         return self.model.encode_topics(**x)
 
     def _images(self, x):
         image = self.model.image
         if self.mode == "locked":
-            return image.proj(x)
+            return image.project(x)
         if self.mode == "partial":
             pooled = image.features_from_stem(x.flatten(0, -4).float(), self.image_top_stages)
-            return image.proj(pooled).view(*x.shape[:-3], -1)
+            return image.project(pooled).view(*x.shape[:-3], -1)
         return self.model.encode_images(x.flatten(0, -4)).view(*x.shape[:-3], -1)
 
     def forward(self, batch: dict):
@@ -302,7 +315,8 @@ def train(
             if not (warm / "checkpoint").is_dir() or not resume:
                 train(
                     data_dir,
-                    dataclasses.replace(cfg, mode="locked"),
+                    # without the appeal prior, which partial mode has not (its features move)
+                    dataclasses.replace(cfg, mode="locked", appeal_weight=0.0),
                     warm,
                     progress=progress,
                     exclude_groups=exclude_groups,
@@ -405,6 +419,13 @@ def train(
     bar.close()
     if log:
         log.close()
+    if model.cfg.appeal_prior and tables is not None:
+        # Fitted after the gradient steps, on the features they trained with (clik/appeal.py).
+        from .appeal import fit_appeal_prior, install_appeal_prior
+
+        weight, bias = fit_appeal_prior(tables.images.cpu().numpy(), split.groups, cfg.appeal_penalty)
+        install_appeal_prior(model, weight, bias, cfg.appeal_weight)
+        save_state(model, tokenizer, optimizer, scheduler, step, rng, out_dir, dist_info, cfg, criterion)
     if dist_info.is_main and calibrate:
         # The topic-fit calibration travels with the model: fitted now, put in the bundle by export.
         from .calibrate import calibrate_run

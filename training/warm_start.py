@@ -38,6 +38,17 @@ def _source_state(path: Path) -> tuple[dict, dict]:
     return _model_config(checkpoint / CONFIG), load_file(str(checkpoint / CHECKPOINT_WEIGHTS))
 
 
+def source_model_config(path: str | Path) -> dict:
+    """The model config (as a dict) of a run, checkpoint or bundle, without loading weights."""
+    path = Path(path)
+    if (path / BUNDLE_META).exists():
+        return _model_config(path / "text" / CONFIG)
+    checkpoint = path / "checkpoint" if (path / "checkpoint").is_dir() else path
+    if not (checkpoint / CONFIG).exists():
+        raise FileNotFoundError(f"init_from {path}: not a training run, checkpoint or bundle")
+    return _model_config(checkpoint / CONFIG)
+
+
 def load_initial_weights(model: clik.ClikModel, path: str | Path) -> None:
     """Copy the weights (and buffers: the memory bank) of `path` into `model`."""
     config, state = _source_state(Path(path))
@@ -52,7 +63,7 @@ def load_initial_weights(model: clik.ClikModel, path: str | Path) -> None:
         raise ValueError(f"init_from {path} does not fit the model: {exc}") from None
 
 
-_SAME = ("method", "query", "embed_dim", "memory_bank_size", "image.name", "text.name")
+_SAME = ("method", "query", "embed_dim", "memory_bank_size", "image.name", "text.name", "appeal_prior")
 
 
 def _field(config: dict, dotted: str) -> object:

@@ -6,6 +6,7 @@ import timm
 import torch
 from torch import nn
 
+from ..appeal import AppealCoordinate, image_vector
 from ..config import ImageTowerConfig
 from ..pretrained import load_local_image_weights, load_pypi_image_weights
 from . import stages
@@ -23,7 +24,7 @@ def create_backbone(cfg: ImageTowerConfig, num_classes: int = 0, load_weights: b
 
 
 class ImageTower(nn.Module):
-    def __init__(self, cfg: ImageTowerConfig, embed_dim: int, load_weights: bool = True):
+    def __init__(self, cfg: ImageTowerConfig, embed_dim: int, load_weights: bool = True, appeal_prior: bool = False):
         super().__init__()
         head = None
         if cfg.init_proj_from_head:
@@ -39,7 +40,9 @@ class ImageTower(nn.Module):
             cfg.mean = tuple(float(v) for v in data_cfg.get("mean", (0.485, 0.456, 0.406)))
             cfg.std = tuple(float(v) for v in data_cfg.get("std", (0.229, 0.224, 0.225)))
         self.cfg = cfg
-        self.proj = nn.Linear(self.backbone.num_features, embed_dim)
+        # With the appeal prior the projection learns all but the last coordinate (clik/appeal.py).
+        self.proj = nn.Linear(self.backbone.num_features, embed_dim - 1 if appeal_prior else embed_dim)
+        self.appeal = AppealCoordinate(self.backbone.num_features) if appeal_prior else None
         if isinstance(head, nn.Linear):
             with torch.no_grad():
                 self.proj.weight.copy_(head.weight)
@@ -65,5 +68,11 @@ class ImageTower(nn.Module):
     def features_from_stem(self, activations: torch.Tensor, top_stages: int) -> torch.Tensor:
         return stages.run_top(self.backbone, activations, top_stages)
 
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features → image embedding (unit already when it carries the prior)."""
+        if self.appeal is None:
+            return self.proj(features)
+        return image_vector(self.proj(features), self.appeal(features))
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.features(pixels))
+        return self.project(self.features(pixels))

@@ -7,6 +7,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 from transformers.utils import logging as hf_logging
 
+from ..appeal import topic_vector
 from ..config import TextTowerConfig
 from ..pretrained import resolve_text_tower
 
@@ -46,7 +47,7 @@ def _clip_text(source: str, pretrained: bool) -> tuple[nn.Module, torch.Tensor]:
 
 
 class TextTower(nn.Module):
-    def __init__(self, cfg: TextTowerConfig, embed_dim: int):
+    def __init__(self, cfg: TextTowerConfig, embed_dim: int, appeal_prior: bool = False):
         super().__init__()
         self.cfg = cfg
         projection = None
@@ -63,7 +64,9 @@ class TextTower(nn.Module):
             else:
                 self.backbone = _encoder_from_config(AutoConfig.from_pretrained(source))
             cfg.hf_config = self.backbone.config.to_dict()
-        self.proj = nn.Linear(self.backbone.config.hidden_size, embed_dim)
+        # With the appeal prior a topic has nothing on the last coordinate (clik/appeal.py).
+        self.appeal_prior = appeal_prior
+        self.proj = nn.Linear(self.backbone.config.hidden_size, embed_dim - 1 if appeal_prior else embed_dim)
         if projection is not None:
             if projection.shape != self.proj.weight.shape:
                 raise ValueError(
@@ -117,5 +120,10 @@ class TextTower(nn.Module):
             hidden = out[0] if isinstance(out, tuple) else out
         return self._pool(hidden, attention_mask)
 
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features → topic embedding."""
+        embedding = self.proj(features)
+        return topic_vector(embedding) if self.appeal_prior else embedding
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.features(input_ids, attention_mask))
+        return self.project(self.features(input_ids, attention_mask))
