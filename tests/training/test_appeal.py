@@ -73,10 +73,11 @@ def test_a_locked_clik_run_carries_its_prior_into_the_bundle(shapes_dataset, tmp
 
     from clik_cli.main import app
 
-    run = train(shapes_dataset, _cfg(tmp_path), tmp_path / "run", progress=False)
+    cfg = _cfg(tmp_path)
+    run = train(shapes_dataset, cfg, tmp_path / "run", progress=False)
     model = clik.load_checkpoint(run / "checkpoint")[0]
     assert model.cfg.appeal_prior and model.image.appeal.weight.abs().sum() > 0
-    assert float(model.topic.appeal_share) == pytest.approx(clik.appeal.query_share(1.0))
+    assert float(model.topic.appeal_share) == pytest.approx(clik.appeal.query_share(cfg.appeal_weight))
     exported = CliRunner().invoke(app, ["export", str(run), "--out", str(tmp_path / "bundle")])
     assert exported.exit_code == 0, exported.output
     predictor = clik.Predictor.load(tmp_path / "bundle")
