@@ -75,7 +75,7 @@ class TrainConfig:
     # The appeal prior (clik/appeal.py, training/appeal.py): after training, CLIK (locked mode)
     # fits one topic-independent attractiveness direction over the frozen image features in
     # closed form and the ranking adds `appeal_weight` times it to the cosine. 0 turns it off.
-    # Chosen on the H&M dev splits 11-13 and checked on 1-3 (docs/training.md).
+    # How 1.0 was chosen, on which H&M splits: docs/training.md.
     appeal_weight: float = 1.0
     # Ridge penalty per train image on the standardised features: large, so the direction is
     # close to the features' covariance with "is the exhibition's best seller" (what generalises

@@ -53,8 +53,9 @@ def build_model(cfg: TrainConfig) -> clik.ClikModel:
 
 
 def uses_appeal_prior(cfg: TrainConfig, model_cfg: clik.ModelConfig) -> bool:
-    """CLIK in locked mode fits it (over the features it cached); a warm start keeps what its
-    source has; the baselines, partial and full mode (whose features move) and CLIP towers do not."""
+    """CLIK in locked mode fits it (over the features it cached); a warm start has what its
+    source has (refitted in locked mode, kept as it was otherwise); the baselines, partial and
+    full mode (whose features move) and CLIP towers do not."""
     if cfg.init_from:
         from .warm_start import source_model_config
 
@@ -419,7 +420,7 @@ def train(
     bar.close()
     if log:
         log.close()
-    if model.cfg.appeal_prior and tables is not None:
+    if model.cfg.appeal_prior and cfg.mode == "locked" and tables is not None:
         # Fitted after the gradient steps, on the features they trained with (clik/appeal.py).
         from .appeal import fit_appeal_prior, install_appeal_prior
 

@@ -14,13 +14,15 @@ from training.trainer import train
 
 def _groups(rng, features, count, size, start=0):
     """Exhibitions whose best seller is the product highest on feature 3, plus noise; the last
-    product of each is off-topic and sells most (it must not teach the prior)."""
+    product of each is off-topic, stands out on feature 5 and sells most: were it fitted, the
+    prior would learn feature 5."""
     groups = []
     for g in range(count):
         rows = np.arange(start + g * size, start + (g + 1) * size)
         sales = features[rows, 3] + 0.5 * rng.standard_normal(size)
         on = np.ones(size, bool)
         on[-1] = False
+        features[rows[-1], 5] += 8.0
         sales[-1] = sales.max() + 5.0
         groups.append(PreparedGroup(f"e{g}", f"g{g}", g, rows, sales, on))
     return groups
@@ -31,7 +33,9 @@ def test_the_fitted_prior_finds_what_makes_a_best_seller_and_ranks_new_groups_by
     features = rng.standard_normal((4000, 24)) * rng.uniform(0.5, 3.0, 24) + rng.uniform(-2, 2, 24)
     train_groups = _groups(rng, features, 100, 20)
     weight, bias = fit_appeal_prior(features, train_groups, penalty=100.0)
-    assert int(np.argmax(np.abs(weight * features.std(0)))) == 3 and weight[3] > 0
+    importance = np.abs(weight * features.std(0))
+    assert int(np.argmax(importance)) == 3 and weight[3] > 0
+    assert importance[5] < 0.1 * importance[3]  # the off-topic best sellers taught nothing
     rows = np.concatenate([g.image_rows for g in train_groups])
     prior = features[rows] @ weight + bias
     assert abs(prior.mean()) < 1e-6 and prior.std() == pytest.approx(1.0 / CLIP_AT_SD, rel=1e-6)
