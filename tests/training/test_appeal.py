@@ -7,9 +7,10 @@ import torch
 import clik
 from clik.metrics import reciprocal_rank
 from training.appeal import CLIP_AT_SD, fit_appeal_prior
-from training.config import load_config
 from training.sampling import PreparedGroup
 from training.trainer import train
+
+from tests.support.train_configs import small_config
 
 
 def _groups(rng, features, count, size, start=0):
@@ -57,19 +58,7 @@ def test_nothing_to_learn_gives_a_zero_prior():
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(
-        model="clik-tiny-test",
-        epochs=2,
-        tm_batch=8,
-        memory_bank_size=8,
-        groups_per_batch=2,
-        images_per_group=6,
-        device="cpu",
-        cache_dir=str(tmp_path / "cache"),
-        calibration_folds=0,
-    )
-    base.update(kw)
-    return load_config(overrides=[f"{k}={v}" for k, v in base.items()])
+    return small_config(tmp_path, model="clik-tiny-test", epochs=2, memory_bank_size=8, calibration_folds=0, **kw)
 
 
 def test_a_locked_clik_run_carries_its_prior_into_the_bundle(shapes_dataset, tmp_path):

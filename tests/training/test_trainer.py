@@ -13,21 +13,10 @@ from training.config import load_config
 from training.evaluate import evaluate
 from training.trainer import build_model, train
 
+from tests.support.train_configs import small_config
 
-def _cfg(tmp_path, **kw):
-    base = dict(
-        epochs=3,
-        tm_batch=8,
-        memory_bank_size=16,
-        groups_per_batch=2,
-        images_per_group=6,
-        log_every=1,
-        device="cpu",
-        cache_dir=str(tmp_path / "cache"),
-        lr=1e-3,
-    )
-    base.update(kw)
-    return load_config(overrides=[f"{k}={v}" for k, v in base.items()])
+
+_cfg = small_config
 
 
 @pytest.mark.parametrize(
