@@ -415,18 +415,18 @@ def train(
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}", gps=f"{record['groups_per_s']:.0f}")
             started, window_groups = time.perf_counter(), 0
         bar.update(1)
+        if step == total_steps and model.cfg.appeal_prior and cfg.mode == "locked" and tables is not None:
+            # Fitted after the gradient steps, on the features they trained with (clik/appeal.py),
+            # so that the last checkpoint, written next, holds it.
+            from .appeal import fit_appeal_prior, install_appeal_prior
+
+            weight, bias = fit_appeal_prior(tables.images.cpu().numpy(), split.groups, cfg.appeal_penalty)
+            install_appeal_prior(model, weight, bias, cfg.appeal_weight)
         if step % checkpoint_every == 0 or step == total_steps:
             save_state(model, tokenizer, optimizer, scheduler, step, rng, out_dir, dist_info, cfg, criterion)
     bar.close()
     if log:
         log.close()
-    if model.cfg.appeal_prior and cfg.mode == "locked" and tables is not None:
-        # Fitted after the gradient steps, on the features they trained with (clik/appeal.py).
-        from .appeal import fit_appeal_prior, install_appeal_prior
-
-        weight, bias = fit_appeal_prior(tables.images.cpu().numpy(), split.groups, cfg.appeal_penalty)
-        install_appeal_prior(model, weight, bias, cfg.appeal_weight)
-        save_state(model, tokenizer, optimizer, scheduler, step, rng, out_dir, dist_info, cfg, criterion)
     if dist_info.is_main and calibrate:
         # The topic-fit calibration travels with the model: fitted now, put in the bundle by export.
         from .calibrate import calibrate_run
