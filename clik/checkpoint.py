@@ -42,6 +42,12 @@ BUNDLE_META = "bundle.json"
 TOPIC_FIT = "topic_fit.json"  # in text/: the calibrated topic-fit model (clik.topic_fit)
 
 
+def checkpoint_dir(run_or_checkpoint: str | Path) -> Path:
+    """A training run's checkpoint folder (`RUN/checkpoint`), or the path itself when it is one."""
+    path = Path(run_or_checkpoint)
+    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
+
+
 def save_checkpoint(
     model: ClikModel, tokenizer: TopicTokenizer, directory: str | Path, extra: dict | None = None
 ) -> Path:

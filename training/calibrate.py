@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clik.checkpoint import checkpoint_dir
 from clik.metrics import reciprocal_rank
 from clik.topic_fit import DEFAULT_FIT, TopicFit, fit, product_features, score_products
 
@@ -42,11 +43,6 @@ CALIBRATION_FILE = "topic_fit.json"
 CONTEXT_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 THRESHOLDS = (0.5, 0.3, 0.2, 0.1, 0.05)
 MIN_HOLDOUT_GROUPS = 3
-
-
-def checkpoint_dir(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    return run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
 
 
 def group_folds(data_dir: str | Path, folds: int, seed: int) -> list[frozenset[str]]:

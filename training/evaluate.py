@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 import clik
+from clik.checkpoint import checkpoint_dir
 from clik.metrics import TOPK, random_baseline, reciprocal_rank, top1_true_rank
 from clik.diverse import DiverseOptions, diversity_figures, select_diverse
 from clik.topic_fit import DEFAULT_FIT, ScoredProducts, product_features, score_products
@@ -141,8 +142,7 @@ def load_groups(
     model sees the same images."""
     run_dir = Path(run_dir)
     device = clik.encoders.pick_device(device)
-    ckpt = run_dir / "checkpoint" if (run_dir / "checkpoint").is_dir() else run_dir
-    model, tokenizer, meta = clik.load_checkpoint(ckpt, device=device)
+    model, tokenizer, meta = clik.load_checkpoint(checkpoint_dir(run_dir), device=device)
     dataset = load_dataset(data_dir)
     criterion = criterion or meta.get("criterion") or dataset.default_criterion
     # Default to the cache the run trained with: the backbone features are the same.

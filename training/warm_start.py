@@ -16,26 +16,11 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 import clik
-from clik.checkpoint import BUNDLE_META, CHECKPOINT_WEIGHTS, CONFIG, WEIGHTS
+from clik.checkpoint import BUNDLE_META, CHECKPOINT_WEIGHTS, CONFIG, WEIGHTS, checkpoint_dir
 
 
 def _model_config(path: Path) -> dict:
     return json.loads(path.read_text())["model"]
-
-
-def _source_state(path: Path) -> tuple[dict, dict]:
-    """(model config as a dict, state dict) of a run, checkpoint or bundle."""
-    if (path / BUNDLE_META).exists():
-        state: dict = {}
-        config: dict = {}
-        for side, module in (("text", "topic"), ("image", "image")):
-            config = _model_config(path / side / CONFIG)
-            state.update({f"{module}.{k}": v for k, v in load_file(str(path / side / WEIGHTS)).items()})
-        return config, state
-    checkpoint = path / "checkpoint" if (path / "checkpoint").is_dir() else path
-    if not (checkpoint / CHECKPOINT_WEIGHTS).exists():
-        raise FileNotFoundError(f"init_from {path}: not a training run, checkpoint or bundle")
-    return _model_config(checkpoint / CONFIG), load_file(str(checkpoint / CHECKPOINT_WEIGHTS))
 
 
 def source_model_config(path: str | Path) -> dict:
@@ -43,10 +28,24 @@ def source_model_config(path: str | Path) -> dict:
     path = Path(path)
     if (path / BUNDLE_META).exists():
         return _model_config(path / "text" / CONFIG)
-    checkpoint = path / "checkpoint" if (path / "checkpoint").is_dir() else path
+    checkpoint = checkpoint_dir(path)
     if not (checkpoint / CONFIG).exists():
         raise FileNotFoundError(f"init_from {path}: not a training run, checkpoint or bundle")
     return _model_config(checkpoint / CONFIG)
+
+
+def _source_state(path: Path) -> tuple[dict, dict]:
+    """(model config as a dict, state dict) of a run, checkpoint or bundle."""
+    config = source_model_config(path)
+    if (path / BUNDLE_META).exists():
+        state: dict = {}
+        for side, module in (("text", "topic"), ("image", "image")):
+            state.update({f"{module}.{k}": v for k, v in load_file(str(path / side / WEIGHTS)).items()})
+        return config, state
+    checkpoint = checkpoint_dir(path)
+    if not (checkpoint / CHECKPOINT_WEIGHTS).exists():
+        raise FileNotFoundError(f"init_from {path}: not a training run, checkpoint or bundle")
+    return config, load_file(str(checkpoint / CHECKPOINT_WEIGHTS))
 
 
 def load_initial_weights(model: clik.ClikModel, path: str | Path) -> None:

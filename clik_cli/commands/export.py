@@ -30,6 +30,7 @@ def export(
     Example: clik export runs/hm-clik --out bundles/hm-clik   (then: clik models activate bundles/hm-clik)
     """
     import clik
+    from clik.checkpoint import checkpoint_dir
 
     if (source is None) == (pretrained is None):
         raise typer.BadParameter("give either a checkpoint directory or --pretrained CONFIG")
@@ -37,7 +38,7 @@ def export(
         model = clik.create_model(pretrained)
         tokenizer = clik.create_tokenizer(model)
     else:
-        ckpt = source / "checkpoint" if (source / "checkpoint").is_dir() else source
+        ckpt = checkpoint_dir(source)
         if not (ckpt / "config.json").exists():
             typer.echo(f"error: no checkpoint in {source}", err=True)
             raise typer.Exit(2)
