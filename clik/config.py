@@ -75,6 +75,11 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def keeps_clip_projections(self) -> bool:
+        """A tower starts from a CLIP model's own projection (which maps to all of embed_dim)."""
+        return self.image.init_proj_from_head or self.text.architecture == "clip"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         data = dict(data)
@@ -106,7 +111,7 @@ class ModelConfig:
                 raise ValueError(f"appeal_prior is for method 'clik', not {self.method!r}")
             if self.embed_dim < 2:
                 raise ValueError("appeal_prior needs embed_dim >= 2 (one coordinate is the prior)")
-            if self.image.init_proj_from_head or self.text.architecture == "clip":
+            if self.keeps_clip_projections:
                 raise ValueError("appeal_prior cannot keep a CLIP model's own projections (they map to embed_dim)")
 
 

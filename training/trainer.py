@@ -62,7 +62,7 @@ def uses_appeal_prior(cfg: TrainConfig, model_cfg: clik.ModelConfig) -> bool:
         return bool(source_model_config(cfg.init_from).get("appeal_prior", False))
     if model_cfg.method != "clik" or cfg.mode != "locked" or cfg.appeal_weight <= 0:
         return False
-    return not (model_cfg.image.init_proj_from_head or model_cfg.text.architecture == "clip")
+    return not model_cfg.keeps_clip_projections
 
 
 def signed_log1p(x: torch.Tensor) -> torch.Tensor:
